@@ -1,0 +1,179 @@
+"""Bounded conversion of an unpickled record into plain JSON values.
+
+The unpickler's output is a graph, not a tree: one object can be referenced
+many times (a few hundred bytes of pickle can describe a structure whose
+expansion is exponential) and can reference itself.  :func:`to_json_value`
+walks it once, charging every node and every character against a budget and
+refusing to nest deeper than a limit, so the encoded entry is never larger
+than the caller's byte limit and the walk never overflows the
+stack.
+
+Value types rebuilt by :mod:`relay.safepickle` are rendered readably:
+``datetime``/``date``/``time`` as ISO 8601, ``Decimal`` as its digits,
+``UUID`` canonically, ``timedelta`` as ``str()`` shows it, ``bytes`` as a
+Python literal, sets as lists.  Any other object is rendered as
+``{"__class__": "module.Name", "args": [...], "state": ...}``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+from relay.safepickle import OpaqueObject, ValueStandIn
+
+__all__ = ["RECURSIVE_REFERENCE", "DecodeLimitExceeded", "to_json_value"]
+
+RECURSIVE_REFERENCE = "<recursive reference>"
+
+# What a container, a number or a key costs in the budget besides its text;
+# roughly its size once encoded as JSON.
+_NODE_COST = 8
+
+
+class DecodeLimitExceeded(ValueError):
+    """The decoded record would be larger or deeper than the configured limits."""
+
+
+class _Walker:
+    __slots__ = ("budget", "max_depth", "path")
+
+    def __init__(self, max_depth: int, max_bytes: int) -> None:
+        self.budget = max_bytes
+        self.max_depth = max_depth
+        # ids of the containers on the current path, to spot self-reference
+        self.path: set[int] = set()
+
+    def charge(self, cost: int) -> None:
+        self.budget -= cost
+        if self.budget < 0:
+            raise DecodeLimitExceeded("decoded record exceeds the maximum decoded size")
+
+    def value(self, obj: Any, depth: int) -> Any:
+        kind = type(obj)
+        if kind is str:
+            self.charge(len(obj) + 2)
+            return obj
+        if obj is None or kind is bool:
+            self.charge(_NODE_COST)
+            return obj
+        if kind is int:
+            return self.integer(obj)
+        if kind is float:
+            self.charge(_NODE_COST * 3)
+            return obj if math.isfinite(obj) else repr(obj)
+        return self.container(obj, kind, depth)
+
+    def integer(self, obj: int) -> int | str:
+        # Decimal digits are about 0.3 per bit; json.dumps cannot print ints
+        # beyond sys.get_int_max_str_digits(), so those become a short marker.
+        digits = obj.bit_length() * 3 // 10 + 2
+        if digits > 4000:
+            self.charge(_NODE_COST * 4)
+            return f"<int of {obj.bit_length()} bits>"
+        self.charge(digits)
+        return obj
+
+    def container(self, obj: Any, kind: type, depth: int) -> Any:
+        if depth >= self.max_depth:
+            raise DecodeLimitExceeded(f"record nests deeper than {self.max_depth} levels")
+        key = id(obj)
+        if key in self.path:
+            self.charge(len(RECURSIVE_REFERENCE))
+            return RECURSIVE_REFERENCE
+        self.charge(_NODE_COST)
+        self.path.add(key)
+        try:
+            return self.render(obj, kind, depth + 1)
+        finally:
+            self.path.discard(key)
+
+    def render(self, obj: Any, kind: type, depth: int) -> Any:
+        if kind is dict:
+            return self.mapping(obj, depth)
+        if kind in (list, tuple, set, frozenset):
+            return [self.value(item, depth) for item in obj]
+        if kind in (bytes, bytearray):
+            text = repr(bytes(obj))
+            self.charge(len(text))
+            return text
+        if isinstance(obj, ValueStandIn):
+            try:
+                rebuilt = obj.rebuild()
+            except (ValueError, TypeError, OverflowError, ArithmeticError):
+                return self.opaque(obj, depth)
+            return self.rebuilt(rebuilt)
+        if isinstance(obj, OpaqueObject):
+            return self.opaque(obj, depth)
+        # Anything else the stand-ins can produce (a bare marker such as the
+        # stand-in for ``object``) is named, never introspected.
+        name = getattr(type(obj), "qualname", type(obj).__name__)
+        return self.opaque_dict(str(name))
+
+    def mapping(self, obj: dict[Any, Any], depth: int) -> dict[str, Any]:
+        # Hot path: a record is one dict of mostly strings and small numbers,
+        # so scalars are costed inline and only containers recurse.
+        out: dict[str, Any] = {}
+        cost = 0
+        for key, item in obj.items():
+            if type(key) is not str:
+                key = self.key(key, depth)
+            cost += len(key) + 3
+            kind = type(item)
+            if kind is str:
+                cost += len(item) + 2
+            elif item is None or kind is bool:
+                cost += _NODE_COST
+            elif (kind is float and math.isfinite(item)) or (kind is int and -(2**63) <= item < 2**63):
+                cost += _NODE_COST * 3
+            else:
+                item = self.value(item, depth)
+            out[key] = item
+        self.charge(cost)
+        return out
+
+    def rebuilt(self, value: Any) -> str:
+        text = value.isoformat() if isinstance(value, dt.date | dt.time) else str(value)
+        self.charge(len(text) + 2)
+        return text
+
+    def opaque(self, obj: OpaqueObject, depth: int) -> dict[str, Any]:
+        out = self.opaque_dict(obj.qualname)
+        if obj.args:
+            out["args"] = self.value(obj.args, depth)
+        if obj.kwargs:
+            out["kwargs"] = self.value(obj.kwargs, depth)
+        if obj.state is not None:
+            out["state"] = self.value(obj.state, depth)
+        if obj.items:
+            out["items"] = self.value(obj.items, depth)
+        return out
+
+    def opaque_dict(self, qualname: str) -> dict[str, Any]:
+        self.charge(len(qualname) + 16)
+        return {"__class__": qualname}
+
+    def key(self, key: Any, depth: int) -> str:
+        if type(key) is str:
+            self.charge(len(key) + 3)
+            return key
+        # JSON object keys are strings; render others the way json.dumps
+        # would for scalars and as their JSON text for the rest.
+        value = self.value(key, depth)
+        if value is None:
+            return "null"
+        if type(value) is bool:
+            return "true" if value else "false"
+        return str(value)
+
+
+def to_json_value(obj: Any, *, max_depth: int, max_bytes: int) -> Any:
+    """Return a tree of dict/list/str/int/float/bool/None equivalent to ``obj``.
+
+    Raises :class:`DecodeLimitExceeded` if the result would nest deeper than
+    ``max_depth`` or cost more than ``max_bytes``
+    (roughly its JSON size).  A reference back to a container being walked is
+    rendered as ``"<recursive reference>"``.
+    """
+    return _Walker(max_depth, max_bytes).value(obj, 0)

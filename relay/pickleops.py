@@ -1,0 +1,140 @@
+"""A fast pre-flight scan of a pickle's opcode stream, run before unpickling.
+
+Restricting ``find_class`` (see :mod:`relay.safepickle`) stops a pickle from
+naming code, but CPython's C unpickler has another weakness with untrusted
+input: a memo store (``PUT``/``LONG_BINPUT``) with a huge index makes it
+allocate and zero a memo table of twice that size.  Seven bytes of pickle can
+make the process touch 16 GiB.  This module walks the opcodes once, without
+building any object, and rejects such streams before the unpickler sees them.
+
+It also rejects opcodes that have no business in a log record: persistent ids,
+out-of-band buffers and extension-registry codes.
+"""
+
+from __future__ import annotations
+
+import pickletools
+import struct
+from typing import Final
+
+__all__ = ["UnsafePickle", "scan"]
+
+
+class UnsafePickle(ValueError):
+    """The opcode stream is malformed or asks for something we never allow."""
+
+
+# Argument kinds, indexed by opcode byte.  Non-negative values are fixed widths.
+_LINE: Final = -1  # one newline-terminated argument
+_LEN1: Final = -2  # 1-byte length prefix, then that many bytes
+_LEN4S: Final = -3  # signed 4-byte little-endian length prefix
+_LEN4U: Final = -4  # unsigned 4-byte length prefix
+_LEN8U: Final = -5  # unsigned 8-byte length prefix
+_TWO_LINES: Final = -6  # GLOBAL and INST: "module\nname\n"
+_MEMO_PUT_LINE: Final = -7  # PUT: decimal index on a line
+_MEMO_PUT_U4: Final = -8  # LONG_BINPUT: 4-byte index
+_STOP: Final = -9
+_FORBIDDEN: Final = -10
+_UNKNOWN: Final = -11
+
+_FORBIDDEN_OPCODES: Final = frozenset(
+    {"PERSID", "BINPERSID", "NEXT_BUFFER", "READONLY_BUFFER", "EXT1", "EXT2", "EXT4"}
+)
+
+
+def _build_table() -> list[int]:
+    table = [_UNKNOWN] * 256
+    for op in pickletools.opcodes:
+        code = ord(op.code)
+        if op.name in _FORBIDDEN_OPCODES:
+            table[code] = _FORBIDDEN
+        elif op.name == "STOP":
+            table[code] = _STOP
+        elif op.name == "PUT":
+            table[code] = _MEMO_PUT_LINE
+        elif op.name == "LONG_BINPUT":
+            table[code] = _MEMO_PUT_U4
+        elif op.name in ("GLOBAL", "INST"):
+            table[code] = _TWO_LINES
+        elif op.arg is None:
+            table[code] = 0
+        else:
+            # pickletools encodes the argument layout in ``n``; its negative
+            # codes line up with ours by construction.
+            table[code] = op.arg.n
+    return table
+
+
+_TABLE: Final = _build_table()
+_unpack_u4: Final = struct.Struct("<I").unpack_from
+_NAMES: Final = {ord(op.code): op.name for op in pickletools.opcodes}
+
+
+def scan(data: bytes) -> None:
+    """Check that ``data`` is one well-formed pickle that is safe to hand to the C unpickler.
+
+    Raises :class:`UnsafePickle` naming the first problem found: an unknown or
+    forbidden opcode, a truncated argument, a memo index that could not have
+    come from an honest pickler (larger than the pickle itself), or a missing
+    STOP.  Cost is one pass over the opcodes; string payloads are skipped, not
+    read.
+    """
+    end = len(data)
+    pos = 0
+    table = _TABLE
+    find = data.find
+    # Branches are ordered by how often they occur in SocketHandler records
+    # (fixed-width ints/puts, then length-prefixed strings); this loop is on
+    # the per-record hot path.
+    while pos < end:
+        code = data[pos]
+        pos += 1
+        kind = table[code]
+        if kind >= 0:
+            pos += kind
+        elif kind == _LEN4U:
+            pos += 4 + _unpack_u4(data, pos)[0] if pos + 4 <= end else end + 1
+        elif kind == _LEN1:
+            pos += 1 + data[pos] if pos < end else end + 1
+        elif kind == _LINE:
+            newline = find(b"\n", pos)
+            pos = newline + 1 if newline >= 0 else end + 1
+        elif kind == _MEMO_PUT_U4:
+            if pos + 4 > end:
+                break
+            index = _unpack_u4(data, pos)[0]
+            if index > end:
+                raise UnsafePickle(f"memo index {index} out of range at offset {pos - 1}")
+            pos += 4
+        elif kind == _STOP:
+            return
+        else:
+            pos = _scan_rare(data, pos, code, kind)
+    raise UnsafePickle("pickle data was truncated (no STOP opcode)")
+
+
+def _scan_rare(data: bytes, pos: int, code: int, kind: int) -> int:
+    """Handle the opcodes that SocketHandler records seldom contain; return the next offset."""
+    end = len(data)
+    if kind == _LEN4S:
+        size = int.from_bytes(data[pos : pos + 4], "little", signed=True)
+        if size < 0:
+            raise UnsafePickle(f"negative length in {_NAMES[code]} at offset {pos - 1}")
+        return pos + 4 + size
+    if kind == _LEN8U:
+        return pos + 8 + int.from_bytes(data[pos : pos + 8], "little")
+    if kind == _TWO_LINES:
+        newline = data.find(b"\n", pos)
+        newline = data.find(b"\n", newline + 1) if newline >= 0 else -1
+        return newline + 1 if newline >= 0 else end + 1
+    if kind == _MEMO_PUT_LINE:
+        newline = data.find(b"\n", pos)
+        if newline < 0:
+            return end + 1
+        text = data[pos:newline]
+        if not text.isdigit() or len(text) > 10 or int(text) > end:
+            raise UnsafePickle(f"memo index {text[:20]!r} out of range at offset {pos - 1}")
+        return newline + 1
+    if kind == _FORBIDDEN:
+        raise UnsafePickle(f"opcode {_NAMES[code]} is not allowed (offset {pos - 1})")
+    raise UnsafePickle(f"unknown opcode 0x{code:02x} at offset {pos - 1}")

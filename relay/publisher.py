@@ -1,0 +1,324 @@
+"""The bounded buffer between connections and Redis, and the write path.
+
+Connections hand decoded records to :class:`StreamPublisher` synchronously
+(:meth:`~StreamPublisher.add_record`); one task drains the buffer into Redis
+in batches, one batch in flight at a time, so records keep the order in which
+they were added (and therefore each connection's order).
+
+Each batch is written by one call of a Lua script (:data:`PUBLISH_SCRIPT`):
+one round trip for up to ``batch_max_records`` XADDs, applied atomically.
+The script also makes retries harmless.  Every batch carries this process's
+producer id and a sequence number; the script stores the last applied number
+and skips a batch it has already applied.  So when a reply is lost (timeout,
+connection reset, Redis stalled) the batch is simply sent again.
+
+When Redis is slow or away, the buffer grows up to ``buffer_bytes``; at that
+point the publisher asks its :class:`FlowControl` to stop reading sockets,
+and to start again once the buffer is half empty.  TCP then pushes back on
+senders.  Nothing that was added is dropped while the process runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import secrets
+import time
+from collections import deque
+from typing import Final, NamedTuple, Protocol
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, RedisError
+
+from relay.settings import StreamKeys
+from relay.stats import CatcherStats
+
+__all__ = ["PUBLISH_SCRIPT", "SCHEMA_VERSION", "FlowControl", "StreamPublisher"]
+
+log = logging.getLogger("logrelay.publisher")
+
+#: Version of the stream entry layout (README, "Stream entry format").
+SCHEMA_VERSION: Final = "1"
+
+# Seconds a producer's last-sequence key lives after its last batch.  A retry
+# always comes within an outage; a week covers any outage Redis survives.
+PRODUCER_KEY_TTL: Final = 7 * 24 * 3600
+
+# Rough per-entry memory besides its payload (tuple, str objects, deque slot).
+ENTRY_OVERHEAD: Final = 120
+
+PUBLISH_SCRIPT: Final = """
+-- KEYS: records stream, dead-letter stream, producer key
+-- ARGV: seq, ttl, catcher, schema, n_records, n_dead,
+--       n_records x (record, client, received),
+--       n_dead x (raw, reason, client, received)
+local seq = tonumber(ARGV[1])
+local last = tonumber(redis.call('GET', KEYS[3]) or '0')
+if seq <= last then
+  return -1
+end
+-- Fail before the first write: a script stopped halfway keeps its writes.
+for k = 1, 2 do
+  local t = redis.call('TYPE', KEYS[k])['ok']
+  if t ~= 'none' and t ~= 'stream' then
+    return redis.error_reply('WRONGTYPE key ' .. KEYS[k] .. ' is a ' .. t .. ', not a stream')
+  end
+end
+local catcher, schema = ARGV[3], ARGV[4]
+local n_records, n_dead = tonumber(ARGV[5]), tonumber(ARGV[6])
+local i = 7
+for _ = 1, n_records do
+  redis.call('XADD', KEYS[1], '*', 'v', schema, 'record', ARGV[i],
+             'client', ARGV[i + 1], 'catcher', catcher, 'received', ARGV[i + 2])
+  i = i + 3
+end
+for _ = 1, n_dead do
+  redis.call('XADD', KEYS[2], '*', 'v', schema, 'reason', ARGV[i + 1], 'raw', ARGV[i],
+             'client', ARGV[i + 2], 'catcher', catcher, 'received', ARGV[i + 3])
+  i = i + 4
+end
+redis.call('SET', KEYS[3], seq, 'EX', ARGV[2])
+return n_records + n_dead
+"""
+
+
+class RecordEntry(NamedTuple):
+    record: bytes
+    client: str
+    received: str
+
+
+class DeadLetterEntry(NamedTuple):
+    raw: bytes
+    reason: str
+    client: str
+    received: str
+
+
+Entry = RecordEntry | DeadLetterEntry
+
+
+class FlowControl(Protocol):
+    """What the publisher needs from the server to push back on senders."""
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+class _NoFlowControl:
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class StreamPublisher:
+    """Buffers entries and writes them to Redis in order, exactly once.
+
+    ``add_record``/``add_dead_letter`` never block and never drop; they may
+    push the buffer past ``buffer_bytes`` by the entries of one socket read,
+    which is why pausing happens at the limit and resuming at half of it.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: StreamKeys,
+        *,
+        catcher_id: str,
+        buffer_bytes: int,
+        batch_max_records: int = 1000,
+        batch_max_bytes: int = 1024 * 1024,
+        stats: CatcherStats | None = None,
+        flow: FlowControl | None = None,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self.catcher_id = catcher_id
+        # Unique per process lifetime even if two catchers share an id.
+        self.producer_id = f"{catcher_id}:{secrets.token_hex(6)}"
+        self._producer_key = keys.producer(self.producer_id)
+        self._buffer: deque[Entry] = deque()
+        self._buffered_bytes = 0
+        self._high_water = buffer_bytes
+        self._low_water = buffer_bytes // 2
+        self._batch_max_records = batch_max_records
+        self._batch_max_bytes = batch_max_bytes
+        self.stats = stats or CatcherStats()
+        self.flow: FlowControl = flow or _NoFlowControl()
+        self._paused = False
+        self._seq = 0
+        self._script_sha: str | None = None
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._outage_since: float | None = None
+        self._last_outage_log = 0.0
+
+    # -- the producer side (called from protocol callbacks) -----------------
+
+    @property
+    def buffered(self) -> int:
+        """Entries accepted and not yet confirmed by Redis."""
+        return len(self._buffer)
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self._buffered_bytes
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def add_record(self, record: bytes, client: str, received: str) -> None:
+        self._add(RecordEntry(record, client, received), len(record))
+        self.stats.records_received += 1
+
+    def add_dead_letter(self, raw: bytes, reason: str, client: str, received: str) -> None:
+        self._add(DeadLetterEntry(raw, reason, client, received), len(raw) + len(reason))
+
+    def _add(self, entry: Entry, size: int) -> None:
+        self._buffer.append(entry)
+        self._buffered_bytes += size + ENTRY_OVERHEAD
+        self.stats.buffered = len(self._buffer)
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+        if not self._paused and self._buffered_bytes >= self._high_water:
+            self._paused = True
+            self.stats.backpressure_pauses += 1
+            log.warning(
+                "buffer full (%d records, %.1f MiB): pausing reads until Redis catches up",
+                len(self._buffer),
+                self._buffered_bytes / 2**20,
+            )
+            self.flow.pause_reading()
+
+    # -- the consumer side (one task) ---------------------------------------
+
+    async def run(self) -> None:
+        """Publish until :meth:`close` is called and the buffer is empty."""
+        while True:
+            if not self._buffer:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch, size = self._take_batch()
+            self._seq += 1
+            await self._publish(batch, self._seq)
+            for _ in range(len(batch)):
+                self._buffer.popleft()
+            self._buffered_bytes -= size
+            self.stats.buffered = len(self._buffer)
+            if self._paused and self._buffered_bytes <= self._low_water:
+                self._paused = False
+                log.info("buffer drained to %d records: reading again", len(self._buffer))
+                self.flow.resume_reading()
+
+    def close(self) -> None:
+        """Ask :meth:`run` to return once everything buffered is published."""
+        self._closing = True
+        self._wakeup.set()
+
+    def _take_batch(self) -> tuple[list[Entry], int]:
+        batch: list[Entry] = []
+        size = 0
+        for entry in itertools.islice(self._buffer, self._batch_max_records):
+            entry_size = len(entry[0]) + ENTRY_OVERHEAD
+            if isinstance(entry, DeadLetterEntry):
+                entry_size += len(entry.reason)
+            # Always take at least one entry, however large.
+            if batch and size + entry_size > self._batch_max_bytes:
+                break
+            batch.append(entry)
+            size += entry_size
+        return batch, size
+
+    def _script_args(self, batch: list[Entry], seq: int) -> list[bytes | str | int]:
+        records = [e for e in batch if type(e) is RecordEntry]
+        dead = [e for e in batch if type(e) is DeadLetterEntry]
+        args: list[bytes | str | int] = [
+            seq,
+            PRODUCER_KEY_TTL,
+            self.catcher_id,
+            SCHEMA_VERSION,
+            len(records),
+            len(dead),
+        ]
+        for record in records:
+            args.extend(record)
+        for dead_letter in dead:
+            args.extend(dead_letter)
+        return args
+
+    async def _publish(self, batch: list[Entry], seq: int) -> None:
+        """Write one batch, retrying with backoff until Redis confirms it."""
+        keys = [self._keys.records, self._keys.dead_letters, self._producer_key]
+        args = self._script_args(batch, seq)
+        attempt = 0
+        while True:
+            try:
+                if self._script_sha is None:
+                    self._script_sha = await self._redis.script_load(PUBLISH_SCRIPT)
+                result = await self._redis.evalsha(self._script_sha, len(keys), *keys, *args)
+            except NoScriptError:
+                # Redis restarted or SCRIPT FLUSH: load it again, no backoff.
+                self._script_sha = None
+                continue
+            except (RedisError, OSError) as exc:
+                self._note_failure(exc)
+                await asyncio.sleep(_backoff(attempt))
+                attempt += 1
+                continue
+            self._note_success(batch, int(result))
+            return
+
+    def _note_success(self, batch: list[Entry], result: int) -> None:
+        stats = self.stats
+        if result < 0:
+            # A previous attempt of this batch reached Redis but its reply
+            # was lost: it was applied then, so it is done now.
+            stats.batches_deduplicated += 1
+            log.info("batch %d was already applied before its reply was lost; not re-adding", self._seq)
+        stats.batches_published += 1
+        dead = sum(1 for e in batch if type(e) is DeadLetterEntry)
+        stats.dead_letters_published += dead
+        stats.records_published += len(batch) - dead
+        if self._outage_since is not None:
+            log.warning(
+                "Redis is back after %.1fs; publishing %d buffered records",
+                time.monotonic() - self._outage_since,
+                len(self._buffer),
+            )
+            self._outage_since = None
+
+    def _note_failure(self, exc: BaseException) -> None:
+        self.stats.redis_errors += 1
+        now = time.monotonic()
+        if self._outage_since is None:
+            self._outage_since = self._last_outage_log = now
+            log.error(
+                "cannot publish to Redis (%s: %s); buffering up to %.0f MiB and retrying",
+                type(exc).__name__,
+                exc,
+                self._high_water / 2**20,
+            )
+        elif now - self._last_outage_log >= 30:
+            # A reminder, not a line per record or per retry.
+            self._last_outage_log = now
+            log.error(
+                "Redis still unavailable after %.0fs (%s); %d records buffered",
+                now - self._outage_since,
+                exc,
+                len(self._buffer),
+            )
+
+
+def _backoff(attempt: int) -> float:
+    """Exponential backoff with full jitter: ~50 ms doubling up to 2 s."""
+    delay: float = min(2.0, 0.05 * 2.0 ** min(attempt, 10))
+    return random.uniform(0.5, 1.0) * delay

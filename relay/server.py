@@ -1,0 +1,364 @@
+"""The catcher: an asyncio TCP server feeding :class:`StreamPublisher`.
+
+Data path per connection: ``data_received`` → :class:`FrameDecoder` →
+``publisher.add_record``.  Everything runs on one event loop thread; the only
+shared state is :class:`ConnectionRegistry` (the open connections, whether
+reading is paused) and the publisher's buffer.
+
+Shutdown (SIGTERM/SIGINT), as uvicorn does it: close the listener → keep
+reading open connections until each has gone quiet on a frame boundary, or
+``drain_timeout`` passes → close them → publish what was buffered (bounded by
+``shutdown_timeout``) → exit.  A second signal skips the waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import resource
+import signal
+import time
+from typing import Any
+
+from relay.connections import create_redis
+from relay.publisher import StreamPublisher
+from relay.settings import CatcherSettings
+from relay.stats import CatcherStats
+from relay.wire import FrameDecoder, FrameTooLarge, Record
+
+__all__ = ["CatcherProtocol", "CatcherServer", "ConnectionRegistry", "format_peer"]
+
+log = logging.getLogger("logrelay.catcher")
+
+# A draining connection that has sent nothing for this long, and sits on a
+# frame boundary, has delivered what was in flight when we stopped.
+DRAIN_QUIET_SECONDS = 0.25
+
+
+def format_peer(peer: Any) -> str:
+    """``host:port`` for IPv4, ``[host]:port`` for IPv6, the path for Unix sockets."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = peer[0], peer[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(peer or "unknown")
+
+
+class ConnectionRegistry:
+    """The open connections and the server-wide reading state.
+
+    Implements :class:`relay.publisher.FlowControl`: when the publisher's
+    buffer is full, every connection stops reading; new connections start
+    paused until it has room again.
+    """
+
+    def __init__(self, max_connections: int, stats: CatcherStats) -> None:
+        self.connections: set[CatcherProtocol] = set()
+        self.max_connections = max_connections
+        self.stats = stats
+        self.reading_paused = False
+        self.draining = False
+
+    def add(self, conn: CatcherProtocol) -> bool:
+        if len(self.connections) >= self.max_connections:
+            return False
+        self.connections.add(conn)
+        self.stats.connections = len(self.connections)
+        return True
+
+    def discard(self, conn: CatcherProtocol) -> None:
+        self.connections.discard(conn)
+        self.stats.connections = len(self.connections)
+
+    def pause_reading(self) -> None:
+        self.reading_paused = True
+        for conn in self.connections:
+            conn.pause()
+
+    def resume_reading(self) -> None:
+        self.reading_paused = False
+        for conn in list(self.connections):
+            conn.resume()
+
+
+class CatcherProtocol(asyncio.Protocol):
+    """One client connection speaking the SocketHandler wire format."""
+
+    def __init__(
+        self, settings: CatcherSettings, registry: ConnectionRegistry, publisher: StreamPublisher
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._publisher = publisher
+        self._stats = registry.stats
+        self._decoder = FrameDecoder(settings.limits)
+        self._transport: asyncio.Transport | None = None
+        self._paused = False
+        self.client = "unknown"
+        self.last_active = time.monotonic()
+        self._bad_frames = 0
+
+    # -- asyncio callbacks ----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self.client = format_peer(transport.get_extra_info("peername"))
+        if not self._registry.add(self):
+            self._stats.connections_refused += 1
+            log.warning(
+                "refusing connection from %s: already %d connections (max-connections)",
+                self.client,
+                self._registry.max_connections,
+            )
+            transport.abort()
+            return
+        self._stats.connections_accepted += 1
+        if self._registry.reading_paused:
+            self.pause()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
+        try:
+            events = self._decoder.feed(data)
+        except FrameTooLarge as exc:
+            self._stats.oversize_frames += 1
+            log.warning("closing connection from %s: %s (max-frame-bytes)", self.client, exc)
+            self.abort()
+            return
+        if not events:
+            return
+        received = f"{time.time():.6f}"
+        publisher = self._publisher
+        client = self.client
+        for event in events:
+            if isinstance(event, Record):
+                publisher.add_record(event.json, client, received)
+            else:
+                self._bad_frame(event.raw, event.reason, received)
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._registry.discard(self)
+        pending = self._decoder.pending_bytes
+        if pending:
+            self._stats.partial_frames_dropped += 1
+            log.info("connection from %s closed inside a frame: %d bytes dropped", self.client, pending)
+        if self._bad_frames > 1:
+            log.warning("connection from %s sent %d undecodable frames in all", self.client, self._bad_frames)
+
+    # -- used by the registry and the server ----------------------------------
+
+    @property
+    def at_frame_boundary(self) -> bool:
+        return self._decoder.pending_bytes == 0
+
+    def pause(self) -> None:
+        if not self._paused and self._transport is not None and not self._transport.is_closing():
+            self._paused = True
+            self._transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._paused and self._transport is not None and not self._transport.is_closing():
+            self._paused = False
+            self.last_active = time.monotonic()
+            self._transport.resume_reading()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _bad_frame(self, raw: bytes, reason: str, received: str) -> None:
+        self._bad_frames += 1
+        self._stats.bad_frames += 1
+        self._publisher.add_dead_letter(raw, reason, self.client, received)
+        # The first per connection is a warning; a flood is summarised at close.
+        level = logging.WARNING if self._bad_frames == 1 else logging.DEBUG
+        log.log(
+            level,
+            "undecodable frame from %s (%d bytes) sent to dead letters: %s",
+            self.client,
+            len(raw),
+            reason,
+        )
+
+
+class CatcherServer:
+    """Owns the listener, the connections, the publisher and their shutdown."""
+
+    def __init__(self, settings: CatcherSettings) -> None:
+        self.settings = settings
+        self.stats = CatcherStats()
+        self.registry = ConnectionRegistry(settings.max_connections, self.stats)
+        self._redis = create_redis(settings.redis, client_name=f"logrelay-catch:{settings.catcher_id}")
+        self.publisher = StreamPublisher(
+            self._redis,
+            settings.keys,
+            catcher_id=settings.catcher_id,
+            buffer_bytes=settings.buffer_bytes,
+            batch_max_records=settings.batch_max_records,
+            batch_max_bytes=settings.batch_max_bytes,
+            stats=self.stats,
+            flow=self.registry,
+        )
+        self._server: asyncio.Server | None = None
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+        self.bound: list[tuple[str, int]] = []
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def serve(self) -> int:
+        """Run until a stop signal; return the process exit code (0: nothing lost)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        try:
+            await self.start()
+            await self._stop.wait()
+            return await self.shutdown()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    def request_stop(self) -> None:
+        if self._stop.is_set():
+            log.warning("second stop signal: closing now without waiting")
+            self._force.set()
+        else:
+            log.info("stop requested: no new connections; draining open ones")
+            self._stop.set()
+
+    async def start(self) -> None:
+        settings = self.settings
+        _raise_fd_limit(settings.max_connections + 64)
+        self._publisher_task = asyncio.create_task(self.publisher.run(), name="publisher")
+        self._tasks = [
+            asyncio.create_task(self._check_redis(), name="redis-check"),
+            asyncio.create_task(self._sweep_idle(), name="idle-sweep"),
+        ]
+        if settings.stats_interval:
+            self._tasks.append(asyncio.create_task(self._log_stats(), name="stats"))
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: CatcherProtocol(settings, self.registry, self.publisher),
+            settings.listen.host,
+            settings.listen.port,
+            backlog=1024,
+            reuse_address=True,
+        )
+        self.bound = [sock.getsockname()[:2] for sock in self._server.sockets]
+        if not settings.listen.is_loopback:
+            log.warning("listening on %s, beyond loopback: restrict who can reach it", settings.listen)
+        log.info(
+            "catching on %s -> %s stream %r (dead letters %r), catcher id %s",
+            ", ".join(format_peer(addr) for addr in self.bound),
+            settings.redis.safe_url,
+            settings.keys.records,
+            settings.keys.dead_letters,
+            settings.catcher_id,
+        )
+
+    async def shutdown(self) -> int:
+        settings = self.settings
+        if self._server is not None:
+            self._server.close()
+        self.registry.draining = True
+        # Resume any connection paused by a full buffer would overfill it;
+        # paused ones are drained as the publisher frees room.
+        await self._wait_or_force(self._drain_connections(), settings.drain_timeout)
+        for conn in list(self.registry.connections):
+            conn.abort()
+        for task in self._tasks:
+            task.cancel()
+        self.publisher.close()
+        try:
+            await self._wait_or_force(asyncio.shield(self._publisher_task), settings.shutdown_timeout)
+        finally:
+            lost = self.publisher.buffered
+            if lost:
+                self._publisher_task.cancel()
+                log.error("exiting with %d accepted records not published (Redis unavailable)", lost)
+            await self._redis.aclose()
+        log.info("stopped: %s", self.stats.summary())
+        return 1 if lost else 0
+
+    async def _wait_or_force(self, aw: Any, limit: float) -> None:
+        """Wait for ``aw`` at most ``limit`` seconds, or until a second stop signal."""
+        task = asyncio.ensure_future(aw)
+        force = asyncio.create_task(self._force.wait())
+        try:
+            await asyncio.wait({task, force}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            force.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _drain_connections(self) -> None:
+        while True:
+            now = time.monotonic()
+            for conn in list(self.registry.connections):
+                quiet = now - conn.last_active >= DRAIN_QUIET_SECONDS
+                if quiet and not conn.paused and conn.at_frame_boundary:
+                    conn.close()
+            if not self.registry.connections:
+                return
+            await asyncio.sleep(0.05)
+
+    # -- background tasks ------------------------------------------------------
+
+    async def _check_redis(self) -> None:
+        """Say at start whether Redis answers; the publisher keeps retrying regardless."""
+        try:
+            info = await self._redis.info("server")
+        except Exception as exc:
+            log.error(
+                "Redis at %s is unreachable (%s); accepting records into the buffer and retrying",
+                self.settings.redis.safe_url,
+                exc,
+            )
+        else:
+            log.info(
+                "connected to Redis %s at %s", info.get("redis_version", "?"), self.settings.redis.safe_url
+            )
+
+    async def _sweep_idle(self) -> None:
+        timeout = self.settings.idle_timeout
+        if not timeout:
+            return
+        while True:
+            await asyncio.sleep(min(timeout / 2, 5.0))
+            deadline = time.monotonic() - timeout
+            for conn in list(self.registry.connections):
+                if conn.last_active < deadline and not conn.paused:
+                    self.stats.connections_idle_closed += 1
+                    log.info(
+                        "closing connection from %s: idle for %.0fs (idle-timeout)", conn.client, timeout
+                    )
+                    conn.close()
+
+    async def _log_stats(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.stats_interval)
+            log.info("stats: %s", self.stats.summary())
+
+
+def _raise_fd_limit(wanted: int) -> None:
+    """Raise the soft open-files limit towards ``wanted`` (never above the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        log.debug("raised the open-files limit from %d to %d", soft, target)

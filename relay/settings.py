@@ -1,0 +1,174 @@
+"""Settings objects: one frozen dataclass per process, validated on construction.
+
+The CLI maps its options straight onto these (see :mod:`relay.cli`); library
+users and tests build them directly.  Nothing here performs I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from typing import Final
+from urllib.parse import urlsplit
+
+from relay.wire import DecodeLimits
+
+__all__ = [
+    "DEFAULT_LISTEN",
+    "DEFAULT_STREAM",
+    "CatcherSettings",
+    "ListenAddress",
+    "RedisSettings",
+    "StreamKeys",
+    "parse_byte_size",
+]
+
+# logging.handlers.DEFAULT_TCP_LOGGING_PORT
+DEFAULT_PORT: Final = 9020
+DEFAULT_LISTEN: Final = f"127.0.0.1:{DEFAULT_PORT}"
+DEFAULT_STREAM: Final = "logrelay"
+DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+_UNITS: Final = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_byte_size(text: str) -> int:
+    """Parse ``"1048576"``, ``"512KiB"``, ``"1M"`` or ``"2 GiB"`` into bytes (binary units)."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"not a byte size: {text!r} (try 1048576, 512KiB or 1MiB)")
+    number, unit, _ = match.groups()
+    return int(float(number) * _UNITS[unit.lower()])
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    """Where a server listens: ``HOST:PORT``, ``[IPv6]:PORT`` or ``:PORT`` (all interfaces)."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> ListenAddress:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not port_text.isdigit():
+            raise ValueError(f"expected HOST:PORT, got {text!r}")
+        port = int(port_text)
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port out of range in {text!r}")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        return cls(host or "0.0.0.0", port)
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamKeys:
+    """The Redis keys one stream of records uses.
+
+    Every key a catcher writes in one script call must live in one hash slot
+    for Redis Cluster, so the derived keys carry the stream name as a hash tag
+    (``{logrelay}:dead``), unless the stream name already has one.
+    """
+
+    records: str = DEFAULT_STREAM
+    dead_letters: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.records:
+            raise ValueError("the stream key must not be empty")
+        if not self.dead_letters:
+            object.__setattr__(self, "dead_letters", f"{self.tag}:dead")
+
+    @property
+    def tag(self) -> str:
+        """The stream name as a hash tag, for keys that must share its slot."""
+        start = self.records.find("{")
+        if start >= 0 and self.records.find("}", start + 2) > start:
+            return self.records
+        return "{" + self.records + "}"
+
+    def producer(self, producer_id: str) -> str:
+        """Key holding the last batch sequence number a catcher process applied."""
+        return f"{self.tag}:producer:{producer_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """How to reach Redis.  Build with :meth:`from_url`."""
+
+    url: str = DEFAULT_REDIS_URL
+    socket_timeout: float = 5.0
+    connect_timeout: float = 2.0
+
+    @classmethod
+    def from_url(cls, url: str, **options: float) -> RedisSettings:
+        """Validate a ``redis://``, ``rediss://`` or ``unix://`` URL."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r} in {url!r}")
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError(f"no host in Redis URL {url!r}")
+        return cls(url=url, **options)
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password masked, for logs."""
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+
+
+def default_catcher_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True, slots=True)
+class CatcherSettings:
+    """Everything one ``logrelay catch`` process needs."""
+
+    listen: ListenAddress = field(default_factory=lambda: ListenAddress.parse(DEFAULT_LISTEN))
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    keys: StreamKeys = field(default_factory=StreamKeys)
+    limits: DecodeLimits = field(default_factory=DecodeLimits)
+    catcher_id: str = field(default_factory=default_catcher_id)
+    # Records held between the sockets and Redis, in bytes of encoded entry.
+    buffer_bytes: int = 256 * 1024 * 1024
+    batch_max_records: int = 1000
+    batch_max_bytes: int = 1024 * 1024
+    max_connections: int = 10_000
+    idle_timeout: float = 3600.0
+    drain_timeout: float = 5.0
+    shutdown_timeout: float = 30.0
+    stats_interval: float = 60.0
+
+    def __post_init__(self) -> None:
+        positive = ("buffer_bytes", "batch_max_records", "batch_max_bytes", "max_connections")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name.replace('_', '-')} must be positive")
+        for name in ("idle_timeout", "drain_timeout", "shutdown_timeout", "stats_interval"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name.replace('_', '-')} must not be negative")
+        if self.buffer_bytes < self.limits.max_decoded_bytes:
+            raise ValueError("buffer-bytes must hold at least one maximum-size record")
+        if not self.catcher_id:
+            raise ValueError("catcher-id must not be empty")

@@ -1,0 +1,159 @@
+"""The SocketHandler wire format, decoded without sockets (sans-I/O).
+
+``logging.handlers.SocketHandler.makePickle`` writes each record as a frame:
+a 4-byte big-endian unsigned length, then that many bytes of a protocol-1
+pickle of the record's ``__dict__``.  :class:`FrameDecoder` is fed whatever
+chunks the transport delivers (one byte, half a frame, fifty frames) and
+returns, per complete frame, either a :class:`Record` (the record as JSON) or
+a :class:`BadFrame` (the raw bytes and why they were refused).
+
+A declared length above the limit raises :class:`FrameTooLarge`: after that
+the byte stream cannot be trusted (it may not even be a SocketHandler), so the
+caller closes the connection.  Everything else that is wrong with a frame is
+confined to that frame; the decoder goes on with the next one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Final, NamedTuple
+
+from relay.jsonvalue import DecodeLimitExceeded, to_json_value
+from relay.safepickle import UnsafePickle, safe_loads
+
+__all__ = [
+    "BadFrame",
+    "DecodeLimits",
+    "FrameDecoder",
+    "FrameTooLarge",
+    "Record",
+    "decode_payload",
+]
+
+HEADER_SIZE: Final = 4
+# Built once: json.dumps() with arguments builds a new encoder per call.
+_encode_json: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeLimits:
+    """Bounds on the work and memory one frame may cost.
+
+    ``max_frame_bytes`` bounds the pickle itself (and so the buffer a
+    connection holds); ``max_depth`` and ``max_decoded_bytes`` bound the
+    record once decoded, which a small pickle can make large by sharing.
+    """
+
+    max_frame_bytes: int = 1024 * 1024
+    max_depth: int = 32
+    max_decoded_bytes: int = 4 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("max_frame_bytes", "max_depth", "max_decoded_bytes"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.max_frame_bytes >= 2**32:
+            raise ValueError("max_frame_bytes must be below 4 GiB (the header is 32 bits)")
+
+
+class Record(NamedTuple):
+    """A decoded record: its attributes as a UTF-8 JSON object."""
+
+    json: bytes
+
+
+class BadFrame(NamedTuple):
+    """A complete frame whose payload is not an acceptable record."""
+
+    raw: bytes
+    reason: str
+
+
+class FrameTooLarge(Exception):
+    """A frame header declares more bytes than the limit allows."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"frame of {size} bytes exceeds the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+def decode_payload(payload: bytes, limits: DecodeLimits) -> bytes:
+    """Turn one frame's pickle into the record's JSON text (UTF-8).
+
+    Raises ``ValueError`` (with a reason fit for a dead-letter entry) if the
+    payload is not a pickled ``dict`` with string keys, names a forbidden
+    global, is malformed, or exceeds the decoded-size or depth limits.
+    """
+    obj = safe_loads(payload)
+    if type(obj) is not dict:
+        raise ValueError(f"payload is a pickled {type(obj).__name__}, not a record dict")
+    if any(type(key) is not str for key in obj):
+        raise ValueError("record dict has non-string keys")
+    value = to_json_value(obj, max_depth=limits.max_depth, max_bytes=limits.max_decoded_bytes)
+    text = _encode_json(value)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # Lone surrogates (a str pickled from broken input) have no UTF-8
+        # form; write them as JSON escapes instead of refusing the record.
+        return text.encode("utf-8", "backslashreplace")
+
+
+class FrameDecoder:
+    """Incremental decoder for one connection's byte stream.
+
+    Call :meth:`feed` with each chunk received; it returns the records and bad
+    frames completed by that chunk, in stream order.  Internally it keeps at
+    most one partial frame, never more than ``limits.max_frame_bytes`` plus
+    the header.
+    """
+
+    __slots__ = ("_buffer", "_limits", "_need")
+
+    def __init__(self, limits: DecodeLimits | None = None) -> None:
+        self._limits = limits or DecodeLimits()
+        self._buffer = bytearray()
+        # Bytes of payload the frame at the head of the buffer needs, once
+        # its header has been read; -1 while waiting for a header.
+        self._need = -1
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of an incomplete frame held; 0 means we sit on a frame boundary."""
+        return len(self._buffer) + (HEADER_SIZE if self._need >= 0 else 0)
+
+    def feed(self, data: bytes) -> list[Record | BadFrame]:
+        """Consume ``data``; return every frame it completes.
+
+        Raises :class:`FrameTooLarge` when a header declares an oversized
+        frame; the decoder must not be fed again after that.
+        """
+        buffer = self._buffer
+        buffer += data
+        events: list[Record | BadFrame] = []
+        offset = 0
+        end = len(buffer)
+        limits = self._limits
+        while True:
+            if self._need < 0:
+                if end - offset < HEADER_SIZE:
+                    break
+                size = int.from_bytes(buffer[offset : offset + HEADER_SIZE], "big")
+                if size > limits.max_frame_bytes:
+                    raise FrameTooLarge(size, limits.max_frame_bytes)
+                offset += HEADER_SIZE
+                self._need = size
+            if end - offset < self._need:
+                break
+            payload = bytes(buffer[offset : offset + self._need])
+            offset += self._need
+            self._need = -1
+            try:
+                events.append(Record(decode_payload(payload, limits)))
+            except (ValueError, UnsafePickle, DecodeLimitExceeded) as exc:
+                events.append(BadFrame(payload, str(exc)))
+        if offset:
+            del buffer[:offset]
+        return events
