@@ -157,6 +157,7 @@ class StreamPublisher:
         self._closing = False
         self._outage_since: float | None = None
         self._last_outage_log = 0.0
+        self._last_pause_log = -60.0
 
     # -- the producer side (called from protocol callbacks) -----------------
 
@@ -187,14 +188,27 @@ class StreamPublisher:
         if not self._wakeup.is_set():
             self._wakeup.set()
         if not self._paused and self._buffered_bytes >= self._high_water:
-            self._paused = True
-            self.stats.backpressure_pauses += 1
+            self._pause()
+
+    def _pause(self) -> None:
+        self._paused = True
+        self.stats.backpressure_pauses += 1
+        now = time.monotonic()
+        # Under sustained load a small buffer fills and drains many times a
+        # second: say it once per half minute, the count is in the stats.
+        if now - self._last_pause_log >= 30:
+            self._last_pause_log = now
             log.warning(
                 "buffer full (%d records, %.1f MiB): pausing reads until Redis catches up",
                 len(self._buffer),
                 self._buffered_bytes / 2**20,
             )
-            self.flow.pause_reading()
+        self.flow.pause_reading()
+
+    def _resume(self) -> None:
+        self._paused = False
+        log.debug("buffer drained to %d records: reading again", len(self._buffer))
+        self.flow.resume_reading()
 
     # -- the consumer side (one task) ---------------------------------------
 
@@ -215,9 +229,7 @@ class StreamPublisher:
             self._buffered_bytes -= size
             self.stats.buffered = len(self._buffer)
             if self._paused and self._buffered_bytes <= self._low_water:
-                self._paused = False
-                log.info("buffer drained to %d records: reading again", len(self._buffer))
-                self.flow.resume_reading()
+                self._resume()
 
     def close(self) -> None:
         """Ask :meth:`run` to return once everything buffered is published."""

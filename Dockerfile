@@ -1,0 +1,39 @@
+# logrelay image: `logrelay catch` by default.
+#
+#   docker build -t logrelay .
+#   docker run --rm -e LOGRELAY_CATCH_LISTEN=0.0.0.0:9020 \
+#       -e LOGRELAY_CATCH_REDIS_URL=redis://redis-host:6379/0 -p 9020:9020 logrelay
+#
+# Every option comes from the environment as LOGRELAY_<COMMAND>_<OPTION>
+# (see `logrelay catch --help`).  The catcher listens on 127.0.0.1:9020 unless
+# told otherwise, which inside a container reaches nothing: set
+# LOGRELAY_CATCH_LISTEN=0.0.0.0:9020 (compose.yaml does).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /src
+# README.md is optional (the glob may match nothing); pyproject.toml names it.
+COPY pyproject.toml README.md* ./
+COPY relay ./relay
+COPY consumers ./consumers
+RUN pip install . \
+    && cd / \
+    && rm -rf /src
+
+RUN useradd --system --uid 10001 --user-group --no-create-home \
+        --home-dir /nonexistent --shell /usr/sbin/nologin logrelay
+WORKDIR /
+USER logrelay:logrelay
+
+# logging.handlers.DEFAULT_TCP_LOGGING_PORT
+EXPOSE 9020
+
+# Exec form: logrelay is PID 1 and gets SIGTERM itself, then drains open
+# connections (--drain-timeout) and publishes its buffer (--shutdown-timeout)
+# before exiting; give it longer than both to stop (compose: stop_grace_period).
+ENTRYPOINT ["logrelay"]
+CMD ["catch"]

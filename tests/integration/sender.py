@@ -1,0 +1,65 @@
+"""A client application for tests: logs numbered records through a real SocketHandler.
+
+Run as ``python -m tests.integration.sender --port P --client NAME --count N``.
+It prints one JSON line at exit: ``{"client": ..., "sent": N, "errors": E}``,
+where ``errors`` counts the records the handler reported as failed (the stock
+SocketHandler drops those).  ``--patient`` makes the handler wait as long as
+the catcher pushes back instead of giving up after the stock 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import logging.handlers
+import socket
+import sys
+
+
+class CountingSocketHandler(logging.handlers.SocketHandler):
+    """The stock handler; it only counts the failures it would otherwise print."""
+
+    def __init__(self, host: str, port: int, *, patient: bool) -> None:
+        super().__init__(host, port)
+        self.errors = 0
+        self.patient = patient
+
+    def makeSocket(self, timeout: float = 1) -> socket.socket:  # noqa: N802 (stdlib name)
+        return super().makeSocket(timeout=None if self.patient else timeout)  # type: ignore[arg-type]
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (stdlib name)
+        self.errors += 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--client", required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--patient", action="store_true")
+    parser.add_argument("--pad", type=int, default=0, help="bytes of padding per record")
+    args = parser.parse_args()
+
+    handler = CountingSocketHandler(args.host, args.port, patient=args.patient)
+    logger = logging.getLogger(f"client.{args.client}")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    for seq in range(args.count):
+        extra = {"client_id": args.client, "seq": seq, "pad": "x" * args.pad}
+        if seq % 97 == 0:
+            try:
+                raise ValueError(f"failure number {seq}")
+            except ValueError:
+                logger.exception("record %d from %s: ünïcödé ✓", seq, args.client, extra=extra)
+        else:
+            logger.info("record %d from %s", seq, args.client, extra=extra)
+    handler.close()
+    print(json.dumps({"client": args.client, "sent": args.count, "errors": handler.errors}))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

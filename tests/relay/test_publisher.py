@@ -1,0 +1,259 @@
+"""StreamPublisher's batching, ordering, retry and idempotency, against fakeredis.
+
+fakeredis runs the real Lua script (through lupa), so these tests exercise
+the same write path as production, only without a server process; faults are
+injected with fakeredis's ``connected`` switch and by a client that loses
+replies.  The same behaviours against a real, paused redis-server are in
+tests/integration/test_catch.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import fakeredis
+import pytest
+import redis.exceptions
+
+from relay.publisher import PUBLISH_SCRIPT, StreamPublisher
+from relay.settings import StreamKeys
+from tests.polling import async_wait_until
+
+KEYS = StreamKeys("logs")
+
+
+class RecordingFlow:
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def pause_reading(self) -> None:
+        self.events.append("pause")
+
+    def resume_reading(self) -> None:
+        self.events.append("resume")
+
+
+class ReplyLosingRedis(fakeredis.FakeAsyncRedis):
+    """Applies EVALSHA, then reports a lost connection, ``losses`` times."""
+
+    def __init__(self, *args: Any, losses: int = 1, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.losses = losses
+
+    async def evalsha(self, *args: Any) -> Any:
+        result = await super().evalsha(*args)
+        if self.losses:
+            self.losses -= 1
+            raise redis.exceptions.ConnectionError("connection reset after the command ran")
+        return result
+
+
+@pytest.fixture
+def server() -> fakeredis.FakeServer:
+    return fakeredis.FakeServer()
+
+
+@pytest.fixture
+async def client(server: fakeredis.FakeServer) -> AsyncIterator[fakeredis.FakeAsyncRedis]:
+    client = fakeredis.FakeAsyncRedis(server=server)
+    yield client
+    await client.aclose()
+
+
+def record(seq: int, conn: str = "c0") -> bytes:
+    return json.dumps({"msg": f"record {seq}", "conn": conn, "seq": seq}).encode()
+
+
+async def stream_records(client: Any, key: str = "logs") -> list[dict[str, Any]]:
+    return [json.loads(fields[b"record"]) for _, fields in await client.xrange(key)]
+
+
+async def run_until_published(publisher: StreamPublisher, expected: int, timeout: float = 10) -> None:
+    task = asyncio.create_task(publisher.run())
+    try:
+        await async_wait_until(
+            lambda: publisher.stats.records_published + publisher.stats.dead_letters_published >= expected,
+            timeout=timeout,
+            what=f"{expected} entries published",
+        )
+        publisher.close()
+        await asyncio.wait_for(task, timeout)
+    finally:
+        task.cancel()
+
+
+def make_publisher(client: Any, **kwargs: Any) -> StreamPublisher:
+    options: dict[str, Any] = {"catcher_id": "test-catcher", "buffer_bytes": 64 * 1024 * 1024}
+    options.update(kwargs)
+    return StreamPublisher(client, KEYS, **options)
+
+
+async def test_records_are_published_in_order_in_batches(client: fakeredis.FakeAsyncRedis) -> None:
+    publisher = make_publisher(client, batch_max_records=100)
+    for seq in range(250):
+        publisher.add_record(record(seq), "10.0.0.1:5000", "1700000000.000001")
+    await run_until_published(publisher, 250)
+
+    assert [r["seq"] for r in await stream_records(client)] == list(range(250))
+    assert publisher.stats.batches_published == 3
+    assert publisher.buffered == 0
+    assert publisher.buffered_bytes == 0
+
+
+async def test_entry_fields_follow_the_documented_format(client: fakeredis.FakeAsyncRedis) -> None:
+    publisher = make_publisher(client)
+    publisher.add_record(b'{"msg":"hi"}', "[::1]:6000", "1700000000.250000")
+    publisher.add_dead_letter(b"\x80\x01garbage", "undecodable pickle", "[::1]:6000", "1700000000.500000")
+    await run_until_published(publisher, 2)
+
+    ((_, entry),) = await client.xrange("logs")
+    assert entry == {
+        b"v": b"1",
+        b"record": b'{"msg":"hi"}',
+        b"client": b"[::1]:6000",
+        b"catcher": b"test-catcher",
+        b"received": b"1700000000.250000",
+    }
+    ((_, dead),) = await client.xrange(KEYS.dead_letters)
+    assert dead == {
+        b"v": b"1",
+        b"reason": b"undecodable pickle",
+        b"raw": b"\x80\x01garbage",
+        b"client": b"[::1]:6000",
+        b"catcher": b"test-catcher",
+        b"received": b"1700000000.500000",
+    }
+
+
+async def test_a_batch_whose_reply_was_lost_is_not_added_twice(server: fakeredis.FakeServer) -> None:
+    client = ReplyLosingRedis(server=server, losses=2)
+    publisher = make_publisher(client, batch_max_records=10)
+    for seq in range(25):
+        publisher.add_record(record(seq), "c", "1")
+    await run_until_published(publisher, 25)
+
+    assert [r["seq"] for r in await stream_records(client)] == list(range(25))
+    # Attempt 1 applied the first batch and lost the reply; attempt 2 was
+    # recognised as a repeat and lost its reply too; attempt 3 reports it.
+    assert publisher.stats.redis_errors == 2
+    assert publisher.stats.batches_deduplicated == 1
+    await client.aclose()
+
+
+async def test_the_script_skips_a_sequence_number_it_has_applied(client: fakeredis.FakeAsyncRedis) -> None:
+    keys = [KEYS.records, KEYS.dead_letters, KEYS.producer("p1")]
+    args = [7, 60, "catcher", "1", 1, 0, b'{"msg":"once"}', "c", "1"]
+    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *args) == 1
+    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *args) == -1
+    # An older batch of the same producer is a stale retry too.
+    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, 6, *args[1:]) == -1
+    # Another producer's batch 7 is its own.
+    other = [KEYS.records, KEYS.dead_letters, KEYS.producer("p2")]
+    assert await client.eval(PUBLISH_SCRIPT, 3, *other, *args) == 1
+    assert await client.xlen("logs") == 2
+
+
+async def test_outage_buffers_retries_and_is_logged_once(
+    server: fakeredis.FakeServer, client: fakeredis.FakeAsyncRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="logrelay.publisher")
+    server.connected = False
+    publisher = make_publisher(client, batch_max_records=10)
+    task = asyncio.create_task(publisher.run())
+    try:
+        for seq in range(100):
+            publisher.add_record(record(seq), "c", "1")
+        await async_wait_until(lambda: publisher.stats.redis_errors >= 3, what="several failed attempts")
+        assert publisher.buffered == 100
+        server.connected = True
+        await async_wait_until(lambda: publisher.stats.records_published == 100, what="records after outage")
+    finally:
+        publisher.close()
+        await asyncio.wait_for(task, 10)
+
+    assert [r["seq"] for r in await stream_records(client)] == list(range(100))
+    outage_lines = [r for r in caplog.records if "cannot publish to Redis" in r.getMessage()]
+    assert len(outage_lines) == 1
+    assert any("Redis is back" in r.getMessage() for r in caplog.records)
+
+
+async def test_full_buffer_pauses_reading_and_resumes_at_half(
+    server: fakeredis.FakeServer, client: fakeredis.FakeAsyncRedis
+) -> None:
+    flow = RecordingFlow()
+    entry = record(0)
+    server.connected = False
+    publisher = make_publisher(client, buffer_bytes=20 * 1024, batch_max_records=5, flow=flow)
+    task = asyncio.create_task(publisher.run())
+    try:
+        sent = 0
+        while not publisher.paused:
+            publisher.add_record(entry, "c", "1")
+            sent += 1
+            assert sent < 10_000, "the buffer never reported full"
+        assert flow.events == ["pause"]
+        assert publisher.buffered_bytes >= 20 * 1024
+        # Adding past the limit is still accepted: nothing read is ever dropped.
+        publisher.add_record(entry, "c", "1")
+        sent += 1
+        server.connected = True
+        await async_wait_until(lambda: flow.events == ["pause", "resume"], what="resume")
+        assert publisher.buffered_bytes <= 10 * 1024
+        await async_wait_until(lambda: publisher.stats.records_published == sent, what="all published")
+    finally:
+        publisher.close()
+        await asyncio.wait_for(task, 10)
+    assert await client.xlen("logs") == sent
+
+
+async def test_script_flushed_by_a_restart_is_loaded_again(client: fakeredis.FakeAsyncRedis) -> None:
+    publisher = make_publisher(client, batch_max_records=1)
+    publisher.add_record(record(0), "c", "1")
+    await run_until_published(publisher, 1)
+    await client.script_flush()
+    publisher.add_record(record(1), "c", "1")
+    await run_until_published(publisher, 2)
+    assert [r["seq"] for r in await stream_records(client)] == [0, 1]
+
+
+async def test_wrong_key_type_writes_nothing_and_retries_until_fixed(client: fakeredis.FakeAsyncRedis) -> None:
+    await client.set(KEYS.dead_letters, "not a stream")
+    publisher = make_publisher(client)
+    publisher.add_record(record(0), "c", "1")
+    publisher.add_dead_letter(b"raw", "bad", "c", "1")
+    task = asyncio.create_task(publisher.run())
+    try:
+        await async_wait_until(lambda: publisher.stats.redis_errors >= 2, what="WRONGTYPE failures")
+        # The record was not written alone: a later retry would double it.
+        assert await client.xlen("logs") == 0
+        await client.delete(KEYS.dead_letters)
+        await async_wait_until(lambda: publisher.buffered == 0, what="published after the fix")
+    finally:
+        publisher.close()
+        await asyncio.wait_for(task, 10)
+    assert await client.xlen("logs") == 1
+    assert await client.xlen(KEYS.dead_letters) == 1
+
+
+async def test_one_oversized_entry_is_still_sent(client: fakeredis.FakeAsyncRedis) -> None:
+    publisher = make_publisher(client, batch_max_bytes=1024)
+    big = json.dumps({"msg": "x" * 10_000, "seq": 0}).encode()
+    publisher.add_record(big, "c", "1")
+    publisher.add_record(record(1), "c", "1")
+    await run_until_published(publisher, 2)
+    assert [r["seq"] for r in await stream_records(client)] == [0, 1]
+    assert publisher.stats.batches_published == 2
+
+
+def test_stream_keys_share_a_hash_slot() -> None:
+    from redis.crc import key_slot
+
+    for stream in ("logrelay", "app:logs", "{tenant}:logs"):
+        keys = StreamKeys(stream)
+        slot = key_slot(keys.records.encode())
+        assert key_slot(keys.dead_letters.encode()) == slot
+        assert key_slot(keys.producer("host-1:abc").encode()) == slot

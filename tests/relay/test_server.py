@@ -1,0 +1,168 @@
+"""CatcherProtocol and ConnectionRegistry driven through asyncio's callbacks, no sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import logging.handlers
+import struct
+from typing import Any
+
+import fakeredis
+import pytest
+
+from relay.publisher import StreamPublisher
+from relay.server import CatcherProtocol, ConnectionRegistry, format_peer
+from relay.settings import CatcherSettings, StreamKeys
+from relay.stats import CatcherStats
+from relay.wire import DecodeLimits
+from tests.polling import async_wait_until
+
+
+class FakeTransport(asyncio.Transport):
+    """Records what the protocol asked of its transport."""
+
+    def __init__(self, peer: Any = ("192.0.2.7", 40000)) -> None:
+        super().__init__()
+        self.peer = peer
+        self.reading = True
+        self.closed = False
+        self.aborted = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.peer if name == "peername" else default
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_closing(self) -> bool:
+        return self.closed or self.aborted
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def frame(msg: str, **extra: Any) -> bytes:
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, msg, None, None)
+    record.__dict__.update(extra)
+    return logging.handlers.SocketHandler("unused", 0).makePickle(record)
+
+
+@pytest.fixture
+async def parts() -> Any:
+    client = fakeredis.FakeAsyncRedis()
+    settings = CatcherSettings(
+        keys=StreamKeys("logs"),
+        limits=DecodeLimits(max_frame_bytes=4096, max_decoded_bytes=4096),
+        buffer_bytes=8192,
+        max_connections=2,
+    )
+    stats = CatcherStats()
+    registry = ConnectionRegistry(settings.max_connections, stats)
+    publisher = StreamPublisher(
+        client, settings.keys, catcher_id="unit", buffer_bytes=settings.buffer_bytes, stats=stats, flow=registry
+    )
+    yield settings, registry, publisher, client
+    await client.aclose()
+
+
+def connect(parts: Any, peer: Any = ("192.0.2.7", 40000)) -> tuple[CatcherProtocol, FakeTransport]:
+    settings, registry, publisher, _ = parts
+    protocol = CatcherProtocol(settings, registry, publisher)
+    transport = FakeTransport(peer)
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+async def test_frames_split_across_reads_reach_the_stream_in_order(parts: Any) -> None:
+    _, _, publisher, client = parts
+    protocol, _ = connect(parts)
+    data = b"".join(frame(f"m{n}", n=n) for n in range(5))
+    for start in range(0, len(data), 7):
+        protocol.data_received(data[start : start + 7])
+    assert publisher.buffered == 5
+    task = asyncio.create_task(publisher.run())
+    await async_wait_until(lambda: publisher.buffered == 0, what="published")
+    publisher.close()
+    await task
+    entries = await client.xrange("logs")
+    assert [json.loads(f[b"record"])["n"] for _, f in entries] == [0, 1, 2, 3, 4]
+    assert {f[b"client"] for _, f in entries} == {b"192.0.2.7:40000"}
+
+
+async def test_oversize_header_aborts_the_connection(parts: Any) -> None:
+    _, registry, publisher, _ = parts
+    protocol, transport = connect(parts)
+    protocol.data_received(frame("fine"))
+    protocol.data_received(struct.pack(">L", 4097))
+    assert transport.aborted
+    assert registry.stats.oversize_frames == 1
+    assert publisher.buffered == 1  # the good frame before it is kept
+
+
+async def test_bad_frame_is_dead_lettered_between_good_ones(parts: Any) -> None:
+    _, registry, publisher, client = parts
+    protocol, transport = connect(parts)
+    junk = b"\x80\x02not a pickle"
+    protocol.data_received(frame("a") + struct.pack(">L", len(junk)) + junk + frame("b"))
+    assert not transport.aborted
+    assert registry.stats.bad_frames == 1
+    task = asyncio.create_task(publisher.run())
+    await async_wait_until(lambda: publisher.buffered == 0, what="published")
+    publisher.close()
+    await task
+    assert [json.loads(f[b"record"])["msg"] for _, f in await client.xrange("logs")] == ["a", "b"]
+    ((_, dead),) = await client.xrange("{logs}:dead")
+    assert dead[b"raw"] == junk
+
+
+async def test_full_buffer_pauses_every_connection_and_new_ones_start_paused(parts: Any) -> None:
+    _, registry, publisher, _ = parts
+    first, first_transport = connect(parts)
+    while not publisher.paused:
+        first.data_received(frame("x" * 500))
+    assert registry.reading_paused
+    assert not first_transport.reading
+    second, second_transport = connect(parts, ("192.0.2.8", 1))
+    assert not second_transport.reading
+    task = asyncio.create_task(publisher.run())
+    await async_wait_until(lambda: not publisher.paused, what="resume")
+    assert first_transport.reading and second_transport.reading
+    publisher.close()
+    await task
+
+
+async def test_connections_over_the_limit_are_aborted(parts: Any) -> None:
+    _, registry, _, _ = parts
+    connect(parts)
+    connect(parts)
+    third, transport = connect(parts)
+    assert transport.aborted
+    assert registry.stats.connections_refused == 1
+    assert len(registry.connections) == 2
+    third.connection_lost(None)  # asyncio still reports the loss; it must be harmless
+    assert len(registry.connections) == 2
+
+
+async def test_a_partial_frame_at_disconnect_is_counted(parts: Any) -> None:
+    _, registry, _, _ = parts
+    protocol, _ = connect(parts)
+    protocol.data_received(frame("whole") + frame("half")[:20])
+    protocol.connection_lost(None)
+    assert registry.stats.partial_frames_dropped == 1
+    assert registry.stats.connections == 0
+
+
+@pytest.mark.parametrize(
+    ("peer", "text"),
+    [(("10.0.0.1", 5), "10.0.0.1:5"), (("::1", 5, 0, 0), "[::1]:5"), ("/run/sock", "/run/sock"), (None, "unknown")],
+)
+def test_peer_formatting(peer: Any, text: str) -> None:
+    assert format_peer(peer) == text

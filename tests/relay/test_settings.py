@@ -1,0 +1,102 @@
+"""Settings parsing and validation, and how the CLI maps options onto them."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from relay.cli import catcher_settings, main
+from relay.settings import CatcherSettings, ListenAddress, RedisSettings, StreamKeys, parse_byte_size
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1048576", 1048576), ("512KiB", 512 * 1024), ("1MiB", 1 << 20), ("1m", 1 << 20), ("2 GiB", 2 << 30)],
+)
+def test_byte_sizes(text: str, expected: int) -> None:
+    assert parse_byte_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "lots", "1PB", "-1", "1.5.2M"])
+def test_bad_byte_sizes(text: str) -> None:
+    with pytest.raises(ValueError, match="not a byte size"):
+        parse_byte_size(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "port", "loopback"),
+    [
+        ("127.0.0.1:9020", "127.0.0.1", 9020, True),
+        ("[::1]:9021", "::1", 9021, True),
+        ("localhost:1", "localhost", 1, True),
+        (":9020", "0.0.0.0", 9020, False),
+        ("10.1.2.3:0", "10.1.2.3", 0, False),
+    ],
+)
+def test_listen_addresses(text: str, host: str, port: int, loopback: bool) -> None:
+    address = ListenAddress.parse(text)
+    assert (address.host, address.port, address.is_loopback) == (host, port, loopback)
+
+
+@pytest.mark.parametrize("text", ["9020", "host:", "host:port", "h:70000"])
+def test_bad_listen_addresses(text: str) -> None:
+    with pytest.raises(ValueError, match="HOST:PORT|out of range"):
+        ListenAddress.parse(text)
+
+
+def test_redis_url_validation_and_masking() -> None:
+    settings = RedisSettings.from_url("redis://user:s3cret@redis.internal:6380/2")
+    assert "s3cret" not in settings.safe_url
+    assert settings.safe_url == "redis://user:***@redis.internal:6380/2"
+    with pytest.raises(ValueError, match="scheme"):
+        RedisSettings.from_url("http://localhost:6379")
+    with pytest.raises(ValueError, match="no host"):
+        RedisSettings.from_url("redis://")
+
+
+def test_derived_keys_carry_the_stream_as_hash_tag() -> None:
+    assert StreamKeys("logrelay").dead_letters == "{logrelay}:dead"
+    assert StreamKeys("{t1}:logs").dead_letters == "{t1}:logs:dead"
+    assert StreamKeys("logs", "custom-dead").dead_letters == "custom-dead"
+    with pytest.raises(ValueError, match="empty"):
+        StreamKeys("")
+
+
+def test_buffer_must_hold_one_maximum_record() -> None:
+    with pytest.raises(ValueError, match="buffer-bytes"):
+        CatcherSettings(buffer_bytes=1024)
+
+
+def test_cli_defaults_build_default_settings() -> None:
+    ctx = main.commands["catch"].make_context("catch", [])
+    settings = catcher_settings(ctx.params)
+    assert str(settings.listen) == "127.0.0.1:9020"
+    assert settings.keys.records == "logrelay"
+    assert settings.limits.max_frame_bytes == 1 << 20
+    assert settings.buffer_bytes == CatcherSettings().buffer_bytes
+
+
+def test_cli_options_map_onto_settings() -> None:
+    args = ["--listen", "[::1]:7000", "--stream", "s", "--max-frame-bytes", "64KiB", "--buffer-bytes", "8MiB"]
+    ctx = main.commands["catch"].make_context("catch", args)
+    settings = catcher_settings(ctx.params)
+    assert (settings.listen.host, settings.listen.port) == ("::1", 7000)
+    assert settings.keys.records == "s"
+    assert settings.limits.max_frame_bytes == 64 * 1024
+    assert settings.buffer_bytes == 8 << 20
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--listen", "nowhere"], "expected HOST:PORT"),
+        (["--max-frame-bytes", "big"], "not a byte size"),
+        (["--redis-url", "http://x"], "unsupported Redis URL scheme"),
+        (["--buffer-bytes", "1KiB"], "buffer-bytes must hold"),
+    ],
+)
+def test_bad_options_are_one_line_errors(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, ["catch", *args])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
