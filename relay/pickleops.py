@@ -67,6 +67,7 @@ def _build_table() -> list[int]:
 
 _TABLE: Final = _build_table()
 _unpack_u4: Final = struct.Struct("<I").unpack_from
+_BINPUT: Final = ord("q")
 _NAMES: Final = {ord(op.code): op.name for op in pickletools.opcodes}
 
 
@@ -82,34 +83,44 @@ def scan(data: bytes) -> None:
     end = len(data)
     pos = 0
     table = _TABLE
-    find = data.find
-    # Branches are ordered by how often they occur in SocketHandler records
-    # (fixed-width ints/puts, then length-prefixed strings); this loop is on
-    # the per-record hot path.
-    while pos < end:
-        code = data[pos]
-        pos += 1
-        kind = table[code]
-        if kind >= 0:
-            pos += kind
-        elif kind == _LEN4U:
-            pos += 4 + _unpack_u4(data, pos)[0] if pos + 4 <= end else end + 1
-        elif kind == _LEN1:
-            pos += 1 + data[pos] if pos < end else end + 1
-        elif kind == _LINE:
-            newline = find(b"\n", pos)
-            pos = newline + 1 if newline >= 0 else end + 1
-        elif kind == _MEMO_PUT_U4:
-            if pos + 4 > end:
-                break
-            index = _unpack_u4(data, pos)[0]
-            if index > end:
-                raise UnsafePickle(f"memo index {index} out of range at offset {pos - 1}")
-            pos += 4
-        elif kind == _STOP:
-            return
-        else:
+    # This loop runs once per opcode of every record, so it is written for
+    # CPython's speed: the common kinds first, ``continue`` instead of elif
+    # chains, and running off the end caught once (IndexError/struct.error)
+    # instead of bounds checks on every step.
+    try:
+        while True:
+            code = data[pos]
+            kind = table[code]
+            pos += 1
+            if kind >= 0:
+                pos += kind
+                continue
+            if kind == _LEN4U:
+                pos += 4 + _unpack_u4(data, pos)[0]
+                # Picklers memoize each string right after it: skip that too.
+                if data[pos] == _BINPUT:
+                    pos += 2
+                continue
+            if kind == _LEN1:
+                pos += 1 + data[pos]
+                continue
+            if kind == _STOP:
+                return
+            if kind == _LINE:
+                newline = data.find(b"\n", pos)
+                if newline < 0:
+                    break
+                pos = newline + 1
+                continue
+            if kind == _MEMO_PUT_U4:
+                index = _unpack_u4(data, pos)[0]
+                if index > end:
+                    raise UnsafePickle(f"memo index {index} out of range at offset {pos - 1}")
+                pos += 4
+                continue
             pos = _scan_rare(data, pos, code, kind)
+    except (IndexError, struct.error):
+        pass
     raise UnsafePickle("pickle data was truncated (no STOP opcode)")
 
 

@@ -19,6 +19,8 @@ import json
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
+import orjson
+
 from relay.jsonvalue import DecodeLimitExceeded, to_json_value
 from relay.safepickle import UnsafePickle, safe_loads
 
@@ -32,7 +34,8 @@ __all__ = [
 ]
 
 HEADER_SIZE: Final = 4
-# Built once: json.dumps() with arguments builds a new encoder per call.
+# The stdlib encoder, built once (json.dumps with arguments builds one per
+# call), for what orjson refuses: ints beyond 64 bits, lone surrogates.
 _encode_json: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -92,6 +95,11 @@ def decode_payload(payload: bytes, limits: DecodeLimits) -> bytes:
     if any(type(key) is not str for key in obj):
         raise ValueError("record dict has non-string keys")
     value = to_json_value(obj, max_depth=limits.max_depth, max_bytes=limits.max_decoded_bytes)
+    try:
+        # orjson is 8x faster than the stdlib here (bench: README, "Dependencies").
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        pass
     text = _encode_json(value)
     try:
         return text.encode()

@@ -15,10 +15,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_senders(
-    port: int, clients: int, count: int, *, patient: bool = False, pad: int = 0
+    port: int, clients: int, count: int, *, patient: bool = False, pad: int = 0, rate: float = 0
 ) -> list[subprocess.Popen[bytes]]:
     args = [sys.executable, "-m", "tests.integration.sender", "--port", str(port), "--count", str(count)]
-    args += ["--pad", str(pad)]
+    args += ["--pad", str(pad), "--rate", str(rate)]
     if patient:
         args.append("--patient")
     return [

@@ -2,8 +2,8 @@
 
 Run as ``python -m tests.integration.sender --port P --client NAME --count N``.
 It prints one JSON line at exit: ``{"client": ..., "sent": N, "errors": E}``,
-where ``errors`` counts the records the handler reported as failed (the stock
-SocketHandler drops those).  ``--patient`` makes the handler wait as long as
+where ``errors`` counts the records the stock handler dropped (it does so
+silently when a send fails or while it waits to reconnect).  ``--patient`` makes the handler wait as long as
 the catcher pushes back instead of giving up after the stock 1 s.
 """
 
@@ -15,6 +15,7 @@ import logging
 import logging.handlers
 import socket
 import sys
+import time
 
 
 class CountingSocketHandler(logging.handlers.SocketHandler):
@@ -31,6 +32,13 @@ class CountingSocketHandler(logging.handlers.SocketHandler):
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (stdlib name)
         self.errors += 1
 
+    def send(self, s: bytes) -> None:
+        # The stock send() drops a record silently when it cannot connect (or
+        # waits for its retry timer) or when sendall fails; count those too.
+        super().send(s)
+        if self.sock is None:
+            self.errors += 1
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -40,6 +48,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--patient", action="store_true")
     parser.add_argument("--pad", type=int, default=0, help="bytes of padding per record")
+    parser.add_argument("--rate", type=float, default=0, help="records per second (0: as fast as possible)")
     args = parser.parse_args()
 
     handler = CountingSocketHandler(args.host, args.port, patient=args.patient)
@@ -47,7 +56,14 @@ def main() -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
+    start = time.monotonic()
     for seq in range(args.count):
+        if args.rate:
+            # Pace against the clock, not by sleeping a fixed time per record,
+            # so a blocked send is not made up for by a burst later.
+            delay = start + seq / args.rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
         extra = {"client_id": args.client, "seq": seq, "pad": "x" * args.pad}
         if seq % 97 == 0:
             try:

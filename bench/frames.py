@@ -1,0 +1,46 @@
+"""Varied SocketHandler frames, built by the real ``SocketHandler.makePickle``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import logging
+import logging.handlers
+import random
+import uuid
+
+
+def build_frames(count: int, *, seed: int = 1) -> list[bytes]:
+    """``count`` frames: plain records, extras, non-ASCII, tracebacks and a few large messages.
+
+    Every record carries ``bench_seq`` (its index) so a run can check that each
+    arrived exactly once.
+    """
+    rng = random.Random(seed)
+    handler = logging.handlers.SocketHandler("unused", 0)
+    frames = []
+    try:
+        raise KeyError("missing")
+    except KeyError:
+        import sys
+
+        exc_info = sys.exc_info()
+    for seq in range(count):
+        kind = rng.random()
+        args: tuple[object, ...] = ("user-%d" % rng.randrange(1000), rng.randrange(10_000))
+        msg = "request from %s took %d ms"
+        extra: dict[str, object] = {"bench_seq": seq, "request_id": str(uuid.UUID(int=rng.getrandbits(128)))}
+        record_exc = None
+        if kind < 0.05:
+            record_exc = exc_info
+            msg = "failed to handle %s (%d)"
+        elif kind < 0.15:
+            msg = "Grüße aus Köln — 東京 %s %d ✓"
+        elif kind < 0.25:
+            extra.update(when=dt.datetime.now(dt.timezone.utc), amount=decimal.Decimal("12.50"), tags={"a", "b"})
+        elif kind < 0.26:
+            msg = "large payload %s %d " + "x" * 20_000
+        record = logging.LogRecord("bench.app", logging.INFO, "/srv/app/handlers.py", 42, msg, args, record_exc)
+        record.__dict__.update(extra)
+        frames.append(handler.makePickle(record))
+    return frames
