@@ -85,9 +85,17 @@ def main() -> None:
 )
 @click.option("--stream", default=DEFAULT_STREAM, help="Stream key records are added to.")
 @click.option(
-    "--dead-letter-stream", default="", help="Stream key for undecodable frames [default: {STREAM}:dead]."
+    "--dead-letter-stream",
+    default="",
+    show_default="{STREAM}:dead",
+    help="Stream key for undecodable frames.",
 )
-@click.option("--catcher-id", default=None, help="Name recorded in every entry [default: HOSTNAME-PID].")
+@click.option(
+    "--catcher-id",
+    default=None,
+    show_default="HOSTNAME-PID",
+    help="Name recorded in every entry.",
+)
 @click.option(
     "--max-frame-bytes",
     type=ByteSize(),
@@ -101,7 +109,10 @@ def main() -> None:
     help="Largest record once decoded (JSON size); larger goes to dead letters.",
 )
 @click.option(
-    "--max-depth", type=click.IntRange(1, 1000), default=32, help="Deepest nesting accepted in a record."
+    "--max-depth",
+    type=click.IntRange(1, DecodeLimits.MAX_DEPTH_LIMIT),
+    default=32,
+    help="Deepest nesting accepted in a record.",
 )
 @click.option(
     "--buffer-bytes",

@@ -21,7 +21,7 @@ import datetime as dt
 import math
 from typing import Any
 
-from relay.safepickle import OpaqueObject, ValueStandIn
+from relay.standins import OpaqueObject, ValueStandIn
 
 __all__ = ["RECURSIVE_REFERENCE", "DecodeLimitExceeded", "to_json_value"]
 
@@ -101,7 +101,9 @@ class _Walker:
         if isinstance(obj, ValueStandIn):
             try:
                 rebuilt = obj.rebuild()
-            except (ValueError, TypeError, OverflowError, ArithmeticError):
+            except Exception:
+                # Arguments that are not what this type's pickles contain
+                # (missing, wrong type, out of range): keep them, inert.
                 return self.opaque(obj, depth)
             return self.rebuilt(rebuilt)
         if isinstance(obj, OpaqueObject):

@@ -22,22 +22,21 @@ would make the C unpickler allocate without bound.
 
 from __future__ import annotations
 
+import _compat_pickle
 import builtins
-import datetime as dt
-import decimal
 import io
-import ipaddress
-import pathlib
 import pickle
-import uuid
-from typing import Any, ClassVar, Final
+from typing import Any, Final
 
 from relay.pickleops import UnsafePickle, scan
+from relay.standins import KNOWN, OpaqueObject, ValueStandIn
 
 __all__ = [
     "ForbiddenGlobal",
     "OpaqueObject",
+    "RecordUnpickler",
     "UnsafePickle",
+    "ValueStandIn",
     "safe_loads",
 ]
 
@@ -46,306 +45,21 @@ class ForbiddenGlobal(UnsafePickle):
     """The pickle names a callable that no legitimate log record carries."""
 
 
-class OpaqueObject:
-    """An inert stand-in for an instance of a class we do not import.
-
-    It remembers what the pickle said about the object, nothing more: the
-    dotted class name, the positional and keyword arguments it was "built"
-    with, the state handed to ``__setstate__`` and any items appended or set
-    on it.  Calling it never runs code from the pickle.
-    """
-
-    __slots__ = ("args", "items", "kwargs", "state")
-    qualname: ClassVar[str] = "?"
-
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    state: Any
-    items: list[Any]
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> OpaqueObject:
-        obj = object.__new__(cls)
-        obj.args = args
-        obj.kwargs = kwargs
-        obj.state = None
-        obj.items = []
-        return obj
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """Nothing to do: ``__new__`` already recorded the arguments."""
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-    # APPENDS/SETITEMS on a reduced object call these.
-    def append(self, item: Any) -> None:
-        self.items.append(item)
-
-    def extend(self, items: Any) -> None:
-        self.items.extend(items)
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.items.append((key, value))
-
-    def __repr__(self) -> str:
-        return f"<{self.qualname} (opaque)>"
-
-
-class ValueStandIn(OpaqueObject):
-    """Base of stand-ins whose arguments/state we rebuild into a real value.
-
-    Subclasses implement :meth:`rebuild`; it runs once, after unpickling, when
-    the record is converted to JSON, and raises ``ValueError``/``TypeError``
-    when the arguments are not what that type's pickles contain.
-    """
-
-    __slots__ = ()
-
-    def rebuild(self) -> Any:
-        raise NotImplementedError
-
-
-def _check(condition: bool, what: str) -> None:
-    if not condition:
-        raise ValueError(f"unexpected pickle arguments for {what}")
-
-
-def _datetime_fields(state: bytes, size: int) -> tuple[int, ...]:
-    _check(isinstance(state, bytes) and len(state) == size, "datetime state")
-    return tuple(state)
-
-
-class _DateTime(ValueStandIn):
-    __slots__ = ()
-    qualname = "datetime.datetime"
-
-    def rebuild(self) -> dt.datetime:
-        b = _datetime_fields(self.args[0], 10)
-        tz = _rebuild_tz(self.args[1]) if len(self.args) > 1 else None
-        month, fold = b[2] & 0x7F, b[2] >> 7
-        usec = (b[7] << 16) | (b[8] << 8) | b[9]
-        return dt.datetime((b[0] << 8) | b[1], month, b[3], b[4], b[5], b[6], usec, tz, fold=fold)
-
-
-class _Date(ValueStandIn):
-    __slots__ = ()
-    qualname = "datetime.date"
-
-    def rebuild(self) -> dt.date:
-        b = _datetime_fields(self.args[0], 4)
-        return dt.date((b[0] << 8) | b[1], b[2], b[3])
-
-
-class _Time(ValueStandIn):
-    __slots__ = ()
-    qualname = "datetime.time"
-
-    def rebuild(self) -> dt.time:
-        b = _datetime_fields(self.args[0], 6)
-        tz = _rebuild_tz(self.args[1]) if len(self.args) > 1 else None
-        hour, fold = b[0] & 0x7F, b[0] >> 7
-        return dt.time(hour, b[1], b[2], (b[3] << 16) | (b[4] << 8) | b[5], tz, fold=fold)
-
-
-class _TimeDelta(ValueStandIn):
-    __slots__ = ()
-    qualname = "datetime.timedelta"
-
-    def rebuild(self) -> dt.timedelta:
-        _check(all(type(a) is int for a in self.args) and len(self.args) <= 3, self.qualname)
-        return dt.timedelta(*self.args)
-
-
-class _TimeZone(ValueStandIn):
-    __slots__ = ()
-    qualname = "datetime.timezone"
-
-    def rebuild(self) -> dt.timezone:
-        offset = self.args[0] if self.args else None
-        if not isinstance(offset, _TimeDelta):
-            raise ValueError(f"unexpected pickle arguments for {self.qualname}")
-        name = self.args[1] if len(self.args) > 1 else None
-        _check(name is None or isinstance(name, str), self.qualname)
-        delta = offset.rebuild()
-        return dt.timezone(delta, name) if name is not None else dt.timezone(delta)
-
-
-def _rebuild_tz(tz: Any) -> dt.tzinfo | None:
-    if tz is None:
-        return None
-    if isinstance(tz, _TimeZone):
-        return tz.rebuild()
-    # zoneinfo.ZoneInfo and third-party tzinfo classes are not rebuilt: the
-    # datetime is kept naive rather than guessing its offset.
-    return None
-
-
-class _Decimal(ValueStandIn):
-    __slots__ = ()
-    qualname = "decimal.Decimal"
-
-    def rebuild(self) -> decimal.Decimal:
-        _check(len(self.args) == 1 and isinstance(self.args[0], str), self.qualname)
-        return decimal.Decimal(self.args[0])
-
-
-class _UUID(ValueStandIn):
-    __slots__ = ()
-    qualname = "uuid.UUID"
-
-    def rebuild(self) -> uuid.UUID:
-        state = self.state
-        _check(isinstance(state, dict) and type(state.get("int")) is int, self.qualname)
-        return uuid.UUID(int=state["int"])
-
-
-class _Path(ValueStandIn):
-    __slots__ = ()
-    qualname = "pathlib.PurePath"
-
-    def rebuild(self) -> str:
-        _check(all(isinstance(a, str) for a in self.args), self.qualname)
-        return str(pathlib.PurePosixPath(*self.args)) if self.args else "."
-
-
-class _IPAddress(ValueStandIn):
-    __slots__ = ()
-    qualname = "ipaddress.ip_address"
-
-    def rebuild(self) -> str:
-        _check(len(self.args) == 1 and type(self.args[0]) in (int, str, bytes), self.qualname)
-        return str(ipaddress.ip_address(self.args[0]))
-
-
-class _Complex(ValueStandIn):
-    __slots__ = ()
-    qualname = "builtins.complex"
-
-    def rebuild(self) -> str:
-        _check(all(type(a) in (int, float) for a in self.args) and len(self.args) <= 2, self.qualname)
-        return str(complex(*self.args))
-
-
-def _codecs_encode(text: Any, encoding: Any = "utf-8", errors: Any = "strict") -> bytes:
-    """Stand-in for ``_codecs.encode``: protocol < 3 spells bytes as ``encode(str, 'latin1')``."""
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
-        raise ValueError("unexpected pickle arguments for _codecs.encode")
-    return text.encode("latin-1")
-
-
-def _bytes(*args: Any) -> bytes:
-    if not args:
-        return b""
-    if len(args) == 1 and isinstance(args[0], bytes):
-        return args[0]
-    if len(args) == 2 and isinstance(args[0], str):
-        return _codecs_encode(args[0], args[1])
-    raise ValueError("unexpected pickle arguments for bytes")
-
-
-def _bytearray(*args: Any) -> bytes:
-    # Rendered like bytes: a log line has no use for mutability.
-    return _bytes(*args)
-
-
-def _set(items: Any = ()) -> set[Any]:
-    _check(type(items) in (list, tuple), "set")
-    return set(items)
-
-
-def _frozenset(items: Any = ()) -> frozenset[Any]:
-    _check(type(items) in (list, tuple), "frozenset")
-    return frozenset(items)
-
-
-def _dict_like(*args: Any, **kwargs: Any) -> dict[Any, Any]:
-    """OrderedDict, defaultdict, Counter: their items come as a dict arg or via SETITEMS."""
-    if args and isinstance(args[-1], dict):
-        return dict(args[-1])
-    return {}
-
-
-def _list_like(items: Any = (), *_: Any) -> list[Any]:
-    """deque(iterable, maxlen)."""
-    _check(type(items) in (list, tuple), "collections.deque")
-    return list(items)
-
-
-class _Object:
-    """Stand-in for ``builtins.object``, the base argument of ``copyreg._reconstructor``."""
-
-
-def _reconstructor(cls: Any, base: Any, state: Any = None) -> OpaqueObject:
-    """Stand-in for ``copyreg._reconstructor``, how protocols 0-1 spell a class instance."""
-    if not (isinstance(cls, type) and issubclass(cls, OpaqueObject)):
-        raise ValueError("unexpected pickle arguments for copyreg._reconstructor")
-    obj = cls.__new__(cls)
-    if state is not None:
-        # A subclass of a builtin (``class Tag(str)``) carries its value here.
-        obj.args = (state,)
-    return obj
-
-
-# The well-known names and what we map them to.  ``__builtin__``/``copy_reg``
-# are the Python 2 spellings that protocols 0-2 use.
-_KNOWN: Final[dict[tuple[str, str], Any]] = {
-    ("datetime", "datetime"): _DateTime,
-    ("datetime", "date"): _Date,
-    ("datetime", "time"): _Time,
-    ("datetime", "timedelta"): _TimeDelta,
-    ("datetime", "timezone"): _TimeZone,
-    ("decimal", "Decimal"): _Decimal,
-    ("_pydecimal", "Decimal"): _Decimal,
-    ("uuid", "UUID"): _UUID,
-    ("_codecs", "encode"): _codecs_encode,
-    ("codecs", "encode"): _codecs_encode,
-    ("copyreg", "_reconstructor"): _reconstructor,
-    ("copy_reg", "_reconstructor"): _reconstructor,
-    ("collections", "OrderedDict"): _dict_like,
-    ("collections", "defaultdict"): _dict_like,
-    ("collections", "Counter"): _dict_like,
-    ("collections", "deque"): _list_like,
-    ("ipaddress", "IPv4Address"): _IPAddress,
-    ("ipaddress", "IPv6Address"): _IPAddress,
-}
-for _builtins in ("builtins", "__builtin__"):
-    _KNOWN.update(
-        {
-            (_builtins, "set"): _set,
-            (_builtins, "frozenset"): _frozenset,
-            (_builtins, "bytes"): _bytes,
-            (_builtins, "bytearray"): _bytearray,
-            (_builtins, "complex"): _Complex,
-            (_builtins, "object"): _Object,
-            # Base-type arguments of copyreg._reconstructor for builtin subclasses.
-            (_builtins, "str"): _Object,
-            (_builtins, "int"): _Object,
-            (_builtins, "float"): _Object,
-            (_builtins, "tuple"): _Object,
-            (_builtins, "list"): list,
-            (_builtins, "dict"): _dict_like,
-        }
-    )
-for _path in ("PosixPath", "PurePosixPath", "WindowsPath", "PureWindowsPath", "Path", "PurePath"):
-    _KNOWN[("pathlib", _path)] = _Path
-
-# Modules whose every name is a way to run code, touch the system or reach
-# the interpreter's internals.  No log record carries them; a pickle naming
-# them is an attack or a bug, and gets a clear reason in the dead-letter entry.
+# Modules whose purpose is running code, starting processes, loading code or
+# reaching into the interpreter: their names are how pickle exploits are
+# spelled, and no log record carries them.  Nothing a pickle names is ever
+# called anyway; refusing these gives the dead-letter entry a clear reason
+# instead of an inert but misleading record.  Ordinary stdlib values (enums
+# such as http.HTTPStatus or signal.Signals, SimpleNamespace, ...) are not
+# listed: they arrive as opaque objects.
 _FORBIDDEN_MODULES: Final = frozenset(
     {
-        "os", "posix", "nt", "posixpath", "ntpath", "subprocess", "_posixsubprocess",
-        "sys", "importlib", "imp", "pkgutil", "runpy", "code", "codeop", "pty", "commands",
-        "shutil", "socket", "_socket", "ctypes", "_ctypes", "cffi", "marshal", "pickle",
-        "_pickle", "pickletools", "copyreg", "copy_reg", "types", "operator", "_operator",
-        "functools", "_functools", "itertools", "io", "_io", "webbrowser", "multiprocessing",
-        "_multiprocessing", "asyncio", "threading", "_thread", "signal", "tempfile",
-        "platform", "popen2", "timeit", "pdb", "bdb", "profile", "cProfile", "trace", "gc",
-        "inspect", "sqlite3", "urllib", "http", "xmlrpc", "ftplib", "smtplib", "telnetlib",
-        "zipimport", "ensurepip", "venv", "distutils", "setuptools", "pip", "site", "builtins",
-        "__builtin__", "codecs", "_codecs", "sysconfig", "ctypes.util", "resource", "fcntl",
-        "mmap", "select", "selectors", "ssl", "glob", "fileinput", "linecache", "tokenize",
-        "zipfile", "tarfile", "shelve", "dbm", "logging", "weakref", "_weakref", "abc",
+        "os", "posix", "nt", "posixpath", "ntpath", "subprocess", "_posixsubprocess", "pty",
+        "commands", "popen2", "sys", "importlib", "imp", "pkgutil", "zipimport", "runpy", "code",
+        "codeop", "marshal", "pickle", "_pickle", "cPickle", "ctypes", "_ctypes", "cffi",
+        "shutil", "webbrowser", "pdb", "bdb", "timeit", "operator", "_operator", "functools",
+        "_functools", "multiprocessing", "_multiprocessing", "site", "ensurepip", "pip",
+        "setuptools", "distutils", "venv", "io", "_io", "codecs", "_codecs", "tempfile",
     }
 )  # fmt: skip
 
@@ -358,11 +72,14 @@ _BUILTIN_EXCEPTIONS: Final = frozenset(
 )
 
 
+# Distinct classes one frame may name: each costs a small type object.
+MAX_GLOBALS_PER_FRAME: Final = 256
+
+
 def _is_forbidden(module: str, name: str) -> bool:
-    root = module.split(".", 1)[0]
-    if module in ("builtins", "__builtin__"):
+    if module == "builtins":
         return name not in _BUILTIN_EXCEPTIONS
-    return module in _FORBIDDEN_MODULES or root in _FORBIDDEN_MODULES or name.startswith("__")
+    return module.split(".", 1)[0] in _FORBIDDEN_MODULES or name.startswith("__")
 
 
 class RecordUnpickler(pickle.Unpickler):
@@ -376,21 +93,48 @@ class RecordUnpickler(pickle.Unpickler):
         # BufferedReader offers peek(), which lets the C unpickler prefetch the
         # whole frame instead of calling read() once per opcode (2x faster).
         super().__init__(io.BufferedReader(io.BytesIO(data)), encoding="utf-8", errors="surrogateescape")
-        self._opaque: dict[tuple[str, str], type[OpaqueObject]] = {}
+        self._opaque: dict[str, type[OpaqueObject]] = {}
 
     def find_class(self, module: str, name: str, /) -> Any:
-        known = _KNOWN.get((module, name))
+        written = f"{module}.{name}"
+        # Protocols 0-2 may carry Python 2 names (__builtin__, copy_reg,
+        # commands): translate them as the stock unpickler's fix_imports does.
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        known = KNOWN.get((module, name))
         if known is not None:
             return known
+        meant = f"{module}.{name}"
+        spelled = written if written == meant else f"{written} (that is, {meant})"
+        if meant == "builtins.getattr":
+            # Protocols < 4 spell ``Class.method`` as getattr(Class, "method")
+            # (zoneinfo.ZoneInfo._unpickle does).  Our getattr only ever
+            # names an attribute of an opaque class; it looks nothing up.
+            return lambda owner, attribute: self._opaque_attribute(owner, attribute, spelled)
         if _is_forbidden(module, name):
-            raise ForbiddenGlobal(f"pickle names forbidden global {module}.{name}")
-        key = (module, name)
-        cls = self._opaque.get(key)
+            raise ForbiddenGlobal(f"pickle names forbidden global {spelled}")
+        return self._opaque_class(meant)
+
+    def _opaque_class(self, qualname: str) -> type[OpaqueObject]:
+        cls = self._opaque.get(qualname)
         if cls is None:
-            qualname = f"{module}.{name}"
+            if len(self._opaque) >= MAX_GLOBALS_PER_FRAME:
+                raise UnsafePickle(f"pickle names more than {MAX_GLOBALS_PER_FRAME} distinct globals")
+            name = qualname.rpartition(".")[2]
             cls = type(name, (OpaqueObject,), {"__slots__": (), "qualname": qualname})
-            self._opaque[key] = cls
+            self._opaque[qualname] = cls
         return cls
+
+    def _opaque_attribute(self, owner: Any, attribute: Any, spelled: str) -> type[OpaqueObject]:
+        if not (isinstance(owner, type) and issubclass(owner, OpaqueObject) and isinstance(attribute, str)):
+            raise ForbiddenGlobal(
+                f"pickle names forbidden global {spelled}, applied to {type(owner).__name__}"
+            )
+        if attribute.startswith("__"):
+            raise ForbiddenGlobal(
+                f"pickle names forbidden global {spelled}, for {owner.qualname}.{attribute}"
+            )
+        return self._opaque_class(f"{owner.qualname}.{attribute}")
 
     def persistent_load(self, pid: Any, /) -> Any:
         raise UnsafePickle("persistent ids are not allowed")

@@ -125,7 +125,7 @@ class CatcherProtocol(asyncio.Protocol):
             self._stats.oversize_frames += 1
             log.warning("closing connection from %s: %s (max-frame-bytes)", self.client, exc)
             self.abort()
-            return
+            events = exc.events  # complete frames before the bad header still count
         if not events:
             return
         received = f"{time.time():.6f}"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Final, NamedTuple
+from typing import ClassVar, Final, NamedTuple
 
 import orjson
 
@@ -52,10 +52,16 @@ class DecodeLimits:
     max_depth: int = 32
     max_decoded_bytes: int = 4 * 1024 * 1024
 
+    #: The conversion to JSON recurses a few frames per level; this keeps it
+    #: far from Python's recursion limit.
+    MAX_DEPTH_LIMIT: ClassVar[int] = 100
+
     def __post_init__(self) -> None:
         for name in ("max_frame_bytes", "max_depth", "max_decoded_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.max_depth > self.MAX_DEPTH_LIMIT:
+            raise ValueError(f"max_depth must be at most {self.MAX_DEPTH_LIMIT}")
         if self.max_frame_bytes >= 2**32:
             raise ValueError("max_frame_bytes must be below 4 GiB (the header is 32 bits)")
 
@@ -74,12 +80,17 @@ class BadFrame(NamedTuple):
 
 
 class FrameTooLarge(Exception):
-    """A frame header declares more bytes than the limit allows."""
+    """A frame header declares more bytes than the limit allows.
 
-    def __init__(self, size: int, limit: int) -> None:
+    ``events`` holds the frames the same :meth:`FrameDecoder.feed` call
+    completed before the bad header: they are valid and must not be lost.
+    """
+
+    def __init__(self, size: int, limit: int, events: list[Record | BadFrame] | None = None) -> None:
         super().__init__(f"frame of {size} bytes exceeds the limit of {limit} bytes")
         self.size = size
         self.limit = limit
+        self.events = events or []
 
 
 def decode_payload(payload: bytes, limits: DecodeLimits) -> bytes:
@@ -136,7 +147,8 @@ class FrameDecoder:
         """Consume ``data``; return every frame it completes.
 
         Raises :class:`FrameTooLarge` when a header declares an oversized
-        frame; the decoder must not be fed again after that.
+        frame (carrying the frames completed before it); the decoder must not
+        be fed again after that.
         """
         buffer = self._buffer
         buffer += data
@@ -150,7 +162,7 @@ class FrameDecoder:
                     break
                 size = int.from_bytes(buffer[offset : offset + HEADER_SIZE], "big")
                 if size > limits.max_frame_bytes:
-                    raise FrameTooLarge(size, limits.max_frame_bytes)
+                    raise FrameTooLarge(size, limits.max_frame_bytes, events)
                 offset += HEADER_SIZE
                 self._need = size
             if end - offset < self._need:
@@ -162,6 +174,10 @@ class FrameDecoder:
                 events.append(Record(decode_payload(payload, limits)))
             except (ValueError, UnsafePickle, DecodeLimitExceeded) as exc:
                 events.append(BadFrame(payload, str(exc)))
+            except Exception as exc:
+                # A decoding path we did not foresee: still one bad frame,
+                # never a dead connection that loses its good neighbours.
+                events.append(BadFrame(payload, f"undecodable record: {type(exc).__name__}: {exc}"))
         if offset:
             del buffer[:offset]
         return events
