@@ -27,7 +27,7 @@ def build_frames(count: int, *, seed: int = 1) -> list[bytes]:
         exc_info = sys.exc_info()
     for seq in range(count):
         kind = rng.random()
-        args: tuple[object, ...] = ("user-%d" % rng.randrange(1000), rng.randrange(10_000))
+        args: tuple[object, ...] = (f"user-{rng.randrange(1000)}", rng.randrange(10_000))
         msg = "request from %s took %d ms"
         extra: dict[str, object] = {"bench_seq": seq, "request_id": str(uuid.UUID(int=rng.getrandbits(128)))}
         record_exc = None
@@ -37,7 +37,7 @@ def build_frames(count: int, *, seed: int = 1) -> list[bytes]:
         elif kind < 0.15:
             msg = "Grüße aus Köln — 東京 %s %d ✓"
         elif kind < 0.25:
-            extra.update(when=dt.datetime.now(dt.timezone.utc), amount=decimal.Decimal("12.50"), tags={"a", "b"})
+            extra.update(when=dt.datetime.now(dt.UTC), amount=decimal.Decimal("12.50"), tags={"a", "b"})
         elif kind < 0.26:
             msg = "large payload %s %d " + "x" * 20_000
         record = logging.LogRecord("bench.app", logging.INFO, "/srv/app/handlers.py", 42, msg, args, record_exc)

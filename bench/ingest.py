@@ -21,9 +21,9 @@ from pathlib import Path
 import redis
 
 from bench.frames import build_frames
-from tests.catcherproc import CatcherProcess
 from tests.integration.clients import read_stream
 from tests.polling import wait_until
+from tests.processes import CatcherProcess
 from tests.realredis import RedisServer
 
 

@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.catcherproc import CatcherProcess
 from tests.integration.clients import finish_senders, read_stream, start_senders
+from tests.processes import CatcherProcess
 from tests.realredis import RedisServer
 
 
@@ -68,7 +68,10 @@ def main() -> None:
     args = parser.parse_args()
     cases = [("256MiB", False), ("1MiB", False), ("1MiB", True)]
     results = [run_case(b, p, args.clients, args.rate, args.seconds, args.stall) for b, p in cases]
-    print(f"{'buffer':>8} {'client':>8} {'emitted':>8} {'arrived':>8} {'lost':>6} {'lost %':>7} {'dropped by handler':>19}")
+    print(
+        f"{'buffer':>8} {'client':>8} {'emitted':>8} {'arrived':>8} {'lost':>6} {'lost %':>7}"
+        f" {'dropped by handler':>19}"
+    )
     for r in results:
         print(
             f"{r['buffer']:>8} {r['client']:>8} {r['emitted']:>8} {r['arrived']:>8} "

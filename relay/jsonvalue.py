@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Iterable
 from typing import Any
 
-from relay.standins import OpaqueObject, ValueStandIn
+from relay.standins import LazyBytes, LazyMapping, LazySequence, OpaqueObject, ValueStandIn
 
 __all__ = ["RECURSIVE_REFERENCE", "DecodeLimitExceeded", "to_json_value"]
 
@@ -91,13 +92,15 @@ class _Walker:
 
     def render(self, obj: Any, kind: type, depth: int) -> Any:
         if kind is dict:
-            return self.mapping(obj, depth)
+            return self.mapping(obj.items(), depth)
         if kind in (list, tuple, set, frozenset):
             return [self.value(item, depth) for item in obj]
         if kind in (bytes, bytearray):
             text = repr(bytes(obj))
             self.charge(len(text))
             return text
+        if isinstance(obj, LazySequence | LazyMapping | LazyBytes):
+            return self.lazy(obj, depth)
         if isinstance(obj, ValueStandIn):
             try:
                 rebuilt = obj.rebuild()
@@ -108,17 +111,34 @@ class _Walker:
             return self.rebuilt(rebuilt)
         if isinstance(obj, OpaqueObject):
             return self.opaque(obj, depth)
+        if isinstance(obj, type):
+            # A class itself, as a value (``extra={"handler": MyHandler}``).
+            return self.opaque_dict(str(getattr(obj, "qualname", obj.__name__)))
         # Anything else the stand-ins can produce (a bare marker such as the
         # stand-in for ``object``) is named, never introspected.
         name = getattr(type(obj), "qualname", type(obj).__name__)
         return self.opaque_dict(str(name))
 
-    def mapping(self, obj: dict[Any, Any], depth: int) -> dict[str, Any]:
+    def lazy(self, obj: LazySequence | LazyMapping | LazyBytes, depth: int) -> Any:
+        """Expand a container or bytes the unpickler left unbuilt, paying as we go."""
+        try:
+            if isinstance(obj, LazyMapping):
+                return self.mapping(obj.pairs(), depth)
+            if isinstance(obj, LazySequence):
+                return [self.value(item, depth) for item in obj.iterable()]
+            # repr() of bytes is at most 4 characters per byte: pay before encoding.
+            self.charge(obj.size * 4 + 3)
+            text = repr(obj.rebuild())
+        except (ValueError, TypeError):
+            return self.opaque(obj, depth)
+        return text
+
+    def mapping(self, pairs: Iterable[tuple[Any, Any]], depth: int) -> dict[str, Any]:
         # Hot path: a record is one dict of mostly strings and small numbers,
         # so scalars are costed inline and only containers recurse.
         out: dict[str, Any] = {}
         cost = 0
-        for key, item in obj.items():
+        for key, item in pairs:
             if type(key) is not str:
                 key = self.key(key, depth)
             cost += len(key) + 3

@@ -37,9 +37,7 @@ _STOP: Final = -9
 _FORBIDDEN: Final = -10
 _UNKNOWN: Final = -11
 
-_FORBIDDEN_OPCODES: Final = frozenset(
-    {"PERSID", "BINPERSID", "NEXT_BUFFER", "READONLY_BUFFER", "EXT1", "EXT2", "EXT4"}
-)
+_FORBIDDEN_OPCODES: Final = frozenset({"PERSID", "BINPERSID", "NEXT_BUFFER", "READONLY_BUFFER", "EXT1", "EXT2", "EXT4"})
 
 
 def _build_table() -> list[int]:

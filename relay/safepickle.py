@@ -66,9 +66,7 @@ _FORBIDDEN_MODULES: Final = frozenset(
 # Builtins that are plain exception classes may appear in extras (an error
 # object logged as a value); they become opaque objects like any class.
 _BUILTIN_EXCEPTIONS: Final = frozenset(
-    name
-    for name, value in vars(builtins).items()
-    if isinstance(value, type) and issubclass(value, BaseException)
+    name for name, value in vars(builtins).items() if isinstance(value, type) and issubclass(value, BaseException)
 )
 
 
@@ -126,14 +124,11 @@ class RecordUnpickler(pickle.Unpickler):
         return cls
 
     def _opaque_attribute(self, owner: Any, attribute: Any, spelled: str) -> type[OpaqueObject]:
-        if not (isinstance(owner, type) and issubclass(owner, OpaqueObject) and isinstance(attribute, str)):
-            raise ForbiddenGlobal(
-                f"pickle names forbidden global {spelled}, applied to {type(owner).__name__}"
-            )
+        opaque = isinstance(owner, type) and issubclass(owner, OpaqueObject) and not issubclass(owner, ValueStandIn)
+        if not (opaque and isinstance(attribute, str)):
+            raise ForbiddenGlobal(f"pickle names forbidden global {spelled}, applied to {type(owner).__name__}")
         if attribute.startswith("__"):
-            raise ForbiddenGlobal(
-                f"pickle names forbidden global {spelled}, for {owner.qualname}.{attribute}"
-            )
+            raise ForbiddenGlobal(f"pickle names forbidden global {spelled}, for {owner.qualname}.{attribute}")
         return self._opaque_class(f"{owner.qualname}.{attribute}")
 
     def persistent_load(self, pid: Any, /) -> Any:

@@ -21,6 +21,8 @@ import signal
 import time
 from typing import Any
 
+from redis.asyncio import Redis
+
 from relay.connections import create_redis
 from relay.publisher import StreamPublisher
 from relay.settings import CatcherSettings
@@ -84,9 +86,7 @@ class ConnectionRegistry:
 class CatcherProtocol(asyncio.Protocol):
     """One client connection speaking the SocketHandler wire format."""
 
-    def __init__(
-        self, settings: CatcherSettings, registry: ConnectionRegistry, publisher: StreamPublisher
-    ) -> None:
+    def __init__(self, settings: CatcherSettings, registry: ConnectionRegistry, publisher: StreamPublisher) -> None:
         self._settings = settings
         self._registry = registry
         self._publisher = publisher
@@ -196,11 +196,12 @@ class CatcherProtocol(asyncio.Protocol):
 class CatcherServer:
     """Owns the listener, the connections, the publisher and their shutdown."""
 
-    def __init__(self, settings: CatcherSettings) -> None:
+    def __init__(self, settings: CatcherSettings, redis: Redis | None = None) -> None:
         self.settings = settings
         self.stats = CatcherStats()
         self.registry = ConnectionRegistry(settings.max_connections, self.stats)
-        self._redis = create_redis(settings.redis, client_name=f"logrelay-catch:{settings.catcher_id}")
+        self._redis = redis or create_redis(settings.redis, client_name=f"logrelay-catch:{settings.catcher_id}")
+        self._owns_redis = redis is None
         self.publisher = StreamPublisher(
             self._redis,
             settings.keys,
@@ -224,12 +225,16 @@ class CatcherServer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         try:
-            await self.start()
-            await self._stop.wait()
-            return await self.shutdown()
+            return await self.run()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+
+    async def run(self) -> int:
+        """Serve until :meth:`request_stop`; return the exit code.  No signal handling."""
+        await self.start()
+        await self._stop.wait()
+        return await self.shutdown()
 
     def request_stop(self) -> None:
         if self._stop.is_set():
@@ -289,7 +294,8 @@ class CatcherServer:
             if lost:
                 self._publisher_task.cancel()
                 log.error("exiting with %d accepted records not published (Redis unavailable)", lost)
-            await self._redis.aclose()
+            if self._owns_redis:
+                await self._redis.aclose()
         log.info("stopped: %s", self.stats.summary())
         return 1 if lost else 0
 
@@ -321,18 +327,17 @@ class CatcherServer:
 
     async def _check_redis(self) -> None:
         """Say at start whether Redis answers; the publisher keeps retrying regardless."""
+        target = self.settings.redis.safe_url
         try:
-            info = await self._redis.info("server")
+            await self._redis.ping()
         except Exception as exc:
-            log.error(
-                "Redis at %s is unreachable (%s); accepting records into the buffer and retrying",
-                self.settings.redis.safe_url,
-                exc,
-            )
-        else:
-            log.info(
-                "connected to Redis %s at %s", info.get("redis_version", "?"), self.settings.redis.safe_url
-            )
+            log.error("Redis at %s is unreachable (%s); accepting records into the buffer and retrying", target, exc)
+            return
+        try:
+            version = (await self._redis.info("server")).get("redis_version", "?")
+        except Exception:  # the embedded broker has no INFO
+            version = "?"
+        log.info("connected to Redis %s at %s", version, target)
 
     async def _sweep_idle(self) -> None:
         timeout = self.settings.idle_timeout
@@ -344,9 +349,7 @@ class CatcherServer:
             for conn in list(self.registry.connections):
                 if conn.last_active < deadline and not conn.paused:
                     self.stats.connections_idle_closed += 1
-                    log.info(
-                        "closing connection from %s: idle for %.0fs (idle-timeout)", conn.client, timeout
-                    )
+                    log.info("closing connection from %s: idle for %.0fs (idle-timeout)", conn.client, timeout)
                     conn.close()
 
     async def _log_stats(self) -> None:

@@ -18,9 +18,10 @@ import pathlib
 import re
 import uuid
 import zoneinfo
+from collections.abc import Iterator
 from typing import Any, ClassVar, Final
 
-__all__ = ["KNOWN", "OpaqueObject", "ValueStandIn"]
+__all__ = ["KNOWN", "LazyBytes", "LazyMapping", "LazySequence", "OpaqueObject", "ValueStandIn"]
 
 
 class OpaqueObject:
@@ -87,9 +88,10 @@ def _check(condition: bool, what: str) -> None:
         raise ValueError(f"unexpected pickle arguments for {what}")
 
 
-def _datetime_fields(state: bytes, size: int) -> tuple[int, ...]:
-    _check(isinstance(state, bytes) and len(state) == size, "datetime state")
-    return tuple(state)
+def _datetime_fields(state: Any, size: int) -> tuple[int, ...]:
+    data = _as_bytes(state)
+    _check(len(data) == size, "datetime state")
+    return tuple(data)
 
 
 class _DateTime(ValueStandIn):
@@ -212,7 +214,9 @@ class _IPAddress(ValueStandIn):
 
     def rebuild(self) -> str:
         _check(len(self.args) == 1 and type(self.args[0]) in (int, str, bytes), self.qualname)
-        return str(ipaddress.ip_address(self.args[0]))
+        address = self.args[0]
+        _check(not isinstance(address, str | bytes) or len(address) <= 64, self.qualname)
+        return str(ipaddress.ip_address(address))
 
 
 class _Complex(ValueStandIn):
@@ -224,49 +228,115 @@ class _Complex(ValueStandIn):
         return str(complex(*self.args))
 
 
-def _codecs_encode(text: Any, encoding: Any = "utf-8", errors: Any = "strict") -> bytes:
-    """Stand-in for ``_codecs.encode``: protocol < 3 spells bytes as ``encode(str, 'latin1')``."""
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
-        raise ValueError("unexpected pickle arguments for _codecs.encode")
-    return text.encode("latin-1")
+class LazyBytes(ValueStandIn):
+    """``bytes``/``bytearray``/``_codecs.encode(str, "latin1")``, encoded only when rendered.
+
+    Encoding at unpickling time would let a pickle that references one large
+    string many times allocate a copy per reference before any limit applies.
+    """
+
+    __slots__ = ()
+    qualname = "builtins.bytes"
+
+    @property
+    def size(self) -> int:
+        """Bytes the value will have; known without encoding."""
+        first = self.args[0] if self.args else b""
+        if isinstance(first, LazyBytes):
+            return first.size
+        return len(first) if isinstance(first, str | bytes | bytearray) else 0
+
+    def rebuild(self) -> bytes:
+        args = self.args
+        if not args:
+            return b""
+        if len(args) == 1 and isinstance(args[0], bytes | bytearray):
+            return bytes(args[0])
+        if len(args) == 1 and isinstance(args[0], LazyBytes):
+            return args[0].rebuild()  # bytearray(_codecs.encode(...)), as protocols < 3 write it
+        text, encoding = args[0], args[1] if len(args) > 1 else None
+        errors = args[2] if len(args) > 2 else "strict"
+        if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
+            raise ValueError("unexpected pickle arguments for bytes")
+        return text.encode("latin-1")
 
 
-def _bytes(*args: Any) -> bytes:
-    if not args:
-        return b""
-    if len(args) == 1 and isinstance(args[0], bytes):
-        return args[0]
-    if len(args) == 2 and isinstance(args[0], str):
-        return _codecs_encode(args[0], args[1])
-    raise ValueError("unexpected pickle arguments for bytes")
+class LazySequence(ValueStandIn):
+    """``list``/``set``/``frozenset``/``deque`` of an iterable: walked, never copied, when rendered."""
+
+    __slots__ = ()
+    qualname = "builtins.list"
+
+    def iterable(self) -> Iterator[Any]:
+        """The items to render one by one: the argument's, then any APPENDS."""
+        source = self.args[0] if self.args else ()
+        if isinstance(source, LazySequence):
+            yield from source.iterable()
+        elif isinstance(source, list | tuple | set | frozenset):
+            yield from source
+        else:
+            raise ValueError(f"unexpected pickle arguments for {self.qualname}")
+        yield from self.items
 
 
-def _bytearray(*args: Any) -> bytes:
-    # Rendered like bytes: a log line has no use for mutability.
-    return _bytes(*args)
+class _Set(LazySequence):
+    __slots__ = ()
+    qualname = "builtins.set"
 
 
-def _set(items: Any = ()) -> set[Any]:
-    _check(type(items) in (list, tuple), "set")
-    return set(items)
+class _FrozenSet(LazySequence):
+    __slots__ = ()
+    qualname = "builtins.frozenset"
 
 
-def _frozenset(items: Any = ()) -> frozenset[Any]:
-    _check(type(items) in (list, tuple), "frozenset")
-    return frozenset(items)
+class _Deque(LazySequence):
+    __slots__ = ()
+    qualname = "collections.deque"
 
 
-def _dict_like(*args: Any, **kwargs: Any) -> dict[Any, Any]:
-    """OrderedDict, defaultdict, Counter: their items come as a dict arg or via SETITEMS."""
-    if args and isinstance(args[-1], dict):
-        return dict(args[-1])
-    return {}
+class LazyMapping(ValueStandIn):
+    """``dict``/``OrderedDict``/``defaultdict``/``Counter``: a dict argument and/or SETITEMS pairs."""
+
+    __slots__ = ()
+    qualname = "builtins.dict"
+
+    def pairs(self) -> Any:
+        """Yield (key, value) pairs in pickle order, without building a merged dict."""
+        for arg in self.args:
+            if isinstance(arg, dict):
+                yield from arg.items()
+            elif isinstance(arg, LazyMapping):
+                yield from arg.pairs()
+        for item in self.items:
+            if isinstance(item, tuple) and len(item) == 2:
+                yield item
 
 
-def _list_like(items: Any = (), *_: Any) -> list[Any]:
-    """deque(iterable, maxlen)."""
-    _check(type(items) in (list, tuple), "collections.deque")
-    return list(items)
+class _OrderedDict(LazyMapping):
+    __slots__ = ()
+    qualname = "collections.OrderedDict"
+
+
+class _DefaultDict(LazyMapping):
+    __slots__ = ()
+    qualname = "collections.defaultdict"
+
+
+class _Counter(LazyMapping):
+    __slots__ = ()
+    qualname = "collections.Counter"
+
+
+class _ByteArray(LazyBytes):
+    __slots__ = ()
+    qualname = "builtins.bytearray"
+
+
+def _as_bytes(value: Any) -> bytes:
+    """A datetime state argument: real bytes, or a short LazyBytes."""
+    if isinstance(value, LazyBytes) and value.size <= 16:
+        return value.rebuild()
+    return value if isinstance(value, bytes) else b""
 
 
 class _Object:
@@ -295,24 +365,24 @@ KNOWN: Final[dict[tuple[str, str], Any]] = {
     ("decimal", "Decimal"): _Decimal,
     ("_pydecimal", "Decimal"): _Decimal,
     ("uuid", "UUID"): _UUID,
-    ("_codecs", "encode"): _codecs_encode,
-    ("codecs", "encode"): _codecs_encode,
+    ("_codecs", "encode"): LazyBytes,
+    ("codecs", "encode"): LazyBytes,
     ("copyreg", "_reconstructor"): _reconstructor,
     ("copy_reg", "_reconstructor"): _reconstructor,
-    ("collections", "OrderedDict"): _dict_like,
-    ("collections", "defaultdict"): _dict_like,
-    ("collections", "Counter"): _dict_like,
-    ("collections", "deque"): _list_like,
+    ("collections", "OrderedDict"): _OrderedDict,
+    ("collections", "defaultdict"): _DefaultDict,
+    ("collections", "Counter"): _Counter,
+    ("collections", "deque"): _Deque,
     ("ipaddress", "IPv4Address"): _IPAddress,
     ("ipaddress", "IPv6Address"): _IPAddress,
 }
 for _builtins in ("builtins", "__builtin__"):
     KNOWN.update(
         {
-            (_builtins, "set"): _set,
-            (_builtins, "frozenset"): _frozenset,
-            (_builtins, "bytes"): _bytes,
-            (_builtins, "bytearray"): _bytearray,
+            (_builtins, "set"): _Set,
+            (_builtins, "frozenset"): _FrozenSet,
+            (_builtins, "bytes"): LazyBytes,
+            (_builtins, "bytearray"): _ByteArray,
             (_builtins, "complex"): _Complex,
             (_builtins, "object"): _Object,
             # Base-type arguments of copyreg._reconstructor for builtin subclasses.
@@ -320,8 +390,8 @@ for _builtins in ("builtins", "__builtin__"):
             (_builtins, "int"): _Object,
             (_builtins, "float"): _Object,
             (_builtins, "tuple"): _Object,
-            (_builtins, "list"): list,
-            (_builtins, "dict"): _dict_like,
+            (_builtins, "list"): LazySequence,
+            (_builtins, "dict"): LazyMapping,
         }
     )
 for _path in ("PosixPath", "PurePosixPath", "Path", "PurePath"):

@@ -34,6 +34,8 @@ __all__ = [
 ]
 
 HEADER_SIZE: Final = 4
+EXPANSION_FACTOR: Final = 16
+EXPANSION_FLOOR: Final = 64 * 1024
 # The stdlib encoder, built once (json.dumps with arguments builds one per
 # call), for what orjson refuses: ints beyond 64 bits, lone surrogates.
 _encode_json: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -55,6 +57,16 @@ class DecodeLimits:
     #: The conversion to JSON recurses a few frames per level; this keeps it
     #: far from Python's recursion limit.
     MAX_DEPTH_LIMIT: ClassVar[int] = 100
+
+    def decoded_budget(self, payload_size: int) -> int:
+        """The decoded size one payload may reach.
+
+        An honest record decodes to one or two times its pickle; a pickle that
+        shares one object many times can claim far more.  Bounding the budget
+        by the payload's own size (16x, plus 64 KiB) keeps the work a small
+        frame can cause small, while ``max_decoded_bytes`` caps large ones.
+        """
+        return min(self.max_decoded_bytes, EXPANSION_FLOOR + EXPANSION_FACTOR * payload_size)
 
     def __post_init__(self) -> None:
         for name in ("max_frame_bytes", "max_depth", "max_decoded_bytes"):
@@ -102,10 +114,11 @@ def decode_payload(payload: bytes, limits: DecodeLimits) -> bytes:
     """
     obj = safe_loads(payload)
     if type(obj) is not dict:
-        raise ValueError(f"payload is a pickled {type(obj).__name__}, not a record dict")
+        kind = getattr(type(obj), "qualname", type(obj).__name__).rpartition(".")[2]
+        raise ValueError(f"payload is a pickled {kind}, not a record dict")
     if any(type(key) is not str for key in obj):
         raise ValueError("record dict has non-string keys")
-    value = to_json_value(obj, max_depth=limits.max_depth, max_bytes=limits.max_decoded_bytes)
+    value = to_json_value(obj, max_depth=limits.max_depth, max_bytes=limits.decoded_budget(len(payload)))
     try:
         # orjson is 8x faster than the stdlib here (bench: README, "Dependencies").
         return orjson.dumps(value)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.catcherproc import CatcherProcess
+from tests.processes import CatcherProcess, ConsumerProcess, LogrelayProcess
 from tests.realredis import RedisServer
 
 
@@ -32,16 +32,37 @@ def redis_server(redis_server_factory: Callable[..., RedisServer]) -> RedisServe
 
 
 @pytest.fixture
-def catcher_factory(tmp_path: Path) -> Iterator[Callable[..., CatcherProcess]]:
-    """Start ``logrelay catch`` processes; each is killed at teardown if still running."""
-    catchers: list[CatcherProcess] = []
+def processes() -> Iterator[list[LogrelayProcess]]:
+    """Every logrelay process a test starts; each is killed at teardown if still running."""
+    started: list[LogrelayProcess] = []
+    yield started
+    for process in started:
+        process.kill()
 
-    def start(redis_url: str, *extra_args: str, wait_listening: bool = True) -> CatcherProcess:
-        catcher = CatcherProcess(redis_url, list(extra_args), tmp_path / f"catcher-{len(catchers)}.log")
-        catchers.append(catcher)
+
+@pytest.fixture
+def catcher_factory(tmp_path: Path, processes: list[LogrelayProcess]) -> Callable[..., CatcherProcess]:
+    """Start ``logrelay catch`` processes (``command="up"`` for ``logrelay up``)."""
+
+    def start(redis_url: str, *extra_args: str, wait_listening: bool = True, command: str = "catch") -> CatcherProcess:
+        catcher = CatcherProcess(
+            redis_url, list(extra_args), tmp_path / f"{command}-{len(processes)}.log", command=command
+        )
+        processes.append(catcher)
         catcher.start(wait_listening=wait_listening)
         return catcher
 
-    yield start
-    for catcher in catchers:
-        catcher.kill()
+    return start
+
+
+@pytest.fixture
+def consumer_factory(tmp_path: Path, processes: list[LogrelayProcess]) -> Callable[..., ConsumerProcess]:
+    """Start ``logrelay consume file`` processes writing ``output``."""
+
+    def start(redis_url: str, output: Path, *extra_args: str, wait_ready: bool = True) -> ConsumerProcess:
+        consumer = ConsumerProcess(redis_url, output, list(extra_args), tmp_path / f"consumer-{len(processes)}.log")
+        processes.append(consumer)
+        consumer.start(wait_ready=wait_ready)
+        return consumer
+
+    return start

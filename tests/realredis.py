@@ -24,9 +24,7 @@ def free_port() -> int:
 def redis_server_binary() -> str:
     binary = shutil.which("redis-server")
     if binary is None:
-        raise RuntimeError(
-            "redis-server is not installed: .ci/run installs it (apt-get install redis-server)"
-        )
+        raise RuntimeError("redis-server is not installed: .ci/run installs it (apt-get install redis-server)")
     return binary
 
 

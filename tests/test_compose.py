@@ -293,9 +293,7 @@ def fixed_host_ports(ports: list[Any]) -> list[str]:
 
 def scalability_problems(name: str, service: Service) -> list[str]:
     problems = [
-        f"{name} sets {key}: replicas would collide"
-        for key in ("container_name", "hostname")
-        if key in service
+        f"{name} sets {key}: replicas would collide" for key in ("container_name", "hostname") if key in service
     ]
     problems += [f"{name} binds a fixed host port: {p}" for p in fixed_host_ports(service.get("ports", []))]
     return problems
@@ -513,12 +511,8 @@ def _set(service: str, key: str, value: Any) -> Callable[[Compose], None]:
             "container_name",
             id="container-name",
         ),
-        pytest.param(
-            _set("catcher", "ports", ["9020:9020"]), catcher_problems, "fixed host port", id="fixed-port"
-        ),
-        pytest.param(
-            _set_env("LOGRELAY_CATCH_LISTEN", "127.0.0.1:9020"), catcher_problems, "loopback", id="loopback"
-        ),
+        pytest.param(_set("catcher", "ports", ["9020:9020"]), catcher_problems, "fixed host port", id="fixed-port"),
+        pytest.param(_set_env("LOGRELAY_CATCH_LISTEN", "127.0.0.1:9020"), catcher_problems, "loopback", id="loopback"),
         pytest.param(
             _set_env("LOGRELAY_CATCH_LISTEN", "0.0.0.0:9021"),
             catcher_problems,
@@ -598,9 +592,7 @@ def test_fixed_host_ports(entry: Any, fixed: bool) -> None:
         ("EXPOSE 9020", "EXPOSE 9021", "EXPOSE"),
     ],
 )
-def test_dockerfile_checks_catch_a_broken_dockerfile(
-    dockerfile: str, old: str, new: str, expected: str
-) -> None:
+def test_dockerfile_checks_catch_a_broken_dockerfile(dockerfile: str, old: str, new: str, expected: str) -> None:
     assert old in dockerfile
     problems = dockerfile_problems(dockerfile.replace(old, new))
     assert any(expected in problem for problem in problems), problems

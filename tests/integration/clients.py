@@ -22,8 +22,7 @@ def start_senders(
     if patient:
         args.append("--patient")
     return [
-        subprocess.Popen([*args, "--client", f"c{n}"], cwd=REPO_ROOT, stdout=subprocess.PIPE)
-        for n in range(clients)
+        subprocess.Popen([*args, "--client", f"c{n}"], cwd=REPO_ROOT, stdout=subprocess.PIPE) for n in range(clients)
     ]
 
 

@@ -26,10 +26,10 @@ class CountingSocketHandler(logging.handlers.SocketHandler):
         self.errors = 0
         self.patient = patient
 
-    def makeSocket(self, timeout: float = 1) -> socket.socket:  # noqa: N802 (stdlib name)
+    def makeSocket(self, timeout: float = 1) -> socket.socket:
         return super().makeSocket(timeout=None if self.patient else timeout)  # type: ignore[arg-type]
 
-    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (stdlib name)
+    def handleError(self, record: logging.LogRecord) -> None:
         self.errors += 1
 
     def send(self, s: bytes) -> None:

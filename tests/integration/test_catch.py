@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.catcherproc import CatcherProcess
 from tests.integration.clients import (
     finish_senders,
     read_stream,
@@ -26,6 +25,7 @@ from tests.integration.clients import (
     start_senders,
 )
 from tests.polling import wait_until
+from tests.processes import CatcherProcess
 from tests.realredis import RedisServer, free_port
 
 pytestmark = pytest.mark.integration
@@ -87,9 +87,7 @@ def test_many_concurrent_socket_handler_clients_every_record_once_in_order(
     assert catcher.stop() == 0
 
 
-def test_thousands_of_connections_on_one_catcher(
-    redis_server: RedisServer, catcher_factory: CatcherFactory
-) -> None:
+def test_thousands_of_connections_on_one_catcher(redis_server: RedisServer, catcher_factory: CatcherFactory) -> None:
     catcher = catcher_factory(redis_server.url)
     connections = 2000
     socks = [socket.create_connection(("127.0.0.1", catcher.port)) for _ in range(connections)]
@@ -223,7 +221,8 @@ def test_bad_frame_goes_to_dead_letters_and_the_connection_goes_on(
         sock.sendall(frame(make_record("before")))
         sock.sendall(struct.pack(">L", len(hostile)) + hostile)
         sock.sendall(frame(make_record("after")))
-        local = "%s:%d" % sock.getsockname()[:2]
+        host, port = sock.getsockname()[:2]
+        local = f"{host}:{port}"
         wait_until(lambda: stream_length(redis_server) >= 2, timeout=10, what="good records")
     wait_until(lambda: stream_length(redis_server, "{logrelay}:dead") >= 1, timeout=10, what="dead letter")
     with redis_server.client() as client:
@@ -238,9 +237,7 @@ def test_bad_frame_goes_to_dead_letters_and_the_connection_goes_on(
     assert "sent to dead letters" in catcher.log
 
 
-def test_oversize_frame_closes_only_that_connection(
-    redis_server: RedisServer, catcher_factory: CatcherFactory
-) -> None:
+def test_oversize_frame_closes_only_that_connection(redis_server: RedisServer, catcher_factory: CatcherFactory) -> None:
     catcher = catcher_factory(redis_server.url, "--max-frame-bytes", "64KiB")
     with (
         socket.create_connection(("127.0.0.1", catcher.port)) as bad,
@@ -250,24 +247,20 @@ def test_oversize_frame_closes_only_that_connection(
         bad.settimeout(10)
         assert bad.recv(1) == b""  # closed by the catcher
         good.sendall(frame(make_record("still served")))
-        wait_until(
-            lambda: stream_length(redis_server) >= 1, timeout=10, what="record on the other connection"
-        )
+        wait_until(lambda: stream_length(redis_server) >= 1, timeout=10, what="record on the other connection")
     assert "exceeds the limit" in catcher.log
 
 
-def test_connections_beyond_the_limit_are_refused(
-    redis_server: RedisServer, catcher_factory: CatcherFactory
-) -> None:
+def test_connections_beyond_the_limit_are_refused(redis_server: RedisServer, catcher_factory: CatcherFactory) -> None:
     catcher = catcher_factory(redis_server.url, "--max-connections", "3")
     held: list[socket.socket] = []
     try:
         # One at a time, each proven served, so the catcher has seen every
         # earlier close (including its readiness probe) before the next.
-        for n in range(3):
+        for n in range(1, 4):
             held.append(socket.create_connection(("127.0.0.1", catcher.port)))
             held[-1].sendall(frame(make_record(f"held {n}")))
-            wait_until(lambda: stream_length(redis_server) > n, timeout=10, what=f"record on connection {n}")
+            wait_until(lambda n=n: stream_length(redis_server) >= n, timeout=10, what=f"record on connection {n}")
         with socket.create_connection(("127.0.0.1", catcher.port)) as extra:
             extra.settimeout(10)
             try:
@@ -321,9 +314,7 @@ def test_options_come_from_environment_variables(redis_server: RedisServer) -> N
         wait_until(lambda: _connects(port), timeout=15, what="catcher from env")
         with socket.create_connection(("127.0.0.1", port)) as sock:
             sock.sendall(frame(make_record("configured by env")))
-        wait_until(
-            lambda: stream_length(redis_server, "from-env") == 1, timeout=10, what="record in from-env"
-        )
+        wait_until(lambda: stream_length(redis_server, "from-env") == 1, timeout=10, what="record in from-env")
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

@@ -130,11 +130,12 @@ async def test_full_buffer_pauses_every_connection_and_new_ones_start_paused(par
         first.data_received(frame("x" * 500))
     assert registry.reading_paused
     assert not first_transport.reading
-    second, second_transport = connect(parts, ("192.0.2.8", 1))
+    _, second_transport = connect(parts, ("192.0.2.8", 1))
     assert not second_transport.reading
     task = asyncio.create_task(publisher.run())
     await async_wait_until(lambda: not publisher.paused, what="resume")
-    assert first_transport.reading and second_transport.reading
+    assert first_transport.reading
+    assert second_transport.reading
     publisher.close()
     await task
 

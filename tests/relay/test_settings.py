@@ -40,7 +40,7 @@ def test_listen_addresses(text: str, host: str, port: int, loopback: bool) -> No
 
 @pytest.mark.parametrize("text", ["9020", "host:", "host:port", "h:70000"])
 def test_bad_listen_addresses(text: str) -> None:
-    with pytest.raises(ValueError, match="HOST:PORT|out of range"):
+    with pytest.raises(ValueError, match=r"HOST:PORT|out of range"):
         ListenAddress.parse(text)
 
 

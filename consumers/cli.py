@@ -1,0 +1,97 @@
+"""``logrelay consume ...``: the consumers' commands."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from consumers.fileconsumer import FileConsumer, FileConsumerSettings
+from consumers.filesink import FsyncPolicy
+from consumers.formatting import DEFAULT_FORMAT
+from relay.options import (
+    LOG_OPTIONS,
+    REDIS_URL_OPTION,
+    STREAM_OPTIONS,
+    configure_logging,
+    redis_settings,
+    stream_keys,
+    with_options,
+)
+from relay.settings import RedisSettings
+
+__all__ = ["FILE_OPTIONS", "consume", "file_consumer_settings"]
+
+FILE_OPTIONS = [
+    click.option(
+        "--output",
+        type=click.Path(dir_okay=False, writable=True, path_type=Path),
+        required=True,
+        help="The central log file (PATH.checkpoint and PATH.lock are kept next to it).",
+    ),
+    click.option(
+        "--format",
+        "format_",
+        default=DEFAULT_FORMAT,
+        help="A logging %-style format (with %(client)s, %(catcher)s, %(received)s), or 'json'.",
+    ),
+    click.option("--placeholder", default="-", help="Rendered for a format field a record lacks."),
+    click.option("--group", default="logrelay-file", help="Consumer group; one per output file."),
+    click.option("--consumer", default=None, show_default="HOSTNAME-PID", help="This consumer's name in the group."),
+    click.option(
+        "--fsync",
+        type=click.Choice([policy.value for policy in FsyncPolicy]),
+        default=FsyncPolicy.BATCH.value,
+        help="batch: fsync before every acknowledgement (survives power loss); never: page cache only.",
+    ),
+    click.option("--batch-size", type=click.IntRange(1), default=1000, help="Most entries read per batch."),
+    click.option("--block-ms", type=click.IntRange(1), default=1000, help="Longest wait for new entries per read."),
+    click.option(
+        "--max-deliveries",
+        type=click.IntRange(1),
+        default=5,
+        help="An entry delivered this often without being written goes to dead letters.",
+    ),
+]
+
+
+def file_consumer_settings(options: dict[str, Any], redis: RedisSettings | None = None) -> FileConsumerSettings:
+    """Map ``consume file``'s option values onto :class:`FileConsumerSettings`."""
+    extra = {"consumer": options["consumer"]} if options["consumer"] else {}
+    return FileConsumerSettings(
+        output=options["output"],
+        redis=redis or redis_settings(options),
+        keys=stream_keys(options),
+        group=options["group"],
+        format=options["format_"],
+        placeholder=options["placeholder"],
+        fsync=FsyncPolicy(options["fsync"]),
+        batch_size=options["batch_size"],
+        block_ms=options["block_ms"],
+        max_deliveries=options["max_deliveries"],
+        **extra,
+    )
+
+
+@click.group()
+def consume() -> None:
+    """Read the record stream through a consumer group and write a sink."""
+
+
+@consume.command("file")
+@with_options(REDIS_URL_OPTION, STREAM_OPTIONS, FILE_OPTIONS, LOG_OPTIONS)
+def consume_file(**options: Any) -> None:
+    """Write every record of the stream to one file, exactly once across crashes."""
+    configure_logging(options["log_level"])
+    try:
+        settings = file_consumer_settings(options)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    try:
+        code = asyncio.run(FileConsumer(settings).serve())
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {settings.output}: {exc.strerror or exc}") from exc
+    sys.exit(code)

@@ -1,0 +1,278 @@
+"""``logrelay consume file``: the stream, through a consumer group, into one file.
+
+Per batch: render each entry (:mod:`consumers.formatting`), append the lines
+and move the checkpoint (:class:`consumers.filesink.FileSink`), then XACK.
+Entries that cannot be rendered go to the dead-letter stream; so do entries
+delivered more than ``max_deliveries`` times without being written (a record
+that crashes the consumer must not stop the file forever).
+
+SIGTERM/SIGINT (as arq does it): stop reading new entries, finish and
+acknowledge the batch in hand, release the file, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from consumers.filesink import FileSink, FsyncPolicy
+from consumers.formatting import DEFAULT_FORMAT, build_formatter
+from consumers.reader import Entry, GroupReader
+from relay.connections import create_redis
+from relay.settings import RedisSettings, StreamKeys
+
+__all__ = ["ConsumerStats", "FileConsumer", "FileConsumerSettings"]
+
+log = logging.getLogger("logrelay.consumer")
+
+
+@dataclass(frozen=True, slots=True)
+class FileConsumerSettings:
+    """Everything one ``logrelay consume file`` process needs."""
+
+    output: Path
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    keys: StreamKeys = field(default_factory=StreamKeys)
+    group: str = "logrelay-file"
+    consumer: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    format: str = DEFAULT_FORMAT
+    placeholder: str = "-"
+    fsync: FsyncPolicy = FsyncPolicy.BATCH
+    batch_size: int = 1000
+    block_ms: int = 1000
+    max_deliveries: int = 5
+
+    def __post_init__(self) -> None:
+        if self.batch_size <= 0 or self.block_ms <= 0 or self.max_deliveries <= 0:
+            raise ValueError("batch-size, block-ms and max-deliveries must be positive")
+        if not self.group or not self.consumer:
+            raise ValueError("group and consumer names must not be empty")
+        build_formatter(self.format, self.placeholder)  # validates the format string
+
+
+@dataclass(slots=True)
+class ConsumerStats:
+    lines_written: int = 0
+    entries_acked: int = 0
+    already_written: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+
+    def summary(self) -> str:
+        return " ".join(f"{name}={value}" for name, value in asdict(self).items())
+
+
+class FileConsumer:
+    def __init__(self, settings: FileConsumerSettings, redis: Redis | None = None) -> None:
+        self.settings = settings
+        # XREADGROUP blocks server-side for block_ms: the socket must wait longer.
+        redis_settings = settings.redis
+        timeout = max(redis_settings.socket_timeout, settings.block_ms / 1000 + 5)
+        self._redis = redis or create_redis(
+            RedisSettings(redis_settings.url, timeout, redis_settings.connect_timeout),
+            client_name=f"logrelay-consume:{settings.consumer}",
+        )
+        self._owns_redis = redis is None
+        self.sink = FileSink(settings.output, settings.fsync)
+        self.formatter = build_formatter(settings.format, settings.placeholder)
+        self.reader = GroupReader(
+            self._redis,
+            settings.keys.records,
+            settings.group,
+            settings.consumer,
+            batch_size=settings.batch_size,
+            block_ms=settings.block_ms,
+        )
+        self.stats = ConsumerStats()
+        self._stop = asyncio.Event()
+        self._until_caught_up = False
+        self._outage_since: float | None = None
+        self.caught_up = asyncio.Event()
+
+    def request_stop(self, *, when_caught_up: bool = False) -> None:
+        """Stop after the batch in hand; with ``when_caught_up``, only once the stream is drained."""
+        if when_caught_up:
+            self._until_caught_up = True
+        else:
+            log.info("stop requested: finishing the batch in hand")
+        self._stop.set()
+
+    @property
+    def _stopping(self) -> bool:
+        return self._stop.is_set() and (not self._until_caught_up or self.caught_up.is_set())
+
+    async def serve(self) -> int:
+        """Run with SIGTERM/SIGINT handlers until stopped; return the exit code."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        try:
+            return await self.run()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    async def run(self) -> int:
+        try:
+            if not await self._take_the_file():
+                return 0
+            checkpoint = await asyncio.to_thread(self.sink.open)
+            log.info(
+                "writing %s from stream %r, group %r as %r (resuming after %s, at byte %d)",
+                self.settings.output,
+                self.settings.keys.records,
+                self.settings.group,
+                self.settings.consumer,
+                checkpoint.last_id,
+                checkpoint.offset,
+            )
+            await self._retrying(self.reader.ensure_group)
+            await self._take_over_pending()
+            while not self._stopping:
+                entries = await self._retrying(self.reader.new)
+                if not entries:
+                    self.caught_up.set()
+                    continue
+                self.caught_up.clear()
+                await self._handle(entries, {})
+            return 0
+        finally:
+            self.sink.close()
+            if self._owns_redis:
+                await self._redis.aclose()
+            log.info("stopped: %s", self.stats.summary())
+
+    async def _take_the_file(self) -> bool:
+        """Wait for the writer lock (standby); False if told to stop first."""
+        announced = False
+        while not self.sink.try_lock():
+            if not announced:
+                log.info("%s is being written by another consumer: standing by for its lock", self.settings.output)
+                announced = True
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=0.2)
+                return False
+            except TimeoutError:
+                continue
+        if announced:
+            log.info("took over %s", self.settings.output)
+        return True
+
+    async def _take_over_pending(self) -> None:
+        async for batch in self.reader.pending():
+            if batch.deleted:
+                log.error(
+                    "%d pending entries were trimmed from the stream before being written: %s",
+                    len(batch.deleted),
+                    b", ".join(batch.deleted[:5]).decode(),
+                )
+                await self._retrying(lambda ids=batch.deleted: self.reader.ack(ids))
+            if batch.entries:
+                await self._handle(batch.entries, batch.deliveries)
+        self._forget_idle_consumers_later()
+
+    def _forget_idle_consumers_later(self) -> None:
+        # Hygiene, not correctness: consumers of earlier runs with nothing
+        # pending clutter XINFO CONSUMERS.
+        async def forget() -> None:
+            try:
+                for info in await self._redis.xinfo_consumers(self.settings.keys.records, self.settings.group):
+                    name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
+                    if name != self.settings.consumer and int(info["pending"]) == 0:
+                        await self._redis.xgroup_delconsumer(self.settings.keys.records, self.settings.group, name)
+            except RedisError as exc:
+                log.debug("could not forget idle consumers: %s", exc)
+
+        self._cleanup = asyncio.create_task(forget())
+
+    async def _handle(self, entries: list[Entry], deliveries: dict[bytes, int]) -> None:
+        """Write, checkpoint and acknowledge one batch (in stream order)."""
+        sink = self.sink
+        lines: list[bytes] = []
+        dead: list[tuple[bytes, dict[bytes, bytes], str]] = []
+        last_new: bytes | None = None
+        for entry_id, fields in entries:
+            if sink.checkpoint.covers(entry_id):
+                self.stats.already_written += 1
+                continue
+            last_new = entry_id
+            delivered = deliveries.get(entry_id, 1)
+            if delivered > self.settings.max_deliveries:
+                dead.append((entry_id, fields, f"delivered {delivered} times without being written"))
+                continue
+            try:
+                lines.append(self.formatter.format(entry_id, fields))
+            except Exception as exc:
+                dead.append((entry_id, fields, f"cannot format: {type(exc).__name__}: {exc}"))
+        if dead:
+            await self._retrying(lambda: self._dead_letter(dead))
+        if last_new is not None:
+            data = b"".join(lines)
+            await self._retrying_io(lambda: sink.append(data, last_new) if data else sink.advance(last_new))
+            self.stats.lines_written += len(lines)
+        ids = [entry_id for entry_id, _ in entries]
+        await self._retrying(lambda: self.reader.ack(ids))
+        self.stats.entries_acked += len(ids)
+        self.stats.batches += 1
+
+    async def _dead_letter(self, dead: list[tuple[bytes, dict[bytes, bytes], str]]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for entry_id, fields, reason in dead:
+                log.warning("entry %s sent to dead letters: %s", entry_id.decode(), reason)
+                entry = {
+                    **fields,
+                    b"reason": reason.encode(),
+                    b"entry_id": entry_id,
+                    b"group": self.settings.group,
+                }
+                pipe.xadd(self.settings.keys.dead_letters, entry)  # type: ignore[arg-type]
+            await pipe.execute()
+        self.stats.dead_lettered += len(dead)
+
+    async def _retrying(self, operation: Any) -> Any:
+        """Run a Redis operation until it succeeds, logging an outage once."""
+        attempt = 0
+        while True:
+            try:
+                result = await operation()
+            except (RedisError, OSError) as exc:
+                self._note_outage(exc)
+                await asyncio.sleep(random.uniform(0.5, 1.0) * min(2.0, 0.05 * 2 ** min(attempt, 10)))
+                attempt += 1
+                continue
+            if self._outage_since is not None:
+                log.warning("Redis is back after %.1fs", time.monotonic() - self._outage_since)
+                self._outage_since = None
+            return result
+
+    def _note_outage(self, exc: BaseException) -> None:
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            log.error("Redis unavailable (%s: %s); retrying", type(exc).__name__, exc)
+
+    async def _retrying_io(self, operation: Any) -> None:
+        """Run a file operation in a thread until it succeeds (disk full, I/O errors)."""
+        failing_since: float | None = None
+        while True:
+            try:
+                await asyncio.to_thread(operation)
+            except OSError as exc:
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    log.error("cannot write %s (%s); nothing acknowledged, retrying", self.settings.output, exc)
+                await asyncio.sleep(1.0)
+                continue
+            if failing_since is not None:
+                log.warning("writing %s again after %.1fs", self.settings.output, time.monotonic() - failing_since)
+            return

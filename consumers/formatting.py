@@ -1,0 +1,160 @@
+"""Turning stream entries back into log lines.
+
+:class:`LineFormatter` renders an entry (see the README's entry format) as
+``logging.Formatter`` would render the original record: the record is
+restored with ``logging.makeLogRecord`` and the relay metadata is added as
+attributes (``client``, ``catcher``, ``received``, ``entry_id``).  Records come
+from many applications, so a ``%(name)s`` field that a record lacks renders
+as a placeholder (``-``) instead of failing.
+
+:class:`JsonLineFormatter` writes the record's attributes as sent, at the top
+level, with the relay metadata under the ``logrelay`` key.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Final, Protocol
+
+import orjson
+
+__all__ = [
+    "DEFAULT_FORMAT",
+    "EntryError",
+    "JsonLineFormatter",
+    "LineFormatter",
+    "build_formatter",
+]
+
+DEFAULT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s [%(client)s] %(message)s"
+SUPPORTED_SCHEMA: Final = b"1"
+METADATA_KEY: Final = "logrelay"
+
+# A %-style field: %(name)<flags><width><.precision><conversion>
+_FIELD = re.compile(r"%\((?P<name>[^)]*)\)(?P<spec>[#0 +-]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[diouxXeEfFgGcrsa%])")
+
+
+class EntryError(ValueError):
+    """The entry cannot be rendered (wrong schema, no record, invalid JSON)."""
+
+
+class EntryFormatter(Protocol):
+    def format(self, entry_id: bytes, fields: dict[bytes, bytes]) -> bytes:
+        """Return the entry as one or more complete lines (ending with a newline)."""
+        ...
+
+
+def _record_json(fields: dict[bytes, bytes]) -> bytes:
+    version = fields.get(b"v")
+    if version != SUPPORTED_SCHEMA:
+        raise EntryError(f"unsupported entry schema version {version!r}")
+    record = fields.get(b"record")
+    if record is None:
+        raise EntryError("entry has no record field")
+    return record
+
+
+def _metadata(entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str, Any]:
+    received = fields.get(b"received", b"")
+    try:
+        received_value: float | str = float(received)
+    except ValueError:
+        received_value = received.decode("utf-8", "replace")
+    return {
+        "client": fields.get(b"client", b"-").decode("utf-8", "replace"),
+        "catcher": fields.get(b"catcher", b"-").decode("utf-8", "replace"),
+        "received": received_value,
+        "entry_id": entry_id.decode("ascii", "replace"),
+    }
+
+
+class _TolerantFormatter(logging.Formatter):
+    """A Formatter whose missing fields render as a placeholder.
+
+    The format is split once into fields; per record, fields the record
+    lacks are replaced by the placeholder text (one rewritten format string
+    per set of missing names, cached), so ``%(process)d`` on a record without
+    ``process`` gives ``-`` rather than a TypeError.
+    """
+
+    def __init__(self, fmt: str, placeholder: str) -> None:
+        super().__init__(fmt, style="%")
+        self._fmt_text = fmt
+        self._placeholder = placeholder.replace("%", "%%")
+        self._fields = frozenset(m.group("name") for m in _FIELD.finditer(fmt) if m.group("spec") != "%")
+        self._variants: dict[frozenset[str], str] = {}
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        values = record.__dict__
+        missing = frozenset(name for name in self._fields if name not in values)
+        if not missing:
+            return self._fmt_text % values
+        variant = self._variants.get(missing)
+        if variant is None:
+            variant = _FIELD.sub(
+                lambda m: self._placeholder if m.group("name") in missing else m.group(0), self._fmt_text
+            )
+            if len(self._variants) < 1024:
+                self._variants[missing] = variant
+        return variant % values
+
+
+class LineFormatter:
+    """Render entries with a ``logging`` %-style format string."""
+
+    def __init__(self, fmt: str = DEFAULT_FORMAT, *, placeholder: str = "-") -> None:
+        try:
+            fmt % {m.group("name"): 0 for m in _FIELD.finditer(fmt)}
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"invalid format string {fmt!r}: {exc}") from exc
+        if "%(" not in fmt:
+            raise ValueError(f"format string {fmt!r} names no record attribute, e.g. %(message)s")
+        self._formatter = _TolerantFormatter(fmt, placeholder)
+
+    def format(self, entry_id: bytes, fields: dict[bytes, bytes]) -> bytes:
+        try:
+            attributes = orjson.loads(_record_json(fields))
+        except orjson.JSONDecodeError as exc:
+            raise EntryError(f"record is not valid JSON: {exc}") from exc
+        if not isinstance(attributes, dict):
+            raise EntryError("record is not a JSON object")
+        record = logging.makeLogRecord(attributes)
+        record.__dict__.update(_metadata(entry_id, fields))
+        # The client already merged args into msg; never format it again.
+        record.args = None
+        text = self._formatter.format(record)
+        return text.encode("utf-8", "backslashreplace") + b"\n"
+
+
+class JsonLineFormatter:
+    """One JSON object per line: the record as sent plus ``"logrelay": {...}``."""
+
+    def format(self, entry_id: bytes, fields: dict[bytes, bytes]) -> bytes:
+        record = _record_json(fields)
+        metadata = orjson.dumps(_metadata(entry_id, fields))
+        stripped = record.strip()
+        if stripped[:1] != b"{" or stripped[-1:] != b"}":
+            raise EntryError("record is not a JSON object")
+        if b'"' + METADATA_KEY.encode() + b'"' in stripped:
+            # The record has an attribute of that name: merge by parsing.
+            try:
+                attributes = orjson.loads(stripped)
+            except orjson.JSONDecodeError as exc:
+                raise EntryError(f"record is not valid JSON: {exc}") from exc
+            attributes[METADATA_KEY] = orjson.loads(metadata)
+            return orjson.dumps(attributes) + b"\n"
+        try:
+            # Validate once: a broken record must not become a broken line.
+            orjson.loads(stripped)
+        except orjson.JSONDecodeError as exc:
+            raise EntryError(f"record is not valid JSON: {exc}") from exc
+        separator = b"" if stripped == b"{}" else b","
+        return stripped[:-1] + separator + b'"' + METADATA_KEY.encode() + b'":' + metadata + b"}\n"
+
+
+def build_formatter(spec: str, placeholder: str = "-") -> EntryFormatter:
+    """``json`` for JSON lines, anything else is a logging format string."""
+    if spec == "json":
+        return JsonLineFormatter()
+    return LineFormatter(spec, placeholder=placeholder)

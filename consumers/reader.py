@@ -1,0 +1,100 @@
+"""Reading a stream through a Redis consumer group, in stream order.
+
+:class:`GroupReader` first takes over every entry still pending in the group
+(delivered to some consumer, never acknowledged: a consumer that died), in
+stream-id order, then reads new entries.  Its caller holds the output's
+writer lock, so no other member of the group is live while it claims.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+__all__ = ["Entry", "GroupReader", "PendingBatch"]
+
+log = logging.getLogger("logrelay.reader")
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+@dataclass(slots=True)
+class PendingBatch:
+    """Entries taken over from the pending list, with how often each was delivered."""
+
+    entries: list[Entry]
+    deliveries: dict[bytes, int]
+    deleted: list[bytes]
+
+
+class GroupReader:
+    def __init__(self, redis: Redis, stream: str, group: str, consumer: str, *, batch_size: int, block_ms: int) -> None:
+        self.redis = redis
+        self.stream = stream
+        self.group = group
+        self.consumer = consumer
+        self.batch_size = batch_size
+        self.block_ms = block_ms
+
+    async def ensure_group(self) -> None:
+        """Create the group (and the stream) if missing; the group starts at the stream's beginning."""
+        try:
+            await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+            log.info("created consumer group %r on stream %r", self.group, self.stream)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def pending(self) -> AsyncIterator[PendingBatch]:
+        """Claim every pending entry of the group to this consumer, in id order, batch by batch."""
+        cursor = b"0-0"
+        while True:
+            reply = await self.redis.xautoclaim(
+                self.stream,
+                self.group,
+                self.consumer,
+                min_idle_time=0,
+                start_id=cursor,
+                count=self.batch_size,
+            )
+            cursor, entries = reply[0], reply[1]
+            deleted = list(reply[2]) if len(reply) > 2 else []
+            entries = [(entry_id, fields) for entry_id, fields in entries if fields is not None]
+            deliveries = await self._delivery_counts(entries)
+            if entries or deleted:
+                yield PendingBatch(entries, deliveries, deleted)
+            if cursor in (b"0-0", "0-0"):
+                return
+
+    async def _delivery_counts(self, entries: list[Entry]) -> dict[bytes, int]:
+        if not entries:
+            return {}
+        rows: list[dict[str, Any]] = await self.redis.xpending_range(
+            self.stream,
+            self.group,
+            min=entries[0][0],
+            max=entries[-1][0],
+            count=len(entries),
+            consumername=self.consumer,
+        )
+        return {row["message_id"]: int(row["times_delivered"]) for row in rows}
+
+    async def new(self) -> list[Entry]:
+        """Wait up to ``block_ms`` for entries never delivered to the group; return them (maybe none)."""
+        reply: Any = await self.redis.xreadgroup(
+            self.group, self.consumer, {self.stream: ">"}, count=self.batch_size, block=self.block_ms
+        )
+        if not reply:
+            return []
+        # RESP2 answers a list of [stream, entries]; RESP3 a dict.
+        entries = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
+        return [(entry_id, fields) for entry_id, fields in entries if fields is not None]
+
+    async def ack(self, ids: list[bytes]) -> None:
+        if ids:
+            await self.redis.xack(self.stream, self.group, *ids)

@@ -1,0 +1,201 @@
+"""Click options, declared once and shared by the commands that take them.
+
+``catch``, ``consume file`` and ``up`` take overlapping options; each list
+below is applied with :func:`with_options`, and each command maps the values
+onto its settings object with the ``*_settings`` functions, so an option's
+name, type, default and help live in exactly one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from relay.settings import (
+    DEFAULT_LISTEN,
+    DEFAULT_REDIS_URL,
+    DEFAULT_STREAM,
+    CatcherSettings,
+    ListenAddress,
+    RedisSettings,
+    StreamKeys,
+    default_catcher_id,
+    parse_byte_size,
+)
+from relay.wire import DecodeLimits
+
+__all__ = [
+    "CATCHER_OPTIONS",
+    "LOG_OPTIONS",
+    "REDIS_URL_OPTION",
+    "STREAM_OPTIONS",
+    "catcher_settings",
+    "configure_logging",
+    "redis_settings",
+    "stream_keys",
+    "with_options",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+Option = Callable[[F], F]
+
+
+class ByteSize(click.ParamType):  # type: ignore[type-arg]
+    """A byte count: ``1048576``, ``512KiB``, ``1MiB``."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_byte_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class Address(click.ParamType):  # type: ignore[type-arg]
+    name = "host:port"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> ListenAddress:
+        if isinstance(value, ListenAddress):
+            return value
+        try:
+            return ListenAddress.parse(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def with_options(*groups: list[Any]) -> Callable[[F], F]:
+    """Apply lists of click options to a command, in the order given."""
+
+    def decorate(command: F) -> F:
+        for option in reversed([option for group in groups for option in group]):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+REDIS_URL_OPTION = [
+    click.option("--redis-url", default=DEFAULT_REDIS_URL, help="Redis URL (redis://, rediss://, unix://)."),
+]
+
+STREAM_OPTIONS = [
+    click.option("--stream", default=DEFAULT_STREAM, help="Stream key of the records."),
+    click.option("--dead-letter-stream", default="", show_default="{STREAM}:dead", help="Stream key for dead letters."),
+    click.option("--redis-timeout", type=click.FloatRange(0.1), default=5.0, help="Seconds to wait for a Redis reply."),
+]
+
+CATCHER_OPTIONS = [
+    click.option(
+        "--listen",
+        type=Address(),
+        default=DEFAULT_LISTEN,
+        help="Address to accept SocketHandler connections on.",
+    ),
+    click.option("--catcher-id", default=None, show_default="HOSTNAME-PID", help="Name recorded in every entry."),
+    click.option(
+        "--max-frame-bytes",
+        type=ByteSize(),
+        default="1MiB",
+        help="Largest frame accepted; a larger header closes the connection.",
+    ),
+    click.option(
+        "--max-decoded-bytes",
+        type=ByteSize(),
+        default="4MiB",
+        help="Largest record once decoded (JSON size); larger goes to dead letters.",
+    ),
+    click.option(
+        "--max-depth",
+        type=click.IntRange(1, DecodeLimits.MAX_DEPTH_LIMIT),
+        default=32,
+        help="Deepest nesting accepted in a record.",
+    ),
+    click.option(
+        "--buffer-bytes",
+        type=ByteSize(),
+        default="256MiB",
+        help="Records held while Redis is slow or away; when full, reading stops.",
+    ),
+    click.option(
+        "--batch-max-records", type=click.IntRange(1), default=1000, help="Most records per Redis round trip."
+    ),
+    click.option(
+        "--max-connections",
+        type=click.IntRange(1),
+        default=10_000,
+        help="Open connections allowed; more are refused.",
+    ),
+    click.option(
+        "--idle-timeout",
+        type=click.FloatRange(0),
+        default=3600.0,
+        help="Close a connection silent this many seconds (0: never).",
+    ),
+    click.option(
+        "--drain-timeout",
+        type=click.FloatRange(0),
+        default=5.0,
+        help="On stop, seconds to keep reading open connections.",
+    ),
+    click.option(
+        "--shutdown-timeout",
+        type=click.FloatRange(0),
+        default=30.0,
+        help="On stop, seconds to publish what is buffered.",
+    ),
+    click.option(
+        "--stats-interval",
+        type=click.FloatRange(0),
+        default=60.0,
+        help="Seconds between stats log lines (0: only at exit).",
+    ),
+]
+
+LOG_OPTIONS = [
+    click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info"),
+]
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def redis_settings(options: dict[str, Any]) -> RedisSettings:
+    return RedisSettings.from_url(options["redis_url"], socket_timeout=options["redis_timeout"])
+
+
+def stream_keys(options: dict[str, Any]) -> StreamKeys:
+    return StreamKeys(options["stream"], options["dead_letter_stream"])
+
+
+def catcher_settings(options: dict[str, Any], redis: RedisSettings | None = None) -> CatcherSettings:
+    """Map the catcher's option values onto :class:`CatcherSettings`."""
+    return CatcherSettings(
+        listen=options["listen"],
+        redis=redis or redis_settings(options),
+        keys=stream_keys(options),
+        limits=DecodeLimits(
+            max_frame_bytes=options["max_frame_bytes"],
+            max_depth=options["max_depth"],
+            max_decoded_bytes=options["max_decoded_bytes"],
+        ),
+        catcher_id=options["catcher_id"] or default_catcher_id(),
+        buffer_bytes=options["buffer_bytes"],
+        batch_max_records=options["batch_max_records"],
+        max_connections=options["max_connections"],
+        idle_timeout=options["idle_timeout"],
+        drain_timeout=options["drain_timeout"],
+        shutdown_timeout=options["shutdown_timeout"],
+        stats_interval=options["stats_interval"],
+    )

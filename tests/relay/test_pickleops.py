@@ -1,0 +1,285 @@
+"""The opcode pre-scan: every honest pickle passes, every memory bomb and foreign opcode is refused.
+
+``scan`` never builds an object, so every hostile input here is safe to hand
+to it directly (none of them is ever given to ``pickle.loads``).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import decimal
+import io
+import logging
+import logging.handlers
+import pathlib
+import pickle
+import pickletools
+import uuid
+from typing import Any
+
+import pytest
+
+from relay.pickleops import UnsafePickle, scan
+
+PROTOCOLS = list(range(pickle.HIGHEST_PROTOCOL + 1))
+FORBIDDEN_OPCODES = ["PERSID", "BINPERSID", "EXT1", "EXT2", "EXT4", "NEXT_BUFFER", "READONLY_BUFFER"]
+OPCODE = {op.name: op.code.encode("latin-1") for op in pickletools.opcodes}
+
+
+class Account:
+    def __init__(self) -> None:
+        self.id = 7
+        self.owner = "Zoë"
+
+
+def _record(**extra: Any) -> dict[str, Any]:
+    """What SocketHandler.makePickle pickles for a record, with ``extra`` merged in."""
+    record = logging.LogRecord("shop.orders", logging.INFO, __file__, 42, "order %s", ("A-1",), None)
+    fields = dict(record.__dict__)
+    fields.update(msg=record.getMessage(), args=None)
+    fields.update(extra)
+    return fields
+
+
+def _records() -> dict[str, dict[str, Any]]:
+    shared = {"sku": "A-1"}
+    loop: list[Any] = ["loop"]
+    loop.append(loop)
+    return {
+        "plain": _record(),
+        "non-ascii": _record(msg="日本語 😀 e\u0301", name="支付.服务"),
+        "values": _record(
+            when=dt.datetime(2024, 2, 29, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+            day=dt.date(2000, 1, 1),
+            amount=decimal.Decimal("-12.50"),
+            ident=uuid.UUID(int=12345),
+            blob=bytes(range(256)),
+            mutable=bytearray(b"xyz"),
+            members={"a", "b"},
+            frozen=frozenset({1}),
+            path=pathlib.PurePosixPath("/var/log/x"),
+            ordered=collections.OrderedDict(a=1),
+            account=Account(),
+            floats=[0.1, -0.0, 1e308, float("inf")],
+            ints=[0, 255, 256, 65535, 65536, -1, 2**31, -(2**31) - 1, 2**64, -(2**200)],
+            flags=[True, False, None],
+        ),
+        "shared-and-recursive": _record(first=shared, second=shared, loop=loop),
+        # 5000 distinct strings: memo indices beyond 255 (LONG_BINPUT / long PUT lines).
+        "many-memo-entries": _record(words=[f"word-{n}" for n in range(5000)]),
+        # A big string: BINUNICODE with a 4-byte length, and FRAMEs at protocol 4+.
+        "big-string": _record(msg="x" * 200_000),
+        "deep": _record(nested=[[[[[[{"k": ("v",)}]]]]]]),
+    }
+
+
+RECORDS = _records()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_every_stdlib_pickle_of_varied_records_is_accepted(protocol: int) -> None:
+    for name, record in RECORDS.items():
+        for payload in (
+            pickle.dumps(record, protocol),
+            pickle._dumps(record, protocol),  # type: ignore[attr-defined]  # the pure-Python pickler
+            pickletools.optimize(pickle.dumps(record, protocol)),
+        ):
+            assert scan(payload) is None, name
+
+
+def test_socket_handler_frames_are_accepted() -> None:
+    handler = logging.handlers.SocketHandler("127.0.0.1", 9)
+    try:
+        record = logging.LogRecord("n", logging.ERROR, __file__, 1, "boom %d", (1,), None)
+        record.extra_value = {"when": dt.datetime(2024, 1, 1), "ids": list(range(1000))}
+        frame = handler.makePickle(record)
+    finally:
+        handler.close()
+
+    scan(frame[4:])
+
+
+def test_bytearray8_of_protocol_5_is_accepted() -> None:
+    payload = pickle.dumps({"msg": "m", "buf": bytearray(b"abc")}, 5)
+    assert OPCODE["BYTEARRAY8"] in payload
+
+    scan(payload)
+
+
+# --------------------------------------------------------------------------- memo bombs
+
+
+def long_binput(index: int) -> bytes:
+    return b"\x80\x02N" + OPCODE["LONG_BINPUT"] + index.to_bytes(4, "little") + b"."
+
+
+def put(text: bytes) -> bytes:
+    return b"N" + OPCODE["PUT"] + text + b"\n."
+
+
+@pytest.mark.parametrize("index", [2**31, 2**32 - 1, 1_000_000])
+def test_long_binput_with_a_huge_index_is_refused(index: int) -> None:
+    with pytest.raises(UnsafePickle, match=f"memo index {index} out of range at offset 3"):
+        scan(long_binput(index))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b"9" * 30, b"2147483648", b"4294967295", b"99999999999", b"1000"],
+    ids=["30-digits", "2**31", "2**32-1", "11-digits", "beyond-the-pickle"],
+)
+def test_put_with_a_huge_index_is_refused(text: bytes) -> None:
+    with pytest.raises(UnsafePickle, match=r"memo index .* out of range at offset 1"):
+        scan(put(text))
+
+
+@pytest.mark.parametrize("text", [b"-1", b"+5", b" 5", b"0x10", b"1e3", b"", b"\xd9\xa1"])
+def test_put_with_a_malformed_index_is_refused(text: bytes) -> None:
+    with pytest.raises(UnsafePickle, match="memo index"):
+        scan(put(text))
+
+
+def test_memo_index_up_to_the_pickle_length_is_accepted() -> None:
+    largest = long_binput(len(long_binput(0)))
+    scan(largest)
+    with pytest.raises(UnsafePickle, match="memo index"):
+        scan(long_binput(len(largest) + 1))
+
+    size = len(put(b"5"))
+    scan(put(str(size).encode()))
+    with pytest.raises(UnsafePickle, match="memo index"):
+        scan(put(str(size + 1).encode()))
+
+
+def test_memo_bomb_after_honest_content_is_found() -> None:
+    honest = pickle.dumps(RECORDS["values"], 2)
+    bomb = honest[:-1] + OPCODE["LONG_BINPUT"] + (2**31).to_bytes(4, "little") + b"."
+
+    with pytest.raises(UnsafePickle, match=f"memo index {2**31}"):
+        scan(bomb)
+
+
+def test_memo_bomb_hidden_behind_a_string_that_looks_like_opcodes_is_found() -> None:
+    # The string's bytes spell a STOP; the scan must skip string payloads, not read them as opcodes.
+    decoy = "..."
+    payload = (
+        b"\x80\x02" + OPCODE["BINUNICODE"] + len(decoy).to_bytes(4, "little") + decoy.encode()
+        + OPCODE["LONG_BINPUT"] + (2**31).to_bytes(4, "little") + b"."
+    )  # fmt: skip
+
+    with pytest.raises(UnsafePickle, match="memo index"):
+        scan(payload)
+
+
+# --------------------------------------------------------------------------- opcodes never allowed
+
+
+MINIMAL_FORBIDDEN = {
+    "PERSID": b"Prow-7\n.",
+    "BINPERSID": b"\x80\x02X\x05\x00\x00\x00row-7Q.",
+    "EXT1": b"\x80\x02\x82\x01.",
+    "EXT2": b"\x80\x02\x83\x01\x00.",
+    "EXT4": b"\x80\x02\x84\x01\x00\x00\x00.",
+    "NEXT_BUFFER": b"\x80\x05\x97.",
+    "READONLY_BUFFER": b"\x80\x05C\x01x\x98.",
+}
+
+
+@pytest.mark.parametrize("name", FORBIDDEN_OPCODES)
+def test_forbidden_opcode_is_refused_by_name(name: str) -> None:
+    payload = MINIMAL_FORBIDDEN[name]
+    assert any(op.name == name for op, _, _ in pickletools.genops(payload))
+
+    with pytest.raises(UnsafePickle, match=f"opcode {name} is not allowed"):
+        scan(payload)
+
+
+class _Row:
+    pass
+
+
+class _PersistentPickler(pickle.Pickler):
+    def persistent_id(self, obj: object) -> str | None:
+        return "row-7" if isinstance(obj, _Row) else None
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_stdlib_persistent_id_pickles_are_refused(protocol: int) -> None:
+    buffer = io.BytesIO()
+    _PersistentPickler(buffer, protocol).dump({"msg": "m", "row": _Row()})
+
+    with pytest.raises(UnsafePickle, match="PERSID is not allowed"):
+        scan(buffer.getvalue())
+
+
+def test_stdlib_out_of_band_buffer_pickle_is_refused() -> None:
+    buffers: list[pickle.PickleBuffer] = []
+    record = {"msg": "m", "buf": pickle.PickleBuffer(b"data")}
+    payload = pickle.dumps(record, 5, buffer_callback=buffers.append)
+
+    with pytest.raises(UnsafePickle, match="NEXT_BUFFER is not allowed"):
+        scan(payload)
+
+
+UNKNOWN_CODES = sorted(set(range(256)) - {ord(op.code) for op in pickletools.opcodes})
+
+
+def test_there_are_unknown_opcodes_to_test() -> None:
+    assert len(UNKNOWN_CODES) > 150
+    assert 0x00 in UNKNOWN_CODES
+    assert 0xFF in UNKNOWN_CODES
+
+
+@pytest.mark.parametrize("code", UNKNOWN_CODES, ids=[f"0x{c:02x}" for c in UNKNOWN_CODES])
+def test_unknown_opcode_is_refused(code: int) -> None:
+    with pytest.raises(UnsafePickle, match=f"unknown opcode 0x{code:02x} at offset 2"):
+        scan(b"\x80\x02" + bytes([code]) + b".")
+
+
+# --------------------------------------------------------------------------- malformed streams
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_every_proper_prefix_is_truncated(protocol: int) -> None:
+    payload = pickle.dumps(RECORDS["values"], protocol)
+
+    for cut in range(len(payload)):
+        with pytest.raises(UnsafePickle, match="truncated"):
+            scan(payload[:cut])
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        b"N",
+        b"\x80\x02",
+        b"X\x05\x00\x00\x00abc",  # BINUNICODE shorter than declared
+        b"X\xff\xff\xff\xff.",  # BINUNICODE declaring 4 GiB
+        b"\x8d" + (2**63).to_bytes(8, "little") + b".",  # BINUNICODE8 declaring 8 EiB
+        b"\x8e" + (2**40).to_bytes(8, "little") + b".",  # BINBYTES8
+        b"\x96" + (2**40).to_bytes(8, "little") + b".",  # BYTEARRAY8
+        b"\x8c\xffabc.",  # SHORT_BINUNICODE
+        b"\x8a\x09\x00.",  # LONG1
+        b"Vno newline.",  # UNICODE line without its newline
+        b"cos\nsystem",  # GLOBAL without the second newline
+        b"J\x01\x00.",  # BININT cut inside its argument
+        b"r\x01\x00",  # LONG_BINPUT cut inside its index
+        b"Np12",  # PUT without its newline
+    ],
+)
+def test_truncated_or_overlong_arguments_are_refused(payload: bytes) -> None:
+    with pytest.raises(UnsafePickle, match="truncated"):
+        scan(payload)
+
+
+@pytest.mark.parametrize("name", ["BINSTRING", "LONG4"])
+def test_negative_lengths_are_refused(name: str) -> None:
+    with pytest.raises(UnsafePickle, match=f"negative length in {name}"):
+        scan(OPCODE[name] + (-1).to_bytes(4, "little", signed=True) + b".")
+
+
+def test_unsafe_pickle_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="truncated"):
+        scan(b"")
