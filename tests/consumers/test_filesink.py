@@ -1,0 +1,136 @@
+"""FileSink: the append/checkpoint protocol and recovery, on a real file system."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from consumers.filesink import Checkpoint, FileSink, FsyncPolicy, stream_id_key
+from tests.polling import wait_until
+
+
+@pytest.fixture(params=list(FsyncPolicy), ids=lambda p: p.value)
+def sink(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FileSink]:
+    sink = FileSink(tmp_path / "central.log", request.param)
+    assert sink.try_lock()
+    sink.open()
+    yield sink
+    sink.close()
+
+
+def test_append_writes_lines_then_the_checkpoint(sink: FileSink) -> None:
+    sink.append(b"one\ntwo\n", b"1700000000000-1")
+    sink.append(b"three\n", b"1700000000001-0")
+    assert sink.path.read_bytes() == b"one\ntwo\nthree\n"
+    assert json.loads(sink.checkpoint_path.read_text()) == {"offset": 14, "last_id": "1700000000001-0"}
+    assert sink.checkpoint.covers(b"1700000000000-5")
+    assert not sink.checkpoint.covers(b"1700000000001-1")
+
+
+def test_recovery_cuts_what_was_written_after_the_checkpoint(tmp_path: Path) -> None:
+    first = FileSink(tmp_path / "central.log")
+    assert first.try_lock()
+    first.open()
+    first.append(b"kept\n", b"5-0")
+    # A crash between write and checkpoint: a whole line and a torn one.
+    with first.path.open("ab") as raw:
+        raw.write(b"not checkpointed\ntorn li")
+    first.close()
+
+    second = FileSink(tmp_path / "central.log")
+    assert second.try_lock()
+    checkpoint = second.open()
+    assert checkpoint == Checkpoint(5, "5-0")
+    assert second.path.read_bytes() == b"kept\n"
+    second.append(b"next\n", b"6-0")
+    assert second.path.read_bytes() == b"kept\nnext\n"
+    second.close()
+
+
+def test_a_failed_append_is_cut_before_the_retry(sink: FileSink) -> None:
+    sink.append(b"a\n", b"1-0")
+    with sink.path.open("ab") as raw:  # what a write interrupted by ENOSPC leaves
+        raw.write(b"half a li")
+    sink.append(b"b\n", b"2-0")
+    assert sink.path.read_bytes() == b"a\nb\n"
+
+
+def test_advance_moves_the_checkpoint_without_writing(sink: FileSink) -> None:
+    sink.append(b"a\n", b"1-0")
+    sink.advance(b"3-0")
+    sink.advance(b"2-0")  # never backwards
+    assert sink.checkpoint == Checkpoint(2, "3-0")
+    assert sink.path.read_bytes() == b"a\n"
+
+
+def test_an_existing_file_without_checkpoint_is_kept_and_appended_to(tmp_path: Path) -> None:
+    path = tmp_path / "central.log"
+    path.write_bytes(b"from before logrelay\n")
+    sink = FileSink(path)
+    assert sink.try_lock()
+    assert sink.open() == Checkpoint(21, "0-0")
+    sink.append(b"new\n", b"1-0")
+    assert path.read_bytes() == b"from before logrelay\nnew\n"
+    sink.close()
+
+
+def test_a_file_shorter_than_its_checkpoint_is_appended_at_its_end(tmp_path: Path) -> None:
+    path = tmp_path / "central.log"
+    sink = FileSink(path)
+    assert sink.try_lock()
+    sink.open()
+    sink.append(b"0123456789\n", b"1-0")
+    sink.close()
+    path.write_bytes(b"short\n")  # replaced behind our back
+    sink = FileSink(path)
+    assert sink.try_lock()
+    assert sink.open() == Checkpoint(6, "1-0")
+    sink.append(b"more\n", b"2-0")
+    assert path.read_bytes() == b"short\nmore\n"
+    sink.close()
+
+
+def test_an_unreadable_checkpoint_is_an_error_not_a_guess(tmp_path: Path) -> None:
+    sink = FileSink(tmp_path / "central.log")
+    sink.checkpoint_path.write_text("{garbage")
+    assert sink.try_lock()
+    with pytest.raises(RuntimeError, match="unreadable checkpoint"):
+        sink.open()
+    sink.close()
+
+
+def test_one_writer_at_a_time_and_the_lock_dies_with_its_holder(tmp_path: Path) -> None:
+    path = tmp_path / "central.log"
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from consumers.filesink import FileSink;"
+            "s = FileSink(Path(sys.argv[1])); assert s.try_lock(); print('locked', flush=True); time.sleep(600)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+    ) as holder:
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline() == b"locked\n"
+            standby = FileSink(path)
+            assert not standby.try_lock()
+            holder.send_signal(signal.SIGKILL)
+            holder.wait()
+            wait_until(standby.try_lock, timeout=5, what="the lock after kill -9 of its holder")
+            standby.close()
+        finally:
+            holder.kill()
+
+
+def test_stream_ids_order_numerically() -> None:
+    assert stream_id_key(b"9-0") < stream_id_key(b"10-0")
+    assert stream_id_key("10-2") < stream_id_key("10-10")
+    assert stream_id_key(b"5") == (5, 0)
