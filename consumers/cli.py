@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import click
 from consumers.fileconsumer import FileConsumer, FileConsumerSettings
 from consumers.filesink import FsyncPolicy
 from consumers.formatting import DEFAULT_FORMAT
+from relay.lifecycle import run_command
 from relay.options import (
     LOG_OPTIONS,
     REDIS_URL_OPTION,
@@ -52,7 +52,7 @@ FILE_OPTIONS = [
     click.option(
         "--max-deliveries",
         type=click.IntRange(1),
-        default=5,
+        default=10,
         help="An entry delivered this often without being written goes to dead letters.",
     ),
 ]
@@ -86,12 +86,9 @@ def consume() -> None:
 def consume_file(**options: Any) -> None:
     """Write every record of the stream to one file, exactly once across crashes."""
     configure_logging(options["log_level"])
-    try:
+
+    def build() -> tuple[Callable[[], Coroutine[Any, Any, int]], str]:
         settings = file_consumer_settings(options)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
-    try:
-        code = asyncio.run(FileConsumer(settings).serve())
-    except OSError as exc:
-        raise click.ClickException(f"cannot write {settings.output}: {exc.strerror or exc}") from exc
-    sys.exit(code)
+        return FileConsumer(settings).serve, f"cannot write {settings.output}"
+
+    run_command(build)

@@ -13,10 +13,10 @@ acknowledge the batch in hand, release the file, exit 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
-import signal
 import socket
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,6 +30,7 @@ from consumers.filesink import FileSink, FsyncPolicy
 from consumers.formatting import DEFAULT_FORMAT, build_formatter
 from consumers.reader import Entry, GroupReader
 from relay.connections import create_redis
+from relay.lifecycle import serve_with_signals
 from relay.settings import RedisSettings, StreamKeys
 
 __all__ = ["ConsumerStats", "FileConsumer", "FileConsumerSettings"]
@@ -51,7 +52,7 @@ class FileConsumerSettings:
     fsync: FsyncPolicy = FsyncPolicy.BATCH
     batch_size: int = 1000
     block_ms: int = 1000
-    max_deliveries: int = 5
+    max_deliveries: int = 10
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0 or self.block_ms <= 0 or self.max_deliveries <= 0:
@@ -99,6 +100,7 @@ class FileConsumer:
         self._until_caught_up = False
         self._outage_since: float | None = None
         self.caught_up = asyncio.Event()
+        self._cleanup: asyncio.Task[None] | None = None
 
     def request_stop(self, *, when_caught_up: bool = False) -> None:
         """Stop after the batch in hand; with ``when_caught_up``, only once the stream is drained."""
@@ -114,14 +116,7 @@ class FileConsumer:
 
     async def serve(self) -> int:
         """Run with SIGTERM/SIGINT handlers until stopped; return the exit code."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop)
-        try:
-            return await self.run()
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
+        return await serve_with_signals(self.run, self.request_stop)
 
     async def run(self) -> int:
         try:
@@ -148,6 +143,8 @@ class FileConsumer:
                 await self._handle(entries, {})
             return 0
         finally:
+            if self._cleanup is not None:
+                self._cleanup.cancel()
             self.sink.close()
             if self._owns_redis:
                 await self._redis.aclose()
@@ -247,7 +244,14 @@ class FileConsumer:
             try:
                 result = await operation()
             except (RedisError, OSError) as exc:
-                self._note_outage(exc)
+                if "NOGROUP" in str(exc):
+                    # The stream (and its group) vanished, e.g. a Redis restart
+                    # without persistence: recreate them and carry on.
+                    log.warning("consumer group %r is gone; creating it again", self.settings.group)
+                    with contextlib.suppress(RedisError, OSError):
+                        await self.reader.ensure_group()
+                else:
+                    self._note_outage(exc)
                 await asyncio.sleep(random.uniform(0.5, 1.0) * min(2.0, 0.05 * 2 ** min(attempt, 10)))
                 attempt += 1
                 continue

@@ -10,14 +10,14 @@ status 2 (usage) or 1 (runtime), never a traceback.
 
 from __future__ import annotations
 
-import asyncio
-import sys
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import click
 
 from consumers.cli import FILE_OPTIONS, consume, file_consumer_settings
 from relay import __version__
+from relay.lifecycle import run_command
 from relay.options import (
     CATCHER_OPTIONS,
     LOG_OPTIONS,
@@ -51,15 +51,12 @@ main.add_command(consume)
 def catch(**options: Any) -> None:
     """Accept logging.handlers.SocketHandler connections and publish each record to a Redis stream."""
     configure_logging(options["log_level"])
-    try:
+
+    def build() -> tuple[Callable[[], Coroutine[Any, Any, int]], str]:
         settings = catcher_settings(options)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
-    try:
-        code = asyncio.run(CatcherServer(settings).serve())
-    except OSError as exc:
-        raise click.ClickException(f"cannot listen on {settings.listen}: {exc.strerror or exc}") from exc
-    sys.exit(code)
+        return CatcherServer(settings).serve, f"cannot listen on {settings.listen}"
+
+    run_command(build)
 
 
 @main.command()
@@ -73,15 +70,13 @@ def catch(**options: Any) -> None:
 def up(**options: Any) -> None:
     """Run a catcher and the file consumer in one process: a central log server in one command."""
     configure_logging(options["log_level"])
-    embedded = options["redis_url"] is None
-    try:
+
+    def build() -> tuple[Callable[[], Coroutine[Any, Any, int]], str]:
+        embedded = options["redis_url"] is None
         redis = RedisSettings(url=EMBEDDED_BROKER) if embedded else redis_settings(options)
         catcher = catcher_settings(options, redis)
         consumer = file_consumer_settings(options, redis)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
-    try:
-        code = asyncio.run(UpRunner(catcher, consumer, embedded=embedded).serve())
-    except OSError as exc:
-        raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or catcher.listen}") from exc
-    sys.exit(code)
+        failure = f"cannot serve on {catcher.listen} into {consumer.output}"
+        return UpRunner(catcher, consumer, embedded=embedded).serve, failure
+
+    run_command(build)

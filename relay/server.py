@@ -17,13 +17,13 @@ import asyncio
 import contextlib
 import logging
 import resource
-import signal
 import time
 from typing import Any
 
 from redis.asyncio import Redis
 
 from relay.connections import create_redis
+from relay.lifecycle import serve_with_signals
 from relay.publisher import StreamPublisher
 from relay.settings import CatcherSettings
 from relay.stats import CatcherStats
@@ -221,14 +221,7 @@ class CatcherServer:
 
     async def serve(self) -> int:
         """Run until a stop signal; return the process exit code (0: nothing lost)."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop)
-        try:
-            return await self.run()
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
+        return await serve_with_signals(self.run, self.request_stop)
 
     async def run(self) -> int:
         """Serve until :meth:`request_stop`; return the exit code.  No signal handling."""

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
 from redis.asyncio import Redis
 
 from consumers.fileconsumer import FileConsumer, FileConsumerSettings
+from relay.lifecycle import serve_with_signals
 from relay.server import CatcherServer
 from relay.settings import CatcherSettings
 
@@ -56,9 +56,10 @@ class UpRunner:
             self.consumer.request_stop()
 
     async def serve(self) -> int:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._on_signal)
+        """Run both until a stop signal (see the module docstring); return the exit code."""
+        return await serve_with_signals(self.run, self._on_signal)
+
+    async def run(self) -> int:
         if self.embedded:
             log.warning("no --redis-url: using the embedded in-memory broker (records in flight die with this process)")
         consumer_task = asyncio.create_task(self.consumer.run(), name="consumer")
@@ -76,5 +77,3 @@ class UpRunner:
         finally:
             for task in (consumer_task, catcher_task):
                 task.cancel()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)

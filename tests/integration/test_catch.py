@@ -192,8 +192,13 @@ def test_sigterm_during_load_drains_what_arrived_and_exits_zero(
 ) -> None:
     catcher = catcher_factory(redis_server.url, "--drain-timeout", "30")
     clients, count = 6, 5000
-    senders = start_senders(catcher.port, clients, count)
-    wait_until(lambda: stream_length(redis_server) > 0, timeout=20, what="first records")
+    senders = start_senders(catcher.port, clients, count, rate=2000)
+
+    def every_client_connected() -> bool:
+        with redis_server.client() as client:
+            return len(sequences_by_client(read_stream(client))) == clients
+
+    wait_until(every_client_connected, timeout=30, what="records from every client")
     catcher.signal(signal.SIGTERM)
     reports = finish_senders(senders)
     assert catcher.wait(timeout=60) == 0

@@ -233,11 +233,16 @@ def test_up_without_redis_writes_the_central_file(catcher_factory: CatcherFactor
 def test_up_drains_everything_accepted_before_exiting(catcher_factory: CatcherFactory, tmp_path: Path) -> None:
     output = tmp_path / "central.jsonl"
     up = catcher_factory("", "--output", str(output), "--format", "json", command="up")
-    senders = start_senders(up.port, 3, 2000)
-    wait_until(lambda: count_json_lines(output) > 0, timeout=30, what="first lines")
+    senders = start_senders(up.port, 3, 2000, rate=1000)
+
+    def every_client_connected() -> bool:
+        return {r["client_id"] for r in json_lines(output, writer_running=True)} == {"c0", "c1", "c2"}
+
+    wait_until(every_client_connected, timeout=30, what="a line from every client")
     up.signal(signal.SIGTERM)
-    finish_senders(senders)
+    reports = finish_senders(senders)
     assert up.wait(60) == 0
+    assert all(report["errors"] == 0 for report in reports)
     records = json_lines(output)
     # Everything the catcher accepted during the drain reached the file before exit.
     assert_each_record_once_in_order([(r["client_id"], r["seq"]) for r in records], 3, 2000)
