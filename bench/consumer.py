@@ -1,0 +1,94 @@
+"""File consumer rate: a pre-filled stream into the central file.
+
+    python -m bench.consumer [--records 100000]
+
+Fills a stream (its own redis-server) with the entries a catcher makes of the
+benchmark frames, then runs ``logrelay consume file`` once per format and
+reports lines/s from start until the last line is in the file, after checking
+that the file holds each record exactly once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from bench.frames import build_frames
+from relay.wire import FrameDecoder, Record
+from tests.polling import wait_until
+from tests.processes import ConsumerProcess
+from tests.realredis import RedisServer
+
+FORMATS = {"json": "json", "text": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+
+
+def fill(client: redis.Redis, records: int) -> None:
+    events = FrameDecoder().feed(b"".join(build_frames(records)))
+    pipe = client.pipeline(transaction=False)
+    for n, event in enumerate(events):
+        assert isinstance(event, Record)
+        pipe.xadd("logrelay", {"v": "1", "record": event.json, "client": "127.0.0.1:1", "catcher": "bench",
+                               "received": "1700000000.0"})  # fmt: skip
+        if n % 1000 == 999:
+            pipe.execute()
+    pipe.execute()
+
+
+def run(records: int, fsync: str) -> list[dict[str, object]]:
+    results: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        server = RedisServer(Path(tmp) / "redis").start()
+        try:
+            with server.client() as client:
+                fill(client, records)
+            for name, spec in FORMATS.items():
+                output = Path(tmp) / f"central-{name}.log"
+                consumer = ConsumerProcess(
+                    server.url, output, ["--format", spec, "--group", name, "--fsync", fsync], Path(tmp) / f"{name}.log"
+                )
+                start = time.perf_counter()
+                consumer.start(wait_ready=False)
+
+                def done(group: str = name) -> bool:
+                    return _group_done(server, group, records)
+
+                wait_until(done, timeout=600, what=f"{name} consumer done")
+                elapsed = time.perf_counter() - start
+                assert consumer.stop() == 0
+                if name == "json":
+                    seqs = sorted(json.loads(line)["bench_seq"] for line in output.read_bytes().splitlines())
+                    assert seqs == list(range(records)), "records missing or doubled"
+                results.append({"format": name, "fsync": fsync, "records": records, "seconds": elapsed,
+                                "lines_per_s": records / elapsed})  # fmt: skip
+        finally:
+            server.stop()
+    return results
+
+
+def _group_done(server: RedisServer, group: str, records: int) -> bool:
+    with server.client() as client:
+        for info in client.xinfo_groups("logrelay"):
+            if info["name"] == group.encode():
+                return int(info["entries-read"] or 0) >= records and int(info["pending"]) == 0
+    return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--fsync", default="batch", choices=["batch", "never"])
+    args = parser.parse_args()
+    results = run(args.records, args.fsync)
+    for result in results:
+        print(json.dumps(result))
+    for result in results:
+        print(f"consumer {result['format']:>4} (fsync {args.fsync}): {result['lines_per_s']:,.0f} lines/s")
+
+
+if __name__ == "__main__":
+    main()
