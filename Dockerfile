@@ -25,7 +25,10 @@ RUN pip install . \
     && rm -rf /src
 
 RUN useradd --system --uid 10001 --user-group --no-create-home \
-        --home-dir /nonexistent --shell /usr/sbin/nologin logrelay
+        --home-dir /nonexistent --shell /usr/sbin/nologin logrelay \
+    && mkdir -p /var/log/logrelay \
+    && chown logrelay:logrelay /var/log/logrelay
+# A new named volume mounted here takes this ownership: the consumer can write.
 WORKDIR /
 USER logrelay:logrelay
 

@@ -151,6 +151,24 @@ CATCHER_OPTIONS = [
         help="On stop, seconds to publish what is buffered.",
     ),
     click.option(
+        "--proxy-protocol/--no-proxy-protocol",
+        default=False,
+        help="Expect a PROXY protocol v1/v2 header (from HAProxy) on every connection; refuse connections without.",
+    ),
+    click.option(
+        "--health-listen",
+        type=Address(),
+        default=None,
+        show_default="no endpoint",
+        help="Address of the HTTP endpoint: /livez, /readyz (for balancers), /metrics.",
+    ),
+    click.option(
+        "--shutdown-grace",
+        type=click.FloatRange(0),
+        default=0.0,
+        help="On stop, seconds to keep serving while /readyz says 503, before closing the listener.",
+    ),
+    click.option(
         "--stats-interval",
         type=click.FloatRange(0),
         default=60.0,
@@ -198,4 +216,7 @@ def catcher_settings(options: dict[str, Any], redis: RedisSettings | None = None
         drain_timeout=options["drain_timeout"],
         shutdown_timeout=options["shutdown_timeout"],
         stats_interval=options["stats_interval"],
+        proxy_protocol=options["proxy_protocol"],
+        health_listen=options["health_listen"],
+        shutdown_grace=options["shutdown_grace"],
     )

@@ -174,6 +174,11 @@ class StreamPublisher:
     def paused(self) -> bool:
         return self._paused
 
+    @property
+    def in_outage(self) -> bool:
+        """True from a failed publish until the next one succeeds."""
+        return self._outage_since is not None
+
     def add_record(self, record: bytes, client: str, received: str) -> None:
         self._add(RecordEntry(record, client, received), len(record))
         self.stats.records_received += 1

@@ -23,7 +23,9 @@ from typing import Any
 from redis.asyncio import Redis
 
 from relay.connections import create_redis
+from relay.health import HealthServer, Readiness
 from relay.lifecycle import serve_with_signals
+from relay.proxyproto import ProxyHeaderParser, ProxyProtocolError
 from relay.publisher import StreamPublisher
 from relay.settings import CatcherSettings
 from relay.stats import CatcherStats
@@ -36,6 +38,10 @@ log = logging.getLogger("logrelay.catcher")
 # A draining connection that has sent nothing for this long, and sits on a
 # frame boundary, has delivered what was in flight when we stopped.
 DRAIN_QUIET_SECONDS = 0.25
+# With --proxy-protocol, a connection must send its header this soon.
+PROXY_HEADER_DEADLINE = 5.0
+# How often readiness asks Redis whether it answers.
+REDIS_CHECK_SECONDS = 1.0
 
 
 def format_peer(peer: Any) -> str:
@@ -97,6 +103,8 @@ class CatcherProtocol(asyncio.Protocol):
         self.client = "unknown"
         self.last_active = time.monotonic()
         self._bad_frames = 0
+        self._proxy_parser: ProxyHeaderParser | None = None
+        self._header_deadline: asyncio.TimerHandle | None = None
 
     # -- asyncio callbacks ----------------------------------------------------
 
@@ -116,9 +124,16 @@ class CatcherProtocol(asyncio.Protocol):
         self._stats.connections_accepted += 1
         if self._registry.reading_paused:
             self.pause()
+        if self._settings.proxy_protocol:
+            self._proxy_parser = ProxyHeaderParser()
+            self._header_deadline = asyncio.get_running_loop().call_later(PROXY_HEADER_DEADLINE, self._header_too_slow)
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
+        if self._proxy_parser is not None:
+            data = self._proxy_header(data)
+            if not data:
+                return
         try:
             events = self._decoder.feed(data)
         except FrameTooLarge as exc:
@@ -137,11 +152,41 @@ class CatcherProtocol(asyncio.Protocol):
             else:
                 self._bad_frame(event.raw, event.reason, received)
 
+    def _proxy_header(self, data: bytes) -> bytes:
+        """Consume the PROXY protocol header; return the bytes after it (b"" while incomplete)."""
+        assert self._proxy_parser is not None
+        try:
+            found = self._proxy_parser.feed(data)
+        except ProxyProtocolError as exc:
+            self._stats.proxy_header_errors += 1
+            log.warning("refusing connection from %s: %s (--proxy-protocol is on)", self.client, exc)
+            self.abort()
+            return b""
+        if found is None:
+            return b""
+        header, rest = found
+        self._proxy_parser = None
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+        if header.source is not None:
+            self.client = format_peer(header.source)
+        return rest
+
+    def _header_too_slow(self) -> None:
+        if self._proxy_parser is not None:
+            self._stats.proxy_header_errors += 1
+            log.warning(
+                "refusing connection from %s: no PROXY protocol header within %gs", self.client, PROXY_HEADER_DEADLINE
+            )
+            self.abort()
+
     def eof_received(self) -> bool | None:
         return None  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._registry.discard(self)
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
         pending = self._decoder.pending_bytes
         if pending:
             self._stats.partial_frames_dropped += 1
@@ -173,6 +218,19 @@ class CatcherProtocol(asyncio.Protocol):
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+    def ask_to_leave(self) -> None:
+        """Half-close: send FIN but keep reading.
+
+        A client that watches for it (``relay.handlers.ReliableSocketHandler``)
+        finishes the frame in hand, closes its side and reconnects elsewhere;
+        we read everything it sent until its FIN, so nothing is lost.  The
+        stock SocketHandler ignores it.
+        """
+        transport = self._transport
+        if transport is not None and not transport.is_closing() and transport.can_write_eof():
+            with contextlib.suppress(OSError):
+                transport.write_eof()
 
     def abort(self) -> None:
         if self._transport is not None:
@@ -216,6 +274,20 @@ class CatcherServer:
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self.bound: list[tuple[str, int]] = []
+        self.redis_ok = False
+        self.health = (
+            HealthServer(settings.health_listen, self.readiness, self.stats) if settings.health_listen else None
+        )
+
+    def readiness(self) -> Readiness:
+        """Whether a balancer should send new connections here, and why not."""
+        if self._stop.is_set():
+            return Readiness(False, "stopping")
+        if not self.redis_ok or self.publisher.in_outage:
+            return Readiness(False, "Redis unreachable")
+        if self.publisher.paused:
+            return Readiness(False, "buffer full")
+        return Readiness(True, "ready")
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -227,6 +299,12 @@ class CatcherServer:
         """Serve until :meth:`request_stop`; return the exit code.  No signal handling."""
         await self.start()
         await self._stop.wait()
+        grace = self.settings.shutdown_grace
+        if grace:
+            # Readiness is already false: keep serving while the balancer
+            # notices and sends new connections elsewhere.
+            log.info("not ready; serving for %gs more (shutdown-grace) before closing", grace)
+            await self._wait_or_force(asyncio.sleep(grace), grace)
         return await self.shutdown()
 
     def request_stop(self) -> None:
@@ -256,6 +334,8 @@ class CatcherServer:
             reuse_address=True,
         )
         self.bound = [sock.getsockname()[:2] for sock in self._server.sockets]
+        if self.health is not None:
+            await self.health.start()
         if not settings.listen.is_loopback:
             log.warning("listening on %s, beyond loopback: restrict who can reach it", settings.listen)
         log.info(
@@ -272,6 +352,8 @@ class CatcherServer:
         if self._server is not None:
             self._server.close()
         self.registry.draining = True
+        for conn in list(self.registry.connections):
+            conn.ask_to_leave()
         # Resume any connection paused by a full buffer would overfill it;
         # paused ones are drained as the publisher frees room.
         await self._wait_or_force(self._drain_connections(), settings.drain_timeout)
@@ -287,6 +369,8 @@ class CatcherServer:
             if lost:
                 self._publisher_task.cancel()
                 log.error("exiting with %d accepted records not published (Redis unavailable)", lost)
+            if self.health is not None:
+                await self.health.close()
             if self._owns_redis:
                 await self._redis.aclose()
         log.info("stopped: %s", self.stats.summary())
@@ -319,18 +403,27 @@ class CatcherServer:
     # -- background tasks ------------------------------------------------------
 
     async def _check_redis(self) -> None:
-        """Say at start whether Redis answers; the publisher keeps retrying regardless."""
+        """Ping Redis every REDIS_CHECK_SECONDS for readiness; say so when it changes.
+
+        The publisher keeps its own retries; this only tells the balancer (and
+        the operator) whether this catcher can publish right now, even while
+        no records flow.
+        """
         target = self.settings.redis.safe_url
-        try:
-            await self._redis.ping()
-        except Exception as exc:
-            log.error("Redis at %s is unreachable (%s); accepting records into the buffer and retrying", target, exc)
-            return
-        try:
-            version = (await self._redis.info("server")).get("redis_version", "?")
-        except Exception:  # the embedded broker has no INFO
-            version = "?"
-        log.info("connected to Redis %s at %s", version, target)
+        first = True
+        while True:
+            try:
+                await asyncio.wait_for(self._redis.ping(), REDIS_CHECK_SECONDS * 2)
+            except Exception as exc:
+                if self.redis_ok or first:
+                    log.error("Redis at %s is unreachable (%s); buffering records and retrying", target, exc)
+                self.redis_ok = False
+            else:
+                if not self.redis_ok:
+                    log.info("Redis at %s answers%s", target, "" if first else " again")
+                self.redis_ok = True
+            first = False
+            await asyncio.sleep(REDIS_CHECK_SECONDS)
 
     async def _sweep_idle(self) -> None:
         timeout = self.settings.idle_timeout

@@ -159,13 +159,19 @@ class CatcherSettings:
     drain_timeout: float = 5.0
     shutdown_timeout: float = 30.0
     stats_interval: float = 60.0
+    # Behind a balancer: expect a PROXY protocol v1/v2 header on every connection.
+    proxy_protocol: bool = False
+    # HTTP liveness/readiness/metrics; None: no endpoint.
+    health_listen: ListenAddress | None = None
+    # On SIGTERM, seconds to stay up while not ready, so a balancer drains us.
+    shutdown_grace: float = 0.0
 
     def __post_init__(self) -> None:
         positive = ("buffer_bytes", "batch_max_records", "batch_max_bytes", "max_connections")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', '-')} must be positive")
-        for name in ("idle_timeout", "drain_timeout", "shutdown_timeout", "stats_interval"):
+        for name in ("idle_timeout", "drain_timeout", "shutdown_timeout", "stats_interval", "shutdown_grace"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name.replace('_', '-')} must not be negative")
         if self.buffer_bytes < self.limits.max_decoded_bytes:

@@ -21,6 +21,7 @@ class CatcherStats:
     records_published: int = 0
     bad_frames: int = 0
     oversize_frames: int = 0
+    proxy_header_errors: int = 0
     partial_frames_dropped: int = 0
     dead_letters_published: int = 0
     batches_published: int = 0

@@ -44,10 +44,11 @@ def processes() -> Iterator[list[LogrelayProcess]]:
 def catcher_factory(tmp_path: Path, processes: list[LogrelayProcess]) -> Callable[..., CatcherProcess]:
     """Start ``logrelay catch`` processes (``command="up"`` for ``logrelay up``)."""
 
-    def start(redis_url: str, *extra_args: str, wait_listening: bool = True, command: str = "catch") -> CatcherProcess:
-        catcher = CatcherProcess(
-            redis_url, list(extra_args), tmp_path / f"{command}-{len(processes)}.log", command=command
-        )
+    def start(
+        redis_url: str, *extra_args: str, wait_listening: bool = True, command: str = "catch", port: int | None = None
+    ) -> CatcherProcess:
+        log_path = tmp_path / f"{command}-{len(processes)}.log"
+        catcher = CatcherProcess(redis_url, list(extra_args), log_path, command=command, port=port)
         processes.append(catcher)
         catcher.start(wait_listening=wait_listening)
         return catcher

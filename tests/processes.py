@@ -65,8 +65,10 @@ class LogrelayProcess:
 class CatcherProcess(LogrelayProcess):
     """``logrelay catch`` on a free port; :meth:`start` returns once it accepts connections."""
 
-    def __init__(self, redis_url: str, extra_args: list[str], log_path: Path, *, command: str = "catch") -> None:
-        self.port = free_port()
+    def __init__(
+        self, redis_url: str, extra_args: list[str], log_path: Path, *, command: str = "catch", port: int | None = None
+    ) -> None:
+        self.port = port or free_port()
         self.redis_url = redis_url
         args = [command, "--listen", f"127.0.0.1:{self.port}", "--stats-interval", "0", *extra_args]
         if redis_url:

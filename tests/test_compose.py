@@ -31,19 +31,25 @@ import pytest
 import yaml
 from click.core import ParameterSource
 
-from relay.cli import ENVVAR_PREFIX, catcher_settings, main
+from consumers.cli import file_consumer_settings
+from relay.cli import ENVVAR_PREFIX, main
+from relay.options import catcher_settings
 from relay.settings import ListenAddress
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "compose.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
+HAPROXY_CONFIG = ROOT / "deploy" / "haproxy.cfg"
 
 Compose = dict[str, Any]
 Service = dict[str, Any]
 
 # Commands whose options, once parsed, also build a settings object that
 # validates them together (URL scheme, buffer larger than a record, ...).
-SETTINGS_BUILDERS: dict[str, Callable[[dict[str, Any]], object]] = {"catch": catcher_settings}
+SETTINGS_BUILDERS: dict[str, Callable[[dict[str, Any]], object]] = {
+    "catch": catcher_settings,
+    "consume file": file_consumer_settings,
+}
 
 
 # -- reading the files ---------------------------------------------------------
@@ -203,16 +209,35 @@ def logrelay_environment(env: Mapping[str, str]) -> Iterator[None]:
         yield
 
 
+def resolve_command(command_line: list[str]) -> tuple[list[str], click.Command | None, list[str]]:
+    """Walk ``command_line`` through the CLI's groups: (path, command, remaining arguments)."""
+    path: list[str] = []
+    command: click.Command = main
+    args = list(command_line)
+    while isinstance(command, click.Group) and args:
+        name = args.pop(0)
+        sub = command.commands.get(name)
+        if sub is None:
+            return [*path, name], None, args
+        path.append(name)
+        command = sub
+    return path, command, args
+
+
 def command_env_problems(command_line: list[str] | None, env: Mapping[str, str | None]) -> list[str]:
     """What is wrong with running ``logrelay <command_line>`` under ``env``."""
     if not command_line:
         return ["no command: the image's default CMD would run, state the subcommand"]
-    command_name = command_line[0]
-    command = main.commands.get(command_name)
+    path, command, args = resolve_command(command_line)
+    shown = " ".join(path)
     if command is None:
-        return [f"command {command_name!r} is not a logrelay subcommand (have: {sorted(main.commands)})"]
+        return [f"command {shown!r} is not a logrelay subcommand (have: {sorted(main.commands)})"]
+    if isinstance(command, click.Group):
+        return [f"{shown!r} is a group of commands, not a command"]
+    command_name = "_".join(path)
 
     params = {option_envvar(command_name, p): p for p in command.params if isinstance(p, click.Option)}
+    command_name = shown
     problems: list[str] = []
     given: dict[str, str] = {}
     for key, value in env.items():
@@ -229,9 +254,14 @@ def command_env_problems(command_line: list[str] | None, env: Mapping[str, str |
         return problems
 
     # Each value on its own, through the option's click type.
-    parent = main.make_context("logrelay", [command_name])
+    parent = click.Context(main, info_name="logrelay", auto_envvar_prefix=ENVVAR_PREFIX)
+    group: click.Command = main
+    for name in path[:-1]:
+        assert isinstance(group, click.Group)
+        group = group.commands[name]
+        parent = click.Context(group, info_name=name, parent=parent)
     for key, value in given.items():
-        with click.Context(command, info_name=command_name, parent=parent) as ctx:
+        with click.Context(command, info_name=path[-1], parent=parent) as ctx:
             try:
                 params[key].process_value(ctx, value)
             except click.BadParameter as exc:
@@ -243,7 +273,7 @@ def command_env_problems(command_line: list[str] | None, env: Mapping[str, str |
     # every variable from the environment, and the settings must build.
     with logrelay_environment(given):
         try:
-            ctx = command.make_context(command_name, command_line[1:], parent=parent)
+            ctx = command.make_context(path[-1], args, parent=parent)
         except click.ClickException as exc:
             return [f"`logrelay {shlex.join(command_line)}`: {exc.format_message()}"]
     for key, param in params.items():
@@ -323,11 +353,11 @@ def catcher_problems(compose: Compose) -> list[str]:
 
     stopping = sum(
         float(env.get(f"LOGRELAY_CATCH_{name.upper()}") or _default(name))
-        for name in ("drain_timeout", "shutdown_timeout")
+        for name in ("shutdown_grace", "drain_timeout", "shutdown_timeout")
     )
     grace = parse_duration(catcher.get("stop_grace_period", "10s"))
     if grace <= stopping:
-        problems.append(f"stop_grace_period {grace:g}s is not longer than drain + shutdown ({stopping:g}s)")
+        problems.append(f"stop_grace_period {grace:g}s is not longer than grace + drain + shutdown ({stopping:g}s)")
 
     if catcher.get("restart") != "unless-stopped":
         problems.append(f"catcher restart policy is {catcher.get('restart')!r}")
@@ -349,6 +379,54 @@ def volume_mounts(service: Service) -> list[tuple[str, str]]:
             source, _, rest = str(volume).partition(":")
             mounts.append((source, rest.partition(":")[0].rstrip("/")))
     return mounts
+
+
+def balancer_problems(compose: Compose, config_text: str) -> list[str]:
+    """HAProxy: the shipped config mounted, the catchers behind it with health checks and PROXY v2."""
+    all_services = services(compose)
+    haproxy, catcher = all_services.get("haproxy"), all_services.get("catcher")
+    if haproxy is None or catcher is None:
+        return ["no haproxy (or no catcher) service"]
+    problems = []
+    if ("./deploy/haproxy.cfg", "/usr/local/etc/haproxy/haproxy.cfg") not in volume_mounts(haproxy):
+        problems.append("haproxy does not mount ./deploy/haproxy.cfg as its configuration")
+    env = service_env(catcher)
+    listen = ListenAddress.parse(env.get("LOGRELAY_CATCH_LISTEN") or str(_default("listen")))
+    health = env.get("LOGRELAY_CATCH_HEALTH_LISTEN")
+    if not health:
+        problems.append("catchers have no health endpoint for HAProxy's checks")
+    elif f"check port {ListenAddress.parse(health).port}" not in config_text:
+        problems.append(f"HAProxy does not check the catchers' health port ({health})")
+    if f"catcher:{listen.port}" not in config_text:
+        problems.append(f"HAProxy's servers are not catcher:{listen.port}")
+    if (env.get("LOGRELAY_CATCH_PROXY_PROTOCOL") == "true") != ("send-proxy-v2" in config_text):
+        problems.append("catchers and HAProxy disagree on the PROXY protocol")
+    for needed in ("mode tcp", "balance leastconn", "option httpchk GET /readyz", "server-template"):
+        if needed not in config_text:
+            problems.append(f"haproxy.cfg lacks {needed!r}")
+    bind = service_env(haproxy).get("LOGRELAY_LB_BIND") or ""
+    published = [str(port).split(":")[-1] for port in haproxy.get("ports", [])]
+    if bind.rpartition(":")[2] not in published:
+        problems.append(f"haproxy binds {bind!r} but publishes {haproxy.get('ports')}")
+    return problems
+
+
+def consumer_problems(compose: Compose) -> list[str]:
+    all_services = services(compose)
+    consumer = all_services.get("consumer")
+    if consumer is None:
+        return ["no consumer service"]
+    problems = []
+    if service_command(consumer) != ["consume", "file"]:
+        problems.append(f"consumer runs {service_command(consumer)}")
+    output = service_env(consumer).get("LOGRELAY_CONSUME_FILE_OUTPUT") or ""
+    volumes = compose.get("volumes") or {}
+    if not any(output.startswith(target + "/") and source in volumes for source, target in volume_mounts(consumer)):
+        problems.append(f"the central file {output!r} is not on a named volume")
+    redis_host = urlsplit(service_env(consumer).get("LOGRELAY_CONSUME_FILE_REDIS_URL") or "").hostname
+    if (consumer.get("depends_on") or {}).get(redis_host, {}).get("condition") != "service_healthy":
+        problems.append(f"consumer does not wait for {redis_host} to be healthy")
+    return problems
 
 
 def redis_problems(compose: Compose) -> list[str]:
@@ -418,7 +496,7 @@ def dockerfile_problems(text: str) -> list[str]:
 
 
 def test_compose_parses(compose: Compose) -> None:
-    assert set(services(compose)) >= {"redis", "catcher"}
+    assert set(services(compose)) >= {"redis", "catcher", "haproxy", "consumer"}
 
 
 def test_logrelay_commands_and_environment_match_the_cli(compose: Compose) -> None:
@@ -430,6 +508,30 @@ def test_catcher_is_scalable_and_reaches_redis(compose: Compose) -> None:
     assert catcher["build"] == "."
     assert catcher["deploy"]["replicas"] > 1
     assert catcher_problems(compose) == []
+
+
+def test_haproxy_fronts_the_catchers_with_the_shipped_config(compose: Compose) -> None:
+    assert balancer_problems(compose, HAPROXY_CONFIG.read_text()) == []
+
+
+def test_the_consumer_writes_the_central_file_to_a_volume(compose: Compose) -> None:
+    assert consumer_problems(compose) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("send-proxy-v2 ", "", "disagree on the PROXY protocol"),
+        ("check port 9021", "check port 9999", "health port"),
+        ("balance leastconn", "balance roundrobin", "balance leastconn"),
+        ("catcher:9020", "catcher:9030", "servers are not catcher:9020"),
+    ],
+)
+def test_balancer_checks_catch_a_broken_haproxy_config(compose: Compose, old: str, new: str, expected: str) -> None:
+    text = HAPROXY_CONFIG.read_text()
+    assert old in text
+    problems = balancer_problems(compose, text.replace(old, new))
+    assert any(expected in problem for problem in problems), problems
 
 
 def test_redis_persists(compose: Compose) -> None:
@@ -514,7 +616,7 @@ def _set(service: str, key: str, value: Any) -> Callable[[Compose], None]:
         pytest.param(_set("catcher", "ports", ["9020:9020"]), catcher_problems, "fixed host port", id="fixed-port"),
         pytest.param(_set_env("LOGRELAY_CATCH_LISTEN", "127.0.0.1:9020"), catcher_problems, "loopback", id="loopback"),
         pytest.param(
-            _set_env("LOGRELAY_CATCH_LISTEN", "0.0.0.0:9021"),
+            _set_env("LOGRELAY_CATCH_LISTEN", "0.0.0.0:9030"),
             catcher_problems,
             "exposes",
             id="port-not-exposed",

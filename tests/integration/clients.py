@@ -15,10 +15,19 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_senders(
-    port: int, clients: int, count: int, *, patient: bool = False, pad: int = 0, rate: float = 0
+    port: int,
+    clients: int,
+    count: int,
+    *,
+    patient: bool = False,
+    pad: int = 0,
+    rate: float = 0,
+    reliable: bool = False,
 ) -> list[subprocess.Popen[bytes]]:
     args = [sys.executable, "-m", "tests.integration.sender", "--port", str(port), "--count", str(count)]
     args += ["--pad", str(pad), "--rate", str(rate)]
+    if reliable:
+        args.append("--reliable")
     if patient:
         args.append("--patient")
     return [

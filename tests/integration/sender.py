@@ -17,6 +17,8 @@ import socket
 import sys
 import time
 
+from relay.handlers import ReliableSocketHandler
+
 
 class CountingSocketHandler(logging.handlers.SocketHandler):
     """The stock handler; it only counts the failures it would otherwise print."""
@@ -25,6 +27,7 @@ class CountingSocketHandler(logging.handlers.SocketHandler):
         super().__init__(host, port)
         self.errors = 0
         self.patient = patient
+        self.addresses: set[str] = set()  # local ip:port of each connection used
 
     def makeSocket(self, timeout: float = 1) -> socket.socket:
         return super().makeSocket(timeout=None if self.patient else timeout)  # type: ignore[arg-type]
@@ -38,6 +41,9 @@ class CountingSocketHandler(logging.handlers.SocketHandler):
         super().send(s)
         if self.sock is None:
             self.errors += 1
+        else:
+            host, port = self.sock.getsockname()[:2]
+            self.addresses.add(f"{host}:{port}")
 
 
 def main() -> None:
@@ -49,9 +55,14 @@ def main() -> None:
     parser.add_argument("--patient", action="store_true")
     parser.add_argument("--pad", type=int, default=0, help="bytes of padding per record")
     parser.add_argument("--rate", type=float, default=0, help="records per second (0: as fast as possible)")
+    parser.add_argument("--reliable", action="store_true", help="use relay.handlers.ReliableSocketHandler")
     args = parser.parse_args()
 
-    handler = CountingSocketHandler(args.host, args.port, patient=args.patient)
+    handler: logging.Handler
+    if args.reliable:
+        handler = ReliableSocketHandler(args.host, args.port, close_timeout=30)
+    else:
+        handler = CountingSocketHandler(args.host, args.port, patient=args.patient)
     logger = logging.getLogger(f"client.{args.client}")
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
@@ -73,7 +84,15 @@ def main() -> None:
         else:
             logger.info("record %d from %s", seq, args.client, extra=extra)
     handler.close()
-    print(json.dumps({"client": args.client, "sent": args.count, "errors": handler.errors}))
+    report: dict[str, object] = {"client": args.client, "sent": args.count}
+    if isinstance(handler, ReliableSocketHandler):
+        # Dropped on overflow, or still unsent when close() gave up.
+        report["errors"] = handler.dropped + handler.buffered
+    else:
+        assert isinstance(handler, CountingSocketHandler)
+        report["errors"] = handler.errors
+        report["addresses"] = sorted(handler.addresses)
+    print(json.dumps(report))
     sys.stdout.flush()
 
 

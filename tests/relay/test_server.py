@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import logging.handlers
@@ -167,3 +168,60 @@ async def test_a_partial_frame_at_disconnect_is_counted(parts: Any) -> None:
 )
 def test_peer_formatting(peer: Any, text: str) -> None:
     assert format_peer(peer) == text
+
+
+def proxy_v1(source: str, port: int) -> bytes:
+    return f"PROXY TCP4 {source} 10.0.0.9 {port} 9020\r\n".encode()
+
+
+async def test_with_proxy_protocol_entries_carry_the_original_client(parts: Any) -> None:
+    settings, registry, publisher, client = parts
+    proxied = dataclasses.replace(settings, proxy_protocol=True)
+    protocol = CatcherProtocol(proxied, registry, publisher)
+    transport = FakeTransport(("127.0.0.1", 50000))  # the balancer
+    protocol.connection_made(transport)
+    data = proxy_v1("203.0.113.5", 41000) + frame("through the balancer")
+    for start in range(0, len(data), 5):  # header and frame split anywhere
+        protocol.data_received(data[start : start + 5])
+    task = asyncio.create_task(publisher.run())
+    await async_wait_until(lambda: publisher.buffered == 0, what="published")
+    publisher.close()
+    await task
+    ((_, entry),) = await client.xrange("logs")
+    assert entry[b"client"] == b"203.0.113.5:41000"
+    assert not transport.aborted
+
+
+async def test_with_proxy_protocol_a_connection_without_header_is_refused(parts: Any) -> None:
+    settings, registry, publisher, _ = parts
+    proxied = dataclasses.replace(settings, proxy_protocol=True)
+    protocol = CatcherProtocol(proxied, registry, publisher)
+    transport = FakeTransport()
+    protocol.connection_made(transport)
+    protocol.data_received(frame("no header first"))
+    assert transport.aborted
+    assert registry.stats.proxy_header_errors == 1
+    assert publisher.buffered == 0
+
+
+async def test_without_proxy_protocol_a_proxy_header_is_just_a_bad_frame(parts: Any) -> None:
+    _, registry, publisher, _ = parts
+    protocol, transport = connect(parts)
+    protocol.data_received(proxy_v1("203.0.113.5", 41000))
+    # "PROX" read as a length header: far over the 4 KiB limit of this fixture.
+    assert transport.aborted
+    assert registry.stats.oversize_frames == 1
+    assert publisher.buffered == 0
+
+
+async def test_asking_to_leave_half_closes_and_keeps_reading(parts: Any) -> None:
+    _, _, publisher, _ = parts
+    protocol, transport = connect(parts)
+    eofs: list[bool] = []
+    transport.can_write_eof = lambda: True  # type: ignore[method-assign]
+    transport.write_eof = lambda: eofs.append(True)  # type: ignore[method-assign]
+    protocol.ask_to_leave()
+    assert eofs == [True]
+    protocol.data_received(frame("sent after our FIN"))
+    assert publisher.buffered == 1
+    assert not transport.closed
