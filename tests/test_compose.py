@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
+import logging.handlers
 import os
 import re
 import shlex
@@ -35,6 +37,7 @@ from consumers.cli import file_consumer_settings
 from relay.cli import ENVVAR_PREFIX, main
 from relay.options import catcher_settings
 from relay.settings import ListenAddress
+from tests.polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "compose.yaml"
@@ -733,3 +736,37 @@ def test_docker_compose_config() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.integration
+def test_docker_compose_up_end_to_end() -> None:
+    """The real deployment, where a Docker engine runs: records from a SocketHandler reach the volume's file."""
+    if not _docker_engine_answers():
+        pytest.skip("no Docker engine on this machine: the same topology runs as processes in test_fleet.py")
+    compose_cmd = ["docker", "compose", "-p", "logrelay-e2e", "-f", str(COMPOSE_FILE)]
+    up = subprocess.run([*compose_cmd, "up", "-d", "--build", "--wait"], cwd=ROOT, capture_output=True, timeout=900)
+    try:
+        assert up.returncode == 0, up.stderr.decode(errors="replace")
+        handler = logging.handlers.SocketHandler("127.0.0.1", 9020)
+        logger = logging.getLogger("compose.e2e")
+        logger.addHandler(handler)
+        logger.propagate = False
+        for seq in range(100):
+            logger.warning("compose record %d", seq)
+        handler.close()
+
+        def lines() -> list[str]:
+            result = subprocess.run(
+                [*compose_cmd, "exec", "-T", "consumer", "cat", "/var/log/logrelay/central.log"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            return [line for line in result.stdout.splitlines() if "compose record" in line]
+
+        found = wait_until(lambda: len(lines()) >= 100 and lines(), timeout=120, what="records in the volume")
+        assert sorted(int(line.rsplit(" ", 1)[1]) for line in found) == list(range(100))
+    finally:
+        subprocess.run([*compose_cmd, "down", "-v"], cwd=ROOT, capture_output=True, timeout=300, check=False)
