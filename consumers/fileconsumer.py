@@ -19,7 +19,7 @@ import os
 import random
 import socket
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,9 @@ from consumers.reader import Entry, GroupReader
 from relay.connections import create_redis
 from relay.lifecycle import serve_with_signals
 from relay.settings import RedisSettings, StreamKeys
+from relay.stats import ConsumerStats
 
-__all__ = ["ConsumerStats", "FileConsumer", "FileConsumerSettings"]
+__all__ = ["FileConsumer", "FileConsumerSettings"]
 
 log = logging.getLogger("logrelay.consumer")
 
@@ -60,18 +61,6 @@ class FileConsumerSettings:
         if not self.group or not self.consumer:
             raise ValueError("group and consumer names must not be empty")
         build_formatter(self.format, self.placeholder)  # validates the format string
-
-
-@dataclass(slots=True)
-class ConsumerStats:
-    lines_written: int = 0
-    entries_acked: int = 0
-    already_written: int = 0
-    dead_lettered: int = 0
-    batches: int = 0
-
-    def summary(self) -> str:
-        return " ".join(f"{name}={value}" for name, value in asdict(self).items())
 
 
 class FileConsumer:

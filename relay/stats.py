@@ -1,7 +1,8 @@
-"""Counters a catcher keeps about itself.
+"""Counters the catcher and the consumers keep about themselves.
 
 Plain integers bumped on the event loop thread (no locks needed), logged as
-one line every ``--stats-interval`` and at shutdown, and read by tests.
+one line (every ``--stats-interval`` and at shutdown), served on /metrics,
+and read by tests.
 """
 
 from __future__ import annotations
@@ -9,8 +10,21 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 
+class Counters:
+    """Rendering shared by the counter dataclasses below."""
+
+    __slots__ = ()
+
+    def as_dict(self) -> dict[str, int]:
+        values: dict[str, int] = asdict(self)  # type: ignore[call-overload]
+        return values
+
+    def summary(self) -> str:
+        return " ".join(f"{key}={value}" for key, value in self.as_dict().items())
+
+
 @dataclass(slots=True)
-class CatcherStats:
+class CatcherStats(Counters):
     """Monotonic counters, plus two gauges (connections, buffered)."""
 
     connections_accepted: int = 0
@@ -30,8 +44,13 @@ class CatcherStats:
     buffered: int = 0
     backpressure_pauses: int = 0
 
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
 
-    def summary(self) -> str:
-        return " ".join(f"{key}={value}" for key, value in self.as_dict().items())
+@dataclass(slots=True)
+class ConsumerStats(Counters):
+    """What a file consumer did."""
+
+    lines_written: int = 0
+    entries_acked: int = 0
+    already_written: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
