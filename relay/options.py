@@ -133,6 +133,18 @@ CATCHER_OPTIONS = [
         help="Open connections allowed; more are refused.",
     ),
     click.option(
+        "--max-connections-per-client",
+        type=click.IntRange(0),
+        default=1000,
+        help="Open connections allowed from one client address (0: no limit).",
+    ),
+    click.option(
+        "--frame-timeout",
+        type=click.FloatRange(0),
+        default=30.0,
+        help="Close a connection whose started frame is not complete after this many seconds (0: never).",
+    ),
+    click.option(
         "--idle-timeout",
         type=click.FloatRange(0),
         default=3600.0,
@@ -212,6 +224,8 @@ def catcher_settings(options: dict[str, Any], redis: RedisSettings | None = None
         buffer_bytes=options["buffer_bytes"],
         batch_max_records=options["batch_max_records"],
         max_connections=options["max_connections"],
+        max_connections_per_client=options["max_connections_per_client"],
+        frame_timeout=options["frame_timeout"],
         idle_timeout=options["idle_timeout"],
         drain_timeout=options["drain_timeout"],
         shutdown_timeout=options["shutdown_timeout"],

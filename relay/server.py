@@ -25,230 +25,20 @@ from redis.asyncio import Redis
 from relay.connections import create_redis
 from relay.health import HealthServer, Readiness
 from relay.lifecycle import serve_with_signals
-from relay.proxyproto import ProxyHeaderParser, ProxyProtocolError
+from relay.protocol import CatcherProtocol, ConnectionRegistry, format_peer
 from relay.publisher import StreamPublisher
 from relay.settings import CatcherSettings
 from relay.stats import CatcherStats
-from relay.wire import FrameDecoder, FrameTooLarge, Record
 
-__all__ = ["CatcherProtocol", "CatcherServer", "ConnectionRegistry", "format_peer"]
+__all__ = ["CatcherServer"]
 
 log = logging.getLogger("logrelay.catcher")
 
 # A draining connection that has sent nothing for this long, and sits on a
 # frame boundary, has delivered what was in flight when we stopped.
 DRAIN_QUIET_SECONDS = 0.25
-# With --proxy-protocol, a connection must send its header this soon.
-PROXY_HEADER_DEADLINE = 5.0
 # How often readiness asks Redis whether it answers.
 REDIS_CHECK_SECONDS = 1.0
-
-
-def format_peer(peer: Any) -> str:
-    """``host:port`` for IPv4, ``[host]:port`` for IPv6, the path for Unix sockets."""
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        host, port = peer[0], peer[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(peer or "unknown")
-
-
-class ConnectionRegistry:
-    """The open connections and the server-wide reading state.
-
-    Implements :class:`relay.publisher.FlowControl`: when the publisher's
-    buffer is full, every connection stops reading; new connections start
-    paused until it has room again.
-    """
-
-    def __init__(self, max_connections: int, stats: CatcherStats) -> None:
-        self.connections: set[CatcherProtocol] = set()
-        self.max_connections = max_connections
-        self.stats = stats
-        self.reading_paused = False
-        self.draining = False
-
-    def add(self, conn: CatcherProtocol) -> bool:
-        if len(self.connections) >= self.max_connections:
-            return False
-        self.connections.add(conn)
-        self.stats.connections = len(self.connections)
-        return True
-
-    def discard(self, conn: CatcherProtocol) -> None:
-        self.connections.discard(conn)
-        self.stats.connections = len(self.connections)
-
-    def pause_reading(self) -> None:
-        self.reading_paused = True
-        for conn in self.connections:
-            conn.pause()
-
-    def resume_reading(self) -> None:
-        self.reading_paused = False
-        for conn in list(self.connections):
-            conn.resume()
-
-
-class CatcherProtocol(asyncio.Protocol):
-    """One client connection speaking the SocketHandler wire format."""
-
-    def __init__(self, settings: CatcherSettings, registry: ConnectionRegistry, publisher: StreamPublisher) -> None:
-        self._settings = settings
-        self._registry = registry
-        self._publisher = publisher
-        self._stats = registry.stats
-        self._decoder = FrameDecoder(settings.limits)
-        self._transport: asyncio.Transport | None = None
-        self._paused = False
-        self.client = "unknown"
-        self.last_active = time.monotonic()
-        self._bad_frames = 0
-        self._proxy_parser: ProxyHeaderParser | None = None
-        self._header_deadline: asyncio.TimerHandle | None = None
-
-    # -- asyncio callbacks ----------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        self.client = format_peer(transport.get_extra_info("peername"))
-        if not self._registry.add(self):
-            self._stats.connections_refused += 1
-            log.warning(
-                "refusing connection from %s: already %d connections (max-connections)",
-                self.client,
-                self._registry.max_connections,
-            )
-            transport.abort()
-            return
-        self._stats.connections_accepted += 1
-        if self._registry.reading_paused:
-            self.pause()
-        if self._settings.proxy_protocol:
-            self._proxy_parser = ProxyHeaderParser()
-            self._header_deadline = asyncio.get_running_loop().call_later(PROXY_HEADER_DEADLINE, self._header_too_slow)
-
-    def data_received(self, data: bytes) -> None:
-        self.last_active = time.monotonic()
-        if self._proxy_parser is not None:
-            data = self._proxy_header(data)
-            if not data:
-                return
-        try:
-            events = self._decoder.feed(data)
-        except FrameTooLarge as exc:
-            self._stats.oversize_frames += 1
-            log.warning("closing connection from %s: %s (max-frame-bytes)", self.client, exc)
-            self.abort()
-            events = exc.events  # complete frames before the bad header still count
-        if not events:
-            return
-        received = f"{time.time():.6f}"
-        publisher = self._publisher
-        client = self.client
-        for event in events:
-            if isinstance(event, Record):
-                publisher.add_record(event.json, client, received)
-            else:
-                self._bad_frame(event.raw, event.reason, received)
-
-    def _proxy_header(self, data: bytes) -> bytes:
-        """Consume the PROXY protocol header; return the bytes after it (b"" while incomplete)."""
-        assert self._proxy_parser is not None
-        try:
-            found = self._proxy_parser.feed(data)
-        except ProxyProtocolError as exc:
-            self._stats.proxy_header_errors += 1
-            log.warning("refusing connection from %s: %s (--proxy-protocol is on)", self.client, exc)
-            self.abort()
-            return b""
-        if found is None:
-            return b""
-        header, rest = found
-        self._proxy_parser = None
-        if self._header_deadline is not None:
-            self._header_deadline.cancel()
-        if header.source is not None:
-            self.client = format_peer(header.source)
-        return rest
-
-    def _header_too_slow(self) -> None:
-        if self._proxy_parser is not None:
-            self._stats.proxy_header_errors += 1
-            log.warning(
-                "refusing connection from %s: no PROXY protocol header within %gs", self.client, PROXY_HEADER_DEADLINE
-            )
-            self.abort()
-
-    def eof_received(self) -> bool | None:
-        return None  # close our side too
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._registry.discard(self)
-        if self._header_deadline is not None:
-            self._header_deadline.cancel()
-        pending = self._decoder.pending_bytes
-        if pending:
-            self._stats.partial_frames_dropped += 1
-            log.info("connection from %s closed inside a frame: %d bytes dropped", self.client, pending)
-        if self._bad_frames > 1:
-            log.warning("connection from %s sent %d undecodable frames in all", self.client, self._bad_frames)
-
-    # -- used by the registry and the server ----------------------------------
-
-    @property
-    def at_frame_boundary(self) -> bool:
-        return self._decoder.pending_bytes == 0
-
-    def pause(self) -> None:
-        if not self._paused and self._transport is not None and not self._transport.is_closing():
-            self._paused = True
-            self._transport.pause_reading()
-
-    def resume(self) -> None:
-        if self._paused and self._transport is not None and not self._transport.is_closing():
-            self._paused = False
-            self.last_active = time.monotonic()
-            self._transport.resume_reading()
-
-    @property
-    def paused(self) -> bool:
-        return self._paused
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-
-    def ask_to_leave(self) -> None:
-        """Half-close: send FIN but keep reading.
-
-        A client that watches for it (``relay.handlers.ReliableSocketHandler``)
-        finishes the frame in hand, closes its side and reconnects elsewhere;
-        we read everything it sent until its FIN, so nothing is lost.  The
-        stock SocketHandler ignores it.
-        """
-        transport = self._transport
-        if transport is not None and not transport.is_closing() and transport.can_write_eof():
-            with contextlib.suppress(OSError):
-                transport.write_eof()
-
-    def abort(self) -> None:
-        if self._transport is not None:
-            self._transport.abort()
-
-    def _bad_frame(self, raw: bytes, reason: str, received: str) -> None:
-        self._bad_frames += 1
-        self._stats.bad_frames += 1
-        self._publisher.add_dead_letter(raw, reason, self.client, received)
-        # The first per connection is a warning; a flood is summarised at close.
-        level = logging.WARNING if self._bad_frames == 1 else logging.DEBUG
-        log.log(
-            level,
-            "undecodable frame from %s (%d bytes) sent to dead letters: %s",
-            self.client,
-            len(raw),
-            reason,
-        )
 
 
 class CatcherServer:
@@ -257,7 +47,9 @@ class CatcherServer:
     def __init__(self, settings: CatcherSettings, redis: Redis | None = None) -> None:
         self.settings = settings
         self.stats = CatcherStats()
-        self.registry = ConnectionRegistry(settings.max_connections, self.stats)
+        self.registry = ConnectionRegistry(
+            settings.max_connections, self.stats, max_per_client=settings.max_connections_per_client
+        )
         self._redis = redis or create_redis(settings.redis, client_name=f"logrelay-catch:{settings.catcher_id}")
         self._owns_redis = redis is None
         self.publisher = StreamPublisher(
@@ -426,17 +218,27 @@ class CatcherServer:
             await asyncio.sleep(REDIS_CHECK_SECONDS)
 
     async def _sweep_idle(self) -> None:
-        timeout = self.settings.idle_timeout
-        if not timeout:
+        """Close connections silent for idle-timeout, or stuck inside a frame for frame-timeout (slow loris)."""
+        idle, frame = self.settings.idle_timeout, self.settings.frame_timeout
+        periods = [limit / 2 for limit in (idle, frame) if limit]
+        if not periods:
             return
         while True:
-            await asyncio.sleep(min(timeout / 2, 5.0))
-            deadline = time.monotonic() - timeout
+            await asyncio.sleep(min(*periods, 5.0))
+            now = time.monotonic()
             for conn in list(self.registry.connections):
-                if conn.last_active < deadline and not conn.paused:
+                if conn.paused:
+                    continue  # we stopped reading it: not the client's delay
+                if idle and conn.last_active < now - idle:
                     self.stats.connections_idle_closed += 1
-                    log.info("closing connection from %s: idle for %.0fs (idle-timeout)", conn.client, timeout)
+                    log.info("closing connection from %s: idle for %.0fs (idle-timeout)", conn.client, idle)
                     conn.close()
+                elif frame and conn.frame_started is not None and conn.frame_started < now - frame:
+                    self.stats.slow_frames += 1
+                    log.warning(
+                        "closing connection from %s: a frame unfinished after %.0fs (frame-timeout)", conn.client, frame
+                    )
+                    conn.abort()
 
     async def _log_stats(self) -> None:
         while True:

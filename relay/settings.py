@@ -155,7 +155,11 @@ class CatcherSettings:
     batch_max_records: int = 1000
     batch_max_bytes: int = 1024 * 1024
     max_connections: int = 10_000
+    # Per client address (after the PROXY header, if any); 0: no limit.
+    max_connections_per_client: int = 1000
     idle_timeout: float = 3600.0
+    # A frame that started arriving must be complete within this (slow loris); 0: no limit.
+    frame_timeout: float = 30.0
     drain_timeout: float = 5.0
     shutdown_timeout: float = 30.0
     stats_interval: float = 60.0
@@ -171,7 +175,16 @@ class CatcherSettings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', '-')} must be positive")
-        for name in ("idle_timeout", "drain_timeout", "shutdown_timeout", "stats_interval", "shutdown_grace"):
+        if self.max_connections_per_client < 0:
+            raise ValueError("max-connections-per-client must not be negative")
+        for name in (
+            "idle_timeout",
+            "frame_timeout",
+            "drain_timeout",
+            "shutdown_timeout",
+            "stats_interval",
+            "shutdown_grace",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name.replace('_', '-')} must not be negative")
         if self.buffer_bytes < self.limits.max_decoded_bytes:

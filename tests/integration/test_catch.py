@@ -331,3 +331,24 @@ def _connects(port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def test_a_frame_that_never_completes_is_cut_off(redis_server: RedisServer, catcher_factory: CatcherFactory) -> None:
+    catcher = catcher_factory(redis_server.url, "--frame-timeout", "1")
+    with (
+        socket.create_connection(("127.0.0.1", catcher.port)) as loris,
+        socket.create_connection(("127.0.0.1", catcher.port)) as good,
+    ):
+        data = frame(make_record("a slow frame"))
+        loris.sendall(data[:20])  # ... and never the rest
+        loris.settimeout(15)
+        try:
+            closed = loris.recv(1) == b""
+        except ConnectionResetError:
+            closed = True
+        assert closed
+        good.sendall(frame(make_record("unaffected")))
+        wait_until(lambda: stream_length(redis_server) >= 1, timeout=10, what="the good record")
+    assert "frame-timeout" in catcher.log
+    assert catcher.stop() == 0
+    assert final_stats(catcher)["slow_frames"] == 1

@@ -13,8 +13,8 @@ from typing import Any
 import fakeredis
 import pytest
 
+from relay.protocol import CatcherProtocol, ConnectionRegistry, format_peer
 from relay.publisher import StreamPublisher
-from relay.server import CatcherProtocol, ConnectionRegistry, format_peer
 from relay.settings import CatcherSettings, StreamKeys
 from relay.stats import CatcherStats
 from relay.wire import DecodeLimits
@@ -225,3 +225,51 @@ async def test_asking_to_leave_half_closes_and_keeps_reading(parts: Any) -> None
     protocol.data_received(frame("sent after our FIN"))
     assert publisher.buffered == 1
     assert not transport.closed
+
+
+async def test_connections_per_client_address_are_limited(parts: Any) -> None:
+    settings, _, publisher, _ = parts
+    registry = ConnectionRegistry(10, CatcherStats(), max_per_client=2)
+
+    def open_from(host: str) -> FakeTransport:
+        transport = FakeTransport((host, 1000))
+        CatcherProtocol(settings, registry, publisher).connection_made(transport)
+        return transport
+
+    assert not open_from("198.51.100.1").aborted
+    assert not open_from("198.51.100.1").aborted
+    assert open_from("198.51.100.1").aborted  # a third from the same address
+    assert not open_from("198.51.100.2").aborted  # another client is not affected
+    assert registry.stats.connections_refused == 1
+
+
+async def test_the_per_client_limit_counts_the_address_from_the_proxy_header(parts: Any) -> None:
+    settings, _, publisher, _ = parts
+    proxied = dataclasses.replace(settings, proxy_protocol=True)
+    registry = ConnectionRegistry(10, CatcherStats(), max_per_client=1)
+    transports = []
+    for client_port in (1, 2):
+        protocol = CatcherProtocol(proxied, registry, publisher)
+        transport = FakeTransport(("127.0.0.1", 60000 + client_port))  # all from the balancer
+        protocol.connection_made(transport)
+        protocol.data_received(proxy_v1(f"203.0.113.{client_port}", 5000))
+        transports.append(transport)
+    assert not any(t.aborted for t in transports)  # two clients behind one balancer address
+    third = CatcherProtocol(proxied, registry, publisher)
+    transport = FakeTransport(("127.0.0.1", 60003))
+    third.connection_made(transport)
+    third.data_received(proxy_v1("203.0.113.1", 5001))  # client 1 again
+    assert transport.aborted
+
+
+async def test_a_started_frame_is_timed_until_it_completes(parts: Any) -> None:
+    protocol, _ = connect(parts)
+    assert protocol.frame_started is None
+    data = frame("slow")
+    protocol.data_received(data[:10])
+    started = protocol.frame_started
+    assert started is not None
+    protocol.data_received(data[10:20])
+    assert protocol.frame_started == started  # still the same frame
+    protocol.data_received(data[20:])
+    assert protocol.frame_started is None
