@@ -50,6 +50,12 @@ FILE_OPTIONS = [
     click.option("--batch-size", type=click.IntRange(1), default=1000, help="Most entries read per batch."),
     click.option("--block-ms", type=click.IntRange(1), default=1000, help="Longest wait for new entries per read."),
     click.option(
+        "--trim-interval",
+        type=click.FloatRange(0),
+        default=10.0,
+        help="Seconds between trims of the stream below what every consumer group acknowledged (0: never).",
+    ),
+    click.option(
         "--max-deliveries",
         type=click.IntRange(1),
         default=10,
@@ -72,6 +78,7 @@ def file_consumer_settings(options: dict[str, Any], redis: RedisSettings | None 
         batch_size=options["batch_size"],
         block_ms=options["block_ms"],
         max_deliveries=options["max_deliveries"],
+        trim_interval=options["trim_interval"],
         **extra,
     )
 

@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 from consumers.filesink import FileSink, FsyncPolicy
 from consumers.formatting import DEFAULT_FORMAT, build_formatter
 from consumers.reader import Entry, GroupReader
+from consumers.trimmer import StreamTrimmer
 from relay.connections import create_redis
 from relay.lifecycle import serve_with_signals
 from relay.settings import RedisSettings, StreamKeys
@@ -54,10 +55,14 @@ class FileConsumerSettings:
     batch_size: int = 1000
     block_ms: int = 1000
     max_deliveries: int = 10
+    # Seconds between trims of what every group acknowledged (0: never trim).
+    trim_interval: float = 10.0
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0 or self.block_ms <= 0 or self.max_deliveries <= 0:
             raise ValueError("batch-size, block-ms and max-deliveries must be positive")
+        if self.trim_interval < 0:
+            raise ValueError("trim-interval must not be negative")
         if not self.group or not self.consumer:
             raise ValueError("group and consumer names must not be empty")
         build_formatter(self.format, self.placeholder)  # validates the format string
@@ -85,6 +90,8 @@ class FileConsumer:
             block_ms=settings.block_ms,
         )
         self.stats = ConsumerStats()
+        self.trimmer = StreamTrimmer(self._redis, settings.keys.records)
+        self._last_trim = time.monotonic()
         self._stop = asyncio.Event()
         self._until_caught_up = False
         self._outage_since: float | None = None
@@ -125,11 +132,12 @@ class FileConsumer:
             await self._take_over_pending()
             while not self._stopping:
                 entries = await self._retrying(self.reader.new)
-                if not entries:
+                if entries:
+                    self.caught_up.clear()
+                    await self._handle(entries, {})
+                else:
                     self.caught_up.set()
-                    continue
-                self.caught_up.clear()
-                await self._handle(entries, {})
+                await self._trim_now_and_then()
             return 0
         finally:
             if self._cleanup is not None:
@@ -211,6 +219,16 @@ class FileConsumer:
         await self._retrying(lambda: self.reader.ack(ids))
         self.stats.entries_acked += len(ids)
         self.stats.batches += 1
+
+    async def _trim_now_and_then(self) -> None:
+        interval = self.settings.trim_interval
+        if not interval or time.monotonic() - self._last_trim < interval:
+            return
+        self._last_trim = time.monotonic()
+        try:
+            self.stats.entries_trimmed += await self.trimmer.trim()
+        except (RedisError, OSError) as exc:
+            log.debug("trimming skipped this time: %s", exc)  # the next try is interval seconds away
 
     async def _dead_letter(self, dead: list[tuple[bytes, dict[bytes, bytes], str]]) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:

@@ -124,6 +124,18 @@ CATCHER_OPTIONS = [
         help="Records held while Redis is slow or away; when full, reading stops.",
     ),
     click.option(
+        "--max-stream-length",
+        type=click.IntRange(0),
+        default=1_000_000,
+        help="Most entries the stream may hold (0: no limit); consumers trim what every group acknowledged.",
+    ),
+    click.option(
+        "--full-policy",
+        type=click.Choice(["block", "shed"]),
+        default="block",
+        help="At max-stream-length: block (hold records, push back on senders; lossless) or shed (drop new, counted).",
+    ),
+    click.option(
         "--batch-max-records", type=click.IntRange(1), default=1000, help="Most records per Redis round trip."
     ),
     click.option(
@@ -222,6 +234,8 @@ def catcher_settings(options: dict[str, Any], redis: RedisSettings | None = None
         ),
         catcher_id=options["catcher_id"] or default_catcher_id(),
         buffer_bytes=options["buffer_bytes"],
+        max_stream_length=options["max_stream_length"],
+        full_policy=options["full_policy"],
         batch_max_records=options["batch_max_records"],
         max_connections=options["max_connections"],
         max_connections_per_client=options["max_connections_per_client"],

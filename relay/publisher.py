@@ -27,11 +27,22 @@ import random
 import secrets
 import time
 from collections import deque
-from typing import Final, NamedTuple, Protocol
+from typing import Final, Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
+from relay.publishscript import (
+    PUBLISH_SCRIPT,
+    SCHEMA_VERSION,
+    STREAM_FULL,
+    DeadLetterEntry,
+    Entry,
+    FullPolicy,
+    RecordEntry,
+    parse_result,
+    script_args,
+)
 from relay.settings import StreamKeys
 from relay.stats import CatcherStats
 
@@ -39,65 +50,8 @@ __all__ = ["PUBLISH_SCRIPT", "SCHEMA_VERSION", "FlowControl", "StreamPublisher"]
 
 log = logging.getLogger("logrelay.publisher")
 
-#: Version of the stream entry layout (README, "Stream entry format").
-SCHEMA_VERSION: Final = "1"
-
-# Seconds a producer's last-sequence key lives after its last batch.  A retry
-# always comes within an outage; a week covers any outage Redis survives.
-PRODUCER_KEY_TTL: Final = 7 * 24 * 3600
-
 # Rough per-entry memory besides its payload (tuple, str objects, deque slot).
 ENTRY_OVERHEAD: Final = 120
-
-PUBLISH_SCRIPT: Final = """
--- KEYS: records stream, dead-letter stream, producer key
--- ARGV: seq, ttl, catcher, schema, n_records, n_dead,
---       n_records x (record, client, received),
---       n_dead x (raw, reason, client, received)
-local seq = tonumber(ARGV[1])
-local last = tonumber(redis.call('GET', KEYS[3]) or '0')
-if seq <= last then
-  return -1
-end
--- Fail before the first write: a script stopped halfway keeps its writes.
-for k = 1, 2 do
-  local t = redis.call('TYPE', KEYS[k])['ok']
-  if t ~= 'none' and t ~= 'stream' then
-    return redis.error_reply('WRONGTYPE key ' .. KEYS[k] .. ' is a ' .. t .. ', not a stream')
-  end
-end
-local catcher, schema = ARGV[3], ARGV[4]
-local n_records, n_dead = tonumber(ARGV[5]), tonumber(ARGV[6])
-local i = 7
-for _ = 1, n_records do
-  redis.call('XADD', KEYS[1], '*', 'v', schema, 'record', ARGV[i],
-             'client', ARGV[i + 1], 'catcher', catcher, 'received', ARGV[i + 2])
-  i = i + 3
-end
-for _ = 1, n_dead do
-  redis.call('XADD', KEYS[2], '*', 'v', schema, 'reason', ARGV[i + 1], 'raw', ARGV[i],
-             'client', ARGV[i + 2], 'catcher', catcher, 'received', ARGV[i + 3])
-  i = i + 4
-end
-redis.call('SET', KEYS[3], seq, 'EX', ARGV[2])
-return n_records + n_dead
-"""
-
-
-class RecordEntry(NamedTuple):
-    record: bytes
-    client: str
-    received: str
-
-
-class DeadLetterEntry(NamedTuple):
-    raw: bytes
-    reason: str
-    client: str
-    received: str
-
-
-Entry = RecordEntry | DeadLetterEntry
 
 
 class FlowControl(Protocol):
@@ -135,6 +89,8 @@ class StreamPublisher:
         batch_max_bytes: int = 1024 * 1024,
         stats: CatcherStats | None = None,
         flow: FlowControl | None = None,
+        max_stream_length: int = 0,
+        full_policy: FullPolicy = "block",
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -157,6 +113,9 @@ class StreamPublisher:
         self._closing = False
         self._outage_since: float | None = None
         self._last_outage_log = 0.0
+        self.max_stream_length = max_stream_length
+        self.full_policy: FullPolicy = full_policy
+        self._last_shed_log = -60.0
         self._last_pause_log = -60.0
 
     # -- the producer side (called from protocol callbacks) -----------------
@@ -255,33 +214,16 @@ class StreamPublisher:
             size += entry_size
         return batch, size
 
-    def _script_args(self, batch: list[Entry], seq: int) -> list[bytes | str | int]:
-        records = [e for e in batch if type(e) is RecordEntry]
-        dead = [e for e in batch if type(e) is DeadLetterEntry]
-        args: list[bytes | str | int] = [
-            seq,
-            PRODUCER_KEY_TTL,
-            self.catcher_id,
-            SCHEMA_VERSION,
-            len(records),
-            len(dead),
-        ]
-        for record in records:
-            args.extend(record)
-        for dead_letter in dead:
-            args.extend(dead_letter)
-        return args
-
     async def _publish(self, batch: list[Entry], seq: int) -> None:
         """Write one batch, retrying with backoff until Redis confirms it."""
         keys = [self._keys.records, self._keys.dead_letters, self._producer_key]
-        args = self._script_args(batch, seq)
+        args = script_args(batch, seq, self.catcher_id, self.max_stream_length, self.full_policy)
         attempt = 0
         while True:
             try:
                 if self._script_sha is None:
                     self._script_sha = await self._redis.script_load(PUBLISH_SCRIPT)
-                result = await self._redis.evalsha(self._script_sha, len(keys), *keys, *args)
+                reply = await self._redis.evalsha(self._script_sha, len(keys), *keys, *args)
             except NoScriptError:
                 # Redis restarted or SCRIPT FLUSH: load it again, no backoff.
                 self._script_sha = None
@@ -291,12 +233,13 @@ class StreamPublisher:
                 await asyncio.sleep(_backoff(attempt))
                 attempt += 1
                 continue
-            self._note_success(batch, int(result))
+            self._note_success(batch, reply)
             return
 
-    def _note_success(self, batch: list[Entry], result: int) -> None:
+    def _note_success(self, batch: list[Entry], reply: object) -> None:
         stats = self.stats
-        if result < 0:
+        result = parse_result(reply)
+        if result.duplicate:
             # A previous attempt of this batch reached Redis but its reply
             # was lost: it was applied then, so it is done now.
             stats.batches_deduplicated += 1
@@ -304,7 +247,18 @@ class StreamPublisher:
         stats.batches_published += 1
         dead = sum(1 for e in batch if type(e) is DeadLetterEntry)
         stats.dead_letters_published += dead
-        stats.records_published += len(batch) - dead
+        stats.records_published += len(batch) - dead - result.shed
+        if result.shed:
+            stats.records_shed += result.shed
+            now = time.monotonic()
+            if now - self._last_shed_log >= 30:
+                self._last_shed_log = now
+                log.error(
+                    "stream %r is at its maximum length (%d): shedding new records (policy shed; %d so far)",
+                    self._keys.records,
+                    self.max_stream_length,
+                    stats.records_shed,
+                )
         if self._outage_since is not None:
             log.warning(
                 "Redis is back after %.1fs; publishing %d buffered records",
@@ -318,12 +272,21 @@ class StreamPublisher:
         now = time.monotonic()
         if self._outage_since is None:
             self._outage_since = self._last_outage_log = now
-            log.error(
-                "cannot publish to Redis (%s: %s); buffering up to %.0f MiB and retrying",
-                type(exc).__name__,
-                exc,
-                self._high_water / 2**20,
-            )
+            if STREAM_FULL in str(exc):
+                log.error(
+                    "stream %r is at its maximum length (%d; consumers behind?): holding records, "
+                    "buffering up to %.0f MiB, then pushing back on senders (policy block)",
+                    self._keys.records,
+                    self.max_stream_length,
+                    self._high_water / 2**20,
+                )
+            else:
+                log.error(
+                    "cannot publish to Redis (%s: %s); buffering up to %.0f MiB and retrying",
+                    type(exc).__name__,
+                    exc,
+                    self._high_water / 2**20,
+                )
         elif now - self._last_outage_log >= 30:
             # A reminder, not a line per record or per retry.
             self._last_outage_log = now

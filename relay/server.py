@@ -61,6 +61,8 @@ class CatcherServer:
             batch_max_bytes=settings.batch_max_bytes,
             stats=self.stats,
             flow=self.registry,
+            max_stream_length=settings.max_stream_length,
+            full_policy=settings.full_policy,
         )
         self._server: asyncio.Server | None = None
         self._stop = asyncio.Event()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlsplit
 
+from relay.publishscript import FullPolicy
 from relay.wire import DecodeLimits
 
 __all__ = [
@@ -150,6 +151,9 @@ class CatcherSettings:
     keys: StreamKeys = field(default_factory=StreamKeys)
     limits: DecodeLimits = field(default_factory=DecodeLimits)
     catcher_id: str = field(default_factory=default_catcher_id)
+    # Most entries the stream may hold (0: no limit), and what to do at it.
+    max_stream_length: int = 1_000_000
+    full_policy: FullPolicy = "block"
     # Records held between the sockets and Redis, in bytes of encoded entry.
     buffer_bytes: int = 256 * 1024 * 1024
     batch_max_records: int = 1000
@@ -175,6 +179,10 @@ class CatcherSettings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', '-')} must be positive")
+        if self.max_stream_length < 0:
+            raise ValueError("max-stream-length must not be negative")
+        if self.full_policy not in ("block", "shed"):
+            raise ValueError("full-policy must be block or shed")
         if self.max_connections_per_client < 0:
             raise ValueError("max-connections-per-client must not be negative")
         for name in (

@@ -34,6 +34,7 @@ class CatcherStats(Counters):
     connections: int = 0
     records_received: int = 0
     records_published: int = 0
+    records_shed: int = 0
     bad_frames: int = 0
     oversize_frames: int = 0
     proxy_header_errors: int = 0
@@ -54,4 +55,5 @@ class ConsumerStats(Counters):
     entries_acked: int = 0
     already_written: int = 0
     dead_lettered: int = 0
+    entries_trimmed: int = 0
     batches: int = 0

@@ -131,7 +131,8 @@ def test_kill_9_of_the_consumer_at_random_moments_leaves_each_record_once(
     kills = 0
     consumer = consumer_factory(redis_server.url, output, *args)
     deadline = time.monotonic() + 60
-    while any(proc.poll() is None for proc in senders) and time.monotonic() < deadline:
+    # Kill it at least 8 times, while records flow and after (recovery with entries pending).
+    while (kills < 8 or any(proc.poll() is None for proc in senders)) and time.monotonic() < deadline:
         time.sleep(rng.uniform(0.05, 0.4))  # the crash schedule, not a wait for a condition
         consumer.kill()
         kills += 1
@@ -139,7 +140,7 @@ def test_kill_9_of_the_consumer_at_random_moments_leaves_each_record_once(
         json_lines(output, writer_running=True)  # recovered: no torn line before the tail
     reports = finish_senders(senders)
     assert all(report["errors"] == 0 for report in reports)
-    assert kills >= 5
+    assert kills >= 8
 
     wait_until(lambda: count_json_lines(output) >= clients * count, timeout=60, what="all lines after the crashes")
     records = json_lines(output)
@@ -246,3 +247,22 @@ def test_up_drains_everything_accepted_before_exiting(catcher_factory: CatcherFa
     records = json_lines(output)
     # Everything the catcher accepted during the drain reached the file before exit.
     assert_each_record_once_in_order([(r["client_id"], r["seq"]) for r in records], 3, 2000)
+
+
+def test_the_consumer_trims_what_it_has_written(
+    redis_server: RedisServer, catcher_factory: CatcherFactory, consumer_factory: ConsumerFactory, tmp_path: Path
+) -> None:
+    catcher = catcher_factory(redis_server.url)
+    output = tmp_path / "central.jsonl"
+    consumer = consumer_factory(redis_server.url, output, "--format", "json", "--trim-interval", "0.2")
+    finish_senders(start_senders(catcher.port, 2, 1000))
+    wait_until(lambda: count_json_lines(output) >= 2000, timeout=30, what="all lines")
+
+    def stream_length() -> int:
+        with redis_server.client() as client:
+            return int(client.xlen("logrelay"))
+
+    # Everything acknowledged goes; at most the last delivered entry stays.
+    wait_until(lambda: stream_length() <= 1, timeout=10, what="the stream trimmed")
+    assert consumer.stop() == 0
+    assert_each_record_once_in_order([(r["client_id"], r["seq"]) for r in json_lines(output)], 2, 1000)

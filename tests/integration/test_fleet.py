@@ -82,7 +82,8 @@ def fleet(
     ports = [(free_port(), free_port()) for _ in range(3)]
     haproxy = HAProxyProcess(local_config(ports), tmp_path)
     output = tmp_path / "central.jsonl"
-    consumer = consumer_factory(redis_server.url, output, "--format", "json")
+    # No trimming: the tests compare the file with everything the stream received.
+    consumer = consumer_factory(redis_server.url, output, "--format", "json", "--trim-interval", "0")
     fleet = Fleet(redis_server, catcher_factory, haproxy, consumer, output, ports)
     for n, (port, _) in enumerate(ports):
         fleet.catchers.append(catcher_factory(redis_server.url, *fleet.catcher_args(n), port=port))

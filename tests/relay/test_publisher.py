@@ -19,7 +19,8 @@ import fakeredis
 import pytest
 import redis.exceptions
 
-from relay.publisher import PUBLISH_SCRIPT, StreamPublisher
+from relay.publisher import StreamPublisher
+from relay.publishscript import PUBLISH_SCRIPT
 from relay.settings import StreamKeys
 from tests.polling import async_wait_until
 
@@ -144,17 +145,68 @@ async def test_a_batch_whose_reply_was_lost_is_not_added_twice(server: fakeredis
     await client.aclose()
 
 
+def publish_args(seq: int, *records: bytes, max_length: int = 0, policy: str = "block") -> list[object]:
+    """ARGV of the publish script for ``records`` (see relay.publishscript)."""
+    args: list[object] = [seq, 60, "catcher", "1", len(records), 0, max_length, policy]
+    for record in records:
+        args += [record, "c", "1"]
+    return args
+
+
 async def test_the_script_skips_a_sequence_number_it_has_applied(client: fakeredis.FakeAsyncRedis) -> None:
     keys = [KEYS.records, KEYS.dead_letters, KEYS.producer("p1")]
-    args = [7, 60, "catcher", "1", 1, 0, b'{"msg":"once"}', "c", "1"]
-    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *args) == 1
-    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *args) == -1
+    once = b'{"msg":"once"}'
+    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(7, once)) == [1, 0]
+    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(7, once)) == [-1, 0]
     # An older batch of the same producer is a stale retry too.
-    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, 6, *args[1:]) == -1
+    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(6, once)) == [-1, 0]
     # Another producer's batch 7 is its own.
     other = [KEYS.records, KEYS.dead_letters, KEYS.producer("p2")]
-    assert await client.eval(PUBLISH_SCRIPT, 3, *other, *args) == 1
+    assert await client.eval(PUBLISH_SCRIPT, 3, *other, *publish_args(7, once)) == [1, 0]
     assert await client.xlen("logs") == 2
+
+
+async def test_at_max_length_block_writes_nothing_and_shed_keeps_the_oldest(client: fakeredis.FakeAsyncRedis) -> None:
+    keys = [KEYS.records, KEYS.dead_letters, KEYS.producer("p")]
+    records = [record(n) for n in range(5)]
+    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(1, *records[:2], max_length=3)) == [2, 0]
+    with pytest.raises(redis.exceptions.ResponseError, match="LOGRELAY_FULL"):
+        await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(2, *records[2:], max_length=3))
+    assert await client.xlen("logs") == 2  # all or nothing, and the sequence number not consumed
+    reply = await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(2, *records[2:], max_length=3, policy="shed"))
+    assert reply == [1, 2]
+    assert [r["seq"] for r in await stream_records(client)] == [0, 1, 2]
+
+
+async def test_shed_policy_counts_what_it_drops(client: fakeredis.FakeAsyncRedis) -> None:
+    publisher = make_publisher(client, batch_max_records=10, max_stream_length=25, full_policy="shed")
+    for seq in range(40):
+        publisher.add_record(record(seq), "c", "1")
+    task = asyncio.create_task(publisher.run())
+    await async_wait_until(lambda: publisher.buffered == 0, what="all handled")
+    publisher.close()
+    await asyncio.wait_for(task, 10)
+    assert [r["seq"] for r in await stream_records(client)] == list(range(25))
+    assert publisher.stats.records_shed == 15
+    assert publisher.stats.records_published == 25
+
+
+async def test_block_policy_holds_records_until_the_stream_has_room(client: fakeredis.FakeAsyncRedis) -> None:
+    publisher = make_publisher(client, batch_max_records=10, max_stream_length=20)
+    for seq in range(30):
+        publisher.add_record(record(seq), "c", "1")
+    task = asyncio.create_task(publisher.run())
+    try:
+        await async_wait_until(lambda: publisher.stats.redis_errors >= 2, what="the stream full")
+        assert await client.xlen("logs") == 20
+        assert publisher.buffered == 10  # held, not dropped
+        await client.xtrim("logs", maxlen=0)  # consumers catch up and trim
+        await async_wait_until(lambda: publisher.buffered == 0, what="the rest published")
+    finally:
+        publisher.close()
+        await asyncio.wait_for(task, 10)
+    assert [r["seq"] for r in await stream_records(client)] == list(range(20, 30))
+    assert publisher.stats.records_shed == 0
 
 
 async def test_outage_buffers_retries_and_is_logged_once(

@@ -1,0 +1,280 @@
+"""One client connection, and the registry of all of them.
+
+:class:`CatcherProtocol` is the per-connection state machine: an optional
+PROXY protocol header, then SocketHandler frames through
+:class:`relay.wire.FrameDecoder` into the publisher.  :class:`ConnectionRegistry`
+holds every open connection and the server-wide reading state (the
+publisher's flow control pauses them all), and enforces the connection
+limits.  No sockets here beyond the transport asyncio hands us, so tests
+drive it with a fake transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+from relay.proxyproto import ProxyHeaderParser, ProxyProtocolError
+from relay.publisher import StreamPublisher
+from relay.settings import CatcherSettings
+from relay.stats import CatcherStats
+from relay.wire import FrameDecoder, FrameTooLarge, Record
+
+__all__ = ["CatcherProtocol", "ConnectionRegistry", "format_peer"]
+
+log = logging.getLogger("logrelay.catcher")
+
+# With --proxy-protocol, a connection must send its header this soon.
+PROXY_HEADER_DEADLINE = 5.0
+
+
+def format_peer(peer: Any) -> str:
+    """``host:port`` for IPv4, ``[host]:port`` for IPv6, the path for Unix sockets."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = peer[0], peer[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(peer or "unknown")
+
+
+class ConnectionRegistry:
+    """The open connections, the server-wide reading state, and the connection limits.
+
+    Implements :class:`relay.publisher.FlowControl`: when the publisher's
+    buffer is full, every connection stops reading; new connections start
+    paused until it has room again.
+    """
+
+    def __init__(self, max_connections: int, stats: CatcherStats, *, max_per_client: int = 0) -> None:
+        self.connections: set[CatcherProtocol] = set()
+        self.max_connections = max_connections
+        self.max_per_client = max_per_client
+        self.stats = stats
+        self.reading_paused = False
+        self.draining = False
+        self._per_host: Counter[str] = Counter()
+
+    def add(self, conn: CatcherProtocol) -> str | None:
+        """Register a new connection; return why it is refused, or None."""
+        if len(self.connections) >= self.max_connections:
+            return f"already {self.max_connections} connections (max-connections)"
+        if self.max_per_client and self._per_host[conn.host] >= self.max_per_client:
+            return f"already {self.max_per_client} connections from {conn.host} (max-connections-per-client)"
+        self.connections.add(conn)
+        self._per_host[conn.host] += 1
+        self.stats.connections = len(self.connections)
+        return None
+
+    def rehome(self, conn: CatcherProtocol, host: str) -> str | None:
+        """Count a connection under its real client (from a PROXY header); return why refused, or None."""
+        self._forget_host(conn.host)
+        if self.max_per_client and self._per_host[host] >= self.max_per_client:
+            conn.host = ""
+            return f"already {self.max_per_client} connections from {host} (max-connections-per-client)"
+        conn.host = host
+        self._per_host[host] += 1
+        return None
+
+    def discard(self, conn: CatcherProtocol) -> None:
+        if conn in self.connections:
+            self.connections.discard(conn)
+            self._forget_host(conn.host)
+        self.stats.connections = len(self.connections)
+
+    def _forget_host(self, host: str) -> None:
+        self._per_host[host] -= 1
+        if self._per_host[host] <= 0:
+            del self._per_host[host]
+
+    def pause_reading(self) -> None:
+        self.reading_paused = True
+        for conn in self.connections:
+            conn.pause()
+
+    def resume_reading(self) -> None:
+        self.reading_paused = False
+        for conn in list(self.connections):
+            conn.resume()
+
+
+class CatcherProtocol(asyncio.Protocol):
+    """One client connection speaking the SocketHandler wire format."""
+
+    def __init__(self, settings: CatcherSettings, registry: ConnectionRegistry, publisher: StreamPublisher) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._publisher = publisher
+        self._stats = registry.stats
+        self._decoder = FrameDecoder(settings.limits)
+        self._transport: asyncio.Transport | None = None
+        self._paused = False
+        self.client = "unknown"
+        self.host = ""  # the client's address without port: the per-client limit counts by it
+        self.last_active = time.monotonic()
+        # When the frame being received started arriving; None on a frame boundary.
+        self.frame_started: float | None = None
+        self._bad_frames = 0
+        self._proxy_parser: ProxyHeaderParser | None = None
+        self._header_deadline: asyncio.TimerHandle | None = None
+
+    # -- asyncio callbacks ----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self.client = format_peer(peer)
+        self.host = str(peer[0]) if isinstance(peer, tuple) else self.client
+        refusal = self._registry.add(self)
+        if refusal is not None:
+            self._refuse(refusal)
+            return
+        self._stats.connections_accepted += 1
+        if self._registry.reading_paused:
+            self.pause()
+        if self._settings.proxy_protocol:
+            self._proxy_parser = ProxyHeaderParser()
+            self._header_deadline = asyncio.get_running_loop().call_later(PROXY_HEADER_DEADLINE, self._header_too_slow)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
+        if self._proxy_parser is not None:
+            data = self._proxy_header(data)
+            if not data:
+                return
+        try:
+            events = self._decoder.feed(data)
+        except FrameTooLarge as exc:
+            self._stats.oversize_frames += 1
+            log.warning("closing connection from %s: %s (max-frame-bytes)", self.client, exc)
+            self.abort()
+            events = exc.events  # complete frames before the bad header still count
+        if self._decoder.pending_bytes:
+            if self.frame_started is None or events:
+                self.frame_started = self.last_active
+        else:
+            self.frame_started = None
+        if not events:
+            return
+        received = f"{time.time():.6f}"
+        publisher = self._publisher
+        client = self.client
+        for event in events:
+            if isinstance(event, Record):
+                publisher.add_record(event.json, client, received)
+            else:
+                self._bad_frame(event.raw, event.reason, received)
+
+    def _proxy_header(self, data: bytes) -> bytes:
+        """Consume the PROXY protocol header; return the bytes after it (b"" while incomplete)."""
+        assert self._proxy_parser is not None
+        try:
+            found = self._proxy_parser.feed(data)
+        except ProxyProtocolError as exc:
+            self._stats.proxy_header_errors += 1
+            log.warning("refusing connection from %s: %s (--proxy-protocol is on)", self.client, exc)
+            self.abort()
+            return b""
+        if found is None:
+            return b""
+        header, rest = found
+        self._proxy_parser = None
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+        if header.source is not None:
+            self.client = format_peer(header.source)
+            refusal = self._registry.rehome(self, header.source[0])
+            if refusal is not None:
+                self._refuse(refusal)
+                return b""
+        return rest
+
+    def _refuse(self, reason: str) -> None:
+        self._stats.connections_refused += 1
+        log.warning("refusing connection from %s: %s", self.client, reason)
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _header_too_slow(self) -> None:
+        if self._proxy_parser is not None:
+            self._stats.proxy_header_errors += 1
+            log.warning(
+                "refusing connection from %s: no PROXY protocol header within %gs", self.client, PROXY_HEADER_DEADLINE
+            )
+            self.abort()
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._registry.discard(self)
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+        pending = self._decoder.pending_bytes
+        if pending:
+            self._stats.partial_frames_dropped += 1
+            log.info("connection from %s closed inside a frame: %d bytes dropped", self.client, pending)
+        if self._bad_frames > 1:
+            log.warning("connection from %s sent %d undecodable frames in all", self.client, self._bad_frames)
+
+    # -- used by the registry and the server ----------------------------------
+
+    @property
+    def at_frame_boundary(self) -> bool:
+        return self._decoder.pending_bytes == 0
+
+    def pause(self) -> None:
+        if not self._paused and self._transport is not None and not self._transport.is_closing():
+            self._paused = True
+            self._transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._paused and self._transport is not None and not self._transport.is_closing():
+            self._paused = False
+            # Time spent paused by us does not count against the client.
+            self.last_active = time.monotonic()
+            if self.frame_started is not None:
+                self.frame_started = self.last_active
+            self._transport.resume_reading()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def ask_to_leave(self) -> None:
+        """Half-close: send FIN but keep reading.
+
+        A client that watches for it (``relay.handlers.ReliableSocketHandler``)
+        finishes the frame in hand, closes its side and reconnects elsewhere;
+        we read everything it sent until its FIN, so nothing is lost.  The
+        stock SocketHandler ignores it.
+        """
+        transport = self._transport
+        if transport is not None and not transport.is_closing() and transport.can_write_eof():
+            with contextlib.suppress(OSError):
+                transport.write_eof()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _bad_frame(self, raw: bytes, reason: str, received: str) -> None:
+        self._bad_frames += 1
+        self._stats.bad_frames += 1
+        self._publisher.add_dead_letter(raw, reason, self.client, received)
+        # The first per connection is a warning; a flood is summarised at close.
+        level = logging.WARNING if self._bad_frames == 1 else logging.DEBUG
+        log.log(
+            level,
+            "undecodable frame from %s (%d bytes) sent to dead letters: %s",
+            self.client,
+            len(raw),
+            reason,
+        )

@@ -1,0 +1,139 @@
+"""The Lua script that writes one batch, and the layout of its arguments.
+
+One EVALSHA per batch: atomic (all of a batch's entries and its sequence
+number, or nothing), one round trip, and idempotent per producer (see
+:mod:`relay.publisher`).  Every key it touches shares one hash slot
+(:class:`relay.settings.StreamKeys`), so it runs on Redis Cluster too.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, NamedTuple
+
+__all__ = [
+    "PRODUCER_KEY_TTL",
+    "PUBLISH_SCRIPT",
+    "SCHEMA_VERSION",
+    "BatchResult",
+    "DeadLetterEntry",
+    "Entry",
+    "FullPolicy",
+    "RecordEntry",
+    "parse_result",
+    "script_args",
+]
+
+#: Version of the stream entry layout (README, "Stream entry format").
+SCHEMA_VERSION: Final = "1"
+
+# Seconds a producer's last-sequence key lives after its last batch.  A retry
+# always comes within an outage; a week covers any outage Redis survives.
+PRODUCER_KEY_TTL: Final = 7 * 24 * 3600
+
+#: What to do when the stream is at its maximum length: hold records (and push
+#: back on senders) or drop the new ones, counted.
+FullPolicy = Literal["block", "shed"]
+
+#: The error a ``block`` policy returns when the stream is full.
+STREAM_FULL: Final = "LOGRELAY_FULL"
+
+PUBLISH_SCRIPT: Final = """
+-- KEYS: records stream, dead-letter stream, producer key
+-- ARGV: seq, ttl, catcher, schema, n_records, n_dead, max_length, policy,
+--       n_records x (record, client, received),
+--       n_dead x (raw, reason, client, received)
+-- Returns {written, shed}; {-1, 0} if this producer already applied seq.
+local seq = tonumber(ARGV[1])
+local last = tonumber(redis.call('GET', KEYS[3]) or '0')
+if seq <= last then
+  return {-1, 0}
+end
+-- Fail before the first write: a script stopped halfway keeps its writes.
+for k = 1, 2 do
+  local t = redis.call('TYPE', KEYS[k])['ok']
+  if t ~= 'none' and t ~= 'stream' then
+    return redis.error_reply('WRONGTYPE key ' .. KEYS[k] .. ' is a ' .. t .. ', not a stream')
+  end
+end
+local catcher, schema = ARGV[3], ARGV[4]
+local n_records, n_dead = tonumber(ARGV[5]), tonumber(ARGV[6])
+local max_length, policy = tonumber(ARGV[7]), ARGV[8]
+local keep = n_records
+if max_length > 0 then
+  local room = max_length - redis.call('XLEN', KEYS[1])
+  if room < n_records then
+    if policy == 'block' then
+      return redis.error_reply('LOGRELAY_FULL stream ' .. KEYS[1] .. ' is at its maximum of '
+                               .. max_length .. ' entries')
+    end
+    -- shed: keep the oldest of the batch, in order, as far as there is room
+    keep = math.max(room, 0)
+  end
+end
+local i = 9
+for r = 1, n_records do
+  if r <= keep then
+    redis.call('XADD', KEYS[1], '*', 'v', schema, 'record', ARGV[i],
+               'client', ARGV[i + 1], 'catcher', catcher, 'received', ARGV[i + 2])
+  end
+  i = i + 3
+end
+for _ = 1, n_dead do
+  redis.call('XADD', KEYS[2], '*', 'v', schema, 'reason', ARGV[i + 1], 'raw', ARGV[i],
+             'client', ARGV[i + 2], 'catcher', catcher, 'received', ARGV[i + 3])
+  i = i + 4
+end
+redis.call('SET', KEYS[3], seq, 'EX', ARGV[2])
+return {keep, n_records - keep}
+"""
+
+
+class RecordEntry(NamedTuple):
+    record: bytes
+    client: str
+    received: str
+
+
+class DeadLetterEntry(NamedTuple):
+    raw: bytes
+    reason: str
+    client: str
+    received: str
+
+
+Entry = RecordEntry | DeadLetterEntry
+
+
+class BatchResult(NamedTuple):
+    duplicate: bool  # applied before, by an attempt whose reply was lost
+    shed: int  # records dropped by the ``shed`` policy
+
+
+def script_args(
+    batch: list[Entry], seq: int, catcher_id: str, max_length: int, policy: FullPolicy
+) -> list[bytes | str | int]:
+    """ARGV for :data:`PUBLISH_SCRIPT`: header, then records, then dead letters."""
+    records = [e for e in batch if type(e) is RecordEntry]
+    dead = [e for e in batch if type(e) is DeadLetterEntry]
+    args: list[bytes | str | int] = [
+        seq,
+        PRODUCER_KEY_TTL,
+        catcher_id,
+        SCHEMA_VERSION,
+        len(records),
+        len(dead),
+        max_length,
+        policy,
+    ]
+    for record in records:
+        args.extend(record)
+    for dead_letter in dead:
+        args.extend(dead_letter)
+    return args
+
+
+def parse_result(reply: object) -> BatchResult:
+    if not (isinstance(reply, list | tuple) and len(reply) == 2):
+        raise ValueError(f"unexpected reply from the publish script: {reply!r}")
+    written, shed = int(reply[0]), int(reply[1])
+    return BatchResult(written < 0, shed)
