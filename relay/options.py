@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -23,8 +24,10 @@ from relay.settings import (
     ListenAddress,
     RedisSettings,
     StreamKeys,
+    TLSSettings,
     default_catcher_id,
     parse_byte_size,
+    parse_network,
 )
 from relay.wire import DecodeLimits
 
@@ -145,6 +148,22 @@ CATCHER_OPTIONS = [
         help="Open connections allowed; more are refused.",
     ),
     click.option(
+        "--allow",
+        multiple=True,
+        metavar="CIDR",
+        help="Client network allowed to send (repeatable; the PROXY header's address behind a balancer). "
+        "Default: everyone.",
+    ),
+    click.option(
+        "--tls-cert", type=click.Path(dir_okay=False, exists=True), help="TLS certificate (PEM) for the listener."
+    ),
+    click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), help="Its private key (PEM)."),
+    click.option(
+        "--tls-client-ca",
+        type=click.Path(dir_okay=False, exists=True),
+        help="Require client certificates signed by this CA (mutual TLS).",
+    ),
+    click.option(
         "--max-connections-per-client",
         type=click.IntRange(0),
         default=1000,
@@ -247,4 +266,17 @@ def catcher_settings(options: dict[str, Any], redis: RedisSettings | None = None
         proxy_protocol=options["proxy_protocol"],
         health_listen=options["health_listen"],
         shutdown_grace=options["shutdown_grace"],
+        allow=tuple(parse_network(text) for text in options["allow"]),
+        tls=tls_settings(options),
     )
+
+
+def tls_settings(options: dict[str, Any]) -> TLSSettings | None:
+    cert, key, client_ca = options["tls_cert"], options["tls_key"], options["tls_client_ca"]
+    if not (cert or key or client_ca):
+        return None
+    if not (cert and key):
+        raise ValueError("TLS needs both --tls-cert and --tls-key")
+    settings = TLSSettings(Path(cert), Path(key), Path(client_ca) if client_ca else None)
+    settings.context()  # a bad file is a usage error now, not a failure at the first connection
+    return settings

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from collections import Counter
@@ -129,6 +130,8 @@ class CatcherProtocol(asyncio.Protocol):
         self.client = format_peer(peer)
         self.host = str(peer[0]) if isinstance(peer, tuple) else self.client
         refusal = self._registry.add(self)
+        if refusal is None and not self._settings.proxy_protocol:
+            refusal = self._not_allowed(self.host)
         if refusal is not None:
             self._refuse(refusal)
             return
@@ -186,11 +189,25 @@ class CatcherProtocol(asyncio.Protocol):
             self._header_deadline.cancel()
         if header.source is not None:
             self.client = format_peer(header.source)
-            refusal = self._registry.rehome(self, header.source[0])
+            refusal = self._not_allowed(header.source[0]) or self._registry.rehome(self, header.source[0])
             if refusal is not None:
                 self._refuse(refusal)
                 return b""
         return rest
+
+    def _not_allowed(self, host: str) -> str | None:
+        """Why ``host`` may not send, under --allow; None if it may."""
+        networks = self._settings.allow
+        if not networks:
+            return None
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return f"{host!r} is not an IP address and --allow is set"
+        if any(address in network for network in networks):
+            return None
+        self._stats.connections_not_allowed += 1
+        return "its address is not in the allowed networks (--allow)"
 
     def _refuse(self, reason: str) -> None:
         self._stats.connections_refused += 1

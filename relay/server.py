@@ -126,6 +126,7 @@ class CatcherServer:
             settings.listen.port,
             backlog=1024,
             reuse_address=True,
+            ssl=settings.tls.context() if settings.tls else None,
         )
         self.bound = [sock.getsockname()[:2] for sock in self._server.sockets]
         if self.health is not None:

@@ -10,7 +10,9 @@ import ipaddress
 import os
 import re
 import socket
+import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -24,7 +26,9 @@ __all__ = [
     "ListenAddress",
     "RedisSettings",
     "StreamKeys",
+    "TLSSettings",
     "parse_byte_size",
+    "parse_network",
 ]
 
 # logging.handlers.DEFAULT_TCP_LOGGING_PORT
@@ -138,6 +142,39 @@ class RedisSettings:
         return parts._replace(netloc=netloc).geturl()
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_network(text: str) -> IPNetwork:
+    """``10.0.0.0/8``, ``2001:db8::/32`` or a single address."""
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError as exc:
+        raise ValueError(f"not a network: {text!r} (try 10.0.0.0/8)") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class TLSSettings:
+    """TLS on the catcher's listener; with ``client_ca``, clients must present a certificate it signed."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+    def context(self) -> ssl.SSLContext:
+        """The server context; raises ``ValueError`` naming the file that does not load."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(self.cert, self.key)
+            if self.client_ca is not None:
+                context.load_verify_locations(cafile=self.client_ca)
+                context.verify_mode = ssl.CERT_REQUIRED
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"cannot load the TLS certificate, key or CA: {exc}") from exc
+        return context
+
+
 def default_catcher_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -173,12 +210,17 @@ class CatcherSettings:
     health_listen: ListenAddress | None = None
     # On SIGTERM, seconds to stay up while not ready, so a balancer drains us.
     shutdown_grace: float = 0.0
+    # Client networks allowed to send (after the PROXY header, if any); empty: everyone.
+    allow: tuple[IPNetwork, ...] = ()
+    tls: TLSSettings | None = None
 
     def __post_init__(self) -> None:
         positive = ("buffer_bytes", "batch_max_records", "batch_max_bytes", "max_connections")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', '-')} must be positive")
+        if self.tls is not None and self.proxy_protocol:
+            raise ValueError("--proxy-protocol with TLS on the catcher is not supported: terminate TLS at the balancer")
         if self.max_stream_length < 0:
             raise ValueError("max-stream-length must not be negative")
         if self.full_policy not in ("block", "shed"):

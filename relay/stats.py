@@ -29,6 +29,7 @@ class CatcherStats(Counters):
 
     connections_accepted: int = 0
     connections_refused: int = 0
+    connections_not_allowed: int = 0
     connections_idle_closed: int = 0
     slow_frames: int = 0
     connections: int = 0
