@@ -34,10 +34,23 @@ class RedisServer:
     Data lives in ``directory``; with ``appendonly`` it survives :meth:`restart`.
     """
 
-    def __init__(self, directory: Path, *, port: int | None = None, appendonly: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        port: int | None = None,
+        appendonly: bool = False,
+        extra_args: tuple[str, ...] = (),
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
         self.directory = directory
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.extra_args = extra_args
+        # Credentials this test harness itself uses (ACL tests).
+        self.username = username
+        self.password = password
         self.process: subprocess.Popen[bytes] | None = None
         self.paused = False
 
@@ -56,6 +69,7 @@ class RedisServer:
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "always",
             "--logfile", str(self.directory / "redis.log"),
+            *self.extra_args,
         ]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(self._answers, timeout=10, what=f"redis-server on port {self.port}")
@@ -66,13 +80,15 @@ class RedisServer:
         if self.process.poll() is not None:
             raise RuntimeError(f"redis-server exited with {self.process.returncode}")
         try:
-            with redis.Redis(port=self.port, socket_timeout=0.5) as client:
+            with redis.Redis(
+                port=self.port, socket_timeout=0.5, username=self.username, password=self.password
+            ) as client:
                 return bool(client.ping())
         except redis.ConnectionError:
             return False
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=10)
+        return redis.Redis(port=self.port, socket_timeout=10, username=self.username, password=self.password)
 
     def pause(self) -> None:
         """SIGSTOP: the process holds its sockets open and answers nothing."""

@@ -181,3 +181,25 @@ def test_bad_security_options_are_one_line_usage_errors(pki: PKI, args: list[str
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_redis_acl_credentials_from_the_url_and_never_in_the_log(
+    catcher_factory: CatcherFactory, tmp_path: Path
+) -> None:
+    acl = ("--user", "default", "off", "--user", "logrelay", "on", ">s3cret-pw", "~*", "&*", "+@all")
+    server = RedisServer(tmp_path / "acl-redis", extra_args=acl, username="logrelay", password="s3cret-pw").start()
+    try:
+        good = catcher_factory(f"redis://logrelay:s3cret-pw@127.0.0.1:{server.port}/0")
+        log_through(logging.handlers.SocketHandler("127.0.0.1", good.port), ["authenticated"])
+        wait_until(lambda: len(messages_in(server)) >= 1, timeout=10, what="the record")
+        wrong = catcher_factory(f"redis://logrelay:wrong-pw@127.0.0.1:{server.port}/0")
+        wait_until(lambda: "unreachable" in wrong.log, timeout=10, what="the failed login logged")
+        assert good.stop() == 0
+        wrong.kill()
+        for catcher in (good, wrong):
+            assert "s3cret-pw" not in catcher.log
+            assert "wrong-pw" not in catcher.log
+            assert "Traceback" not in catcher.log
+        assert messages_in(server) == ["authenticated"]
+    finally:
+        server.stop()
