@@ -40,6 +40,10 @@ __all__ = ["FileConsumer", "FileConsumerSettings"]
 log = logging.getLogger("logrelay.consumer")
 
 
+class _GivingUp(Exception):
+    """A stop was requested while an operation kept failing."""
+
+
 @dataclass(frozen=True, slots=True)
 class FileConsumerSettings:
     """Everything one ``logrelay consume file`` process needs."""
@@ -138,6 +142,11 @@ class FileConsumer:
                 else:
                     self.caught_up.set()
                 await self._trim_now_and_then()
+            return 0
+        except _GivingUp as exc:
+            # Stopping during an outage: what is in hand stays unacknowledged
+            # (pending), so the next start reads it again; nothing is lost.
+            log.warning("stopping while %s is failing; the batch in hand will be read again on restart", exc)
             return 0
         finally:
             if self._cleanup is not None:
@@ -245,7 +254,7 @@ class FileConsumer:
         self.stats.dead_lettered += len(dead)
 
     async def _retrying(self, operation: Any) -> Any:
-        """Run a Redis operation until it succeeds, logging an outage once."""
+        """Run a Redis operation until it succeeds (logging an outage once) or a stop is requested."""
         attempt = 0
         while True:
             try:
@@ -259,13 +268,21 @@ class FileConsumer:
                         await self.reader.ensure_group()
                 else:
                     self._note_outage(exc)
-                await asyncio.sleep(random.uniform(0.5, 1.0) * min(2.0, 0.05 * 2 ** min(attempt, 10)))
+                await self._pause_or_give_up(random.uniform(0.5, 1.0) * min(2.0, 0.05 * 2 ** min(attempt, 10)), "Redis")
                 attempt += 1
                 continue
             if self._outage_since is not None:
                 log.warning("Redis is back after %.1fs", time.monotonic() - self._outage_since)
                 self._outage_since = None
             return result
+
+    async def _pause_or_give_up(self, delay: float, what: str) -> None:
+        """Wait ``delay`` before a retry; raise _GivingUp at once if a stop was requested."""
+        if not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+        if self._stop.is_set():
+            raise _GivingUp(what)
 
     def _note_outage(self, exc: BaseException) -> None:
         if self._outage_since is None:
@@ -282,7 +299,7 @@ class FileConsumer:
                 if failing_since is None:
                     failing_since = time.monotonic()
                     log.error("cannot write %s (%s); nothing acknowledged, retrying", self.settings.output, exc)
-                await asyncio.sleep(1.0)
+                await self._pause_or_give_up(1.0, str(self.settings.output))
                 continue
             if failing_since is not None:
                 log.warning("writing %s again after %.1fs", self.settings.output, time.monotonic() - failing_since)

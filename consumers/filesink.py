@@ -132,11 +132,18 @@ class FileSink:
         assert self._fd is not None, "open() first"
         self._truncate_to_checkpoint()
         view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        if self.fsync is FsyncPolicy.BATCH:
-            os.fsync(self._fd)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            if self.fsync is FsyncPolicy.BATCH:
+                os.fsync(self._fd)
+        except OSError:
+            # Disk full, I/O error: do not leave a torn batch in the file (and
+            # its space taken) until the retry; cut back now.
+            with contextlib.suppress(OSError):
+                self._truncate_to_checkpoint()
+            raise
         self._write_checkpoint(Checkpoint(self.checkpoint.offset + len(data), last_id.decode()))
 
     def advance(self, last_id: bytes) -> None:

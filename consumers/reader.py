@@ -40,6 +40,7 @@ class GroupReader:
         self.consumer = consumer
         self.batch_size = batch_size
         self.block_ms = block_ms
+        self._recheck_own_pending = False
 
     async def ensure_group(self) -> None:
         """Create the group (and the stream) if missing; the group starts at the stream's beginning."""
@@ -85,14 +86,36 @@ class GroupReader:
         return {row["message_id"]: int(row["times_delivered"]) for row in rows}
 
     async def new(self) -> list[Entry]:
-        """Wait up to ``block_ms`` for entries never delivered to the group; return them (maybe none)."""
+        """Wait up to ``block_ms`` for entries never delivered to the group; return them (maybe none).
+
+        If a read fails, Redis may still have delivered entries to us (the
+        reply was lost: timeout, reset, Redis died after its AOF write).
+        Those sit in our pending list and a ``>`` read never returns them
+        again, so after a failure we first re-read our own pending entries.
+        """
+        if self._recheck_own_pending:
+            entries = await self._read("0", block=None)
+            if entries:
+                return entries
+            self._recheck_own_pending = False
+        self._recheck_own_pending = True  # until the read below returns
+        entries = await self._read(">", block=self.block_ms)
+        self._recheck_own_pending = False
+        return entries
+
+    async def _read(self, start: str, block: int | None) -> list[Entry]:
         reply: Any = await self.redis.xreadgroup(
-            self.group, self.consumer, {self.stream: ">"}, count=self.batch_size, block=self.block_ms
+            self.group, self.consumer, {self.stream: start}, count=self.batch_size, block=block
         )
         if not reply:
             return []
         # RESP2 answers a list of [stream, entries]; RESP3 a dict.
         entries = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
+        trimmed = [entry_id for entry_id, fields in entries if fields is None]
+        if trimmed:
+            # Pending but gone from the stream: nothing left to write.
+            log.error("%d pending entries were trimmed before being written; acknowledging them", len(trimmed))
+            await self.ack(trimmed)
         return [(entry_id, fields) for entry_id, fields in entries if fields is not None]
 
     async def ack(self, ids: list[bytes]) -> None:
