@@ -228,6 +228,11 @@ class _Complex(ValueStandIn):
         return str(complex(*self.args))
 
 
+#: How deeply lazy stand-ins may wrap each other (``list(list(...))``); real
+#: pickles nest them one or two levels.
+MAX_STAND_IN_CHAIN: Final = 32
+
+
 class LazyBytes(ValueStandIn):
     """``bytes``/``bytearray``/``_codecs.encode(str, "latin1")``, encoded only when rendered.
 
@@ -238,22 +243,32 @@ class LazyBytes(ValueStandIn):
     __slots__ = ()
     qualname = "builtins.bytes"
 
+    def _innermost(self) -> LazyBytes:
+        """Unwrap ``bytearray(bytes(...))`` nesting, iteratively and boundedly."""
+        node: LazyBytes = self
+        for _ in range(MAX_STAND_IN_CHAIN):
+            inner = node.args[0] if len(node.args) == 1 else None
+            if not isinstance(inner, LazyBytes):
+                return node
+            node = inner
+        raise ValueError(f"stand-ins nested more than {MAX_STAND_IN_CHAIN} deep")
+
     @property
     def size(self) -> int:
         """Bytes the value will have; known without encoding."""
-        first = self.args[0] if self.args else b""
-        if isinstance(first, LazyBytes):
-            return first.size
+        try:
+            node = self._innermost()
+        except ValueError:
+            return 0
+        first = node.args[0] if node.args else b""
         return len(first) if isinstance(first, str | bytes | bytearray) else 0
 
     def rebuild(self) -> bytes:
-        args = self.args
+        args = self._innermost().args
         if not args:
             return b""
         if len(args) == 1 and isinstance(args[0], bytes | bytearray):
             return bytes(args[0])
-        if len(args) == 1 and isinstance(args[0], LazyBytes):
-            return args[0].rebuild()  # bytearray(_codecs.encode(...)), as protocols < 3 write it
         text, encoding = args[0], args[1] if len(args) > 1 else None
         errors = args[2] if len(args) > 2 else "strict"
         if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
@@ -268,15 +283,19 @@ class LazySequence(ValueStandIn):
     qualname = "builtins.list"
 
     def iterable(self) -> Iterator[Any]:
-        """The items to render one by one: the argument's, then any APPENDS."""
+        """The items to render one by one: the argument's, then any APPENDS (of every level)."""
+        chain: list[LazySequence] = [self]
         source = self.args[0] if self.args else ()
-        if isinstance(source, LazySequence):
-            yield from source.iterable()
-        elif isinstance(source, list | tuple | set | frozenset):
-            yield from source
-        else:
+        while isinstance(source, LazySequence):
+            if len(chain) >= MAX_STAND_IN_CHAIN:
+                raise ValueError(f"stand-ins nested more than {MAX_STAND_IN_CHAIN} deep")
+            chain.append(source)
+            source = source.args[0] if source.args else ()
+        if not isinstance(source, list | tuple | set | frozenset):
             raise ValueError(f"unexpected pickle arguments for {self.qualname}")
-        yield from self.items
+        yield from source
+        for node in reversed(chain):
+            yield from node.items
 
 
 class _Set(LazySequence):
@@ -302,11 +321,16 @@ class LazyMapping(ValueStandIn):
 
     def pairs(self) -> Any:
         """Yield (key, value) pairs in pickle order, without building a merged dict."""
+        yield from self._pairs(0)
+
+    def _pairs(self, depth: int) -> Any:
+        if depth >= MAX_STAND_IN_CHAIN:
+            raise ValueError(f"stand-ins nested more than {MAX_STAND_IN_CHAIN} deep")
         for arg in self.args:
             if isinstance(arg, dict):
                 yield from arg.items()
             elif isinstance(arg, LazyMapping):
-                yield from arg.pairs()
+                yield from arg._pairs(depth + 1)
         for item in self.items:
             if isinstance(item, tuple) and len(item) == 2:
                 yield item
