@@ -203,3 +203,26 @@ def test_redis_acl_credentials_from_the_url_and_never_in_the_log(
         assert messages_in(server) == ["authenticated"]
     finally:
         server.stop()
+
+
+def test_catcher_publishes_to_redis_over_tls(catcher_factory: CatcherFactory, pki: PKI, tmp_path: Path) -> None:
+    from tests.realredis import free_port
+
+    tls_port = free_port()
+    tls = (
+        "--tls-port", str(tls_port),
+        "--tls-cert-file", str(pki.server_cert),
+        "--tls-key-file", str(pki.server_key),
+        "--tls-ca-cert-file", str(pki.ca),
+        "--tls-auth-clients", "no",
+    )  # fmt: skip
+    server = RedisServer(tmp_path / "tls-redis", extra_args=tls).start()  # the plain port is for this test only
+    try:
+        catcher = catcher_factory(f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={pki.ca}")
+        log_through(logging.handlers.SocketHandler("127.0.0.1", catcher.port), ["over rediss"])
+        wait_until(lambda: len(messages_in(server)) >= 1, timeout=15, what="the record, published over TLS")
+        assert catcher.stop() == 0
+        assert "rediss://127.0.0.1" in catcher.log
+        assert messages_in(server) == ["over rediss"]
+    finally:
+        server.stop()
