@@ -116,6 +116,7 @@ class StreamPublisher:
         self.max_stream_length = max_stream_length
         self.full_policy: FullPolicy = full_policy
         self._last_shed_log = -60.0
+        self._full_attempts = 0
         self._last_pause_log = -60.0
 
     # -- the producer side (called from protocol callbacks) -----------------
@@ -187,10 +188,22 @@ class StreamPublisher:
                 continue
             batch, size = self._take_batch()
             self._seq += 1
-            await self._publish(batch, self._seq)
+            held = await self._publish(batch, self._seq)
             for _ in range(len(batch)):
                 self._buffer.popleft()
             self._buffered_bytes -= size
+            if held:
+                # Stream at its maximum (policy block): the batch's last
+                # records were not written.  They go back to the head of the
+                # buffer, in order, for a later batch, after a pause.
+                kept = [entry for entry in batch if type(entry) is RecordEntry][-held:]
+                self._buffer.extendleft(reversed(kept))
+                self._buffered_bytes += sum(len(entry.record) + ENTRY_OVERHEAD for entry in kept)
+                self._note_failure(RedisError(f"{STREAM_FULL} ({held} records held)"))
+                await asyncio.sleep(_backoff(self._full_attempts))
+                self._full_attempts += 1
+            else:
+                self._full_attempts = 0
             self.stats.buffered = len(self._buffer)
             if self._paused and self._buffered_bytes <= self._low_water:
                 self._resume()
@@ -214,8 +227,8 @@ class StreamPublisher:
             size += entry_size
         return batch, size
 
-    async def _publish(self, batch: list[Entry], seq: int) -> None:
-        """Write one batch, retrying with backoff until Redis confirms it."""
+    async def _publish(self, batch: list[Entry], seq: int) -> int:
+        """Write one batch, retrying with backoff until Redis confirms it; return how many records it held back."""
         keys = [self._keys.records, self._keys.dead_letters, self._producer_key]
         args = script_args(batch, seq, self.catcher_id, self.max_stream_length, self.full_policy)
         attempt = 0
@@ -233,10 +246,9 @@ class StreamPublisher:
                 await asyncio.sleep(_backoff(attempt))
                 attempt += 1
                 continue
-            self._note_success(batch, reply)
-            return
+            return self._note_success(batch, reply)
 
-    def _note_success(self, batch: list[Entry], reply: object) -> None:
+    def _note_success(self, batch: list[Entry], reply: object) -> int:
         stats = self.stats
         result = parse_result(reply)
         if result.duplicate:
@@ -247,7 +259,7 @@ class StreamPublisher:
         stats.batches_published += 1
         dead = sum(1 for e in batch if type(e) is DeadLetterEntry)
         stats.dead_letters_published += dead
-        stats.records_published += len(batch) - dead - result.shed
+        stats.records_published += len(batch) - dead - result.shed - result.held
         if result.shed:
             stats.records_shed += result.shed
             now = time.monotonic()
@@ -259,13 +271,14 @@ class StreamPublisher:
                     self.max_stream_length,
                     stats.records_shed,
                 )
-        if self._outage_since is not None:
+        if self._outage_since is not None and not result.held:
             log.warning(
                 "Redis is back after %.1fs; publishing %d buffered records",
                 time.monotonic() - self._outage_since,
                 len(self._buffer),
             )
             self._outage_since = None
+        return result.held
 
     def _note_failure(self, exc: BaseException) -> None:
         self.stats.redis_errors += 1

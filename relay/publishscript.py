@@ -42,11 +42,16 @@ PUBLISH_SCRIPT: Final = """
 -- ARGV: seq, ttl, catcher, schema, n_records, n_dead, max_length, policy,
 --       n_records x (record, client, received),
 --       n_dead x (raw, reason, client, received)
--- Returns {written, shed}; {-1, 0} if this producer already applied seq.
+-- Returns {written, shed, held}: held records (policy block, stream full) were
+-- not written and must be sent again in a later batch.  A repeat of an applied
+-- seq returns {-1, 0, held} with the held count of that first application.
 local seq = tonumber(ARGV[1])
-local last = tonumber(redis.call('GET', KEYS[3]) or '0')
-if seq <= last then
-  return {-1, 0}
+local previous = redis.call('GET', KEYS[3])
+if previous then
+  local last, last_held = string.match(previous, '^(%d+):?(%d*)$')
+  if seq <= tonumber(last) then
+    return {-1, 0, tonumber(last_held) or 0}
+  end
 end
 -- Fail before the first write: a script stopped halfway keeps its writes.
 for k = 1, 2 do
@@ -62,12 +67,12 @@ local keep = n_records
 if max_length > 0 then
   local room = max_length - redis.call('XLEN', KEYS[1])
   if room < n_records then
-    if policy == 'block' then
+    -- keep the oldest of the batch, in order, as far as there is room
+    keep = math.max(room, 0)
+    if policy == 'block' and keep == 0 and n_dead == 0 then
       return redis.error_reply('LOGRELAY_FULL stream ' .. KEYS[1] .. ' is at its maximum of '
                                .. max_length .. ' entries')
     end
-    -- shed: keep the oldest of the batch, in order, as far as there is room
-    keep = math.max(room, 0)
   end
 end
 local i = 9
@@ -83,8 +88,11 @@ for _ = 1, n_dead do
              'client', ARGV[i + 2], 'catcher', catcher, 'received', ARGV[i + 3])
   i = i + 4
 end
-redis.call('SET', KEYS[3], seq, 'EX', ARGV[2])
-return {keep, n_records - keep}
+local held = 0
+local shed = 0
+if policy == 'block' then held = n_records - keep else shed = n_records - keep end
+redis.call('SET', KEYS[3], seq .. ':' .. held, 'EX', ARGV[2])
+return {keep, shed, held}
 """
 
 
@@ -107,6 +115,7 @@ Entry = RecordEntry | DeadLetterEntry
 class BatchResult(NamedTuple):
     duplicate: bool  # applied before, by an attempt whose reply was lost
     shed: int  # records dropped by the ``shed`` policy
+    held: int  # the batch's last records, not written (``block`` policy, stream full): send again
 
 
 def script_args(
@@ -133,7 +142,7 @@ def script_args(
 
 
 def parse_result(reply: object) -> BatchResult:
-    if not (isinstance(reply, list | tuple) and len(reply) == 2):
+    if not (isinstance(reply, list | tuple) and len(reply) == 3):
         raise ValueError(f"unexpected reply from the publish script: {reply!r}")
-    written, shed = int(reply[0]), int(reply[1])
-    return BatchResult(written < 0, shed)
+    written, shed, held = (int(value) for value in reply)
+    return BatchResult(written < 0, shed, held)

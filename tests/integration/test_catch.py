@@ -354,3 +354,40 @@ def test_a_frame_that_never_completes_is_cut_off(redis_server: RedisServer, catc
     assert "frame-timeout" in catcher.log
     assert catcher.stop() == 0
     assert final_stats(catcher)["slow_frames"] == 1
+
+
+def test_at_max_stream_length_block_holds_records_and_shed_drops_new_ones(
+    redis_server: RedisServer, catcher_factory: CatcherFactory
+) -> None:
+    # No consumer trims this stream: it fills towards the limit and stops there.
+    blocking = catcher_factory(redis_server.url, "--max-stream-length", "300", "--stream", "blocked")
+    finish_senders(start_senders(blocking.port, 2, 250))
+    wait_until(lambda: "maximum length" in blocking.log, timeout=20, what="the stream full, logged")
+    # A batch is written whole or not at all, so the stream stops at most one batch short of the limit.
+    with redis_server.client() as client:
+        before = sequences_by_client(read_stream(client, "blocked"))
+        assert sum(len(seqs) for seqs in before.values()) <= 300
+        client.xtrim("blocked", maxlen=0, approximate=False)  # consumers catch up
+        # Held, not dropped: once the stream has room, the rest arrives, in order.
+        wait_until(
+            lambda: sum(len(seqs) for seqs in before.values()) + client.xlen("blocked") >= 500,
+            timeout=20,
+            what="the held records",
+        )
+        after = sequences_by_client(read_stream(client, "blocked"))
+    for client_id in ("c0", "c1"):
+        assert before.get(client_id, []) + after.get(client_id, []) == list(range(250))
+    assert blocking.stop() == 0
+    assert final_stats(blocking)["records_shed"] == 0
+
+    shedding = catcher_factory(
+        redis_server.url, "--max-stream-length", "300", "--full-policy", "shed", "--stream", "shed"
+    )
+    reports = finish_senders(start_senders(shedding.port, 2, 250))
+    assert all(report["errors"] == 0 for report in reports)  # applications never stall
+    assert shedding.stop() == 0
+    stats = final_stats(shedding)
+    assert stream_length(redis_server, "shed") == 300
+    assert stats["records_shed"] == 200
+    assert stats["records_published"] == 300
+    assert "shedding new records" in shedding.log

@@ -156,26 +156,30 @@ def publish_args(seq: int, *records: bytes, max_length: int = 0, policy: str = "
 async def test_the_script_skips_a_sequence_number_it_has_applied(client: fakeredis.FakeAsyncRedis) -> None:
     keys = [KEYS.records, KEYS.dead_letters, KEYS.producer("p1")]
     once = b'{"msg":"once"}'
-    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(7, once)) == [1, 0]
-    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(7, once)) == [-1, 0]
+    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(7, once)) == [1, 0, 0]
+    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(7, once)) == [-1, 0, 0]
     # An older batch of the same producer is a stale retry too.
-    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(6, once)) == [-1, 0]
+    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(6, once)) == [-1, 0, 0]
     # Another producer's batch 7 is its own.
     other = [KEYS.records, KEYS.dead_letters, KEYS.producer("p2")]
-    assert await client.eval(PUBLISH_SCRIPT, 3, *other, *publish_args(7, once)) == [1, 0]
+    assert await client.eval(PUBLISH_SCRIPT, 3, *other, *publish_args(7, once)) == [1, 0, 0]
     assert await client.xlen("logs") == 2
 
 
-async def test_at_max_length_block_writes_nothing_and_shed_keeps_the_oldest(client: fakeredis.FakeAsyncRedis) -> None:
+async def test_at_max_length_block_holds_the_rest_and_shed_drops_it(client: fakeredis.FakeAsyncRedis) -> None:
     keys = [KEYS.records, KEYS.dead_letters, KEYS.producer("p")]
-    records = [record(n) for n in range(5)]
-    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(1, *records[:2], max_length=3)) == [2, 0]
+    records = [record(n) for n in range(7)]
+    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(1, *records[:2], max_length=3)) == [2, 0, 0]
+    # block: what fits is written, the rest held (to be sent again); a repeat reports the same.
+    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(2, *records[2:4], max_length=3)) == [1, 0, 1]
+    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(2, *records[2:4], max_length=3)) == [-1, 0, 1]
+    # Full and nothing else to write: an error, nothing written, the sequence number not consumed.
     with pytest.raises(redis.exceptions.ResponseError, match="LOGRELAY_FULL"):
-        await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(2, *records[2:], max_length=3))
-    assert await client.xlen("logs") == 2  # all or nothing, and the sequence number not consumed
-    reply = await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(2, *records[2:], max_length=3, policy="shed"))
-    assert reply == [1, 2]
-    assert [r["seq"] for r in await stream_records(client)] == [0, 1, 2]
+        await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(3, records[3], max_length=3))
+    await client.xtrim("logs", maxlen=1, approximate=False)
+    reply = await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(3, *records[3:], max_length=3, policy="shed"))
+    assert reply == [2, 2, 0]
+    assert [r["seq"] for r in await stream_records(client)] == [2, 3, 4]
 
 
 async def test_shed_policy_counts_what_it_drops(client: fakeredis.FakeAsyncRedis) -> None:
@@ -192,21 +196,29 @@ async def test_shed_policy_counts_what_it_drops(client: fakeredis.FakeAsyncRedis
 
 
 async def test_block_policy_holds_records_until_the_stream_has_room(client: fakeredis.FakeAsyncRedis) -> None:
-    publisher = make_publisher(client, batch_max_records=10, max_stream_length=20)
-    for seq in range(30):
+    # Batches larger than the whole stream limit still get through, part by part.
+    publisher = make_publisher(client, batch_max_records=100, max_stream_length=20)
+    for seq in range(60):
         publisher.add_record(record(seq), "c", "1")
     task = asyncio.create_task(publisher.run())
     try:
         await async_wait_until(lambda: publisher.stats.redis_errors >= 2, what="the stream full")
         assert await client.xlen("logs") == 20
-        assert publisher.buffered == 10  # held, not dropped
-        await client.xtrim("logs", maxlen=0)  # consumers catch up and trim
-        await async_wait_until(lambda: publisher.buffered == 0, what="the rest published")
+        assert publisher.buffered == 40  # held, not dropped
+        written: list[int] = []
+        while len(written) < 60:  # consumers catch up and trim, again and again
+            batch = [r["seq"] for r in await stream_records(client)]
+            if batch:
+                written += batch
+                await client.xtrim("logs", maxlen=0, approximate=False)
+            await asyncio.sleep(0.05)
+            assert len(written) <= 60
     finally:
         publisher.close()
         await asyncio.wait_for(task, 10)
-    assert [r["seq"] for r in await stream_records(client)] == list(range(20, 30))
+    assert written == list(range(60))
     assert publisher.stats.records_shed == 0
+    assert publisher.stats.records_published == 60
 
 
 async def test_outage_buffers_retries_and_is_logged_once(
