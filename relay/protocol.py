@@ -55,7 +55,6 @@ class ConnectionRegistry:
         self.max_per_client = max_per_client
         self.stats = stats
         self.reading_paused = False
-        self.draining = False
         self._per_host: Counter[str] = Counter()
 
     def add(self, conn: CatcherProtocol) -> str | None:

@@ -146,7 +146,6 @@ class CatcherServer:
         settings = self.settings
         if self._server is not None:
             self._server.close()
-        self.registry.draining = True
         for conn in list(self.registry.connections):
             conn.ask_to_leave()
         # Resume any connection paused by a full buffer would overfill it;

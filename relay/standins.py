@@ -378,8 +378,8 @@ def _reconstructor(cls: Any, base: Any, state: Any = None) -> OpaqueObject:
     return obj
 
 
-# The well-known names and what we map them to.  ``__builtin__``/``copy_reg``
-# are the Python 2 spellings that protocols 0-2 use.
+# The well-known names and what we map them to.  Python 2 spellings
+# (``__builtin__``, ``copy_reg``) are translated by the unpickler before lookup.
 KNOWN: Final[dict[tuple[str, str], Any]] = {
     ("datetime", "datetime"): _DateTime,
     ("datetime", "date"): _Date,
@@ -392,32 +392,26 @@ KNOWN: Final[dict[tuple[str, str], Any]] = {
     ("_codecs", "encode"): LazyBytes,
     ("codecs", "encode"): LazyBytes,
     ("copyreg", "_reconstructor"): _reconstructor,
-    ("copy_reg", "_reconstructor"): _reconstructor,
     ("collections", "OrderedDict"): _OrderedDict,
     ("collections", "defaultdict"): _DefaultDict,
     ("collections", "Counter"): _Counter,
     ("collections", "deque"): _Deque,
     ("ipaddress", "IPv4Address"): _IPAddress,
     ("ipaddress", "IPv6Address"): _IPAddress,
+    ("builtins", "set"): _Set,
+    ("builtins", "frozenset"): _FrozenSet,
+    ("builtins", "bytes"): LazyBytes,
+    ("builtins", "bytearray"): _ByteArray,
+    ("builtins", "complex"): _Complex,
+    ("builtins", "object"): _Object,
+    # Base-type arguments of copyreg._reconstructor for builtin subclasses.
+    ("builtins", "str"): _Object,
+    ("builtins", "int"): _Object,
+    ("builtins", "float"): _Object,
+    ("builtins", "tuple"): _Object,
+    ("builtins", "list"): LazySequence,
+    ("builtins", "dict"): LazyMapping,
 }
-for _builtins in ("builtins", "__builtin__"):
-    KNOWN.update(
-        {
-            (_builtins, "set"): _Set,
-            (_builtins, "frozenset"): _FrozenSet,
-            (_builtins, "bytes"): LazyBytes,
-            (_builtins, "bytearray"): _ByteArray,
-            (_builtins, "complex"): _Complex,
-            (_builtins, "object"): _Object,
-            # Base-type arguments of copyreg._reconstructor for builtin subclasses.
-            (_builtins, "str"): _Object,
-            (_builtins, "int"): _Object,
-            (_builtins, "float"): _Object,
-            (_builtins, "tuple"): _Object,
-            (_builtins, "list"): LazySequence,
-            (_builtins, "dict"): LazyMapping,
-        }
-    )
 for _path in ("PosixPath", "PurePosixPath", "Path", "PurePath"):
     KNOWN[("pathlib", _path)] = _PosixPath
 for _path in ("WindowsPath", "PureWindowsPath"):
