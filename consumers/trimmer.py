@@ -5,12 +5,22 @@ the oldest entry still pending (delivered, not acknowledged), or, when
 nothing is pending, the group's last delivered id; the stream is trimmed
 below the oldest of those (``XTRIM MINID``), so every entry a group has not
 acknowledged stays.  On Redis 7.0 this comes from XINFO GROUPS and the
-XPENDING summary, as here.  (Redis 8.2 adds trimming options that consult the
-groups itself; not used yet: this project's servers are 7.0.)
+XPENDING summary (:func:`safe_trim_point`).
+
+Redis 8.2 and later do it natively: ``XTRIM key MAXLEN 0 ACKED`` deletes
+exactly the entries that every group has read and acknowledged, in one
+atomic step on the server, and also those acknowledged above an entry still
+pending (holes), which the MINID path keeps.  The trimmer tries the native
+form first and, when the server refuses it (a syntax error before 8.2),
+falls back to the MINID path for the rest of its life.  (Any error on the
+very first try means the same; once the native form has worked, errors are
+real and raised.)
 
 Consequences, stated: a stream with no group is never trimmed by this (the
-catchers' ``--max-stream-length`` bounds it); a group created later starts
-from what is left.
+catchers' ``--max-stream-length`` bounds it); on the native path the check
+for "no group" runs in the same script as the trim, because ACKED with no
+group at all would delete everything.  A group created later starts from
+what is left.
 """
 
 from __future__ import annotations
@@ -19,10 +29,11 @@ import logging
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from consumers.filesink import stream_id_key
 
-__all__ = ["StreamTrimmer", "safe_trim_point"]
+__all__ = ["NATIVE_TRIM_SCRIPT", "StreamTrimmer", "safe_trim_point"]
 
 log = logging.getLogger("logrelay.trimmer")
 
@@ -44,13 +55,40 @@ async def safe_trim_point(redis: Redis, stream: str) -> str | None:
     return min(points, key=stream_id_key) if points else None
 
 
+# Redis 8.2+: trim what every group acknowledged, unless there is no group
+# (ACKED with no group would consider every entry done).  Returns the count.
+NATIVE_TRIM_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 or #redis.call('XINFO', 'GROUPS', KEYS[1]) == 0 then
+    return 0
+end
+return redis.call('XTRIM', KEYS[1], 'MAXLEN', '0', 'ACKED')
+"""
+
+
 class StreamTrimmer:
+    """Trims one stream; ``native`` is None until the server has told which path works."""
+
     def __init__(self, redis: Redis, stream: str) -> None:
         self.redis = redis
         self.stream = stream
+        self.native: bool | None = None
+        self._native_script = redis.register_script(NATIVE_TRIM_SCRIPT)
 
     async def trim(self) -> int:
         """Delete the entries every group is done with; return how many went."""
+        if self.native is not False:
+            try:
+                removed = int(await self._native_script(keys=[self.stream]))
+            except ResponseError as exc:
+                if self.native:  # it worked before: a real failure, not a missing option
+                    raise
+                self.native = False
+                log.info("XTRIM ... ACKED refused (Redis before 8.2: %s): trimming below XPENDING/XINFO GROUPS", exc)
+            else:
+                self.native = True
+                if removed:
+                    log.debug("trimmed %d acknowledged entries of %r (XTRIM ACKED)", removed, self.stream)
+                return removed
         point = await safe_trim_point(self.redis, self.stream)
         if point is None or point == "0-0":
             return 0

@@ -55,3 +55,48 @@ async def test_without_groups_or_before_any_read_nothing_is_trimmed(client: Redi
     await client.xgroup_create("logs", "new", id="0")
     assert await StreamTrimmer(client, "logs").trim() == 0
     assert await client.xlen("logs") == 5
+
+
+async def test_redis_7_falls_back_to_the_pending_summary_once(client: Redis) -> None:
+    ids = await fill(client, 4)
+    await client.xgroup_create("logs", "g", id="0")
+    read = await client.xreadgroup("g", "a", {"logs": ">"}, count=2)
+    await client.xack("logs", "g", *[entry_id for entry_id, _ in read[0][1]])
+    trimmer = StreamTrimmer(client, "logs")
+    assert await trimmer.trim() == 1  # below the last delivered id (ids[1])
+    assert trimmer.native is False
+    assert [entry_id for entry_id, _ in await client.xrange("logs")] == ids[1:]
+
+
+# Redis 8.2 is not installable here; fakeredis emulates its XTRIM ... ACKED
+# (entries every group has read and acknowledged go, holes included).
+async def native_client(version: tuple[int, int]) -> Redis:
+    import fakeredis
+
+    return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(version=version))
+
+
+async def test_redis_8_2_trims_natively_every_acknowledged_entry_and_nothing_else() -> None:
+    client = await native_client((8, 2))
+    ids = await fill(client, 6)
+    await client.xgroup_create("logs", "a", id="0")
+    await client.xgroup_create("logs", "b", id="0")
+    read_a = await client.xreadgroup("a", "x", {"logs": ">"})
+    await client.xack("logs", "a", *[entry_id for entry_id, _ in read_a[0][1]])
+    read_b = await client.xreadgroup("b", "y", {"logs": ">"}, count=4)
+    await client.xack("logs", "b", ids[0], ids[2], ids[3])  # ids[1] pending in b; ids[4:] unread by b
+
+    trimmer = StreamTrimmer(client, "logs")
+    assert await trimmer.trim() == 3
+    assert trimmer.native is True
+    assert [entry_id for entry_id, _ in await client.xrange("logs")] == [ids[1], ids[4], ids[5]]
+    assert len(read_b[0][1]) == 4
+
+
+async def test_redis_8_2_never_trims_a_stream_without_groups() -> None:
+    client = await native_client((8, 2))
+    await fill(client, 3)
+    trimmer = StreamTrimmer(client, "logs")
+    assert await trimmer.trim() == 0
+    assert await client.xlen("logs") == 3
+    assert await StreamTrimmer(client, "missing").trim() == 0
