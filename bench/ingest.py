@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import socket
 import tempfile
 import time
@@ -47,6 +48,13 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(records: int, connections: int, processes: int, extra_args: list[str]) -> dict[str, float]:
     frames = build_frames(records)
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,11 +73,15 @@ def run(records: int, connections: int, processes: int, extra_args: list[str]) -
                 )
                 for n in range(processes)
             ]  # fmt: skip
+            assert server.process is not None
+            cpu_before = cpu_seconds(catcher.process.pid), cpu_seconds(server.process.pid)
             for proc in senders:
                 proc.start()
             client = redis.Redis(port=server.port)
             wait_until(lambda: client.xlen("logrelay") >= records, timeout=600, what="all records")
             elapsed = time.time() - start
+            catcher_cpu = cpu_seconds(catcher.process.pid) - cpu_before[0]
+            redis_cpu = cpu_seconds(server.process.pid) - cpu_before[1]
             for proc in senders:
                 proc.join()
             seqs = sorted(json.loads(f[b"record"])["bench_seq"] for _, f in read_stream(client))
@@ -79,7 +91,14 @@ def run(records: int, connections: int, processes: int, extra_args: list[str]) -
         finally:
             catcher.kill()
             server.stop()
-    return {"records": records, "seconds": elapsed, "records_per_s": records / elapsed, "peak_rss_mib": rss}
+    return {
+        "records": records,
+        "seconds": elapsed,
+        "records_per_s": records / elapsed,
+        "peak_rss_mib": rss,
+        "catcher_cpu_us_per_record": catcher_cpu / records * 1e6,
+        "redis_cpu_us_per_record": redis_cpu / records * 1e6,
+    }
 
 
 def main() -> None:

@@ -22,9 +22,11 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
+
 from relay.standins import LazyBytes, LazyMapping, LazySequence, OpaqueObject, ValueStandIn
 
-__all__ = ["RECURSIVE_REFERENCE", "DecodeLimitExceeded", "to_json_value"]
+__all__ = ["RECURSIVE_REFERENCE", "DecodeLimitExceeded", "flat_record_json", "to_json_value"]
 
 RECURSIVE_REFERENCE = "<recursive reference>"
 
@@ -188,6 +190,42 @@ class _Walker:
         if type(value) is bool:
             return "true" if value else "false"
         return str(value)
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def flat_record_json(obj: dict[Any, Any], max_bytes: int) -> bytes | None:
+    """The JSON of a record that is one dict of str keys and JSON scalars, or None for any other record.
+
+    Most records are exactly that (SocketHandler sends ``args`` as None and
+    the message already formatted): for them the walk would return an equal
+    dict, and the checks here run in C (``set(map(type, ...))``, orjson).
+    The caller passes only trees (no object referred to twice in the
+    pickle: see :data:`relay.pickleops.SHARES_OBJECTS`), whose JSON cannot
+    outgrow the pickle by more than the 6x of ``\\u`` escapes, so it is
+    encoded first and measured after: the decoded size of a flat record is
+    its JSON length.  Raises :class:`DecodeLimitExceeded`
+    beyond ``max_bytes``.  Returns None (the caller walks) for ints beyond 64
+    bits, non-str keys and lone surrogates (orjson refuses them), and for
+    non-finite floats.
+    """
+    if not _SCALARS.issuperset(map(type, obj.values())):
+        return None
+    try:
+        text = orjson.dumps(obj)
+    except orjson.JSONEncodeError:
+        return None
+    # orjson writes NaN and infinities as null, where the walk writes "nan"
+    # or "inf".  A value ``:null`` that is not a None is one of those (or the
+    # text ":null" inside a string): let the walk decide.
+    if text.count(b":null") != list(obj.values()).count(None):
+        return None
+    if len(text) > max_bytes:
+        raise DecodeLimitExceeded("decoded record exceeds the maximum decoded size")
+    # orjson's result keeps its whole working buffer (~8 KiB); records wait
+    # in the publisher's buffer, so keep an exact-size copy.
+    return bytes(memoryview(text))
 
 
 def to_json_value(obj: Any, *, max_depth: int, max_bytes: int) -> Any:

@@ -8,16 +8,29 @@ make the process touch 16 GiB.  This module walks the opcodes once, without
 building any object, and rejects such streams before the unpickler sees them.
 
 It also rejects opcodes that have no business in a log record: persistent ids,
-out-of-band buffers and extension-registry codes.
+out-of-band buffers and extension-registry codes, and it tells whether the
+pickle names any class (:data:`NAMES_CLASSES`): a pickle that names none
+cannot make any unpickler look anything up, which lets the caller use the
+plain C ``pickle.loads``; and whether it refers to one object twice
+(:data:`SHARES_OBJECTS`): one that does not is a tree, whose JSON is bounded
+by the pickle's size.
+
+Two implementations with one contract: :func:`scan_python` (the reference)
+and, when the optional C extension ``relay._pickle_scan`` is built (it is by
+``pip install``, given a C compiler), the same loop in C, ~25x faster; both
+read the table built here.  :func:`scan` is whichever is present;
+``LOGRELAY_PURE_PYTHON=1`` in the environment forces the Python one.
 """
 
 from __future__ import annotations
 
+import os
 import pickletools
 import struct
+from collections.abc import Callable
 from typing import Final
 
-__all__ = ["UnsafePickle", "scan"]
+__all__ = ["IMPLEMENTATION", "NAMES_CLASSES", "SHARES_OBJECTS", "UnsafePickle", "scan", "scan_python"]
 
 
 class UnsafePickle(ValueError):
@@ -40,6 +53,12 @@ _FRAME: Final = -12  # protocol 4 FRAME: an 8-byte length the unpickler will rea
 _NUMBER_LINE: Final = -13  # INT, LONG, FLOAT (text)
 _NUMBER_LEN1: Final = -14  # LONG1
 _NUMBER_LEN4: Final = -15  # LONG4
+_CLASS: Final = -16  # STACK_GLOBAL and OBJ: no argument, but a class is looked up
+_SHARE0: Final = -17  # DUP: the same object twice
+_SHARE1: Final = -18  # BINGET: a memoized object again, 1-byte index
+_SHARE4: Final = -19  # LONG_BINGET: 4-byte index
+_SHARE_LINE: Final = -20  # GET: decimal index on a line
+_SHARE_WIDTH: Final = {_SHARE0: 0, _SHARE1: 1, _SHARE4: 4}
 _NUMBER_FIXED: Final = -100  # BININT*, BINFLOAT: _NUMBER_FIXED - width
 
 #: Numbers one record may carry.  Ints and floats hash predictably, so keys
@@ -47,6 +66,13 @@ _NUMBER_FIXED: Final = -100  # BININT*, BINFLOAT: _NUMBER_FIXED - width
 #: unpickler (87k colliding keys in a 1 MiB frame: 148 s); 4096 bound that to
 #: a fraction of a second, far above what a log record holds.
 MAX_NUMBERS: Final = 4096
+
+#: Flag in :func:`scan`'s result: the pickle names a class (GLOBAL, INST,
+#: STACK_GLOBAL or OBJ), so only the restricted unpickler may load it.
+NAMES_CLASSES: Final = 1
+#: Flag: the pickle refers to one object twice (DUP or a memo GET), so the
+#: object is a graph and its expansion is not bounded by the pickle's size.
+SHARES_OBJECTS: Final = 2
 
 _FORBIDDEN_OPCODES: Final = frozenset({"PERSID", "BINPERSID", "NEXT_BUFFER", "READONLY_BUFFER", "EXT1", "EXT2", "EXT4"})
 
@@ -65,6 +91,10 @@ def _build_table() -> list[int]:
             table[code] = _MEMO_PUT_U4
         elif op.name in ("GLOBAL", "INST"):
             table[code] = _TWO_LINES
+        elif op.name in ("STACK_GLOBAL", "OBJ"):
+            table[code] = _CLASS
+        elif op.name in ("DUP", "BINGET", "LONG_BINGET", "GET"):
+            table[code] = {"DUP": _SHARE0, "BINGET": _SHARE1, "LONG_BINGET": _SHARE4, "GET": _SHARE_LINE}[op.name]
         elif op.name == "FRAME":
             table[code] = _FRAME
         elif op.name in ("INT", "LONG", "FLOAT"):
@@ -91,9 +121,10 @@ _BINPUT: Final = ord("q")
 _NAMES: Final = {ord(op.code): op.name for op in pickletools.opcodes}
 
 
-def scan(data: bytes) -> None:
+def scan_python(data: bytes) -> int:
     """Check that ``data`` is one well-formed pickle that is safe to hand to the C unpickler.
 
+    Returns its flags: :data:`NAMES_CLASSES`, :data:`SHARES_OBJECTS`, or 0.
     Raises :class:`UnsafePickle` naming the first problem found: an unknown or
     forbidden opcode, a truncated argument, a memo index that could not have
     come from an honest pickler (larger than the pickle itself), or a missing
@@ -103,6 +134,7 @@ def scan(data: bytes) -> None:
     end = len(data)
     pos = 0
     numbers = 0
+    flags = 0
     table = _TABLE
     # This loop runs once per opcode of every record, so it is written for
     # CPython's speed: the common kinds first, ``continue`` instead of elif
@@ -132,7 +164,7 @@ def scan(data: bytes) -> None:
                     raise UnsafePickle(f"more than {MAX_NUMBERS} numbers in one record")
                 continue
             if kind == _STOP:
-                return
+                return flags
             if kind == _LINE:
                 newline = data.find(b"\n", pos)
                 if newline < 0:
@@ -168,6 +200,20 @@ def scan(data: bytes) -> None:
                     raise UnsafePickle(f"memo index {index} out of range at offset {pos - 1}")
                 pos += 4
                 continue
+            if _SHARE_LINE <= kind <= _SHARE0:
+                flags |= SHARES_OBJECTS
+                if kind == _SHARE_LINE:
+                    newline = data.find(b"\n", pos)
+                    if newline < 0:
+                        break
+                    pos = newline + 1
+                else:
+                    pos += _SHARE_WIDTH[kind]
+                continue
+            if kind in (_CLASS, _TWO_LINES):
+                flags |= NAMES_CLASSES
+                if kind == _CLASS:
+                    continue
             pos = _scan_rare(data, pos, code, kind)
     except (IndexError, struct.error):
         pass
@@ -199,3 +245,35 @@ def _scan_rare(data: bytes, pos: int, code: int, kind: int) -> int:
     if kind == _FORBIDDEN:
         raise UnsafePickle(f"opcode {_NAMES[code]} is not allowed (offset {pos - 1})")
     raise UnsafePickle(f"unknown opcode 0x{code:02x} at offset {pos - 1}")
+
+
+def _load_c_scan() -> Callable[[bytes], object] | None:
+    if os.environ.get("LOGRELAY_PURE_PYTHON"):
+        return None
+    try:
+        from relay import _pickle_scan  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    _pickle_scan.configure(bytes(kind & 0xFF for kind in _TABLE), MAX_NUMBERS)
+    c_scan: Callable[[bytes], object] = _pickle_scan.scan
+    return c_scan
+
+
+_c_scan: Final = _load_c_scan()
+
+
+def _scan_c(data: bytes) -> int:
+    """The C loop (same contract as :func:`scan_python`)."""
+    assert _c_scan is not None
+    verdict = _c_scan(data)
+    if type(verdict) is int:
+        return verdict
+    # Refusals are rare: let the reference implementation word the reason
+    # (opcode names and offsets), so both say the same thing.
+    scan_python(data)
+    raise UnsafePickle(str(verdict))  # pragma: no cover - the two agree (differential tests)
+
+
+#: "c" or "python": which implementation :func:`scan` is.
+IMPLEMENTATION: Final = "c" if _c_scan is not None else "python"
+scan: Final = _scan_c if _c_scan is not None else scan_python

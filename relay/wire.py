@@ -21,8 +21,9 @@ from typing import ClassVar, Final, NamedTuple
 
 import orjson
 
-from relay.jsonvalue import DecodeLimitExceeded, to_json_value
-from relay.safepickle import UnsafePickle, safe_loads
+from relay.jsonvalue import DecodeLimitExceeded, flat_record_json, to_json_value
+from relay.pickleops import SHARES_OBJECTS
+from relay.safepickle import UnsafePickle, load_record
 
 __all__ = [
     "BadFrame",
@@ -112,13 +113,19 @@ def decode_payload(payload: bytes, limits: DecodeLimits) -> bytes:
     payload is not a pickled ``dict`` with string keys, names a forbidden
     global, is malformed, or exceeds the decoded-size or depth limits.
     """
-    obj = safe_loads(payload)
+    obj, flags = load_record(payload)
     if type(obj) is not dict:
         kind = getattr(type(obj), "qualname", type(obj).__name__).rpartition(".")[2]
         raise ValueError(f"payload is a pickled {kind}, not a record dict")
+    budget = limits.decoded_budget(len(payload))
+    # Only a tree has JSON bounded by the pickle's size (see flat_record_json).
+    if not flags & SHARES_OBJECTS and limits.max_depth >= 1:
+        flat = flat_record_json(obj, budget)
+        if flat is not None:
+            return flat
     if any(type(key) is not str for key in obj):
         raise ValueError("record dict has non-string keys")
-    value = to_json_value(obj, max_depth=limits.max_depth, max_bytes=limits.decoded_budget(len(payload)))
+    value = to_json_value(obj, max_depth=limits.max_depth, max_bytes=budget)
     try:
         # orjson is 8x faster than the stdlib here (bench: README, "Dependencies"),
         # but its result keeps orjson's whole working buffer (~8 KiB whatever

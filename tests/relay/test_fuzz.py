@@ -43,6 +43,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from relay import pickleops
 from relay.safepickle import ForbiddenGlobal
 from relay.wire import BadFrame, DecodeLimits, FrameDecoder, FrameTooLarge, Record, decode_payload
 
@@ -747,3 +748,83 @@ def test_colliding_int_keys_cost_linear_time() -> None:
     small = best_time(colliding_keys(1000), repeat=3)
     large = best_time(colliding_keys(8000), repeat=1)  # 8x the keys: 8x the time if linear, 64x if quadratic
     assert large < 20 * small + 0.05, f"8000 keys: {large:.3f} s, 1000 keys: {small:.3f} s"
+
+
+# --------------------------------------------------------------------------- the C scan against its reference
+
+c_scan = pickleops._c_scan
+
+
+def scan_verdict(data: bytes) -> object:
+    """The reference's verdict: the flags, or "refused"."""
+    try:
+        return pickleops.scan_python(data)
+    except pickleops.UnsafePickle:
+        return "refused"
+
+
+def c_verdict(data: bytes) -> object:
+    assert c_scan is not None
+    result = c_scan(data)
+    return result if type(result) is int else "refused"
+
+
+needs_c = pytest.mark.skipif(c_scan is None, reason="the C scan is not built here")
+
+
+@needs_c
+@fuzz(1000)
+@given(payloads)
+def test_c_scan_agrees_with_the_python_reference(payload: bytes) -> None:
+    assert c_verdict(payload) == scan_verdict(payload)
+
+
+@needs_c
+@fuzz(400)
+@given(mutated())
+def test_c_scan_agrees_on_mutated_real_frames(case: tuple[bytes, bytes]) -> None:
+    _, payload = case
+    assert c_verdict(payload) == scan_verdict(payload)
+    # Every prefix: truncation at each point must be judged alike.
+    for end in range(0, len(payload), max(1, len(payload) // 40)):
+        assert c_verdict(payload[:end]) == scan_verdict(payload[:end])
+
+
+# --------------------------------------------------------------------------- the flat-record shortcut
+
+scalars = st.one_of(
+    st.text(max_size=40),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.lists(st.integers(), max_size=2),
+    st.binary(max_size=4),
+)
+
+
+@fuzz(400)
+@given(st.dictionaries(st.text(max_size=10), scalars, max_size=12), st.integers(0, 900))
+def test_the_flat_shortcut_writes_what_the_walk_would(record: dict[str, object], budget: int) -> None:
+    import orjson
+
+    from relay.jsonvalue import DecodeLimitExceeded, flat_record_json, to_json_value
+
+    walked = to_json_value(record, max_depth=2, max_bytes=10**6)
+    try:
+        flat = flat_record_json(record, budget)
+    except DecodeLimitExceeded:
+        assert len(orjson.dumps(walked)) > budget
+        return
+    if flat is not None:
+        assert json.loads(flat) == json.loads(orjson.dumps(walked))
+        assert len(flat) <= budget
+
+
+def test_the_flat_shortcut_takes_plain_records_and_leaves_the_rest() -> None:
+    from relay.jsonvalue import flat_record_json
+
+    assert flat_record_json({"msg": "m", "n": 1, "f": 0.5, "none": None, "ok": True}, 1000) is not None
+    for odd in ({"v": math.nan}, {"v": 2**64}, {"v": "\ud800"}, {"v": [1]}, {1: "x"}):
+        assert flat_record_json(odd, 1000) is None, odd
+    assert flat_record_json({"msg": ":null"}, 1000) is None  # ambiguous with NaN: the walk decides

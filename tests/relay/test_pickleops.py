@@ -16,11 +16,26 @@ import pathlib
 import pickle
 import pickletools
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from relay.pickleops import UnsafePickle, scan
+from relay import pickleops
+from relay.pickleops import NAMES_CLASSES, SHARES_OBJECTS, UnsafePickle, scan_python
+
+Scan = Callable[[bytes], int]
+IMPLEMENTATIONS = {"python": scan_python, "c": pickleops.scan if pickleops.IMPLEMENTATION == "c" else None}
+
+
+@pytest.fixture(params=list(IMPLEMENTATIONS))
+def scan(request: pytest.FixtureRequest) -> Scan:
+    """Each test runs against both implementations (the C one where it is built)."""
+    implementation = IMPLEMENTATIONS[request.param]
+    if implementation is None:
+        pytest.skip("the C scan is not built here")
+    return implementation
+
 
 PROTOCOLS = list(range(pickle.HIGHEST_PROTOCOL + 1))
 FORBIDDEN_OPCODES = ["PERSID", "BINPERSID", "EXT1", "EXT2", "EXT4", "NEXT_BUFFER", "READONLY_BUFFER"]
@@ -78,17 +93,17 @@ RECORDS = _records()
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_every_stdlib_pickle_of_varied_records_is_accepted(protocol: int) -> None:
+def test_every_stdlib_pickle_of_varied_records_is_accepted(scan: Scan, protocol: int) -> None:
     for name, record in RECORDS.items():
         for payload in (
             pickle.dumps(record, protocol),
             pickle._dumps(record, protocol),  # type: ignore[attr-defined]  # the pure-Python pickler
             pickletools.optimize(pickle.dumps(record, protocol)),
         ):
-            assert scan(payload) is None, name
+            assert scan(payload) & ~(NAMES_CLASSES | SHARES_OBJECTS) == 0, name
 
 
-def test_socket_handler_frames_are_accepted() -> None:
+def test_socket_handler_frames_are_accepted(scan: Scan) -> None:
     handler = logging.handlers.SocketHandler("127.0.0.1", 9)
     try:
         record = logging.LogRecord("n", logging.ERROR, __file__, 1, "boom %d", (1,), None)
@@ -100,7 +115,7 @@ def test_socket_handler_frames_are_accepted() -> None:
     scan(frame[4:])
 
 
-def test_bytearray8_of_protocol_5_is_accepted() -> None:
+def test_bytearray8_of_protocol_5_is_accepted(scan: Scan) -> None:
     payload = pickle.dumps({"msg": "m", "buf": bytearray(b"abc")}, 5)
     assert OPCODE["BYTEARRAY8"] in payload
 
@@ -119,7 +134,7 @@ def put(text: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("index", [2**31, 2**32 - 1, 1_000_000])
-def test_long_binput_with_a_huge_index_is_refused(index: int) -> None:
+def test_long_binput_with_a_huge_index_is_refused(scan: Scan, index: int) -> None:
     with pytest.raises(UnsafePickle, match=f"memo index {index} out of range at offset 3"):
         scan(long_binput(index))
 
@@ -129,18 +144,18 @@ def test_long_binput_with_a_huge_index_is_refused(index: int) -> None:
     [b"9" * 30, b"2147483648", b"4294967295", b"99999999999", b"1000"],
     ids=["30-digits", "2**31", "2**32-1", "11-digits", "beyond-the-pickle"],
 )
-def test_put_with_a_huge_index_is_refused(text: bytes) -> None:
+def test_put_with_a_huge_index_is_refused(scan: Scan, text: bytes) -> None:
     with pytest.raises(UnsafePickle, match=r"memo index .* out of range at offset 1"):
         scan(put(text))
 
 
 @pytest.mark.parametrize("text", [b"-1", b"+5", b" 5", b"0x10", b"1e3", b"", b"\xd9\xa1"])
-def test_put_with_a_malformed_index_is_refused(text: bytes) -> None:
+def test_put_with_a_malformed_index_is_refused(scan: Scan, text: bytes) -> None:
     with pytest.raises(UnsafePickle, match="memo index"):
         scan(put(text))
 
 
-def test_memo_index_up_to_the_pickle_length_is_accepted() -> None:
+def test_memo_index_up_to_the_pickle_length_is_accepted(scan: Scan) -> None:
     largest = long_binput(len(long_binput(0)))
     scan(largest)
     with pytest.raises(UnsafePickle, match="memo index"):
@@ -152,7 +167,7 @@ def test_memo_index_up_to_the_pickle_length_is_accepted() -> None:
         scan(put(str(size + 1).encode()))
 
 
-def test_memo_bomb_after_honest_content_is_found() -> None:
+def test_memo_bomb_after_honest_content_is_found(scan: Scan) -> None:
     honest = pickle.dumps(RECORDS["values"], 2)
     bomb = honest[:-1] + OPCODE["LONG_BINPUT"] + (2**31).to_bytes(4, "little") + b"."
 
@@ -160,7 +175,7 @@ def test_memo_bomb_after_honest_content_is_found() -> None:
         scan(bomb)
 
 
-def test_memo_bomb_hidden_behind_a_string_that_looks_like_opcodes_is_found() -> None:
+def test_memo_bomb_hidden_behind_a_string_that_looks_like_opcodes_is_found(scan: Scan) -> None:
     # The string's bytes spell a STOP; the scan must skip string payloads, not read them as opcodes.
     decoy = "..."
     payload = (
@@ -187,7 +202,7 @@ MINIMAL_FORBIDDEN = {
 
 
 @pytest.mark.parametrize("name", FORBIDDEN_OPCODES)
-def test_forbidden_opcode_is_refused_by_name(name: str) -> None:
+def test_forbidden_opcode_is_refused_by_name(scan: Scan, name: str) -> None:
     payload = MINIMAL_FORBIDDEN[name]
     assert any(op.name == name for op, _, _ in pickletools.genops(payload))
 
@@ -205,7 +220,7 @@ class _PersistentPickler(pickle.Pickler):
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_stdlib_persistent_id_pickles_are_refused(protocol: int) -> None:
+def test_stdlib_persistent_id_pickles_are_refused(scan: Scan, protocol: int) -> None:
     buffer = io.BytesIO()
     _PersistentPickler(buffer, protocol).dump({"msg": "m", "row": _Row()})
 
@@ -213,7 +228,7 @@ def test_stdlib_persistent_id_pickles_are_refused(protocol: int) -> None:
         scan(buffer.getvalue())
 
 
-def test_stdlib_out_of_band_buffer_pickle_is_refused() -> None:
+def test_stdlib_out_of_band_buffer_pickle_is_refused(scan: Scan) -> None:
     buffers: list[pickle.PickleBuffer] = []
     record = {"msg": "m", "buf": pickle.PickleBuffer(b"data")}
     payload = pickle.dumps(record, 5, buffer_callback=buffers.append)
@@ -232,7 +247,7 @@ def test_there_are_unknown_opcodes_to_test() -> None:
 
 
 @pytest.mark.parametrize("code", UNKNOWN_CODES, ids=[f"0x{c:02x}" for c in UNKNOWN_CODES])
-def test_unknown_opcode_is_refused(code: int) -> None:
+def test_unknown_opcode_is_refused(scan: Scan, code: int) -> None:
     with pytest.raises(UnsafePickle, match=f"unknown opcode 0x{code:02x} at offset 2"):
         scan(b"\x80\x02" + bytes([code]) + b".")
 
@@ -241,7 +256,7 @@ def test_unknown_opcode_is_refused(code: int) -> None:
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_every_proper_prefix_is_truncated(protocol: int) -> None:
+def test_every_proper_prefix_is_truncated(scan: Scan, protocol: int) -> None:
     payload = pickle.dumps(RECORDS["values"], protocol)
 
     for cut in range(len(payload)):
@@ -269,17 +284,43 @@ def test_every_proper_prefix_is_truncated(protocol: int) -> None:
         b"Np12",  # PUT without its newline
     ],
 )
-def test_truncated_or_overlong_arguments_are_refused(payload: bytes) -> None:
+def test_truncated_or_overlong_arguments_are_refused(scan: Scan, payload: bytes) -> None:
     with pytest.raises(UnsafePickle, match="truncated"):
         scan(payload)
 
 
 @pytest.mark.parametrize("name", ["BINSTRING", "LONG4"])
-def test_negative_lengths_are_refused(name: str) -> None:
+def test_negative_lengths_are_refused(scan: Scan, name: str) -> None:
     with pytest.raises(UnsafePickle, match=f"negative length in {name}"):
         scan(OPCODE[name] + (-1).to_bytes(4, "little", signed=True) + b".")
 
 
-def test_unsafe_pickle_is_a_value_error() -> None:
+def test_unsafe_pickle_is_a_value_error(scan: Scan) -> None:
     with pytest.raises(ValueError, match="truncated"):
         scan(b"")
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_the_flag_tells_whether_a_pickle_names_a_class(scan: Scan, protocol: int) -> None:
+    plain = {"msg": "m", "args": None, "n": 1, "f": 1.5, "t": (1, "x"), "l": [None, True], "d": {"k": "v"}}
+    assert scan(pickle.dumps(plain, protocol)) == 0
+    assert scan(pickle.dumps({**plain, "when": dt.datetime(2024, 1, 1)}, protocol)) == NAMES_CLASSES
+    assert scan(pickle.dumps({**plain, "counts": collections.Counter("ab")}, protocol)) & NAMES_CLASSES
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_the_flag_tells_whether_a_pickle_refers_to_an_object_twice(scan: Scan, protocol: int) -> None:
+    text = "x" * 100
+    assert scan(pickle.dumps({"a": text, "b": "".join(["x"] * 100)}, protocol)) == 0  # equal, not the same
+    assert scan(pickle.dumps({"a": text, "b": text}, protocol)) == SHARES_OBJECTS
+    assert scan(b"(S'x'\n2l.") == SHARES_OBJECTS  # DUP
+    assert scan(b"(S'x'\np0\ng0\nl.") == SHARES_OBJECTS  # GET
+
+
+def test_the_c_scan_is_built_wherever_a_compiler_is() -> None:
+    import os
+    import shutil
+
+    if os.environ.get("LOGRELAY_PURE_PYTHON") or not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("pure Python asked for, or no C compiler: the Python scan is used")
+    assert pickleops.IMPLEMENTATION == "c", "pip install did not build relay._pickle_scan"

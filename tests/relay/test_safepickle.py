@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 
 from relay.jsonvalue import RECURSIVE_REFERENCE, DecodeLimitExceeded
-from relay.pickleops import UnsafePickle, scan
+from relay.pickleops import NAMES_CLASSES, UnsafePickle, scan
 from relay.safepickle import ForbiddenGlobal, OpaqueObject, safe_loads
 from relay.wire import DecodeLimits, decode_payload
 
@@ -897,3 +897,24 @@ def test_protocol_0_string_with_invalid_utf8_is_delivered_escaped() -> None:
 
     assert fields["msg"] == "caf\udce9 \udcff"
     assert fields["levelno"] == 20
+
+
+# --------------------------------------------------------------------------- the class-free fast path
+
+CLASS_FREE_CALLS = {
+    # REDUCE, BUILD, NEWOBJ and NEWOBJ_EX with only built-in values on the
+    # stack: with no class named there is no callable to reach.
+    "REDUCE on a str": b"(S'os.system'\n(S'echo pwned'\ntR.",
+    "REDUCE on a list": b"](S'x'\ntR.",
+    "BUILD on a dict": b"}(S'__class__'\nS'x'\ndb.",
+    "BUILD on a str": b"S'x'\n}b.",
+    "NEWOBJ on a str": b"\x80\x02U\x01x)\x81.",
+    "NEWOBJ_EX on a tuple": b"\x80\x04)))}\x92.",
+}
+
+
+@pytest.mark.parametrize("payload", CLASS_FREE_CALLS.values(), ids=list(CLASS_FREE_CALLS))
+def test_class_free_pickles_that_call_something_only_fail(payload: bytes) -> None:
+    assert not scan(payload) & NAMES_CLASSES  # so the stock loader takes them
+    with pytest.raises(ValueError, match="undecodable pickle"):
+        safe_loads(payload)
