@@ -24,18 +24,16 @@ from tests.processes import CatcherProcess
 from tests.realredis import RedisServer
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--connections", type=int, default=10_000)
-    args = parser.parse_args()
+def run(connections: int) -> dict[str, float]:
+    """Open ``connections`` idle connections on a fresh catcher while 8 clients log; return the figures."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.connections + 1024), hard))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, connections + 1024), hard))
 
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp) / "redis").start()
         catcher = CatcherProcess(
             server.url,
-            ["--max-connections", str(args.connections + 100), "--max-connections-per-client", "0"],
+            ["--max-connections", str(connections + 100), "--max-connections-per-client", "0"],
             Path(tmp) / "catcher.log",
         )
         held: list[socket.socket] = []
@@ -45,7 +43,7 @@ def main() -> None:
             # Patient clients: opening 10,000 connections keeps the loop busy for a while.
             senders = start_senders(catcher.port, 8, 2000, rate=200, patient=True)
             started = time.monotonic()
-            for _ in range(args.connections):
+            for _ in range(connections):
                 held.append(socket.create_connection(("127.0.0.1", catcher.port)))
             opened = time.monotonic() - started
             with_idle = rss_bytes(catcher.pid)
@@ -62,14 +60,22 @@ def main() -> None:
                 sock.close()
             catcher.kill()
             server.stop()
-    result = {
-        "idle_connections": args.connections,
+    return {
+        "idle_connections": connections,
         "rss_before_mib": before / 2**20,
         "rss_with_idle_mib": with_idle / 2**20,
         "rss_after_load_mib": peak / 2**20,
-        "kib_per_connection": (with_idle - before) / args.connections / 1024,
+        "kib_per_connection": (with_idle - before) / connections / 1024,
         "seconds_to_open": opened,
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--connections", type=int, default=10_000)
+    args = parser.parse_args()
+    result = run(args.connections)
+    before, with_idle, peak = (result[k] * 2**20 for k in ("rss_before_mib", "rss_with_idle_mib", "rss_after_load_mib"))
     print(json.dumps(result))
     print(
         f"{args.connections} idle connections: RSS {before / 2**20:.0f} -> {with_idle / 2**20:.0f} MiB "

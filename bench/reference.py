@@ -200,6 +200,9 @@ async def _naive_connection(
     except (asyncio.IncompleteReadError, ConnectionError):
         pass
     finally:
+        # Plain buffered writes, flushed when a client goes: without this the
+        # last few KiB would wait for the next client or the shutdown.
+        out.flush()
         open_conns.pop(task, None)
         writer.close()
 

@@ -10,10 +10,14 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(condition: Callable[[], T], *, timeout: float = 10.0, what: str = "condition") -> T:
+def wait_until(
+    condition: Callable[[], T], *, timeout: float = 10.0, what: str = "condition", max_delay: float = 0.1
+) -> T:
     """Poll ``condition`` until it returns something truthy; return that.
 
-    Raises ``AssertionError`` naming ``what`` if the deadline passes.
+    Polls at growing intervals up to ``max_delay`` seconds (a benchmark that
+    times the condition keeps it small).  Raises ``AssertionError`` naming
+    ``what`` if the deadline passes.
     """
     deadline = time.monotonic() + timeout
     delay = 0.005
@@ -24,7 +28,7 @@ def wait_until(condition: Callable[[], T], *, timeout: float = 10.0, what: str =
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(delay)
-        delay = min(delay * 2, 0.1)
+        delay = min(delay * 2, max_delay)
 
 
 async def async_wait_until(

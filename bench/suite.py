@@ -1,0 +1,441 @@
+"""The whole benchmark suite, side by side with the reference receivers, in one run.
+
+    python -m bench.suite [--records 100000] [--quick] [--output bench/results/suite.json]
+
+Every figure comes from processes started here (its own redis-server,
+``logrelay catch``/``consume file``, the reference receivers of
+:mod:`bench.reference`, load from :mod:`bench.loadgen` in separate
+processes), and every run checks its output (each ``bench_seq`` exactly
+once) before its speed is reported.  Printed as a table with ratios against
+the references, since the machine is noisy and only same-run ratios mean
+much; written as JSON to ``--output``.
+
+Figures:
+
+* ingest: frames in -> entries in the Redis stream, at 1, 64 and 1000
+  connections; against the hand-rolled publish path (``pickle.loads`` +
+  ``json.dumps`` + redis-py asyncio pipelined XADD, batch 500, in one loop).
+* end to end: frames in -> lines in the file, through Redis (catcher +
+  JSON consumer), against the naive asyncio catcher and the logging
+  cookbook's receiver writing straight to a file; and the same with real
+  ``SocketHandler`` clients.
+* consumer: a pre-filled stream into the file, JSON and a text format.
+* latency: emit (``record.created``) -> line seen in the file, at half the
+  measured end-to-end rate, for logrelay and the naive catcher.  Lines are
+  seen by polling the file every millisecond: add up to ~1 ms.
+* memory: peak RSS of the catcher under load; RSS with 10,000 idle
+  connections (skipped by ``--quick``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import pickle
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from bench import consumer as consumer_bench
+from bench import idle_connections
+from bench.frames import build_frames
+from bench.ingest import cpu_seconds, peak_rss_mib
+from bench.loadgen import run_handlers, send_frames, send_paced
+from bench.reference import FORMAT as COOKBOOK_FORMAT
+from bench.reference import check_lines
+from relay.pickleops import IMPLEMENTATION as SCAN_IMPLEMENTATION
+from tests.integration.clients import read_stream
+from tests.polling import wait_until
+from tests.processes import CatcherProcess, ConsumerProcess
+from tests.realredis import RedisServer
+
+TIMEOUT = 180.0  # any one run; a stuck run fails instead of hanging the suite
+
+
+# --------------------------------------------------------------------------- watching a file
+
+
+class FileWatch:
+    """Counts the newlines of a growing file from a thread, noting when each chunk was seen.
+
+    ``chunks`` keeps (time seen, bytes) so latency can be computed after the
+    run without parsing JSON while the run is measured.
+    """
+
+    def __init__(self, path: Path, *, keep: bool = False, interval: float = 0.001) -> None:
+        self.path = path
+        self.keep = keep
+        self.interval = interval
+        self.lines = 0
+        self.last_growth = 0.0
+        self.chunks: list[tuple[float, bytes]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> FileWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        offset = 0
+        while not self._stop.is_set():
+            try:
+                with open(self.path, "rb") as handle:
+                    handle.seek(offset)
+                    while not self._stop.is_set():
+                        data = handle.read(1 << 20)
+                        if not data:
+                            time.sleep(self.interval)
+                            continue
+                        now = time.time()
+                        offset += len(data)
+                        self.lines += data.count(b"\n")
+                        self.last_growth = now
+                        if self.keep:
+                            self.chunks.append((now, data))
+            except FileNotFoundError:
+                time.sleep(self.interval)
+
+    def wait_lines(self, count: int, what: str) -> float:
+        """Wait until ``count`` newlines are in; return when the last byte was seen."""
+        wait_until(lambda: self.lines >= count, timeout=TIMEOUT, max_delay=0.01, what=what)
+        return self.last_growth
+
+
+def line_times(chunks: list[tuple[float, bytes]]) -> Iterator[tuple[float, bytes]]:
+    """(time seen, line) for every complete line of the watched chunks."""
+    partial = b""
+    for seen, data in chunks:
+        *lines, partial = (partial + data).split(b"\n")
+        for line in lines:
+            yield seen, line
+
+
+# --------------------------------------------------------------------------- the systems under test
+
+
+class Stack:
+    """logrelay on this machine: a redis-server, one catcher and (optionally) a JSON file consumer."""
+
+    def __init__(self, tmp: Path, *, with_consumer: bool) -> None:
+        self.tmp = tmp
+        self.output = tmp / "central.log"
+        self.server = RedisServer(tmp / "redis").start()
+        self.catcher = CatcherProcess(self.server.url, [], tmp / "catcher.log")
+        self.consumer = (
+            ConsumerProcess(self.server.url, self.output, ["--format", "json"], tmp / "consumer.log")
+            if with_consumer
+            else None
+        )
+
+    def start(self) -> Stack:
+        self.catcher.start()
+        if self.consumer is not None:
+            self.consumer.start()
+        return self
+
+    @property
+    def port(self) -> int:
+        return self.catcher.port
+
+    def close(self) -> None:
+        for process in (self.consumer, self.catcher):
+            if process is not None:
+                process.kill()
+        self.server.stop()
+
+
+@contextlib.contextmanager
+def logrelay(*, with_consumer: bool) -> Iterator[Stack]:
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = Stack(Path(tmp), with_consumer=with_consumer)
+        try:
+            yield stack.start()
+        finally:
+            stack.close()
+
+
+@contextlib.contextmanager
+def reference(kind: str) -> Iterator[tuple[int, Path]]:
+    """A reference receiver of :mod:`bench.reference`: (port, output file)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        output = Path(tmp) / f"{kind}.log"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.reference", kind, "--port", "0", "--output", str(output)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert process.stdout is not None
+            announced = process.stdout.readline()
+            if not announced.startswith("listening on "):
+                raise RuntimeError(f"reference receiver {kind} did not start: {announced!r}")
+            yield int(announced.rsplit(":", 1)[1]), output
+        finally:
+            process.terminate()
+            process.wait(30)
+
+
+def expected_lines(frames: list[bytes], kind: str) -> int:
+    """Newlines each receiver writes for these frames (the cookbook's text spans tracebacks)."""
+    if kind != "cookbook":
+        return len(frames)
+    formatter = logging.Formatter(COOKBOOK_FORMAT)
+    return sum(formatter.format(logging.makeLogRecord(pickle.loads(f[4:]))).count("\n") + 1 for f in frames)
+
+
+def assert_exactly_once(seqs: list[int], count: int, what: str) -> None:
+    if sorted(seqs) != list(range(count)):
+        missing = count - len(set(seqs))
+        raise AssertionError(f"{what}: records missing ({missing}) or doubled ({len(seqs) - len(set(seqs))})")
+
+
+def json_seqs(path: Path) -> list[int]:
+    return [json.loads(line)["bench_seq"] for line in path.read_bytes().splitlines()]
+
+
+# --------------------------------------------------------------------------- the runs
+
+
+def ingest(frames: list[bytes], connections: int) -> dict[str, Any]:
+    """Frames in -> entries in the stream, one catcher."""
+    count = len(frames)
+    with logrelay(with_consumer=False) as stack:
+        client = redis.Redis(port=stack.server.port)
+        assert stack.catcher.process is not None
+        assert stack.server.process is not None
+        cpu_before = cpu_seconds(stack.catcher.process.pid), cpu_seconds(stack.server.process.pid)
+        sent = send_frames(stack.port, frames, connections, 2, timeout=TIMEOUT)
+        wait_until(lambda: client.xlen("logrelay") >= count, timeout=TIMEOUT, max_delay=0.01, what="records in")
+        elapsed = time.time() - sent["send_start"]
+        catcher_cpu = cpu_seconds(stack.catcher.process.pid) - cpu_before[0]
+        redis_cpu = cpu_seconds(stack.server.process.pid) - cpu_before[1]
+        assert_exactly_once([json.loads(f[b"record"])["bench_seq"] for _, f in read_stream(client)], count, "ingest")
+        rss = peak_rss_mib(stack.catcher.process.pid)
+        client.close()
+    return {
+        "connections": connections,
+        "records": count,
+        "records_per_s": count / elapsed,
+        "catcher_peak_rss_mib": rss,
+        "catcher_cpu_us_per_record": catcher_cpu / count * 1e6,
+        "redis_cpu_us_per_record": redis_cpu / count * 1e6,
+    }
+
+
+def hand_rolled_publish(frames: list[bytes]) -> dict[str, Any]:
+    """The path a hand-rolled relay takes: loads + json.dumps + pipelined XADD (batch 500), one loop."""
+    payloads = [f[4:] for f in frames]
+
+    async def publish(port: int) -> float:
+        client = redis.asyncio.Redis(port=port)
+        started = time.perf_counter()
+        pipe = client.pipeline(transaction=False)
+        for n, payload in enumerate(payloads):
+            record = json.dumps(pickle.loads(payload), default=str)
+            pipe.xadd("naive", {"record": record, "client": "127.0.0.1:1", "received": "1700000000.000000"})
+            if n % 500 == 499:
+                await pipe.execute()
+        await pipe.execute()
+        elapsed = time.perf_counter() - started
+        await client.aclose()
+        return elapsed
+
+    with tempfile.TemporaryDirectory() as tmp:
+        server = RedisServer(Path(tmp) / "redis").start()
+        try:
+            elapsed = asyncio.run(publish(server.port))
+            with server.client() as client:
+                assert client.xlen("naive") == len(payloads)
+        finally:
+            server.stop()
+    return {"records": len(payloads), "records_per_s": len(payloads) / elapsed}
+
+
+def end_to_end(frames: list[bytes], connections: int, system: str) -> dict[str, Any]:
+    """Frames in -> lines in the file, for logrelay or a reference receiver."""
+    count = len(frames)
+    with contextlib.ExitStack() as stack:
+        if system == "logrelay":
+            relay = stack.enter_context(logrelay(with_consumer=True))
+            port, output = relay.port, relay.output
+        else:
+            port, output = stack.enter_context(reference(system))
+        watch = stack.enter_context(FileWatch(output, interval=0.005))
+        sent = send_frames(port, frames, connections, 2, timeout=TIMEOUT)
+        done = watch.wait_lines(expected_lines(frames, system), f"{system} lines")
+        seqs = json_seqs(output) if system == "logrelay" else check_lines(output, system)
+        assert_exactly_once(seqs, count, f"{system} end to end")
+    return {
+        "system": system,
+        "connections": connections,
+        "records": count,
+        "records_per_s": count / (done - sent["send_start"]),
+    }
+
+
+def with_handlers(count: int, processes: int, system: str) -> dict[str, Any]:
+    """Real ``SocketHandler`` clients -> lines in the file."""
+    with contextlib.ExitStack() as stack:
+        if system == "logrelay":
+            relay = stack.enter_context(logrelay(with_consumer=True))
+            port, output = relay.port, relay.output
+        else:
+            port, output = stack.enter_context(reference(system))
+        watch = stack.enter_context(FileWatch(output, interval=0.005))
+        sent = run_handlers(port, count, processes, timeout=TIMEOUT)
+        count = sent["records"]
+        if sent.get("unsent"):
+            raise AssertionError(f"{system}: stock SocketHandler dropped {sent['unsent']} records")
+        done = watch.wait_lines(count, f"{system} lines")
+        seqs = json_seqs(output) if system == "logrelay" else check_lines(output, system)
+        assert_exactly_once(seqs, count, f"{system} with SocketHandler clients")
+    return {
+        "system": system,
+        "processes": processes,
+        "records": count,
+        "records_per_s": count / (done - sent["send_start"]),
+    }
+
+
+def latency(rate: float, seconds: float, system: str) -> dict[str, Any]:
+    """Emit -> line in the file at a steady ``rate``, 8 connections from 2 processes."""
+    count = max(1000, int(rate * seconds))
+    with contextlib.ExitStack() as stack:
+        if system == "logrelay":
+            relay = stack.enter_context(logrelay(with_consumer=True))
+            port, output = relay.port, relay.output
+        else:
+            port, output = stack.enter_context(reference(system))
+        watch = stack.enter_context(FileWatch(output, keep=True))
+        sent = send_paced(port, count, rate, 8, 2, timeout=TIMEOUT)
+        watch.wait_lines(count, f"{system} lines")
+    delays = sorted(seen - json.loads(line)["created"] for seen, line in line_times(watch.chunks))
+    assert_exactly_once([json.loads(line)["bench_seq"] for _, line in line_times(watch.chunks)], count, "latency")
+    return {
+        "system": system,
+        "rate": rate,
+        "achieved_rate": sent["achieved_rate"],
+        "records": count,
+        **{f"p{q}_ms": percentile(delays, q) * 1000 for q in (50, 90, 99, 99.9)},
+        "max_ms": delays[-1] * 1000,
+    }
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q / 100))]
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def step(what: str, run: Callable[[], Any]) -> Any:
+    print(f"... {what}", file=sys.stderr, flush=True)
+    return run()
+
+
+def run_suite(records: int, *, quick: bool) -> dict[str, Any]:
+    frames = build_frames(records)
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "scan": SCAN_IMPLEMENTATION},
+        "records": records,
+    }
+    results["hand_rolled_publish"] = step("hand-rolled publish path", lambda: hand_rolled_publish(frames))
+    results["ingest"] = [step(f"ingest, {c} connections", lambda c=c: ingest(frames, c)) for c in (1, 64, 1000)]
+    results["end_to_end"] = [
+        step(f"end to end, {system}, {c} connections", lambda s=system, c=c: end_to_end(frames, c, s))
+        for c in (64, 1000)
+        for system in ("logrelay", "naive", "cookbook")
+    ]
+    handler_count = max(4000, records // 5)
+    results["socket_handler"] = [
+        step(f"SocketHandler clients, {system}", lambda s=system: with_handlers(handler_count, 4, s))
+        for system in ("logrelay", "naive")
+    ]
+    results["consumer"] = step("consumer", lambda: consumer_bench.run(records, "batch"))
+    best = max(r["records_per_s"] for r in results["end_to_end"] if r["system"] == "logrelay")
+    results["latency"] = [
+        step(f"latency at {best / 2:,.0f}/s, {system}", lambda s=system: latency(best / 2, 10 if not quick else 4, s))
+        for system in ("logrelay", "naive")
+    ]
+    if not quick:
+        results["idle"] = step("10,000 idle connections", lambda: idle_connections.run(10_000))
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    rows: list[tuple[str, str, str]] = []
+
+    def rate(value: float) -> str:
+        return f"{value:,.0f}/s"
+
+    hand = results["hand_rolled_publish"]["records_per_s"]
+    rows.append(("hand-rolled publish (loads+json+pipelined XADD), in-process", rate(hand), "1.00x"))
+    for r in results["ingest"]:
+        rows.append(
+            (f"logrelay ingest into Redis, {r['connections']} conn", rate(r["records_per_s"]),
+             f"{r['records_per_s'] / hand:.2f}x hand-rolled")
+        )  # fmt: skip
+    for c in sorted({r["connections"] for r in results["end_to_end"]}):
+        by = {r["system"]: r["records_per_s"] for r in results["end_to_end"] if r["connections"] == c}
+        for system in ("logrelay", "naive", "cookbook"):
+            rows.append((f"end to end, {system}, {c} conn", rate(by[system]), f"{by[system] / by['naive']:.2f}x naive"))
+    handlers = {r["system"]: r["records_per_s"] for r in results["socket_handler"]}
+    for system, value in handlers.items():
+        rows.append((f"real SocketHandler clients, {system}", rate(value), f"{value / handlers['naive']:.2f}x naive"))
+    for r in results["consumer"]:
+        rows.append((f"consumer, {r['format']} lines", rate(r["lines_per_s"]), ""))
+    lat = {r["system"]: r for r in results["latency"]}
+    for system, r in lat.items():
+        rows.append(
+            (f"latency at {r['rate']:,.0f}/s, {system}", f"p50 {r['p50_ms']:.1f} / p99 {r['p99_ms']:.1f} ms",
+             f"p99 {r['p99_ms'] / lat['naive']['p99_ms']:.2f}x naive")
+        )  # fmt: skip
+    peak = max(r["catcher_peak_rss_mib"] for r in results["ingest"])
+    rows.append(("catcher peak RSS under load", f"{peak:.0f} MiB", ""))
+    if "idle" in results:
+        idle = results["idle"]
+        rows.append(
+            (f"{idle['idle_connections']:,} idle connections, RSS", f"{idle['rss_with_idle_mib']:.0f} MiB",
+             f"{idle['kib_per_connection']:.1f} KiB each")
+        )  # fmt: skip
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{'measurement':<{width}}  {'figure':>24}  ratio", "-" * (width + 40)]
+    lines += [f"{name:<{width}}  {figure:>24}  {ratio}" for name, figure, ratio in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--quick", action="store_true", help="shorter latency runs, no 10,000-connection run")
+    parser.add_argument("--output", type=Path, default=Path("bench/results/suite.json"))
+    args = parser.parse_args()
+    started = time.monotonic()
+    results = run_suite(args.records, quick=args.quick)
+    results["suite_seconds"] = time.monotonic() - started
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2))
+    print(table(results))
+    print(f"\n(figures as JSON: {args.output}; {results['suite_seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
