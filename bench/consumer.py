@@ -39,7 +39,7 @@ def fill(client: redis.Redis, records: int) -> None:
     pipe.execute()
 
 
-def run(records: int, fsync: str) -> list[dict[str, object]]:
+def run(records: int, fsync: str, extra_args: tuple[str, ...] = ()) -> list[dict[str, object]]:
     results: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp) / "redis").start()
@@ -48,9 +48,8 @@ def run(records: int, fsync: str) -> list[dict[str, object]]:
                 fill(client, records)
             for name, spec in FORMATS.items():
                 output = Path(tmp) / f"central-{name}.log"
-                consumer = ConsumerProcess(
-                    server.url, output, ["--format", spec, "--group", name, "--fsync", fsync], Path(tmp) / f"{name}.log"
-                )
+                args = ["--format", spec, "--group", name, "--fsync", fsync, *extra_args]
+                consumer = ConsumerProcess(server.url, output, args, Path(tmp) / f"{name}.log")
                 start = time.perf_counter()
                 consumer.start(wait_ready=False)
 
@@ -82,8 +81,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--fsync", default="batch", choices=["batch", "never"])
+    parser.add_argument("consumer_args", nargs="*", help="extra arguments for logrelay consume file (after --)")
     args = parser.parse_args()
-    results = run(args.records, args.fsync)
+    results = run(args.records, args.fsync, tuple(args.consumer_args))
     for result in results:
         print(json.dumps(result))
     for result in results:

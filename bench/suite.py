@@ -134,13 +134,13 @@ def line_times(chunks: list[tuple[float, bytes]]) -> Iterator[tuple[float, bytes
 class Stack:
     """logrelay on this machine: a redis-server, one catcher and (optionally) a JSON file consumer."""
 
-    def __init__(self, tmp: Path, *, with_consumer: bool) -> None:
+    def __init__(self, tmp: Path, *, with_consumer: bool, consumer_args: tuple[str, ...] = ()) -> None:
         self.tmp = tmp
         self.output = tmp / "central.log"
         self.server = RedisServer(tmp / "redis").start()
         self.catcher = CatcherProcess(self.server.url, [], tmp / "catcher.log")
         self.consumer = (
-            ConsumerProcess(self.server.url, self.output, ["--format", "json"], tmp / "consumer.log")
+            ConsumerProcess(self.server.url, self.output, ["--format", "json", *consumer_args], tmp / "consumer.log")
             if with_consumer
             else None
         )
@@ -163,9 +163,9 @@ class Stack:
 
 
 @contextlib.contextmanager
-def logrelay(*, with_consumer: bool) -> Iterator[Stack]:
+def logrelay(*, with_consumer: bool, consumer_args: tuple[str, ...] = ()) -> Iterator[Stack]:
     with tempfile.TemporaryDirectory() as tmp:
-        stack = Stack(Path(tmp), with_consumer=with_consumer)
+        stack = Stack(Path(tmp), with_consumer=with_consumer, consumer_args=consumer_args)
         try:
             yield stack.start()
         finally:
@@ -319,8 +319,10 @@ def latency(rate: float, seconds: float, system: str) -> dict[str, Any]:
     """Emit -> line in the file at a steady ``rate``, 8 connections from 2 processes."""
     count = max(1000, int(rate * seconds))
     with contextlib.ExitStack() as stack:
-        if system == "logrelay":
-            relay = stack.enter_context(logrelay(with_consumer=True))
+        if system.startswith("logrelay"):
+            # "logrelay --fsync never": the price of the default fsync per batch.
+            options = tuple(system.split()[1:])
+            relay = stack.enter_context(logrelay(with_consumer=True, consumer_args=options))
             port, output = relay.port, relay.output
         else:
             port, output = stack.enter_context(reference(system))
@@ -373,7 +375,7 @@ def run_suite(records: int, *, quick: bool) -> dict[str, Any]:
     best = max(r["records_per_s"] for r in results["end_to_end"] if r["system"] == "logrelay")
     results["latency"] = [
         step(f"latency at {best / 2:,.0f}/s, {system}", lambda s=system: latency(best / 2, 10 if not quick else 4, s))
-        for system in ("logrelay", "naive")
+        for system in ("logrelay", "logrelay --fsync never", "naive")
     ]
     if not quick:
         results["idle"] = step("10,000 idle connections", lambda: idle_connections.run(10_000))

@@ -17,7 +17,7 @@ import ipaddress
 import logging
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 from relay.proxyproto import ProxyHeaderParser, ProxyProtocolError
 from relay.publisher import StreamPublisher
@@ -123,8 +123,8 @@ class CatcherProtocol(asyncio.Protocol):
     # -- asyncio callbacks ----------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport (uvloop's do not subclass asyncio.Transport).
+        self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.client = format_peer(peer)
         self.host = str(peer[0]) if isinstance(peer, tuple) else self.client

@@ -30,7 +30,7 @@ from collections import deque
 from typing import Final, Protocol
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from relay.publishscript import (
     PUBLISH_SCRIPT,
@@ -40,8 +40,8 @@ from relay.publishscript import (
     Entry,
     FullPolicy,
     RecordEntry,
+    pack_publish,
     parse_result,
-    script_args,
 )
 from relay.settings import StreamKeys
 from relay.stats import CatcherStats
@@ -230,13 +230,18 @@ class StreamPublisher:
     async def _publish(self, batch: list[Entry], seq: int) -> int:
         """Write one batch, retrying with backoff until Redis confirms it; return how many records it held back."""
         keys = [self._keys.records, self._keys.dead_letters, self._producer_key]
-        args = script_args(batch, seq, self.catcher_id, self.max_stream_length, self.full_policy)
         attempt = 0
+        packed: bytes | None = None
         while True:
             try:
                 if self._script_sha is None:
                     self._script_sha = await self._redis.script_load(PUBLISH_SCRIPT)
-                reply = await self._redis.evalsha(self._script_sha, len(keys), *keys, *args)
+                    packed = None
+                if packed is None:
+                    packed = pack_publish(
+                        self._script_sha, keys, batch, seq, self.catcher_id, self.max_stream_length, self.full_policy
+                    )
+                reply = await self._call_script(packed)
             except NoScriptError:
                 # Redis restarted or SCRIPT FLUSH: load it again, no backoff.
                 self._script_sha = None
@@ -247,6 +252,28 @@ class StreamPublisher:
                 attempt += 1
                 continue
             return self._note_success(batch, reply)
+
+    async def _call_script(self, packed: bytes) -> object:
+        """Send one packed EVALSHA on a pooled connection and return Redis's reply.
+
+        Below redis-py's ``execute_command`` on purpose: the command is packed
+        once per batch (:func:`~relay.publishscript.pack_publish`, measured:
+        README, "Performance"), and retries are ours anyway.  A connection
+        that failed mid-command is dropped, never reused with a reply pending;
+        an error reply (``ResponseError``) leaves it usable.
+        """
+        pool = self._redis.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await connection.send_packed_command(packed, check_health=False)
+            return await connection.read_response()
+        except ResponseError:
+            raise
+        except BaseException:
+            await connection.disconnect()
+            raise
+        finally:
+            await pool.release(connection)
 
     def _note_success(self, batch: list[Entry], reply: object) -> int:
         stats = self.stats

@@ -19,6 +19,7 @@ __all__ = [
     "Entry",
     "FullPolicy",
     "RecordEntry",
+    "pack_publish",
     "parse_result",
     "script_args",
 ]
@@ -118,27 +119,68 @@ class BatchResult(NamedTuple):
     held: int  # the batch's last records, not written (``block`` policy, stream full): send again
 
 
+def _script_header(
+    batch: list[Entry], seq: int, catcher_id: str, max_length: int, policy: FullPolicy
+) -> list[bytes | str | int]:
+    dead = sum(1 for e in batch if type(e) is DeadLetterEntry)
+    return [seq, PRODUCER_KEY_TTL, catcher_id, SCHEMA_VERSION, len(batch) - dead, dead, max_length, policy]
+
+
 def script_args(
     batch: list[Entry], seq: int, catcher_id: str, max_length: int, policy: FullPolicy
 ) -> list[bytes | str | int]:
     """ARGV for :data:`PUBLISH_SCRIPT`: header, then records, then dead letters."""
-    records = [e for e in batch if type(e) is RecordEntry]
-    dead = [e for e in batch if type(e) is DeadLetterEntry]
-    args: list[bytes | str | int] = [
-        seq,
-        PRODUCER_KEY_TTL,
-        catcher_id,
-        SCHEMA_VERSION,
-        len(records),
-        len(dead),
-        max_length,
-        policy,
-    ]
-    for record in records:
-        args.extend(record)
-    for dead_letter in dead:
-        args.extend(dead_letter)
+    args = _script_header(batch, seq, catcher_id, max_length, policy)
+    for record in batch:
+        if type(record) is RecordEntry:
+            args.extend(record)
+    for dead_letter in batch:
+        if type(dead_letter) is DeadLetterEntry:
+            args.extend(dead_letter)
     return args
+
+
+def _bulk(value: bytes | str | int) -> bytes:
+    """One RESP bulk string."""
+    if not isinstance(value, bytes):
+        value = str(value).encode()
+    return b"$%d\r\n%b\r\n" % (len(value), value)
+
+
+def pack_publish(
+    sha: str, keys: list[str], batch: list[Entry], seq: int, catcher_id: str, max_length: int, policy: FullPolicy
+) -> bytes:
+    """The whole ``EVALSHA`` call for one batch, in Redis's wire format (RESP), as one bytes object.
+
+    Byte for byte what redis-py's ``pack_command("EVALSHA", sha, len(keys),
+    *keys, *script_args(...))`` sends (a test checks it), for a fraction of
+    the work: a record's bytes are copied once, into the command, and the
+    client address and receive time (shared by every record of one socket
+    read) are encoded once per batch instead of once per record.
+    """
+    header = ["EVALSHA", sha, len(keys), *keys, *_script_header(batch, seq, catcher_id, max_length, policy)]
+    records = sum(1 for e in batch if type(e) is RecordEntry)
+    count = len(header) + 3 * records + 4 * (len(batch) - records)
+    parts = [b"*%d\r\n" % count]
+    parts.extend(_bulk(value) for value in header)
+    encoded: dict[str, bytes] = {}
+    append = parts.append
+    for entry in batch:
+        if type(entry) is not RecordEntry:
+            continue
+        record, client, received = entry
+        append(b"$%d\r\n" % len(record))
+        append(record)
+        append(b"\r\n")
+        for text in (client, received):
+            piece = encoded.get(text)
+            if piece is None:
+                piece = encoded[text] = _bulk(text)
+            append(piece)
+    for entry in batch:
+        if type(entry) is DeadLetterEntry:
+            parts.extend(_bulk(value) for value in entry)
+    return b"".join(parts)
 
 
 def parse_result(reply: object) -> BatchResult:

@@ -38,15 +38,15 @@ class RecordingFlow:
         self.events.append("resume")
 
 
-class ReplyLosingRedis(fakeredis.FakeAsyncRedis):
-    """Applies EVALSHA, then reports a lost connection, ``losses`` times."""
+class ReplyLosingPublisher(StreamPublisher):
+    """Its batches reach Redis and are applied; then the reply is lost, ``losses`` times."""
 
     def __init__(self, *args: Any, losses: int = 1, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.losses = losses
 
-    async def evalsha(self, *args: Any) -> Any:
-        result = await super().evalsha(*args)
+    async def _call_script(self, packed: bytes) -> object:
+        result = await super()._call_script(packed)
         if self.losses:
             self.losses -= 1
             raise redis.exceptions.ConnectionError("connection reset after the command ran")
@@ -130,9 +130,10 @@ async def test_entry_fields_follow_the_documented_format(client: fakeredis.FakeA
     }
 
 
-async def test_a_batch_whose_reply_was_lost_is_not_added_twice(server: fakeredis.FakeServer) -> None:
-    client = ReplyLosingRedis(server=server, losses=2)
-    publisher = make_publisher(client, batch_max_records=10)
+async def test_a_batch_whose_reply_was_lost_is_not_added_twice(client: fakeredis.FakeAsyncRedis) -> None:
+    publisher = ReplyLosingPublisher(
+        client, KEYS, catcher_id="test-catcher", buffer_bytes=64 * 1024 * 1024, batch_max_records=10, losses=2
+    )
     for seq in range(25):
         publisher.add_record(record(seq), "c", "1")
     await run_until_published(publisher, 25)
@@ -142,7 +143,6 @@ async def test_a_batch_whose_reply_was_lost_is_not_added_twice(server: fakeredis
     # recognised as a repeat and lost its reply too; attempt 3 reports it.
     assert publisher.stats.redis_errors == 2
     assert publisher.stats.batches_deduplicated == 1
-    await client.aclose()
 
 
 def publish_args(seq: int, *records: bytes, max_length: int = 0, policy: str = "block") -> list[object]:
@@ -319,3 +319,20 @@ def test_stream_keys_share_a_hash_slot() -> None:
         slot = key_slot(keys.records.encode())
         assert key_slot(keys.dead_letters.encode()) == slot
         assert key_slot(keys.producer("host-1:abc").encode()) == slot
+
+
+def test_the_packed_command_is_what_redis_py_would_send() -> None:
+    from redis.connection import Connection
+
+    from relay.publishscript import DeadLetterEntry, RecordEntry, pack_publish, script_args
+
+    batch = [
+        RecordEntry(b'{"msg":"a"}', "10.0.0.1:5000", "1700000000.000001"),
+        DeadLetterEntry(b"\x80\x01bad", "undecodable", "10.0.0.1:5000", "1700000000.000001"),
+        RecordEntry('{"msg":"Grüße \\r\\n"}'.encode(), "10.0.0.1:5000", "1700000000.000001"),
+        RecordEntry(b"{}", "[::1]:6000", "1700000000.000002"),
+    ]
+    keys = [KEYS.records, KEYS.dead_letters, KEYS.producer("p")]
+    args = script_args(batch, 42, "catcher-1", 1000, "shed")
+    expected = b"".join(Connection().pack_command("EVALSHA", "f" * 40, 3, *keys, *args))
+    assert pack_publish("f" * 40, keys, batch, 42, "catcher-1", 1000, "shed") == expected
