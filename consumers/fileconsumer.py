@@ -119,6 +119,7 @@ class FileConsumer:
         return await serve_with_signals(self.run, self.request_stop)
 
     async def run(self) -> int:
+        prefetch: asyncio.Task[list[Entry]] | None = None
         try:
             if not await self._take_the_file():
                 return 0
@@ -135,9 +136,20 @@ class FileConsumer:
             await self._retrying(self.reader.ensure_group)
             await self._take_over_pending()
             while not self._stopping:
-                entries = await self._retrying(self.reader.new)
+                if prefetch is not None:
+                    entries, prefetch = await prefetch, None
+                else:
+                    entries = await self._retrying(self.reader.new)
                 if entries:
                     self.caught_up.clear()
+                    # Read the next batch while this one is written: the
+                    # read waits on Redis, the write on the disk.  Writes and
+                    # acks stay in stream order (one batch at a time); what
+                    # the read delivers is pending for us until written, so a
+                    # stop or a crash in between leaves it to be claimed on
+                    # the next start, as any batch in hand.
+                    if not self._stopping:
+                        prefetch = asyncio.create_task(self._retrying(self.reader.new))
                     await self._handle(entries, {})
                 else:
                     self.caught_up.set()
@@ -149,6 +161,10 @@ class FileConsumer:
             log.warning("stopping while %s is failing; the batch in hand will be read again on restart", exc)
             return 0
         finally:
+            if prefetch is not None:
+                prefetch.cancel()
+                with contextlib.suppress(asyncio.CancelledError, _GivingUp, RedisError, OSError):
+                    await prefetch
             if self._cleanup is not None:
                 self._cleanup.cancel()
             self.sink.close()
