@@ -191,6 +191,8 @@ def reference(kind: str) -> Iterator[tuple[int, Path]]:
         finally:
             process.terminate()
             process.wait(30)
+            if process.stdout is not None:
+                process.stdout.close()
 
 
 def expected_lines(frames: list[bytes], kind: str) -> int:

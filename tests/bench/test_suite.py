@@ -1,0 +1,68 @@
+"""The benchmark suite's runs, at a tiny scale: each checks its output before it reports a rate.
+
+Speed is never asserted here (bench/ prints figures); what is asserted is
+that every run measures what it claims, over real processes: each record
+exactly once in the stream or the file, for logrelay and for the reference
+receivers it is compared with, and that a run which lost a record refuses
+to report a rate.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import suite
+from bench.frames import build_frames
+
+pytestmark = pytest.mark.integration
+
+FRAMES = build_frames(300)
+
+
+def test_ingest_counts_every_record_once_and_reports_memory() -> None:
+    result = suite.ingest(FRAMES, 4)
+    assert result["records"] == len(FRAMES)
+    assert result["records_per_s"] > 0
+    assert result["catcher_peak_rss_mib"] > 0
+
+
+@pytest.mark.parametrize("system", ["logrelay", "naive", "cookbook"])
+def test_end_to_end_runs_check_the_file_of_each_receiver(system: str) -> None:
+    result = suite.end_to_end(FRAMES, 4, system)
+    assert result["system"] == system
+    assert result["records"] == len(FRAMES)
+
+
+def test_latency_is_measured_from_emit_to_line() -> None:
+    result = suite.latency(500, 1, "logrelay")
+    assert result["records"] == 1000
+    assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+
+
+def test_a_run_that_lost_a_record_reports_no_rate() -> None:
+    with pytest.raises(AssertionError, match="missing"):
+        suite.assert_exactly_once([0, 1, 3], 4, "run")
+    with pytest.raises(AssertionError, match="doubled"):
+        suite.assert_exactly_once([0, 1, 1, 2, 3], 4, "run")
+    suite.assert_exactly_once([3, 1, 0, 2], 4, "run")
+
+
+def test_the_table_shows_ratios_against_the_references() -> None:
+    results = {
+        "hand_rolled_publish": {"records_per_s": 10_000.0},
+        "ingest": [{"connections": 64, "records_per_s": 30_000.0, "catcher_peak_rss_mib": 100.0}],
+        "end_to_end": [
+            {"system": s, "connections": 64, "records_per_s": r}
+            for s, r in (("logrelay", 20_000.0), ("naive", 40_000.0), ("cookbook", 10_000.0))
+        ],
+        "socket_handler": [{"system": "logrelay", "records_per_s": 9.0}, {"system": "naive", "records_per_s": 10.0}],
+        "consumer": [{"format": "json", "lines_per_s": 25_000.0}],
+        "latency": [
+            {"system": "logrelay", "rate": 100.0, "p50_ms": 4.0, "p99_ms": 30.0},
+            {"system": "naive", "rate": 100.0, "p50_ms": 2.0, "p99_ms": 10.0},
+        ],
+    }
+    table = suite.table(results)
+    assert "3.00x hand-rolled" in table
+    assert "0.50x naive" in table
+    assert "p99 3.00x naive" in table
