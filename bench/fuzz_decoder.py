@@ -61,6 +61,7 @@ if atheris is not None and os.environ.get(CHILD_ENV) == "1":
         from relay.wire import BadFrame, DecodeLimits, FrameDecoder, FrameTooLarge, Record, decode_payload
 else:
     from relay.wire import BadFrame, DecodeLimits, FrameDecoder, FrameTooLarge, Record, decode_payload
+from relay import pickleops  # noqa: E402 - after the instrumented import of the same modules
 
 LIMITS: Final = DecodeLimits(max_frame_bytes=64 * 1024)
 CATCH_ALL_REASON: Final = "undecodable record:"
@@ -150,10 +151,26 @@ def _check_stream(chunks: Sequence[bytes]) -> None:
             raise FuzzFinding(f"decoder holds {decoder.pending_bytes} bytes")
 
 
+def _check_scans_agree(data: bytes) -> None:
+    """The C opcode scan gives the verdict of its Python reference (where the extension is built)."""
+    c_scan = pickleops._c_scan
+    if c_scan is None:
+        return
+    verdict = c_scan(data)
+    c_result = verdict if type(verdict) is int else "refused"
+    try:
+        python_result: object = pickleops.scan_python(data)
+    except pickleops.UnsafePickle:
+        python_result = "refused"
+    if c_result != python_result:
+        raise FuzzFinding(f"the C scan says {c_result!r}, the Python scan {python_result!r}")
+
+
 def test_one_input(data: bytes) -> None:
     """Every promise of the decoder, for one input; raises :class:`FuzzFinding` if one is broken."""
     WATCH.active = True
     try:
+        _check_scans_agree(data)
         _check_payload(data)
         # As a stream: split where the first byte says, so chunking is explored too.
         cut = data[0] % (len(data) + 1) if data else 0
