@@ -135,19 +135,23 @@ class FileConsumer:
             )
             await self._retrying(self.reader.ensure_group)
             await self._take_over_pending()
-            while not self._stopping:
+            while True:
                 if prefetch is not None:
+                    # Even when stopping: what this read delivered is in hand
+                    # (pending for us), so it is written before we exit.  It
+                    # returns within block_ms, as a plain read would.
                     entries, prefetch = await prefetch, None
+                elif self._stopping:
+                    break
                 else:
                     entries = await self._retrying(self.reader.new)
                 if entries:
                     self.caught_up.clear()
                     # Read the next batch while this one is written: the
                     # read waits on Redis, the write on the disk.  Writes and
-                    # acks stay in stream order (one batch at a time); what
-                    # the read delivers is pending for us until written, so a
-                    # stop or a crash in between leaves it to be claimed on
-                    # the next start, as any batch in hand.
+                    # acks stay in stream order (one batch at a time).  A
+                    # crash in between leaves what the read delivered pending,
+                    # claimed on the next start like any batch in hand.
                     if not self._stopping:
                         prefetch = asyncio.create_task(self._retrying(self.reader.new))
                     await self._handle(entries, {})
