@@ -42,8 +42,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
-import decimal
 import json
 import logging
 import logging.handlers
@@ -56,11 +54,12 @@ import resource
 import socket
 import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from multiprocessing.sharedctypes import Synchronized
 from types import TracebackType
 from typing import Any
+
+from bench.frames import record_fields
 
 HOST = "127.0.0.1"
 CHUNK = 64  # frames per sendall in frames mode, as bench.ingest: the sender's per-call cost must not set the rate
@@ -129,25 +128,6 @@ def _wait_for_start(
     return start
 
 
-def _record_fields(rng: random.Random, seq: int) -> tuple[str, tuple[object, ...], dict[str, object], bool]:
-    """Message, args, extra and "with traceback" for record ``seq``: the same mix as ``bench.frames``."""
-    kind = rng.random()
-    args: tuple[object, ...] = (f"user-{rng.randrange(1000)}", rng.randrange(10_000))
-    msg = "request from %s took %d ms"
-    extra: dict[str, object] = {"bench_seq": seq, "request_id": str(uuid.UUID(int=rng.getrandbits(128)))}
-    with_exc = False
-    if kind < 0.05:
-        with_exc = True
-        msg = "failed to handle %s (%d)"
-    elif kind < 0.15:
-        msg = "Grüße aus Köln — 東京 %s %d ✓"
-    elif kind < 0.25:
-        extra.update(when=dt.datetime.now(dt.UTC), amount=decimal.Decimal("12.50"), tags={"a", "b"})
-    elif kind < 0.26:
-        msg = "large payload %s %d " + "x" * 20_000
-    return msg, args, extra, with_exc
-
-
 def _exc_info() -> _ExcInfo:
     try:
         raise KeyError("missing")
@@ -212,7 +192,7 @@ def _paced_worker(
             delay = start + seq / rate - time.time()
             if delay > 0:
                 time.sleep(delay)
-            msg, args, extra, with_exc = _record_fields(rng, seq)
+            msg, args, extra, with_exc = record_fields(rng, seq)
             # Built now, so record.created is the emit time the receiver's latency is measured from.
             record = logging.LogRecord(
                 "bench.app", logging.INFO, "/srv/app/handlers.py", 42, msg, args, exc_info if with_exc else None
@@ -248,7 +228,7 @@ def _handler_worker(
     began = time.time()
     try:
         for seq in range(first, first + count):
-            msg, args, extra, with_exc = _record_fields(rng, seq)
+            msg, args, extra, with_exc = record_fields(rng, seq)
             logger.info(msg, *args, extra=extra, exc_info=exc_info if with_exc else None)
             # The stock handler swallows a failed send and drops its socket (and, if reconnecting
             # then fails, drops records until its retry timer expires); no socket after the call

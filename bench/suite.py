@@ -195,6 +195,17 @@ def reference(kind: str) -> Iterator[tuple[int, Path]]:
                 process.stdout.close()
 
 
+@contextlib.contextmanager
+def receiver(system: str) -> Iterator[tuple[int, Path]]:
+    """(port, output file) of ``system``: "logrelay [consumer options]", "naive" or "cookbook"."""
+    if system.startswith("logrelay"):
+        with logrelay(with_consumer=True, consumer_args=tuple(system.split()[1:])) as relay:
+            yield relay.port, relay.output
+    else:
+        with reference(system) as found:
+            yield found
+
+
 def expected_lines(frames: list[bytes], kind: str) -> int:
     """Newlines each receiver writes for these frames (the cookbook's text spans tracebacks)."""
     if kind != "cookbook":
@@ -275,15 +286,11 @@ def end_to_end(frames: list[bytes], connections: int, system: str) -> dict[str, 
     """Frames in -> lines in the file, for logrelay or a reference receiver."""
     count = len(frames)
     with contextlib.ExitStack() as stack:
-        if system == "logrelay":
-            relay = stack.enter_context(logrelay(with_consumer=True))
-            port, output = relay.port, relay.output
-        else:
-            port, output = stack.enter_context(reference(system))
+        port, output = stack.enter_context(receiver(system))
         watch = stack.enter_context(FileWatch(output, interval=0.005))
         sent = send_frames(port, frames, connections, 2, timeout=TIMEOUT)
         done = watch.wait_lines(expected_lines(frames, system), f"{system} lines")
-        seqs = json_seqs(output) if system == "logrelay" else check_lines(output, system)
+        seqs = json_seqs(output) if system.startswith("logrelay") else check_lines(output, system)
         assert_exactly_once(seqs, count, f"{system} end to end")
     return {
         "system": system,
@@ -296,18 +303,14 @@ def end_to_end(frames: list[bytes], connections: int, system: str) -> dict[str, 
 def with_handlers(count: int, processes: int, system: str) -> dict[str, Any]:
     """Real ``SocketHandler`` clients -> lines in the file."""
     with contextlib.ExitStack() as stack:
-        if system == "logrelay":
-            relay = stack.enter_context(logrelay(with_consumer=True))
-            port, output = relay.port, relay.output
-        else:
-            port, output = stack.enter_context(reference(system))
+        port, output = stack.enter_context(receiver(system))
         watch = stack.enter_context(FileWatch(output, interval=0.005))
         sent = run_handlers(port, count, processes, timeout=TIMEOUT)
         count = sent["records"]
         if sent.get("unsent"):
             raise AssertionError(f"{system}: stock SocketHandler dropped {sent['unsent']} records")
         done = watch.wait_lines(count, f"{system} lines")
-        seqs = json_seqs(output) if system == "logrelay" else check_lines(output, system)
+        seqs = json_seqs(output) if system.startswith("logrelay") else check_lines(output, system)
         assert_exactly_once(seqs, count, f"{system} with SocketHandler clients")
     return {
         "system": system,
@@ -321,13 +324,7 @@ def latency(rate: float, seconds: float, system: str) -> dict[str, Any]:
     """Emit -> line in the file at a steady ``rate``, 8 connections from 2 processes."""
     count = max(1000, int(rate * seconds))
     with contextlib.ExitStack() as stack:
-        if system.startswith("logrelay"):
-            # "logrelay --fsync never": the price of the default fsync per batch.
-            options = tuple(system.split()[1:])
-            relay = stack.enter_context(logrelay(with_consumer=True, consumer_args=options))
-            port, output = relay.port, relay.output
-        else:
-            port, output = stack.enter_context(reference(system))
+        port, output = stack.enter_context(receiver(system))
         watch = stack.enter_context(FileWatch(output, keep=True))
         sent = send_paced(port, count, rate, 8, 2, timeout=TIMEOUT)
         watch.wait_lines(count, f"{system} lines")
