@@ -66,3 +66,8 @@ def test_the_table_shows_ratios_against_the_references() -> None:
     assert "3.00x hand-rolled" in table
     assert "0.50x naive" in table
     assert "p99 3.00x naive" in table
+
+
+def test_real_socket_handler_clients_are_checked_too() -> None:
+    result = suite.with_handlers(400, 2, "logrelay")
+    assert result["records"] == 400
