@@ -2,7 +2,7 @@
 
 ``optional=True``: where no C compiler is present the install still
 succeeds and relay.pickleops uses its pure-Python scan (same verdicts,
-~25x slower per record).
+~19x slower per record: 8.7 against 0.46 µs measured).
 """
 
 from setuptools import Extension, setup

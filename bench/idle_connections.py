@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import socket
 import tempfile
 import time
 from pathlib import Path
 
+from relay.server import raise_fd_limit
 from tests.integration.clients import finish_senders, read_stream, rss_bytes, sequences_by_client, start_senders
 from tests.polling import wait_until
 from tests.processes import CatcherProcess
@@ -26,8 +26,7 @@ from tests.realredis import RedisServer
 
 def run(connections: int) -> dict[str, float]:
     """Open ``connections`` idle connections on a fresh catcher while 8 clients log; return the figures."""
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, connections + 1024), hard))
+    raise_fd_limit(connections + 1024)
 
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp) / "redis").start()

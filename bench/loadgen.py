@@ -50,7 +50,6 @@ import multiprocessing.queues
 import multiprocessing.synchronize
 import queue
 import random
-import resource
 import socket
 import sys
 import time
@@ -60,8 +59,12 @@ from types import TracebackType
 from typing import Any
 
 from bench.frames import record_fields
+from relay.server import raise_fd_limit
 
 HOST = "127.0.0.1"
+# Open files each sender process asks for: 500 sockets per process (1000 connections over 2)
+# pass the common soft limit of 1024; capped at the hard limit.
+FD_WANTED = 65536
 CHUNK = 64  # frames per sendall in frames mode, as bench.ingest: the sender's per-call cost must not set the rate
 DEFAULT_DELAY = 0.5  # seconds between "everyone is connected" and the common start
 CONNECT_TIMEOUT = 10.0  # per connect; a receiver that does not accept in 10 s is broken, not slow
@@ -73,17 +76,6 @@ _ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 class SenderError(RuntimeError):
     """A sender process failed or did not finish in time."""
-
-
-def _raise_fd_limit() -> None:
-    # 500 sockets per process (1000 connections over 2 processes) is close to the common soft
-    # limit of 1024 descriptors; the hard limit is usually far higher, so use it.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
-        # On failure keep the soft limit; connecting fails loudly if it is too low.
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _connect(port: int, count: int) -> list[socket.socket]:
@@ -147,7 +139,7 @@ def _frames_worker(
     frames: list[bytes],
     connections: int,
 ) -> None:
-    _raise_fd_limit()
+    raise_fd_limit(FD_WANTED)
     socks = _connect(port, connections)
     try:
         _wait_for_start(index, results, start_value, go)
@@ -172,7 +164,7 @@ def _paced_worker(
     seed: int,
     nodelay: bool,
 ) -> None:
-    _raise_fd_limit()
+    raise_fd_limit(FD_WANTED)
     rng = random.Random(seed * 1_000_003 + index)  # a different but reproducible mix per process
     handler = logging.handlers.SocketHandler("unused", 0)  # only for makePickle; never connects
     exc_info = _exc_info()

@@ -33,7 +33,6 @@ import logging
 import logging.handlers
 import pickle
 import re
-import resource
 import select
 import signal
 import socket
@@ -45,19 +44,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from relay.server import raise_fd_limit
+
 KINDS = ("cookbook", "naive")
+# One descriptor per client: 1000 connections pass the common soft limit of 1024.
+FD_WANTED = 65536
 FORMAT = "%(bench_seq)s %(asctime)s %(levelname)s %(name)s %(message)s"
 _COOKBOOK_LINE = re.compile(r"(-?\d+) \d{4}-\d{2}-\d{2} ")
-
-
-def _raise_fd_limit() -> None:
-    # One descriptor per client connection: 1000 of them exceed the common soft limit of 1024
-    # with the server's own files; the hard limit is usually far higher, so use it.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _announce(host: str, port: int) -> None:
@@ -265,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--max-seconds", type=float, default=3600.0, help="stop serving after this long anyway")
     args = parser.parse_args(argv)
-    _raise_fd_limit()
+    raise_fd_limit(FD_WANTED)
     if args.kind == "cookbook":
         serve_cookbook(args.host, args.port, args.output, args.max_seconds)
     else:

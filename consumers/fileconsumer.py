@@ -26,7 +26,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from consumers.filesink import FileSink, FsyncPolicy, stream_id_key
+from consumers.filesink import FileSink, FsyncPolicy
 from consumers.formatting import DEFAULT_FORMAT, build_formatter
 from consumers.reader import Entry, GroupReader
 from consumers.trimmer import StreamTrimmer
@@ -225,9 +225,8 @@ class FileConsumer:
         lines: list[bytes] = []
         dead: list[tuple[bytes, dict[bytes, bytes], str]] = []
         last_new: bytes | None = None
-        written_up_to = stream_id_key(sink.checkpoint.last_id)  # Checkpoint.covers, parsed once per batch
         for entry_id, fields in entries:
-            if stream_id_key(entry_id) <= written_up_to:
+            if sink.checkpoint.covers(entry_id):
                 self.stats.already_written += 1
                 continue
             last_new = entry_id

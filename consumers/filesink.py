@@ -26,7 +26,7 @@ import fcntl
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["Checkpoint", "FileSink", "FsyncPolicy", "stream_id_key"]
@@ -56,10 +56,15 @@ def stream_id_key(entry_id: bytes | str) -> tuple[int, int]:
 class Checkpoint:
     offset: int = 0
     last_id: str = "0-0"
+    # last_id as stream_id_key orders it, parsed once: covers() runs per entry.
+    _last_key: tuple[int, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_last_key", stream_id_key(self.last_id))
 
     def covers(self, entry_id: bytes) -> bool:
         """True if the entry is already in the file."""
-        return stream_id_key(entry_id) <= stream_id_key(self.last_id)
+        return stream_id_key(entry_id) <= self._last_key
 
 
 class FileSink:

@@ -196,7 +196,7 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def flat_record_json(obj: dict[Any, Any], max_bytes: int) -> bytes | None:
-    """The JSON of a record that is one dict of str keys and JSON scalars, or None for any other record.
+    """orjson's JSON of a record that is one dict of str keys and JSON scalars, or None for any other record.
 
     Most records are exactly that (SocketHandler sends ``args`` as None and
     the message already formatted): for them the walk would return an equal
@@ -219,13 +219,12 @@ def flat_record_json(obj: dict[Any, Any], max_bytes: int) -> bytes | None:
     # orjson writes NaN and infinities as null, where the walk writes "nan"
     # or "inf".  A value ``:null`` that is not a None is one of those (or the
     # text ":null" inside a string): let the walk decide.
-    if text.count(b":null") != list(obj.values()).count(None):
+    nulls = text.count(b":null")
+    if nulls and nulls != list(obj.values()).count(None):
         return None
     if len(text) > max_bytes:
         raise DecodeLimitExceeded("decoded record exceeds the maximum decoded size")
-    # orjson's result keeps its whole working buffer (~8 KiB); records wait
-    # in the publisher's buffer, so keep an exact-size copy.
-    return bytes(memoryview(text))
+    return text
 
 
 def to_json_value(obj: Any, *, max_depth: int, max_bytes: int) -> Any:

@@ -17,7 +17,7 @@ by the pickle's size.
 
 Two implementations with one contract: :func:`scan_python` (the reference)
 and, when the optional C extension ``relay._pickle_scan`` is built (it is by
-``pip install``, given a C compiler), the same loop in C, ~25x faster; both
+``pip install``, given a C compiler), the same loop in C, ~19x faster (8.7 against 0.46 µs per record); both
 read the table built here.  :func:`scan` is whichever is present;
 ``LOGRELAY_PURE_PYTHON=1`` in the environment forces the Python one.
 """

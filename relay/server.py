@@ -30,7 +30,7 @@ from relay.publisher import StreamPublisher
 from relay.settings import CatcherSettings
 from relay.stats import CatcherStats
 
-__all__ = ["CatcherServer"]
+__all__ = ["CatcherServer", "raise_fd_limit"]
 
 log = logging.getLogger("logrelay.catcher")
 
@@ -111,7 +111,7 @@ class CatcherServer:
 
     async def start(self) -> None:
         settings = self.settings
-        _raise_fd_limit(settings.max_connections + 64)
+        raise_fd_limit(settings.max_connections + 64)
         self._publisher_task = asyncio.create_task(self.publisher.run(), name="publisher")
         self._tasks = [
             asyncio.create_task(self._check_redis(), name="redis-check"),
@@ -248,7 +248,7 @@ class CatcherServer:
             log.info("stats: %s", self.stats.summary())
 
 
-def _raise_fd_limit(wanted: int) -> None:
+def raise_fd_limit(wanted: int) -> None:
     """Raise the soft open-files limit towards ``wanted`` (never above the hard limit)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
