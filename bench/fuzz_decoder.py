@@ -15,7 +15,10 @@ Each input is used three ways: as a pickle for :func:`decode_payload` (only
 byte stream for :class:`FrameDecoder` (only :class:`FrameTooLarge` may escape;
 every event must be a JSON record or a bad frame with a reason, never the
 decoder's catch-all for unforeseen exceptions; the buffer stays within one
-frame), and wrapped in one well-formed frame.  An audit hook notes any process
+frame), and wrapped in one well-formed frame.  Where the C extensions are
+built, the C scan must give the Python scan's verdict and the C
+pickle-to-JSON path (``relay.directjson``) must answer None or exactly what
+the Python path returns.  An audit hook notes any process
 start, ``exec``/``compile`` or native library load during decoding: nothing a
 pickle names may run.  A violation raises :class:`FuzzFinding`; libFuzzer then
 writes the input to ``crash-<sha1>`` in the artifacts directory (default:
@@ -58,10 +61,26 @@ CHILD_ENV: Final = "FUZZ_DECODER_LIBFUZZER_CHILD"
 
 if atheris is not None and os.environ.get(CHILD_ENV) == "1":
     with atheris.instrument_imports(include=INSTRUMENTED):
-        from relay.wire import BadFrame, DecodeLimits, FrameDecoder, FrameTooLarge, Record, decode_payload
+        from relay.wire import (
+            BadFrame,
+            DecodeLimits,
+            FrameDecoder,
+            FrameTooLarge,
+            Record,
+            decode_payload,
+            decode_payload_python,
+        )
 else:
-    from relay.wire import BadFrame, DecodeLimits, FrameDecoder, FrameTooLarge, Record, decode_payload
-from relay import pickleops  # noqa: E402 - after the instrumented import of the same modules
+    from relay.wire import (
+        BadFrame,
+        DecodeLimits,
+        FrameDecoder,
+        FrameTooLarge,
+        Record,
+        decode_payload,
+        decode_payload_python,
+    )
+from relay import directjson, pickleops  # noqa: E402 - after the instrumented import of the same modules
 
 LIMITS: Final = DecodeLimits(max_frame_bytes=64 * 1024)
 CATCH_ALL_REASON: Final = "undecodable record:"
@@ -166,11 +185,26 @@ def _check_scans_agree(data: bytes) -> None:
         raise FuzzFinding(f"the C scan says {c_result!r}, the Python scan {python_result!r}")
 
 
+def _check_fast_path_agrees(data: bytes) -> None:
+    """The C pickle-to-JSON path answers None or exactly what the Python path returns."""
+    budget = LIMITS.decoded_budget(len(data))
+    answer = directjson.pickle_to_json(data, LIMITS.max_depth, budget)
+    if answer is None:
+        return
+    try:
+        reference: object = decode_payload_python(data, LIMITS)
+    except ValueError as exc:
+        reference = f"refused: {exc}"
+    if answer != reference:
+        raise FuzzFinding(f"the C fast path wrote {answer!r:.200}, the Python path {reference!r:.200}")
+
+
 def test_one_input(data: bytes) -> None:
     """Every promise of the decoder, for one input; raises :class:`FuzzFinding` if one is broken."""
     WATCH.active = True
     try:
         _check_scans_agree(data)
+        _check_fast_path_agrees(data)
         _check_payload(data)
         # As a stream: split where the first byte says, so chunking is explored too.
         cut = data[0] % (len(data) + 1) if data else 0

@@ -21,6 +21,7 @@ from typing import ClassVar, Final, NamedTuple
 
 import orjson
 
+from relay.directjson import pickle_to_json
 from relay.jsonvalue import DecodeLimitExceeded, flat_record_json, to_json_value
 from relay.pickleops import SHARES_OBJECTS
 from relay.safepickle import UnsafePickle, load_record
@@ -32,6 +33,7 @@ __all__ = [
     "FrameTooLarge",
     "Record",
     "decode_payload",
+    "decode_payload_python",
 ]
 
 HEADER_SIZE: Final = 4
@@ -123,6 +125,17 @@ def decode_payload(payload: bytes, limits: DecodeLimits) -> bytes:
     payload is not a pickled ``dict`` with string keys, names a forbidden
     global, is malformed, or exceeds the decoded-size or depth limits.
     """
+    budget = limits.decoded_budget(len(payload))
+    # Most records never leave C; the rest (and every refusal) take the
+    # Python path, which is the reference the C path is tested against.
+    text = pickle_to_json(payload, limits.max_depth, budget)
+    if text is not None:
+        return text
+    return decode_payload_python(payload, limits)
+
+
+def decode_payload_python(payload: bytes, limits: DecodeLimits) -> bytes:
+    """:func:`decode_payload` without the C fast path (same contract)."""
     obj, flags = load_record(payload)
     if type(obj) is not dict:
         kind = getattr(type(obj), "qualname", type(obj).__name__).rpartition(".")[2]

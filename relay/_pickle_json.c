@@ -1,0 +1,743 @@
+/* Straight from a class-free pickle to the record's JSON: the fast path of
+ * relay.wire.decode_payload.
+ *
+ * convert(data, max_depth, max_bytes, max_numbers) -> bytes or None
+ *
+ * Contract: when it returns bytes, they are exactly what decode_payload's
+ * Python path returns for the same frame (orjson's encoding of what
+ * pickle.loads builds, checked against the same limits).  Whenever it is not
+ * sure it returns None and the Python path decides, refusals and their
+ * wording included.  So it accepts only a strict subset of pickles: a tree
+ * (no DUP or memo GET) of dict, list and tuple holding str, int (64-bit),
+ * finite float, bool and None, whose top is a dict with str keys and no key
+ * given twice, and whose size stays well inside the limits.  Everything else
+ * (any class, bytes, big ints, NaN, lone surrogates, text opcodes of protocol
+ * 0 other than ints, anything malformed) is None.
+ *
+ * It never runs Python code and allocates nothing per opcode: the pickle is
+ * parsed into an array of nodes (strings point into the pickle), measured,
+ * then written once into a bytes object of the exact size.  Every read is
+ * bounds-checked: this code sees hostile bytes.  tests/relay/test_directjson.py
+ * checks it against the Python path on generated, mutated and real frames.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+enum { N_NONE, N_TRUE, N_FALSE, N_INT, N_FLOAT, N_STR, N_LIST, N_TUPLE, N_DICT };
+
+/* More nodes than this (a pickle of thousands of tiny containers) goes to the
+ * Python path, which has its own bounds; it keeps this one's memory small. */
+#define MAX_NODES 65536
+#define MAX_LEVELS 128
+#define INLINE_NODES 256
+
+/* orjson's text of a double is at most 24 characters:
+ * "-1.2345678901234567e-308", "-0.00001234567890123456" */
+#define FLOAT_TEXT 24
+
+typedef struct {
+    int16_t kind;
+    int16_t text_size; /* floats: length of u.text */
+    int32_t next;      /* next sibling in the parent container, -1 for none */
+    union {
+        int64_t i;
+        char text[FLOAT_TEXT]; /* floats: formatted once, when parsed */
+        struct {
+            Py_ssize_t offset, size, json_size;
+        } s;
+        struct {
+            int32_t first, last, count;
+            uint64_t key_bloom; /* dicts: one bit per key's shape, to skip most duplicate checks */
+        } c;
+    } u;
+} Node;
+
+typedef struct {
+    const unsigned char *data;
+    Py_ssize_t end;
+    Node *nodes;
+    int32_t count, capacity;
+    int32_t *stack; /* node indexes; MARK_ENTRY for a mark */
+    Py_ssize_t depth, stack_capacity;
+    long numbers;
+    Node inline_nodes[INLINE_NODES];
+    int32_t inline_stack[INLINE_NODES];
+} Parser;
+
+#define MARK_ENTRY (-1)
+#define BAIL (-2) /* not for this path: let Python decide */
+#define ERROR (-3) /* a Python exception is set (MemoryError) */
+
+static int format_float(double value, char *out);
+static int format_int(int64_t value, char *out);
+
+static int32_t new_node(Parser *p, int kind) {
+    if (p->count == p->capacity) {
+        if (p->capacity >= MAX_NODES) return BAIL;
+        int32_t capacity = p->capacity * 4;
+        Node *grown = PyMem_Malloc(sizeof(Node) * (size_t)capacity);
+        if (grown == NULL) return ERROR;
+        memcpy(grown, p->nodes, sizeof(Node) * (size_t)p->count);
+        if (p->nodes != p->inline_nodes) PyMem_Free(p->nodes);
+        p->nodes = grown;
+        p->capacity = capacity;
+    }
+    Node *node = &p->nodes[p->count];
+    node->kind = kind;
+    node->next = -1;
+    if (kind >= N_LIST) {
+        node->u.c.first = node->u.c.last = -1;
+        node->u.c.count = 0;
+        node->u.c.key_bloom = 0;
+    }
+    return p->count++;
+}
+
+static int push(Parser *p, int32_t entry) {
+    if (entry < 0 && entry != MARK_ENTRY) return entry;
+    if (p->depth == p->stack_capacity) {
+        if (p->stack_capacity >= 4 * MAX_NODES) return BAIL;
+        Py_ssize_t capacity = p->stack_capacity * 4;
+        int32_t *grown = PyMem_Malloc(sizeof(int32_t) * (size_t)capacity);
+        if (grown == NULL) return ERROR;
+        memcpy(grown, p->stack, sizeof(int32_t) * (size_t)p->depth);
+        if (p->stack != p->inline_stack) PyMem_Free(p->stack);
+        p->stack = grown;
+        p->stack_capacity = capacity;
+    }
+    p->stack[p->depth++] = entry;
+    return 0;
+}
+
+static int push_new(Parser *p, int kind) {
+    int32_t index = new_node(p, kind);
+    return index < 0 ? index : push(p, index);
+}
+
+/* Index of the innermost mark on the stack, or -1. */
+static Py_ssize_t top_mark(const Parser *p) {
+    for (Py_ssize_t i = p->depth - 1; i >= 0; i--)
+        if (p->stack[i] == MARK_ENTRY) return i;
+    return -1;
+}
+
+/* The top n entries exist and none of them is a mark (the unpickler's fence). */
+static int has_items(const Parser *p, Py_ssize_t n) {
+    if (p->depth < n) return 0;
+    for (Py_ssize_t i = p->depth - n; i < p->depth; i++)
+        if (p->stack[i] == MARK_ENTRY) return 0;
+    return 1;
+}
+
+static void link_child(Parser *p, int32_t parent, int32_t child) {
+    Node *c = &p->nodes[parent];
+    p->nodes[child].next = -1;
+    if (c->u.c.last < 0) c->u.c.first = child;
+    else p->nodes[c->u.c.last].next = child;
+    c->u.c.last = child;
+    c->u.c.count++;
+}
+
+static uint64_t key_bit(const Parser *p, const Node *key) {
+    Py_ssize_t size = key->u.s.size;
+    const unsigned char *text = p->data + key->u.s.offset;
+    unsigned int shape = (unsigned int)size * 31u;
+    if (size > 0) shape += text[0] * 7u + text[size - 1];
+    return (uint64_t)1 << (shape % 64u);
+}
+
+/* Add key/value to a dict node.  BAIL unless the key is a str not already there. */
+static int dict_add(Parser *p, int32_t dict, int32_t key, int32_t value) {
+    Node *k = &p->nodes[key];
+    if (k->kind != N_STR) return BAIL;
+    uint64_t bit = key_bit(p, k);
+    Node *d = &p->nodes[dict];
+    if (d->u.c.key_bloom & bit) {
+        const unsigned char *text = p->data + k->u.s.offset;
+        for (int32_t other = d->u.c.first; other >= 0; other = p->nodes[p->nodes[other].next].next) {
+            const Node *o = &p->nodes[other];
+            if (o->u.s.size == k->u.s.size && memcmp(p->data + o->u.s.offset, text, (size_t)k->u.s.size) == 0)
+                return BAIL; /* pickle.loads keeps the first position and the last value */
+        }
+    }
+    d->u.c.key_bloom |= bit;
+    link_child(p, dict, key);
+    link_child(p, dict, value);
+    return 0;
+}
+
+/* Fill a container from the stack entries from..depth-1 (pairs for a dict). */
+static int fill(Parser *p, int32_t container, Py_ssize_t from) {
+    Node *c = &p->nodes[container];
+    if (c->kind == N_DICT) {
+        if ((p->depth - from) % 2) return BAIL;
+        for (Py_ssize_t i = from; i < p->depth; i += 2) {
+            int rc = dict_add(p, container, p->stack[i], p->stack[i + 1]);
+            if (rc) return rc;
+        }
+    } else {
+        for (Py_ssize_t i = from; i < p->depth; i++) link_child(p, container, p->stack[i]);
+    }
+    p->depth = from;
+    return 0;
+}
+
+/* A decimal integer line (INT or LONG, without its newline): strict form only. */
+static int parse_decimal(const unsigned char *text, Py_ssize_t size, int64_t *out) {
+    Py_ssize_t i = 0;
+    int negative = 0;
+    if (size > 0 && text[0] == '-') {
+        negative = 1;
+        i = 1;
+    }
+    Py_ssize_t digits = size - i;
+    /* 18 digits always fit in 64 bits; "-0" and leading zeros are left to Python
+     * (the C unpickler reads INT with strtol, base 0). */
+    if (digits < 1 || digits > 18 || (text[i] == '0' && (digits > 1 || negative))) return BAIL;
+    int64_t value = 0;
+    for (; i < size; i++) {
+        if (text[i] < '0' || text[i] > '9') return BAIL;
+        value = value * 10 + (text[i] - '0');
+    }
+    *out = negative ? -value : value;
+    return 0;
+}
+
+/* Per byte: what it costs in a JSON string (orjson's escapes); 0 marks the
+ * lead byte of a multi-byte UTF-8 sequence (or an invalid byte). */
+static unsigned char json_cost[256];
+
+static void init_json_cost(void) {
+    for (int c = 0; c < 256; c++) json_cost[c] = c < 0x20 ? 6 : c < 0x80 ? 1 : 0;
+    json_cost['"'] = json_cost['\\'] = 2;
+    json_cost['\b'] = json_cost['\t'] = json_cost['\n'] = json_cost['\f'] = json_cost['\r'] = 2;
+}
+
+/* Strict UTF-8 check and the length of the JSON string body, or -1. */
+static Py_ssize_t json_string_size(const unsigned char *s, Py_ssize_t size) {
+    Py_ssize_t out = 0;
+    Py_ssize_t i = 0;
+    while (i < size) {
+        unsigned char c = s[i];
+        if (json_cost[c]) {
+            out += json_cost[c];
+            i++;
+            continue;
+        }
+        Py_ssize_t n;
+        uint32_t cp;
+        if (c >= 0xC2 && c <= 0xDF) {
+            n = 2;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 3;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 4;
+            cp = c & 0x07;
+        } else {
+            return -1;
+        }
+        if (size - i < n) return -1;
+        for (Py_ssize_t k = 1; k < n; k++) {
+            if ((s[i + k] & 0xC0) != 0x80) return -1;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        /* overlong forms, surrogates (orjson refuses them) and beyond U+10FFFF */
+        if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
+            return -1;
+        out += n;
+        i += n;
+    }
+    return out;
+}
+
+static uint32_t read_u32(const unsigned char *d) {
+    return (uint32_t)d[0] | ((uint32_t)d[1] << 8) | ((uint32_t)d[2] << 16) | ((uint32_t)d[3] << 24);
+}
+
+static uint64_t read_u64(const unsigned char *d) { return (uint64_t)read_u32(d) | ((uint64_t)read_u32(d + 4) << 32); }
+
+static int push_string(Parser *p, Py_ssize_t offset, uint64_t size) {
+    if (size > (uint64_t)(p->end - offset)) return BAIL;
+    Py_ssize_t json_size = json_string_size(p->data + offset, (Py_ssize_t)size);
+    if (json_size < 0) return BAIL;
+    int32_t index = new_node(p, N_STR);
+    if (index < 0) return index;
+    p->nodes[index].u.s.offset = offset;
+    p->nodes[index].u.s.size = (Py_ssize_t)size;
+    p->nodes[index].u.s.json_size = json_size;
+    return push(p, index);
+}
+
+static int push_int(Parser *p, int64_t value) {
+    int32_t index = new_node(p, N_INT);
+    if (index < 0) return index;
+    p->nodes[index].u.i = value;
+    return push(p, index);
+}
+
+static int count_number(Parser *p, long max_numbers) {
+    /* the scan refuses records with more numbers than this: so must we */
+    return ++p->numbers > max_numbers ? BAIL : 0;
+}
+
+#define NEED(n)                                     \
+    do {                                            \
+        if (p->end - pos < (Py_ssize_t)(n)) return BAIL; \
+    } while (0)
+
+/* Run the pickle; on success the root node index is left in *root. */
+static int parse(Parser *p, long max_numbers, int32_t *root) {
+    const unsigned char *d = p->data;
+    Py_ssize_t pos = 0;
+    int rc;
+    for (;;) {
+        NEED(1);
+        unsigned char code = d[pos++];
+        switch (code) {
+        case 0x80: /* PROTO */
+            NEED(1);
+            if (d[pos++] > 5) return BAIL;
+            continue;
+        case 0x95: { /* FRAME */
+            NEED(8);
+            uint64_t size = read_u64(d + pos);
+            pos += 8;
+            if (size > (uint64_t)(p->end - pos)) return BAIL;
+            continue;
+        }
+        case '.': /* STOP */
+            if (p->depth != 1 || p->stack[0] == MARK_ENTRY || p->nodes[p->stack[0]].kind != N_DICT) return BAIL;
+            *root = p->stack[0];
+            return 0;
+        case '(':
+            rc = push(p, MARK_ENTRY);
+            break;
+        case '}':
+            rc = push_new(p, N_DICT);
+            break;
+        case ']':
+            rc = push_new(p, N_LIST);
+            break;
+        case ')':
+            rc = push_new(p, N_TUPLE);
+            break;
+        case 'N':
+            rc = push_new(p, N_NONE);
+            break;
+        case 0x88: /* NEWTRUE */
+            rc = push_new(p, N_TRUE);
+            break;
+        case 0x89: /* NEWFALSE */
+            rc = push_new(p, N_FALSE);
+            break;
+        case 'J': /* BININT */
+            NEED(4);
+            rc = count_number(p, max_numbers);
+            if (!rc) rc = push_int(p, (int32_t)read_u32(d + pos));
+            pos += 4;
+            break;
+        case 'K': /* BININT1 */
+            NEED(1);
+            rc = count_number(p, max_numbers);
+            if (!rc) rc = push_int(p, d[pos]);
+            pos += 1;
+            break;
+        case 'M': /* BININT2 */
+            NEED(2);
+            rc = count_number(p, max_numbers);
+            if (!rc) rc = push_int(p, d[pos] | (d[pos + 1] << 8));
+            pos += 2;
+            break;
+        case 0x8a: { /* LONG1: little-endian two's complement */
+            NEED(1);
+            unsigned int n = d[pos++];
+            NEED(n);
+            if (n > 8) return BAIL;
+            uint64_t bits = 0;
+            for (unsigned int k = 0; k < n; k++) bits |= (uint64_t)d[pos + k] << (8 * k);
+            if (n > 0 && n < 8 && (d[pos + n - 1] & 0x80)) bits |= ~(uint64_t)0 << (8 * n);
+            pos += n;
+            rc = count_number(p, max_numbers);
+            if (!rc) rc = push_int(p, (int64_t)bits);
+            break;
+        }
+        case 'I': /* INT: a decimal line; "00" and "01" are the bools of protocols 0 and 1 */
+        case 'L': { /* LONG: a decimal line ending in "L" */
+            const unsigned char *nl = memchr(d + pos, '\n', (size_t)(p->end - pos));
+            if (nl == NULL) return BAIL;
+            Py_ssize_t size = (Py_ssize_t)(nl - (d + pos));
+            const unsigned char *text = d + pos;
+            pos += size + 1;
+            rc = count_number(p, max_numbers);
+            if (rc) return rc;
+            if (code == 'I' && size == 2 && text[0] == '0' && (text[1] == '0' || text[1] == '1')) {
+                rc = push_new(p, text[1] == '1' ? N_TRUE : N_FALSE);
+                break;
+            }
+            if (code == 'L' && size > 0 && text[size - 1] == 'L') size--;
+            int64_t value;
+            rc = parse_decimal(text, size, &value);
+            if (!rc) rc = push_int(p, value);
+            break;
+        }
+        case 'G': { /* BINFLOAT: big-endian IEEE 754 */
+            NEED(8);
+            uint64_t bits = 0;
+            for (int k = 0; k < 8; k++) bits = (bits << 8) | d[pos + k];
+            pos += 8;
+            double value;
+            memcpy(&value, &bits, sizeof value);
+            /* orjson writes NaN and infinities as null; the walk writes a string */
+            if (!isfinite(value)) return BAIL;
+            rc = count_number(p, max_numbers);
+            if (rc) return rc;
+            int32_t index = new_node(p, N_FLOAT);
+            if (index < 0) return index;
+            int size = format_float(value, p->nodes[index].u.text);
+            if (size < 0) return ERROR;
+            p->nodes[index].text_size = (int16_t)size;
+            rc = push(p, index);
+            break;
+        }
+        case 'X': /* BINUNICODE */
+            NEED(4);
+            pos += 4;
+            rc = push_string(p, pos, read_u32(d + pos - 4));
+            if (!rc) pos += (Py_ssize_t)read_u32(d + pos - 4);
+            break;
+        case 0x8c: /* SHORT_BINUNICODE */
+            NEED(1);
+            pos += 1;
+            rc = push_string(p, pos, d[pos - 1]);
+            if (!rc) pos += d[pos - 1];
+            break;
+        case 0x8d: { /* BINUNICODE8 */
+            NEED(8);
+            uint64_t size = read_u64(d + pos);
+            pos += 8;
+            rc = push_string(p, pos, size);
+            if (!rc) pos += (Py_ssize_t)size;
+            break;
+        }
+        case 'q': /* BINPUT: nothing reads the memo back (no GET), only check it has an object */
+            NEED(1);
+            pos += 1;
+            rc = has_items(p, 1) ? 0 : BAIL;
+            break;
+        case 'r': /* LONG_BINPUT: the scan refuses an index larger than the pickle */
+            NEED(4);
+            if (read_u32(d + pos) > (uint64_t)p->end) return BAIL;
+            pos += 4;
+            rc = has_items(p, 1) ? 0 : BAIL;
+            break;
+        case 0x94: /* MEMOIZE */
+            rc = has_items(p, 1) ? 0 : BAIL;
+            break;
+        case 's': /* SETITEM */
+            if (!has_items(p, 3) || p->nodes[p->stack[p->depth - 3]].kind != N_DICT) return BAIL;
+            rc = dict_add(p, p->stack[p->depth - 3], p->stack[p->depth - 2], p->stack[p->depth - 1]);
+            p->depth -= 2;
+            break;
+        case 'a': /* APPEND */
+            if (!has_items(p, 2) || p->nodes[p->stack[p->depth - 2]].kind != N_LIST) return BAIL;
+            link_child(p, p->stack[p->depth - 2], p->stack[p->depth - 1]);
+            p->depth -= 1;
+            rc = 0;
+            break;
+        case 'u': /* SETITEMS */
+        case 'e': { /* APPENDS */
+            Py_ssize_t mark = top_mark(p);
+            if (mark < 1 || p->stack[mark - 1] == MARK_ENTRY) return BAIL;
+            int32_t target = p->stack[mark - 1];
+            if (p->nodes[target].kind != (code == 'u' ? N_DICT : N_LIST)) return BAIL;
+            rc = fill(p, target, mark + 1);
+            p->depth = mark;
+            break;
+        }
+        case 't': /* TUPLE */
+        case 'l': /* LIST */
+        case 'd': { /* DICT */
+            Py_ssize_t mark = top_mark(p);
+            if (mark < 0) return BAIL;
+            int32_t container = new_node(p, code == 't' ? N_TUPLE : code == 'l' ? N_LIST : N_DICT);
+            if (container < 0) return container;
+            rc = fill(p, container, mark + 1);
+            if (rc) return rc;
+            p->depth = mark;
+            rc = push(p, container);
+            break;
+        }
+        case 0x85: /* TUPLE1 */
+        case 0x86: /* TUPLE2 */
+        case 0x87: { /* TUPLE3 */
+            Py_ssize_t n = code - 0x84;
+            if (!has_items(p, n)) return BAIL;
+            int32_t container = new_node(p, N_TUPLE);
+            if (container < 0) return container;
+            fill(p, container, p->depth - n);
+            rc = push(p, container);
+            break;
+        }
+        default:
+            return BAIL;
+        }
+        if (rc) return rc;
+    }
+}
+
+/* orjson's text for a finite double: the shortest round-trip digits (as repr
+ * finds them), positioned the way orjson does (checked against orjson on
+ * random doubles by tests/relay/test_directjson.py). */
+static int format_float(double value, char *out) {
+    if (value == floor(value) && fabs(value) < 1e15 && (value != 0 || !signbit(value))) {
+        /* integral (msecs is, often): its digits and ".0", without dtoa */
+        int size = format_int((int64_t)value, out);
+        memcpy(out + size, ".0", 2);
+        return size + 2;
+    }
+    char *repr = PyOS_double_to_string(value, 'r', 0, 0, NULL);
+    if (repr == NULL) return -1;
+    const char *r = repr;
+    char *o = out;
+    if (*r == '-') *o++ = *r++;
+    char digits[32];
+    int n = 0, point = -1, exponent = 0;
+    for (; *r && *r != 'e'; r++) {
+        if (*r == '.') point = n;
+        else if (n < (int)sizeof digits - 1) digits[n++] = *r;
+    }
+    if (*r == 'e') exponent = atoi(r + 1);
+    PyMem_Free(repr);
+    if (point < 0) point = n;
+    /* value = 0.DIGITS x 10^kk after stripping zeros on both ends */
+    int start = 0;
+    while (start < n - 1 && digits[start] == '0') start++;
+    int kk = point - start + exponent;
+    int stop = n;
+    while (stop > start + 1 && digits[stop - 1] == '0') stop--;
+    int len = stop - start;
+    const char *dg = digits + start;
+    if (len == 1 && dg[0] == '0') {
+        memcpy(o, "0.0", 3);
+        return (int)(o - out) + 3;
+    }
+    if (kk > 0 && kk <= 16) {
+        if (len <= kk) {
+            memcpy(o, dg, (size_t)len);
+            o += len;
+            for (int k = len; k < kk; k++) *o++ = '0';
+            *o++ = '.';
+            *o++ = '0';
+        } else {
+            memcpy(o, dg, (size_t)kk);
+            o += kk;
+            *o++ = '.';
+            memcpy(o, dg + kk, (size_t)(len - kk));
+            o += len - kk;
+        }
+    } else if (kk > -5 && kk <= 0) {
+        *o++ = '0';
+        *o++ = '.';
+        for (int k = 0; k < -kk; k++) *o++ = '0';
+        memcpy(o, dg, (size_t)len);
+        o += len;
+    } else {
+        *o++ = dg[0];
+        if (len > 1) {
+            *o++ = '.';
+            memcpy(o, dg + 1, (size_t)(len - 1));
+            o += len - 1;
+        }
+        o += sprintf(o, "e%c%d", kk - 1 > 0 ? '+' : '-', abs(kk - 1));
+    }
+    return (int)(o - out);
+}
+
+static int format_int(int64_t value, char *out) {
+    char buffer[24];
+    int n = 0;
+    uint64_t magnitude = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
+    do {
+        buffer[n++] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude);
+    int len = 0;
+    if (value < 0) out[len++] = '-';
+    while (n) out[len++] = buffer[--n];
+    return len;
+}
+
+/* What the Python walk charges a scalar at most (relay/jsonvalue.py): 24 for
+ * a number, 8 for None or a bool; strings pay their length (code points, at
+ * most their UTF-8 bytes) plus 2, or 3 as keys; containers 8. */
+#define WALK_SCALAR_COST 24
+#define WALK_CONTAINER_COST 8
+
+/* JSON size of a node and (into *walk_cost) an upper bound of the walk's
+ * charge; -1 when it nests deeper than max_depth (BAIL) or on error. */
+static Py_ssize_t measure(Parser *p, int32_t index, int level, int max_depth, Py_ssize_t *walk_cost) {
+    Node *node = &p->nodes[index];
+    switch (node->kind) {
+    case N_NONE:
+    case N_TRUE:
+    case N_FALSE:
+        *walk_cost += WALK_SCALAR_COST;
+        return node->kind == N_FALSE ? 5 : 4;
+    case N_INT: {
+        char text[24];
+        *walk_cost += WALK_SCALAR_COST;
+        return format_int(node->u.i, text);
+    }
+    case N_FLOAT:
+        *walk_cost += WALK_SCALAR_COST;
+        return node->text_size;
+    case N_STR:
+        *walk_cost += node->u.s.size + 3;
+        return node->u.s.json_size + 2;
+    default:
+        break;
+    }
+    if (level > max_depth || level > MAX_LEVELS) return -1;
+    *walk_cost += WALK_CONTAINER_COST;
+    /* brackets, and a separator between items; a dict's items come in pairs */
+    Py_ssize_t size = 2 + (node->u.c.count > 0 ? node->u.c.count - 1 : 0);
+    for (int32_t child = node->u.c.first; child >= 0; child = p->nodes[child].next) {
+        Py_ssize_t part = measure(p, child, level + 1, max_depth, walk_cost);
+        if (part < 0) return -1;
+        size += part;
+    }
+    return size;
+}
+
+static char *write_string(const Parser *p, const Node *node, char *o) {
+    const unsigned char *s = p->data + node->u.s.offset;
+    Py_ssize_t size = node->u.s.size;
+    *o++ = '"';
+    if (node->u.s.json_size == size) {
+        memcpy(o, s, (size_t)size);
+        o += size;
+    } else {
+        static const char hex[] = "0123456789abcdef";
+        for (Py_ssize_t i = 0; i < size; i++) {
+            unsigned char c = s[i];
+            if (c >= 0x20 && c != '"' && c != '\\') {
+                *o++ = (char)c;
+                continue;
+            }
+            *o++ = '\\';
+            switch (c) {
+            case '"': *o++ = '"'; break;
+            case '\\': *o++ = '\\'; break;
+            case '\b': *o++ = 'b'; break;
+            case '\t': *o++ = 't'; break;
+            case '\n': *o++ = 'n'; break;
+            case '\f': *o++ = 'f'; break;
+            case '\r': *o++ = 'r'; break;
+            default:
+                memcpy(o, "u00", 3);
+                o[3] = hex[c >> 4];
+                o[4] = hex[c & 15];
+                o += 5;
+            }
+        }
+    }
+    *o++ = '"';
+    return o;
+}
+
+static char *write_node(const Parser *p, int32_t index, char *o) {
+    const Node *node = &p->nodes[index];
+    switch (node->kind) {
+    case N_NONE: memcpy(o, "null", 4); return o + 4;
+    case N_TRUE: memcpy(o, "true", 4); return o + 4;
+    case N_FALSE: memcpy(o, "false", 5); return o + 5;
+    case N_INT: return o + format_int(node->u.i, o);
+    case N_FLOAT: memcpy(o, node->u.text, (size_t)node->text_size); return o + node->text_size;
+    case N_STR: return write_string(p, node, o);
+    default: break;
+    }
+    int dict = node->kind == N_DICT;
+    *o++ = dict ? '{' : '[';
+    int position = 0;
+    for (int32_t child = node->u.c.first; child >= 0; child = p->nodes[child].next, position++) {
+        if (position) *o++ = dict && (position & 1) ? ':' : ',';
+        o = write_node(p, child, o);
+    }
+    *o++ = dict ? '}' : ']';
+    return o;
+}
+
+static PyObject *convert(PyObject *module, PyObject *args) {
+    Py_buffer view;
+    int max_depth;
+    Py_ssize_t max_bytes;
+    long max_numbers;
+    if (!PyArg_ParseTuple(args, "y*inl", &view, &max_depth, &max_bytes, &max_numbers)) return NULL;
+    Parser *p = PyMem_Malloc(sizeof(Parser));
+    if (p == NULL) {
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    p->data = view.buf;
+    p->end = view.len;
+    p->nodes = p->inline_nodes;
+    p->count = 0;
+    p->capacity = INLINE_NODES;
+    p->stack = p->inline_stack;
+    p->depth = 0;
+    p->stack_capacity = INLINE_NODES;
+    p->numbers = 0;
+
+    PyObject *result = NULL;
+    int32_t root = -1;
+    int rc = parse(p, max_numbers, &root);
+    if (rc == ERROR) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (rc == 0) {
+        Py_ssize_t walk_cost = 0;
+        Py_ssize_t size = measure(p, root, 1, max_depth, &walk_cost);
+        /* Both the flat path (JSON size) and the walk (its charge) must be
+         * within the budget: near it, Python decides and words the refusal. */
+        if (size >= 0 && size <= max_bytes && walk_cost <= max_bytes) {
+            result = PyBytes_FromStringAndSize(NULL, size);
+            if (result == NULL) goto done;
+            char *end = write_node(p, root, PyBytes_AS_STRING(result));
+            if (end != PyBytes_AS_STRING(result) + size) {
+                Py_CLEAR(result);
+                PyErr_SetString(PyExc_SystemError, "pickle to JSON: measured and written sizes differ");
+                goto done;
+            }
+            goto done;
+        }
+    }
+    result = Py_NewRef(Py_None);
+done:
+    if (p->nodes != p->inline_nodes) PyMem_Free(p->nodes);
+    if (p->stack != p->inline_stack) PyMem_Free(p->stack);
+    PyMem_Free(p);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"convert", convert, METH_VARARGS,
+     "convert(data, max_depth, max_bytes, max_numbers) -> the record's JSON (bytes), or None: let Python decide"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "relay._pickle_json", "Class-free pickle straight to JSON (fast path of relay.wire).", -1,
+    methods,
+};
+
+PyMODINIT_FUNC PyInit__pickle_json(void) {
+    init_json_cost();
+    return PyModule_Create(&module_def);
+}

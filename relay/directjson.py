@@ -1,0 +1,54 @@
+"""The fast path of decoding: a class-free pickle straight to JSON, in C.
+
+Nine records in ten are a dict of strings and numbers pickled without a
+single class.  For them the C extension ``relay._pickle_json`` parses the
+pickle and writes the JSON in one pass, without building Python objects
+(measured by ``python -m bench.decode``).  It answers only when it is sure:
+its bytes are exactly what the Python path (:func:`relay.wire.decode_payload`
+after the scan, ``pickle.loads``, the walk and orjson) returns, and for
+anything else (classes, shared objects, big ints, NaN, lone surrogates,
+records near a limit, malformed input) it returns None and the Python path
+decides, refusals included.  tests/relay/test_directjson.py checks that
+agreement on generated, mutated and real frames.
+
+``LOGRELAY_PURE_PYTHON=1``, or a machine where the extension could not be
+built, leaves only the Python path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Final
+
+from relay.pickleops import MAX_NUMBERS
+
+__all__ = ["IMPLEMENTATION", "pickle_to_json"]
+
+
+def _load() -> Callable[[bytes, int, int, int], bytes | None] | None:
+    if os.environ.get("LOGRELAY_PURE_PYTHON"):
+        return None
+    try:
+        from relay import _pickle_json  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    convert: Callable[[bytes, int, int, int], bytes | None] = _pickle_json.convert
+    return convert
+
+
+_convert: Final = _load()
+
+#: "c", or "none" where only the Python path exists.
+IMPLEMENTATION: Final = "c" if _convert is not None else "none"
+
+
+def pickle_to_json(payload: bytes, max_depth: int, max_bytes: int) -> bytes | None:
+    """The record's JSON when the C path is sure of it, else None (use the Python path).
+
+    ``max_depth`` and ``max_bytes`` are the limits the Python path would
+    apply to this payload; a record anywhere near them gets None.
+    """
+    if _convert is None:
+        return None
+    return _convert(payload, max_depth, max_bytes, MAX_NUMBERS)
