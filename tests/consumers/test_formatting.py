@@ -134,3 +134,54 @@ def test_asctime_uses_the_records_creation_time() -> None:
     record.msecs = 0
     line = LineFormatter("%(asctime)s").format(b"1-0", entry_for(record))
     assert line == b"2030-01-02 03:04:05,000\n"
+
+
+def test_a_record_without_the_standard_attributes_gets_makelogrecords_defaults() -> None:
+    fields = {b"v": b"1", b"record": json.dumps({"msg": "bare", "levelname": "INFO"}).encode()}
+    line = LineFormatter("%(levelname)s %(name)s %(lineno)d %(message)s").format(b"1-0", fields)
+    # makeLogRecord's defaults: name None, lineno 0
+    assert line == b"INFO None 0 bare\n"
+
+
+@pytest.mark.parametrize(
+    "created",
+    [
+        [1700000000.25, 1700000000.75, 1700000001.0, 1700000000.5, 1700003600.1],  # same second, next, back, hour
+        [-1.5, -1.0, -0.25, 0.0, 0.999],  # before the epoch: seconds round down
+    ],
+)
+def test_asctime_matches_logging_for_records_in_and_across_seconds(created: list[float]) -> None:
+    formatter = LineFormatter("%(asctime)s")
+    stdlib = logging.Formatter("%(asctime)s")
+    for n, when in enumerate(created):
+        record = make_record()
+        record.created = when
+        record.msecs = (when - int(when)) * 1000
+        line = formatter.format(f"1-{n}".encode(), entry_for(record))
+        sent = dict(record.__dict__, msg=record.getMessage(), args=None)
+        assert line.decode() == stdlib.format(logging.makeLogRecord(sent)) + "\n", when
+
+
+def test_metadata_follows_each_entry_when_clients_interleave() -> None:
+    text = LineFormatter("%(client)s %(catcher)s %(received)s %(entry_id)s")
+    as_json = JsonLineFormatter()
+    entries = [
+        (b"1-0", entry_for(make_record(), client=b"10.0.0.1:1")),
+        (b"1-1", entry_for(make_record(), client=b"10.0.0.2:2")),
+        (b"1-2", {**entry_for(make_record(), client=b"10.0.0.2:2"), b"received": b"not a time"}),
+        (b"1-3", {k: v for k, v in entry_for(make_record()).items() if k not in (b"client", b"catcher")}),
+        (b"1-4", entry_for(make_record(), client=b"")),
+        (b'forged"id', entry_for(make_record(), client=b"10.0.0.1:1")),
+    ]
+    expected = [
+        ("10.0.0.1:1", "c1", 1700000000.5, "1-0"),
+        ("10.0.0.2:2", "c1", 1700000000.5, "1-1"),
+        ("10.0.0.2:2", "c1", "not a time", "1-2"),
+        ("-", "-", 1700000000.5, "1-3"),
+        ("", "c1", 1700000000.5, "1-4"),
+        ("10.0.0.1:1", "c1", 1700000000.5, 'forged"id'),
+    ]
+    for (entry_id, fields), (client, catcher, received, shown_id) in zip(entries, expected, strict=True):
+        assert text.format(entry_id, fields).decode() == f"{client} {catcher} {received} {shown_id}\n"
+        metadata = json.loads(as_json.format(entry_id, fields))["logrelay"]
+        assert metadata == {"client": client, "catcher": catcher, "received": received, "entry_id": shown_id}
