@@ -134,7 +134,8 @@ class _TolerantFormatter(logging.Formatter):
         if second != cached_second:
             text = time.strftime(self.default_time_format, self.converter(second))
             self._last_second = (second, text)
-        return self.default_msec_format % (text, record.msecs)
+        msec_format = self.default_msec_format
+        return msec_format % (text, record.msecs) if msec_format else text
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         values = record.__dict__
