@@ -61,26 +61,17 @@ CHILD_ENV: Final = "FUZZ_DECODER_LIBFUZZER_CHILD"
 
 if atheris is not None and os.environ.get(CHILD_ENV) == "1":
     with atheris.instrument_imports(include=INSTRUMENTED):
-        from relay.wire import (
-            BadFrame,
-            DecodeLimits,
-            FrameDecoder,
-            FrameTooLarge,
-            Record,
-            decode_payload,
-            decode_payload_python,
-        )
-else:
-    from relay.wire import (
-        BadFrame,
-        DecodeLimits,
-        FrameDecoder,
-        FrameTooLarge,
-        Record,
-        decode_payload,
-        decode_payload_python,
-    )
+        import relay.wire  # noqa: F401 - loaded instrumented; the import below then takes it from sys.modules
 from relay import directjson, pickleops  # noqa: E402 - after the instrumented import of the same modules
+from relay.wire import (  # noqa: E402
+    BadFrame,
+    DecodeLimits,
+    FrameDecoder,
+    FrameTooLarge,
+    Record,
+    decode_payload,
+    decode_payload_python,
+)
 
 LIMITS: Final = DecodeLimits(max_frame_bytes=64 * 1024)
 CATCH_ALL_REASON: Final = "undecodable record:"
