@@ -8,6 +8,9 @@ import logging
 import logging.handlers
 import random
 import uuid
+from types import TracebackType
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 
 def record_fields(rng: random.Random, seq: int) -> tuple[str, tuple[object, ...], dict[str, object], bool]:
@@ -35,22 +38,27 @@ def record_fields(rng: random.Random, seq: int) -> tuple[str, tuple[object, ...]
     return msg, args, extra, with_exc
 
 
+def sample_exc_info() -> ExcInfo:
+    """A real exception with its traceback, for the records of the mix that carry one."""
+    try:
+        raise KeyError("missing")
+    except KeyError as exc:
+        return type(exc), exc, exc.__traceback__
+
+
+def make_record(rng: random.Random, seq: int, exc_info: ExcInfo) -> logging.LogRecord:
+    """Record ``seq`` of the :func:`record_fields` mix, created now."""
+    msg, args, extra, with_exc = record_fields(rng, seq)
+    record = logging.LogRecord(
+        "bench.app", logging.INFO, "/srv/app/handlers.py", 42, msg, args, exc_info if with_exc else None
+    )
+    record.__dict__.update(extra)
+    return record
+
+
 def build_frames(count: int, *, seed: int = 1) -> list[bytes]:
     """``count`` frames of the :func:`record_fields` mix."""
     rng = random.Random(seed)
     handler = logging.handlers.SocketHandler("unused", 0)
-    frames = []
-    try:
-        raise KeyError("missing")
-    except KeyError:
-        import sys
-
-        exc_info = sys.exc_info()
-    for seq in range(count):
-        msg, args, extra, with_exc = record_fields(rng, seq)
-        record = logging.LogRecord(
-            "bench.app", logging.INFO, "/srv/app/handlers.py", 42, msg, args, exc_info if with_exc else None
-        )
-        record.__dict__.update(extra)
-        frames.append(handler.makePickle(record))
-    return frames
+    exc_info = sample_exc_info()
+    return [handler.makePickle(make_record(rng, seq, exc_info)) for seq in range(count)]

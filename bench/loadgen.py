@@ -55,10 +55,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from multiprocessing.sharedctypes import Synchronized
-from types import TracebackType
 from typing import Any
 
-from bench.frames import record_fields
+from bench.frames import make_record, record_fields, sample_exc_info
 from relay.server import raise_fd_limit
 
 HOST = "127.0.0.1"
@@ -70,8 +69,6 @@ DEFAULT_DELAY = 0.5  # seconds between "everyone is connected" and the common st
 CONNECT_TIMEOUT = 10.0  # per connect; a receiver that does not accept in 10 s is broken, not slow
 SEND_TIMEOUT = 60.0  # per sendall: a receiver that stops reading fails the run instead of hanging it
 DEFAULT_TIMEOUT = 600.0  # whole run, from process start to the last result
-
-_ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 
 class SenderError(RuntimeError):
@@ -120,13 +117,6 @@ def _wait_for_start(
     return start
 
 
-def _exc_info() -> _ExcInfo:
-    try:
-        raise KeyError("missing")
-    except KeyError as exc:
-        return type(exc), exc, exc.__traceback__
-
-
 # --- process targets (module level, so spawn can import them) -------------------------------------
 
 
@@ -167,7 +157,7 @@ def _paced_worker(
     raise_fd_limit(FD_WANTED)
     rng = random.Random(seed * 1_000_003 + index)  # a different but reproducible mix per process
     handler = logging.handlers.SocketHandler("unused", 0)  # only for makePickle; never connects
-    exc_info = _exc_info()
+    exc_info = sample_exc_info()
     socks = _connect(port, connections)
     if nodelay:
         # One small frame per sendall: with Nagle on, each waits for the ACK of the previous one,
@@ -184,12 +174,8 @@ def _paced_worker(
             delay = start + seq / rate - time.time()
             if delay > 0:
                 time.sleep(delay)
-            msg, args, extra, with_exc = record_fields(rng, seq)
             # Built now, so record.created is the emit time the receiver's latency is measured from.
-            record = logging.LogRecord(
-                "bench.app", logging.INFO, "/srv/app/handlers.py", 42, msg, args, exc_info if with_exc else None
-            )
-            record.__dict__.update(extra)
+            record = make_record(rng, seq, exc_info)
             socks[slot % connections].sendall(handler.makePickle(record))
             sent += 1
     finally:
@@ -213,7 +199,7 @@ def _handler_worker(
     if handler.sock is None:
         raise SenderError(f"handler {index}: could not connect to {HOST}:{port}")
     rng = random.Random(index + 1)
-    exc_info = _exc_info()
+    exc_info = sample_exc_info()
     first = index * count
     unsent = 0
     _wait_for_start(index, results, start_value, go)

@@ -220,6 +220,11 @@ def assert_exactly_once(seqs: list[int], count: int, what: str) -> None:
         raise AssertionError(f"{what}: records missing ({missing}) or doubled ({len(seqs) - len(set(seqs))})")
 
 
+def file_seqs(path: Path, system: str) -> list[int]:
+    """The ``bench_seq`` of every line a receiver wrote: JSON lines for logrelay, checked text for the others."""
+    return json_seqs(path) if system.startswith("logrelay") else check_lines(path, system)
+
+
 def json_seqs(path: Path) -> list[int]:
     return [json.loads(line)["bench_seq"] for line in path.read_bytes().splitlines()]
 
@@ -290,7 +295,7 @@ def end_to_end(frames: list[bytes], connections: int, system: str) -> dict[str, 
         watch = stack.enter_context(FileWatch(output, interval=0.005))
         sent = send_frames(port, frames, connections, 2, timeout=TIMEOUT)
         done = watch.wait_lines(expected_lines(frames, system), f"{system} lines")
-        seqs = json_seqs(output) if system.startswith("logrelay") else check_lines(output, system)
+        seqs = file_seqs(output, system)
         assert_exactly_once(seqs, count, f"{system} end to end")
     return {
         "system": system,
@@ -310,7 +315,7 @@ def with_handlers(count: int, processes: int, system: str) -> dict[str, Any]:
         if sent.get("unsent"):
             raise AssertionError(f"{system}: stock SocketHandler dropped {sent['unsent']} records")
         done = watch.wait_lines(count, f"{system} lines")
-        seqs = json_seqs(output) if system.startswith("logrelay") else check_lines(output, system)
+        seqs = file_seqs(output, system)
         assert_exactly_once(seqs, count, f"{system} with SocketHandler clients")
     return {
         "system": system,
