@@ -1,7 +1,8 @@
 /* Straight from a class-free pickle to the record's JSON: the fast path of
  * relay.wire.decode_payload.
  *
- * convert(data, max_depth, max_bytes, max_numbers) -> bytes or None
+ * convert(data, max_depth, max_bytes) -> bytes or None
+ * configure(max_numbers): the scan's limit on numbers per record, set once.
  *
  * Contract: when it returns bytes, they are exactly what decode_payload's
  * Python path returns for the same frame (orjson's encoding of what
@@ -672,12 +673,29 @@ static char *write_node(const Parser *p, int32_t index, char *o) {
     return o;
 }
 
+/* The scan's limit (relay.pickleops.MAX_NUMBERS), handed over once by configure(). */
+static long max_numbers = -1;
+
+static PyObject *configure(PyObject *module, PyObject *arg) {
+    long numbers = PyLong_AsLong(arg);
+    if (numbers == -1 && PyErr_Occurred()) return NULL;
+    if (numbers < 0) {
+        PyErr_SetString(PyExc_ValueError, "max_numbers must not be negative");
+        return NULL;
+    }
+    max_numbers = numbers;
+    Py_RETURN_NONE;
+}
+
 static PyObject *convert(PyObject *module, PyObject *args) {
     Py_buffer view;
     int max_depth;
     Py_ssize_t max_bytes;
-    long max_numbers;
-    if (!PyArg_ParseTuple(args, "y*inl", &view, &max_depth, &max_bytes, &max_numbers)) return NULL;
+    if (max_numbers < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "configure() first");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "y*in", &view, &max_depth, &max_bytes)) return NULL;
     Parser *p = PyMem_Malloc(sizeof(Parser));
     if (p == NULL) {
         PyBuffer_Release(&view);
@@ -728,7 +746,8 @@ done:
 
 static PyMethodDef methods[] = {
     {"convert", convert, METH_VARARGS,
-     "convert(data, max_depth, max_bytes, max_numbers) -> the record's JSON (bytes), or None: let Python decide"},
+     "convert(data, max_depth, max_bytes) -> the record's JSON (bytes), or None: let Python decide"},
+    {"configure", configure, METH_O, "configure(max_numbers: int): the scan's limit on numbers per record"},
     {NULL, NULL, 0, NULL},
 };
 

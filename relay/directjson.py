@@ -26,15 +26,21 @@ from relay.pickleops import MAX_NUMBERS
 __all__ = ["IMPLEMENTATION", "pickle_to_json"]
 
 
-def _load() -> Callable[[bytes, int, int, int], bytes | None] | None:
+def _load() -> Callable[[bytes, int, int], bytes | None] | None:
     if os.environ.get("LOGRELAY_PURE_PYTHON"):
         return None
     try:
         from relay import _pickle_json  # type: ignore[attr-defined]
     except ImportError:
         return None
-    convert: Callable[[bytes, int, int, int], bytes | None] = _pickle_json.convert
+    _pickle_json.configure(MAX_NUMBERS)
+    convert: Callable[[bytes, int, int], bytes | None] = _pickle_json.convert
     return convert
+
+
+def _python_path_only(payload: bytes, max_depth: int, max_bytes: int) -> None:
+    """Where the extension is not built: every record takes the Python path."""
+    return None
 
 
 _convert: Final = _load()
@@ -42,13 +48,9 @@ _convert: Final = _load()
 #: "c", or "none" where only the Python path exists.
 IMPLEMENTATION: Final = "c" if _convert is not None else "none"
 
-
-def pickle_to_json(payload: bytes, max_depth: int, max_bytes: int) -> bytes | None:
-    """The record's JSON when the C path is sure of it, else None (use the Python path).
-
-    ``max_depth`` and ``max_bytes`` are the limits the Python path would
-    apply to this payload; a record anywhere near them gets None.
-    """
-    if _convert is None:
-        return None
-    return _convert(payload, max_depth, max_bytes, MAX_NUMBERS)
+#: ``pickle_to_json(payload, max_depth, max_bytes)``: the record's JSON when
+#: the C path is sure of it, else None (use the Python path).  ``max_depth``
+#: and ``max_bytes`` are the limits the Python path would apply to this
+#: payload; a record anywhere near them gets None.  Bound to the C function
+#: itself: no Python frame per record.
+pickle_to_json: Final = _convert if _convert is not None else _python_path_only

@@ -115,8 +115,10 @@ def test_arbitrary_payloads_agree(payload: bytes) -> None:
 def test_mutated_real_frames_agree(case: tuple[bytes, bytes]) -> None:
     _, payload = case
     agree(payload)
+    # Every prefix: cut before its STOP, the Python path refuses, so the C
+    # path must not answer (a mutation may have put a STOP earlier: then both agree).
     for end in range(0, len(payload), max(1, len(payload) // 20)):
-        assert fast(payload[:end]) is None  # no STOP: never an answer
+        agree(payload[:end])
 
 
 @fuzz(2000)
