@@ -14,6 +14,11 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension("relay._pickle_scan", ["relay/_pickle_scan.c"], optional=True),
-        Extension("relay._pickle_json", ["relay/_pickle_json.c"], optional=True),
+        Extension(
+            "relay._pickle_json",
+            ["relay/_pickle_json.c", "relay/_pickle_classes.c", "relay/_json_text.c"],
+            depends=["relay/_pickle_json.h"],
+            optional=True,
+        ),
     ]
 )

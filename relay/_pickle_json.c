@@ -11,9 +11,12 @@
  * wording included.  So it accepts only a strict subset of pickles: a tree
  * (no DUP or memo GET) of dict, list and tuple holding str, int (64-bit),
  * finite float, bool and None, whose top is a dict with str keys and no key
- * given twice, and whose size stays well inside the limits.  Everything else
- * (any class, bytes, big ints, NaN, lone surrogates, text opcodes of protocol
- * 0 other than ints, anything malformed) is None.
+ * given twice, and whose size stays well inside the limits.  The only
+ * classes it knows are the value types log records carry most (datetime and
+ * date with no or a fixed-offset time zone, Decimal, set and frozenset), and
+ * only in the exact shape their own pickles have.  Everything else (any
+ * other class, bytes as a value, big ints, NaN, lone surrogates, text opcodes
+ * of protocol 0 other than ints, anything malformed) is None.
  *
  * It never runs Python code and allocates nothing per opcode: the pickle is
  * parsed into an array of nodes (strings point into the pickle), measured,
@@ -21,61 +24,9 @@
  * bounds-checked: this code sees hostile bytes.  tests/relay/test_directjson.py
  * checks it against the Python path on generated, mutated and real frames.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <math.h>
-#include <stdint.h>
-#include <string.h>
+#include "_pickle_json.h"
 
-enum { N_NONE, N_TRUE, N_FALSE, N_INT, N_FLOAT, N_STR, N_LIST, N_TUPLE, N_DICT };
-
-/* More nodes than this (a pickle of thousands of tiny containers) goes to the
- * Python path, which has its own bounds; it keeps this one's memory small. */
-#define MAX_NODES 65536
-#define MAX_LEVELS 128
-#define INLINE_NODES 256
-
-/* orjson's text of a double is at most 24 characters:
- * "-1.2345678901234567e-308", "-0.00001234567890123456" */
-#define FLOAT_TEXT 24
-
-typedef struct {
-    int16_t kind;
-    int16_t text_size; /* floats: length of u.text */
-    int32_t next;      /* next sibling in the parent container, -1 for none */
-    union {
-        int64_t i;
-        char text[FLOAT_TEXT]; /* floats: formatted once, when parsed */
-        struct {
-            Py_ssize_t offset, size, json_size;
-        } s;
-        struct {
-            int32_t first, last, count;
-            uint64_t key_bloom; /* dicts: one bit per key's shape, to skip most duplicate checks */
-        } c;
-    } u;
-} Node;
-
-typedef struct {
-    const unsigned char *data;
-    Py_ssize_t end;
-    Node *nodes;
-    int32_t count, capacity;
-    int32_t *stack; /* node indexes; MARK_ENTRY for a mark */
-    Py_ssize_t depth, stack_capacity;
-    long numbers;
-    Node inline_nodes[INLINE_NODES];
-    int32_t inline_stack[INLINE_NODES];
-} Parser;
-
-#define MARK_ENTRY (-1)
-#define BAIL (-2) /* not for this path: let Python decide */
-#define ERROR (-3) /* a Python exception is set (MemoryError) */
-
-static int format_float(double value, char *out);
-static int format_int(int64_t value, char *out);
-
-static int32_t new_node(Parser *p, int kind) {
+int32_t pj_new_node(Parser *p, int kind) {
     if (p->count == p->capacity) {
         if (p->capacity >= MAX_NODES) return BAIL;
         int32_t capacity = p->capacity * 4;
@@ -97,7 +48,7 @@ static int32_t new_node(Parser *p, int kind) {
     return p->count++;
 }
 
-static int push(Parser *p, int32_t entry) {
+int pj_push(Parser *p, int32_t entry) {
     if (entry < 0 && entry != MARK_ENTRY) return entry;
     if (p->depth == p->stack_capacity) {
         if (p->stack_capacity >= 4 * MAX_NODES) return BAIL;
@@ -114,8 +65,8 @@ static int push(Parser *p, int32_t entry) {
 }
 
 static int push_new(Parser *p, int kind) {
-    int32_t index = new_node(p, kind);
-    return index < 0 ? index : push(p, index);
+    int32_t index = pj_new_node(p, kind);
+    return index < 0 ? index : pj_push(p, index);
 }
 
 /* Index of the innermost mark on the stack, or -1. */
@@ -126,7 +77,7 @@ static Py_ssize_t top_mark(const Parser *p) {
 }
 
 /* The top n entries exist and none of them is a mark (the unpickler's fence). */
-static int has_items(const Parser *p, Py_ssize_t n) {
+int pj_has_items(const Parser *p, Py_ssize_t n) {
     if (p->depth < n) return 0;
     for (Py_ssize_t i = p->depth - n; i < p->depth; i++)
         if (p->stack[i] == MARK_ENTRY) return 0;
@@ -207,55 +158,6 @@ static int parse_decimal(const unsigned char *text, Py_ssize_t size, int64_t *ou
     return 0;
 }
 
-/* Per byte: what it costs in a JSON string (orjson's escapes); 0 marks the
- * lead byte of a multi-byte UTF-8 sequence (or an invalid byte). */
-static unsigned char json_cost[256];
-
-static void init_json_cost(void) {
-    for (int c = 0; c < 256; c++) json_cost[c] = c < 0x20 ? 6 : c < 0x80 ? 1 : 0;
-    json_cost['"'] = json_cost['\\'] = 2;
-    json_cost['\b'] = json_cost['\t'] = json_cost['\n'] = json_cost['\f'] = json_cost['\r'] = 2;
-}
-
-/* Strict UTF-8 check and the length of the JSON string body, or -1. */
-static Py_ssize_t json_string_size(const unsigned char *s, Py_ssize_t size) {
-    Py_ssize_t out = 0;
-    Py_ssize_t i = 0;
-    while (i < size) {
-        unsigned char c = s[i];
-        if (json_cost[c]) {
-            out += json_cost[c];
-            i++;
-            continue;
-        }
-        Py_ssize_t n;
-        uint32_t cp;
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 2;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 3;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 4;
-            cp = c & 0x07;
-        } else {
-            return -1;
-        }
-        if (size - i < n) return -1;
-        for (Py_ssize_t k = 1; k < n; k++) {
-            if ((s[i + k] & 0xC0) != 0x80) return -1;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        /* overlong forms, surrogates (orjson refuses them) and beyond U+10FFFF */
-        if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
-            return -1;
-        out += n;
-        i += n;
-    }
-    return out;
-}
-
 static uint32_t read_u32(const unsigned char *d) {
     return (uint32_t)d[0] | ((uint32_t)d[1] << 8) | ((uint32_t)d[2] << 16) | ((uint32_t)d[3] << 24);
 }
@@ -264,21 +166,21 @@ static uint64_t read_u64(const unsigned char *d) { return (uint64_t)read_u32(d) 
 
 static int push_string(Parser *p, Py_ssize_t offset, uint64_t size) {
     if (size > (uint64_t)(p->end - offset)) return BAIL;
-    Py_ssize_t json_size = json_string_size(p->data + offset, (Py_ssize_t)size);
+    Py_ssize_t json_size = pj_json_string_size(p->data + offset, (Py_ssize_t)size);
     if (json_size < 0) return BAIL;
-    int32_t index = new_node(p, N_STR);
+    int32_t index = pj_new_node(p, N_STR);
     if (index < 0) return index;
     p->nodes[index].u.s.offset = offset;
     p->nodes[index].u.s.size = (Py_ssize_t)size;
     p->nodes[index].u.s.json_size = json_size;
-    return push(p, index);
+    return pj_push(p, index);
 }
 
 static int push_int(Parser *p, int64_t value) {
-    int32_t index = new_node(p, N_INT);
+    int32_t index = pj_new_node(p, N_INT);
     if (index < 0) return index;
     p->nodes[index].u.i = value;
-    return push(p, index);
+    return pj_push(p, index);
 }
 
 static int count_number(Parser *p, long max_numbers) {
@@ -316,7 +218,7 @@ static int parse(Parser *p, long max_numbers, int32_t *root) {
             *root = p->stack[0];
             return 0;
         case '(':
-            rc = push(p, MARK_ENTRY);
+            rc = pj_push(p, MARK_ENTRY);
             break;
         case '}':
             rc = push_new(p, N_DICT);
@@ -397,12 +299,12 @@ static int parse(Parser *p, long max_numbers, int32_t *root) {
             if (!isfinite(value)) return BAIL;
             rc = count_number(p, max_numbers);
             if (rc) return rc;
-            int32_t index = new_node(p, N_FLOAT);
+            int32_t index = pj_new_node(p, N_FLOAT);
             if (index < 0) return index;
-            int size = format_float(value, p->nodes[index].u.text);
+            int size = pj_format_float(value, p->nodes[index].u.text);
             if (size < 0) return ERROR;
             p->nodes[index].text_size = (int16_t)size;
-            rc = push(p, index);
+            rc = pj_push(p, index);
             break;
         }
         case 'X': /* BINUNICODE */
@@ -425,27 +327,65 @@ static int parse(Parser *p, long max_numbers, int32_t *root) {
             if (!rc) pos += (Py_ssize_t)size;
             break;
         }
+        case 'c': { /* GLOBAL: "module\nname\n" */
+            const unsigned char *module = d + pos;
+            const unsigned char *nl = memchr(module, '\n', (size_t)(p->end - pos));
+            if (nl == NULL) return BAIL;
+            const unsigned char *name = nl + 1;
+            const unsigned char *nl2 = memchr(name, '\n', (size_t)(p->end - (name - d)));
+            if (nl2 == NULL) return BAIL;
+            pos = (nl2 - d) + 1;
+            rc = pj_push_class(p, module, nl - module, name, nl2 - name);
+            break;
+        }
+        case 0x93: { /* STACK_GLOBAL: module and name strings on the stack */
+            if (!pj_has_items(p, 2)) return BAIL;
+            const Node *module = &p->nodes[p->stack[p->depth - 2]];
+            const Node *name = &p->nodes[p->stack[p->depth - 1]];
+            if (module->kind != N_STR || name->kind != N_STR) return BAIL;
+            p->depth -= 2;
+            rc = pj_push_class(p, d + module->u.s.offset, module->u.s.size, d + name->u.s.offset, name->u.s.size);
+            break;
+        }
+        case 'R': /* REDUCE */
+            rc = pj_reduce(p);
+            break;
+        case 'C': /* SHORT_BINBYTES */
+        case 'B': { /* BINBYTES */
+            Py_ssize_t width = code == 'C' ? 1 : 4;
+            NEED(width);
+            uint64_t size = code == 'C' ? d[pos] : read_u32(d + pos);
+            pos += width;
+            if (size > (uint64_t)(p->end - pos)) return BAIL;
+            int32_t index = pj_new_node(p, N_BYTES);
+            if (index < 0) return index;
+            p->nodes[index].u.s.offset = pos;
+            p->nodes[index].u.s.size = (Py_ssize_t)size;
+            pos += (Py_ssize_t)size;
+            rc = pj_push(p, index);
+            break;
+        }
         case 'q': /* BINPUT: nothing reads the memo back (no GET), only check it has an object */
             NEED(1);
             pos += 1;
-            rc = has_items(p, 1) ? 0 : BAIL;
+            rc = pj_has_items(p, 1) ? 0 : BAIL;
             break;
         case 'r': /* LONG_BINPUT: the scan refuses an index larger than the pickle */
             NEED(4);
             if (read_u32(d + pos) > (uint64_t)p->end) return BAIL;
             pos += 4;
-            rc = has_items(p, 1) ? 0 : BAIL;
+            rc = pj_has_items(p, 1) ? 0 : BAIL;
             break;
         case 0x94: /* MEMOIZE */
-            rc = has_items(p, 1) ? 0 : BAIL;
+            rc = pj_has_items(p, 1) ? 0 : BAIL;
             break;
         case 's': /* SETITEM */
-            if (!has_items(p, 3) || p->nodes[p->stack[p->depth - 3]].kind != N_DICT) return BAIL;
+            if (!pj_has_items(p, 3) || p->nodes[p->stack[p->depth - 3]].kind != N_DICT) return BAIL;
             rc = dict_add(p, p->stack[p->depth - 3], p->stack[p->depth - 2], p->stack[p->depth - 1]);
             p->depth -= 2;
             break;
         case 'a': /* APPEND */
-            if (!has_items(p, 2) || p->nodes[p->stack[p->depth - 2]].kind != N_LIST) return BAIL;
+            if (!pj_has_items(p, 2) || p->nodes[p->stack[p->depth - 2]].kind != N_LIST) return BAIL;
             link_child(p, p->stack[p->depth - 2], p->stack[p->depth - 1]);
             p->depth -= 1;
             rc = 0;
@@ -465,23 +405,23 @@ static int parse(Parser *p, long max_numbers, int32_t *root) {
         case 'd': { /* DICT */
             Py_ssize_t mark = top_mark(p);
             if (mark < 0) return BAIL;
-            int32_t container = new_node(p, code == 't' ? N_TUPLE : code == 'l' ? N_LIST : N_DICT);
+            int32_t container = pj_new_node(p, code == 't' ? N_TUPLE : code == 'l' ? N_LIST : N_DICT);
             if (container < 0) return container;
             rc = fill(p, container, mark + 1);
             if (rc) return rc;
             p->depth = mark;
-            rc = push(p, container);
+            rc = pj_push(p, container);
             break;
         }
         case 0x85: /* TUPLE1 */
         case 0x86: /* TUPLE2 */
         case 0x87: { /* TUPLE3 */
             Py_ssize_t n = code - 0x84;
-            if (!has_items(p, n)) return BAIL;
-            int32_t container = new_node(p, N_TUPLE);
+            if (!pj_has_items(p, n)) return BAIL;
+            int32_t container = pj_new_node(p, N_TUPLE);
             if (container < 0) return container;
             fill(p, container, p->depth - n);
-            rc = push(p, container);
+            rc = pj_push(p, container);
             break;
         }
         default:
@@ -489,188 +429,6 @@ static int parse(Parser *p, long max_numbers, int32_t *root) {
         }
         if (rc) return rc;
     }
-}
-
-/* orjson's text for a finite double: the shortest round-trip digits (as repr
- * finds them), positioned the way orjson does (checked against orjson on
- * random doubles by tests/relay/test_directjson.py). */
-static int format_float(double value, char *out) {
-    if (value == floor(value) && fabs(value) < 1e15 && (value != 0 || !signbit(value))) {
-        /* integral (msecs is, often): its digits and ".0", without dtoa */
-        int size = format_int((int64_t)value, out);
-        memcpy(out + size, ".0", 2);
-        return size + 2;
-    }
-    char *repr = PyOS_double_to_string(value, 'r', 0, 0, NULL);
-    if (repr == NULL) return -1;
-    const char *r = repr;
-    char *o = out;
-    if (*r == '-') *o++ = *r++;
-    char digits[32];
-    int n = 0, point = -1, exponent = 0;
-    for (; *r && *r != 'e'; r++) {
-        if (*r == '.') point = n;
-        else if (n < (int)sizeof digits - 1) digits[n++] = *r;
-    }
-    if (*r == 'e') exponent = atoi(r + 1);
-    PyMem_Free(repr);
-    if (point < 0) point = n;
-    /* value = 0.DIGITS x 10^kk after stripping zeros on both ends */
-    int start = 0;
-    while (start < n - 1 && digits[start] == '0') start++;
-    int kk = point - start + exponent;
-    int stop = n;
-    while (stop > start + 1 && digits[stop - 1] == '0') stop--;
-    int len = stop - start;
-    const char *dg = digits + start;
-    if (len == 1 && dg[0] == '0') {
-        memcpy(o, "0.0", 3);
-        return (int)(o - out) + 3;
-    }
-    if (kk > 0 && kk <= 16) {
-        if (len <= kk) {
-            memcpy(o, dg, (size_t)len);
-            o += len;
-            for (int k = len; k < kk; k++) *o++ = '0';
-            *o++ = '.';
-            *o++ = '0';
-        } else {
-            memcpy(o, dg, (size_t)kk);
-            o += kk;
-            *o++ = '.';
-            memcpy(o, dg + kk, (size_t)(len - kk));
-            o += len - kk;
-        }
-    } else if (kk > -5 && kk <= 0) {
-        *o++ = '0';
-        *o++ = '.';
-        for (int k = 0; k < -kk; k++) *o++ = '0';
-        memcpy(o, dg, (size_t)len);
-        o += len;
-    } else {
-        *o++ = dg[0];
-        if (len > 1) {
-            *o++ = '.';
-            memcpy(o, dg + 1, (size_t)(len - 1));
-            o += len - 1;
-        }
-        o += sprintf(o, "e%c%d", kk - 1 > 0 ? '+' : '-', abs(kk - 1));
-    }
-    return (int)(o - out);
-}
-
-static int format_int(int64_t value, char *out) {
-    char buffer[24];
-    int n = 0;
-    uint64_t magnitude = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
-    do {
-        buffer[n++] = (char)('0' + magnitude % 10);
-        magnitude /= 10;
-    } while (magnitude);
-    int len = 0;
-    if (value < 0) out[len++] = '-';
-    while (n) out[len++] = buffer[--n];
-    return len;
-}
-
-/* What the Python walk charges a scalar at most (relay/jsonvalue.py): 24 for
- * a number, 8 for None or a bool; strings pay their length (code points, at
- * most their UTF-8 bytes) plus 2, or 3 as keys; containers 8. */
-#define WALK_SCALAR_COST 24
-#define WALK_CONTAINER_COST 8
-
-/* JSON size of a node and (into *walk_cost) an upper bound of the walk's
- * charge; -1 when it nests deeper than max_depth (BAIL) or on error. */
-static Py_ssize_t measure(Parser *p, int32_t index, int level, int max_depth, Py_ssize_t *walk_cost) {
-    Node *node = &p->nodes[index];
-    switch (node->kind) {
-    case N_NONE:
-    case N_TRUE:
-    case N_FALSE:
-        *walk_cost += WALK_SCALAR_COST;
-        return node->kind == N_FALSE ? 5 : 4;
-    case N_INT: {
-        char text[24];
-        *walk_cost += WALK_SCALAR_COST;
-        return format_int(node->u.i, text);
-    }
-    case N_FLOAT:
-        *walk_cost += WALK_SCALAR_COST;
-        return node->text_size;
-    case N_STR:
-        *walk_cost += node->u.s.size + 3;
-        return node->u.s.json_size + 2;
-    default:
-        break;
-    }
-    if (level > max_depth || level > MAX_LEVELS) return -1;
-    *walk_cost += WALK_CONTAINER_COST;
-    /* brackets, and a separator between items; a dict's items come in pairs */
-    Py_ssize_t size = 2 + (node->u.c.count > 0 ? node->u.c.count - 1 : 0);
-    for (int32_t child = node->u.c.first; child >= 0; child = p->nodes[child].next) {
-        Py_ssize_t part = measure(p, child, level + 1, max_depth, walk_cost);
-        if (part < 0) return -1;
-        size += part;
-    }
-    return size;
-}
-
-static char *write_string(const Parser *p, const Node *node, char *o) {
-    const unsigned char *s = p->data + node->u.s.offset;
-    Py_ssize_t size = node->u.s.size;
-    *o++ = '"';
-    if (node->u.s.json_size == size) {
-        memcpy(o, s, (size_t)size);
-        o += size;
-    } else {
-        static const char hex[] = "0123456789abcdef";
-        for (Py_ssize_t i = 0; i < size; i++) {
-            unsigned char c = s[i];
-            if (c >= 0x20 && c != '"' && c != '\\') {
-                *o++ = (char)c;
-                continue;
-            }
-            *o++ = '\\';
-            switch (c) {
-            case '"': *o++ = '"'; break;
-            case '\\': *o++ = '\\'; break;
-            case '\b': *o++ = 'b'; break;
-            case '\t': *o++ = 't'; break;
-            case '\n': *o++ = 'n'; break;
-            case '\f': *o++ = 'f'; break;
-            case '\r': *o++ = 'r'; break;
-            default:
-                memcpy(o, "u00", 3);
-                o[3] = hex[c >> 4];
-                o[4] = hex[c & 15];
-                o += 5;
-            }
-        }
-    }
-    *o++ = '"';
-    return o;
-}
-
-static char *write_node(const Parser *p, int32_t index, char *o) {
-    const Node *node = &p->nodes[index];
-    switch (node->kind) {
-    case N_NONE: memcpy(o, "null", 4); return o + 4;
-    case N_TRUE: memcpy(o, "true", 4); return o + 4;
-    case N_FALSE: memcpy(o, "false", 5); return o + 5;
-    case N_INT: return o + format_int(node->u.i, o);
-    case N_FLOAT: memcpy(o, node->u.text, (size_t)node->text_size); return o + node->text_size;
-    case N_STR: return write_string(p, node, o);
-    default: break;
-    }
-    int dict = node->kind == N_DICT;
-    *o++ = dict ? '{' : '[';
-    int position = 0;
-    for (int32_t child = node->u.c.first; child >= 0; child = p->nodes[child].next, position++) {
-        if (position) *o++ = dict && (position & 1) ? ':' : ',';
-        o = write_node(p, child, o);
-    }
-    *o++ = dict ? '}' : ']';
-    return o;
 }
 
 /* The scan's limit (relay.pickleops.MAX_NUMBERS), handed over once by configure(). */
@@ -720,13 +478,13 @@ static PyObject *convert(PyObject *module, PyObject *args) {
     }
     if (rc == 0) {
         Py_ssize_t walk_cost = 0;
-        Py_ssize_t size = measure(p, root, 1, max_depth, &walk_cost);
+        Py_ssize_t size = pj_measure(p, root, 1, max_depth, &walk_cost);
         /* Both the flat path (JSON size) and the walk (its charge) must be
          * within the budget: near it, Python decides and words the refusal. */
         if (size >= 0 && size <= max_bytes && walk_cost <= max_bytes) {
             result = PyBytes_FromStringAndSize(NULL, size);
             if (result == NULL) goto done;
-            char *end = write_node(p, root, PyBytes_AS_STRING(result));
+            char *end = pj_write_node(p, root, PyBytes_AS_STRING(result));
             if (end != PyBytes_AS_STRING(result) + size) {
                 Py_CLEAR(result);
                 PyErr_SetString(PyExc_SystemError, "pickle to JSON: measured and written sizes differ");
@@ -757,6 +515,6 @@ static struct PyModuleDef module_def = {
 };
 
 PyMODINIT_FUNC PyInit__pickle_json(void) {
-    init_json_cost();
+    pj_init_json_cost();
     return PyModule_Create(&module_def);
 }

@@ -1,0 +1,260 @@
+/* The JSON text of relay._pickle_json: strings escaped and floats formatted
+ * as orjson writes them, measured once and then written into a buffer of the
+ * exact size. */
+#include "_pickle_json.h"
+
+static int pj_format_int(int64_t value, char *out);
+
+/* Per byte: what it costs in a JSON string (orjson's escapes); 0 marks the
+ * lead byte of a multi-byte UTF-8 sequence (or an invalid byte). */
+static unsigned char json_cost[256];
+
+void pj_init_json_cost(void) {
+    for (int c = 0; c < 256; c++) json_cost[c] = c < 0x20 ? 6 : c < 0x80 ? 1 : 0;
+    json_cost['"'] = json_cost['\\'] = 2;
+    json_cost['\b'] = json_cost['\t'] = json_cost['\n'] = json_cost['\f'] = json_cost['\r'] = 2;
+}
+
+/* Strict UTF-8 check and the length of the JSON string body, or -1. */
+Py_ssize_t pj_json_string_size(const unsigned char *s, Py_ssize_t size) {
+    Py_ssize_t out = 0;
+    Py_ssize_t i = 0;
+    while (i < size) {
+        unsigned char c = s[i];
+        if (json_cost[c]) {
+            out += json_cost[c];
+            i++;
+            continue;
+        }
+        Py_ssize_t n;
+        uint32_t cp;
+        if (c >= 0xC2 && c <= 0xDF) {
+            n = 2;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 3;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 4;
+            cp = c & 0x07;
+        } else {
+            return -1;
+        }
+        if (size - i < n) return -1;
+        for (Py_ssize_t k = 1; k < n; k++) {
+            if ((s[i + k] & 0xC0) != 0x80) return -1;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        /* overlong forms, surrogates (orjson refuses them) and beyond U+10FFFF */
+        if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
+            return -1;
+        out += n;
+        i += n;
+    }
+    return out;
+}
+
+/* orjson's text for a finite double: the shortest round-trip digits (as repr
+ * finds them), positioned the way orjson does (checked against orjson on
+ * random doubles by tests/relay/test_directjson.py). */
+int pj_format_float(double value, char *out) {
+    if (value == floor(value) && fabs(value) < 1e15 && (value != 0 || !signbit(value))) {
+        /* integral (msecs is, often): its digits and ".0", without dtoa */
+        int size = pj_format_int((int64_t)value, out);
+        memcpy(out + size, ".0", 2);
+        return size + 2;
+    }
+    char *repr = PyOS_double_to_string(value, 'r', 0, 0, NULL);
+    if (repr == NULL) return -1;
+    const char *r = repr;
+    char *o = out;
+    if (*r == '-') *o++ = *r++;
+    char digits[32];
+    int n = 0, point = -1, exponent = 0;
+    for (; *r && *r != 'e'; r++) {
+        if (*r == '.') point = n;
+        else if (n < (int)sizeof digits - 1) digits[n++] = *r;
+    }
+    if (*r == 'e') exponent = atoi(r + 1);
+    PyMem_Free(repr);
+    if (point < 0) point = n;
+    /* value = 0.DIGITS x 10^kk after stripping zeros on both ends */
+    int start = 0;
+    while (start < n - 1 && digits[start] == '0') start++;
+    int kk = point - start + exponent;
+    int stop = n;
+    while (stop > start + 1 && digits[stop - 1] == '0') stop--;
+    int len = stop - start;
+    const char *dg = digits + start;
+    if (len == 1 && dg[0] == '0') {
+        memcpy(o, "0.0", 3);
+        return (int)(o - out) + 3;
+    }
+    if (kk > 0 && kk <= 16) {
+        if (len <= kk) {
+            memcpy(o, dg, (size_t)len);
+            o += len;
+            for (int k = len; k < kk; k++) *o++ = '0';
+            *o++ = '.';
+            *o++ = '0';
+        } else {
+            memcpy(o, dg, (size_t)kk);
+            o += kk;
+            *o++ = '.';
+            memcpy(o, dg + kk, (size_t)(len - kk));
+            o += len - kk;
+        }
+    } else if (kk > -5 && kk <= 0) {
+        *o++ = '0';
+        *o++ = '.';
+        for (int k = 0; k < -kk; k++) *o++ = '0';
+        memcpy(o, dg, (size_t)len);
+        o += len;
+    } else {
+        *o++ = dg[0];
+        if (len > 1) {
+            *o++ = '.';
+            memcpy(o, dg + 1, (size_t)(len - 1));
+            o += len - 1;
+        }
+        o += sprintf(o, "e%c%d", kk - 1 > 0 ? '+' : '-', abs(kk - 1));
+    }
+    return (int)(o - out);
+}
+
+
+static int pj_format_int(int64_t value, char *out) {
+    char buffer[24];
+    int n = 0;
+    uint64_t magnitude = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
+    do {
+        buffer[n++] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude);
+    int len = 0;
+    if (value < 0) out[len++] = '-';
+    while (n) out[len++] = buffer[--n];
+    return len;
+}
+
+/* What the Python walk charges a scalar at most (relay/jsonvalue.py): 24 for
+ * a number, 8 for None or a bool; strings pay their length (code points, at
+ * most their UTF-8 bytes) plus 2, or 3 as keys; containers 8. */
+#define WALK_SCALAR_COST 24
+#define WALK_CONTAINER_COST 8
+
+/* JSON size of a node and (into *walk_cost) an upper bound of the walk's
+ * charge; -1 when it nests deeper than max_depth (BAIL) or on error. */
+Py_ssize_t pj_measure(Parser *p, int32_t index, int level, int max_depth, Py_ssize_t *walk_cost) {
+    Node *node = &p->nodes[index];
+    switch (node->kind) {
+    case N_NONE:
+    case N_TRUE:
+    case N_FALSE:
+        *walk_cost += WALK_SCALAR_COST;
+        return node->kind == N_FALSE ? 5 : 4;
+    case N_INT: {
+        char text[24];
+        *walk_cost += WALK_SCALAR_COST;
+        return pj_format_int(node->u.i, text);
+    }
+    case N_FLOAT:
+        *walk_cost += WALK_SCALAR_COST;
+        return node->text_size;
+    case N_STR:
+        *walk_cost += node->u.s.size + 3;
+        return node->u.s.json_size + 2;
+    case N_DATETIME:
+    case N_DECIMAL: {
+        /* a stand-in: the walk checks its depth and charges it as a container, plus its text */
+        if (level > max_depth) return -1;
+        char text[DATETIME_TEXT];
+        Py_ssize_t size = node->kind == N_DECIMAL ? node->u.s.size : pj_format_datetime(node, text);
+        *walk_cost += WALK_CONTAINER_COST + size + 2;
+        return size + 2;
+    }
+    case N_LIST:
+    case N_TUPLE:
+    case N_DICT:
+    case N_SET:
+        break;
+    default:
+        return -1; /* a class, bytes, a time zone as a value: Python renders those */
+    }
+    if (level > max_depth || level > MAX_LEVELS) return -1;
+    *walk_cost += WALK_CONTAINER_COST;
+    /* brackets, and a separator between items; a dict's items come in pairs */
+    Py_ssize_t size = 2 + (node->u.c.count > 0 ? node->u.c.count - 1 : 0);
+    for (int32_t child = node->u.c.first; child >= 0; child = p->nodes[child].next) {
+        Py_ssize_t part = pj_measure(p, child, level + 1, max_depth, walk_cost);
+        if (part < 0) return -1;
+        size += part;
+    }
+    return size;
+}
+
+static char *write_string(const Parser *p, const Node *node, char *o) {
+    const unsigned char *s = p->data + node->u.s.offset;
+    Py_ssize_t size = node->u.s.size;
+    *o++ = '"';
+    if (node->u.s.json_size == size) {
+        memcpy(o, s, (size_t)size);
+        o += size;
+    } else {
+        static const char hex[] = "0123456789abcdef";
+        for (Py_ssize_t i = 0; i < size; i++) {
+            unsigned char c = s[i];
+            if (c >= 0x20 && c != '"' && c != '\\') {
+                *o++ = (char)c;
+                continue;
+            }
+            *o++ = '\\';
+            switch (c) {
+            case '"': *o++ = '"'; break;
+            case '\\': *o++ = '\\'; break;
+            case '\b': *o++ = 'b'; break;
+            case '\t': *o++ = 't'; break;
+            case '\n': *o++ = 'n'; break;
+            case '\f': *o++ = 'f'; break;
+            case '\r': *o++ = 'r'; break;
+            default:
+                memcpy(o, "u00", 3);
+                o[3] = hex[c >> 4];
+                o[4] = hex[c & 15];
+                o += 5;
+            }
+        }
+    }
+    *o++ = '"';
+    return o;
+}
+
+char *pj_write_node(const Parser *p, int32_t index, char *o) {
+    const Node *node = &p->nodes[index];
+    switch (node->kind) {
+    case N_NONE: memcpy(o, "null", 4); return o + 4;
+    case N_TRUE: memcpy(o, "true", 4); return o + 4;
+    case N_FALSE: memcpy(o, "false", 5); return o + 5;
+    case N_INT: return o + pj_format_int(node->u.i, o);
+    case N_FLOAT: memcpy(o, node->u.text, (size_t)node->text_size); return o + node->text_size;
+    case N_STR:
+    case N_DECIMAL: /* canonical_decimal: nothing to escape */
+        return write_string(p, node, o);
+    case N_DATETIME:
+        *o++ = '"';
+        o += pj_format_datetime(node, o);
+        *o++ = '"';
+        return o;
+    default: break;
+    }
+    int dict = node->kind == N_DICT;
+    *o++ = dict ? '{' : '[';
+    int position = 0;
+    for (int32_t child = node->u.c.first; child >= 0; child = p->nodes[child].next, position++) {
+        if (position) *o++ = dict && (position & 1) ? ':' : ',';
+        o = pj_write_node(p, child, o);
+    }
+    *o++ = dict ? '}' : ']';
+    return o;
+}
+
