@@ -153,10 +153,38 @@ def test_every_control_character_and_quote_is_escaped_as_orjson_does() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [math.nan, math.inf, -math.inf, 2**63, -(2**63) - 1, "\ud800", b"bytes", {1: "int key"}, dt.timedelta(1),
-     dt.UTC, dt.time(12, 30), uuid.UUID(int=7), collections.OrderedDict(a=1), complex(1, 2)],
-    ids=["nan", "inf", "-inf", "2**63", "-2**63-1", "lone-surrogate", "bytes", "int-key", "timedelta", "timezone",
-         "time", "uuid", "ordereddict", "complex"],
+    [
+        math.nan,
+        math.inf,
+        -math.inf,
+        2**63,
+        -(2**63) - 1,
+        "\ud800",
+        b"bytes",
+        {1: "int key"},
+        dt.timedelta(1),
+        dt.UTC,
+        dt.time(12, 30),
+        uuid.UUID(int=7),
+        collections.OrderedDict(a=1),
+        complex(1, 2),
+    ],
+    ids=[
+        "nan",
+        "inf",
+        "-inf",
+        "2**63",
+        "-2**63-1",
+        "lone-surrogate",
+        "bytes",
+        "int-key",
+        "timedelta",
+        "timezone",
+        "time",
+        "uuid",
+        "ordereddict",
+        "complex",
+    ],
 )
 @pytest.mark.parametrize("protocol", [1, 2, 4])
 def test_values_it_leaves_to_python(value: object, protocol: int) -> None:
@@ -255,13 +283,17 @@ def test_struct_of_binfloat_is_big_endian() -> None:
     assert fast(payload) == b'{"f":2.5}'
 
 
-
 # --------------------------------------------------------------------------- well-known classes
 
 # The value types the C path rebuilds itself, in the shapes their pickles have.
-fixed_offsets = st.timedeltas(min_value=dt.timedelta(hours=-23, minutes=-59), max_value=dt.timedelta(hours=23, minutes=59))
-fixed_zones = st.none() | st.just(dt.UTC) | st.builds(dt.timezone, fixed_offsets) | st.builds(
-    dt.timezone, fixed_offsets, st.text(max_size=5)
+fixed_offsets = st.timedeltas(
+    min_value=dt.timedelta(hours=-23, minutes=-59), max_value=dt.timedelta(hours=23, minutes=59)
+)
+fixed_zones = (
+    st.none()
+    | st.just(dt.UTC)
+    | st.builds(dt.timezone, fixed_offsets)
+    | st.builds(dt.timezone, fixed_offsets, st.text(max_size=5))
 )
 # Decimals whose str() is their text; below 1, str() switches to exponents past 6 decimals.
 canonical_decimals = (
@@ -363,8 +395,8 @@ UTC_TZ = b"cdatetime\ntimezone\n(cdatetime\ntimedelta\n(K\x00K\x00K\x00tRtR"
      bytes([39, 16, 1, 1, 0, 0, 0, 0, 0, 0]), bytes([7, 232, 1, 0, 0, 0, 0, 0, 0, 0]),
      bytes([7, 232, 0x81, 1, 0, 0, 0, 0, 0, 0]), bytes([7, 232, 1, 1, 0, 0, 0, 0, 0]),
      bytes([7, 232, 1, 1, 0, 0, 0, 0, 0, 0, 0])],
-    ids=["month-13", "feb-30", "feb-29-2023", "feb-29-1900", "feb-29-2000", "hour-24", "minute-60", "second-60", "usec-1e6", "year-0",
-         "year-10000", "day-0", "fold", "short", "long"],
+    ids=["month-13", "feb-30", "feb-29-2023", "feb-29-1900", "feb-29-2000", "hour-24", "minute-60", "second-60",
+         "usec-1e6", "year-0", "year-10000", "day-0", "fold", "short", "long"],
 )  # fmt: skip
 @pytest.mark.parametrize("tz", [b"", UTC_TZ, b"N"], ids=["naive", "utc", "none"])
 def test_datetime_states_are_checked_as_the_constructor_checks_them(state: bytes, tz: bytes) -> None:
