@@ -32,7 +32,7 @@ def fill(client: redis.Redis, records: int) -> None:
     pipe = client.pipeline(transaction=False)
     for n, event in enumerate(events):
         assert isinstance(event, Record)
-        pipe.xadd("logrelay", {"v": "1", "record": event.json, "client": "127.0.0.1:1", "catcher": "bench",
+        pipe.xadd("logrelay", {"v": "1", "record": event, "client": "127.0.0.1:1", "catcher": "bench",
                                "received": "1700000000.0"})  # fmt: skip
         if n % 1000 == 999:
             pipe.execute()

@@ -150,7 +150,7 @@ def _check_stream(chunks: Sequence[bytes]) -> None:
             raise FuzzFinding(f"FrameDecoder.feed let {type(exc).__name__} escape: {exc!r:.300}") from exc
         for event in events:
             if isinstance(event, Record):
-                _check_json(event.json, "FrameDecoder")
+                _check_json(event, "FrameDecoder")
             elif not isinstance(event, BadFrame) or not event.reason:
                 raise FuzzFinding(f"FrameDecoder produced {event!r:.200}")
             elif event.reason.startswith(CATCH_ALL_REASON):

@@ -23,7 +23,7 @@ from relay.proxyproto import ProxyHeaderParser, ProxyProtocolError
 from relay.publisher import StreamPublisher
 from relay.settings import CatcherSettings
 from relay.stats import CatcherStats
-from relay.wire import FrameDecoder, FrameTooLarge, Record
+from relay.wire import BadFrame, FrameDecoder, FrameTooLarge, Record
 
 __all__ = ["CatcherProtocol", "ConnectionRegistry", "format_peer"]
 
@@ -162,13 +162,14 @@ class CatcherProtocol(asyncio.Protocol):
         if not events:
             return
         received = f"{time.time():.6f}"
-        publisher = self._publisher
-        client = self.client
-        for event in events:
-            if isinstance(event, Record):
-                publisher.add_record(event.json, client, received)
-            else:
-                self._bad_frame(event.raw, event.reason, received)
+        bad = [event for event in events if type(event) is BadFrame]
+        if bad:
+            # Dead letters go to their own stream: their order relative to
+            # records is not kept anywhere, only the records' own order is.
+            for frame in bad:
+                self._bad_frame(frame.raw, frame.reason, received)
+            events = [event for event in events if type(event) is not BadFrame]
+        self._publisher.add_records(cast(list[Record], events), self.client, received)
 
     def _proxy_header(self, data: bytes) -> bytes:
         """Consume the PROXY protocol header; return the bytes after it (b"" while incomplete)."""

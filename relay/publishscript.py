@@ -163,20 +163,21 @@ def pack_publish(
     count = len(header) + 3 * records + 4 * (len(batch) - records)
     parts = [b"*%d\r\n" % count]
     parts.extend(_bulk(value) for value in header)
-    encoded: dict[str, bytes] = {}
     append = parts.append
+    # Consecutive records mostly share one socket read's client and receive
+    # time (the same str objects): their encoding is made once per run.
+    last_client = last_received = None
+    tail = b""
     for entry in batch:
         if type(entry) is not RecordEntry:
             continue
         record, client, received = entry
+        if client is not last_client or received is not last_received:
+            last_client, last_received = client, received
+            tail = b"\r\n" + _bulk(client) + _bulk(received)
         append(b"$%d\r\n" % len(record))
         append(record)
-        append(b"\r\n")
-        for text in (client, received):
-            piece = encoded.get(text)
-            if piece is None:
-                piece = encoded[text] = _bulk(text)
-            append(piece)
+        append(tail)
     for entry in batch:
         if type(entry) is DeadLetterEntry:
             parts.extend(_bulk(value) for value in entry)

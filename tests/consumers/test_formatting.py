@@ -18,7 +18,7 @@ def entry_for(record: logging.LogRecord, client: bytes = b"10.1.2.3:4000") -> di
     frame = logging.handlers.SocketHandler("unused", 0).makePickle(record)
     (event,) = FrameDecoder().feed(frame)
     assert isinstance(event, Record)
-    return {b"v": b"1", b"record": event.json, b"client": client, b"catcher": b"c1", b"received": b"1700000000.5"}
+    return {b"v": b"1", b"record": event, b"client": client, b"catcher": b"c1", b"received": b"1700000000.5"}
 
 
 def make_record(msg: str = "hello %s", args: tuple[object, ...] = ("world",), **extra: object) -> logging.LogRecord:

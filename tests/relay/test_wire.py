@@ -96,7 +96,7 @@ def sent_fields(record: logging.LogRecord) -> dict[str, Any]:
 
 def decoded(event: Event) -> dict[str, Any]:
     assert isinstance(event, Record), event
-    value = json.loads(event.json.decode("utf-8"))
+    value = json.loads(event.decode("utf-8"))
     assert isinstance(value, dict)
     return value
 
@@ -433,9 +433,9 @@ def test_non_ascii_message_and_logger_name_arrive_unchanged_as_utf8() -> None:
     assert fields["msg"] == message
     assert fields["name"] == name
     # The JSON is UTF-8, not \\u-escaped: downstream greps see the characters.
-    assert "😀".encode() in event.json
-    assert "日本語".encode() in event.json
-    assert "e\u0301".encode() in event.json  # not normalised to é
+    assert "😀".encode() in event
+    assert "日本語".encode() in event
+    assert "e\u0301".encode() in event  # not normalised to é
 
 
 def test_lone_surrogate_in_message_is_delivered_as_a_json_escape() -> None:
@@ -445,7 +445,7 @@ def test_lone_surrogate_in_message_is_delivered_as_a_json_escape() -> None:
     [event] = FrameDecoder().feed(make_frame(record))
 
     assert isinstance(event, Record)
-    event.json.decode("utf-8")  # strict: the entry is valid UTF-8
+    event.decode("utf-8")  # strict: the entry is valid UTF-8
     assert decoded(event)["msg"] == message
 
 
@@ -775,7 +775,7 @@ def test_decode_payload_returns_the_same_json_as_the_decoder() -> None:
     [event] = FrameDecoder().feed(frame)
 
     assert isinstance(event, Record)
-    assert decode_payload(payload_of(frame), DecodeLimits()) == event.json
+    assert decode_payload(payload_of(frame), DecodeLimits()) == event
 
 
 def test_max_depth_above_the_supported_limit_is_refused() -> None:
