@@ -225,8 +225,11 @@ class FileConsumer:
         lines: list[bytes] = []
         dead: list[tuple[bytes, dict[bytes, bytes], str]] = []
         last_new: bytes | None = None
+        checkpoint = sink.checkpoint
         for entry_id, fields in entries:
-            if sink.checkpoint.covers(entry_id):
+            # Redis lists a batch in stream order (XREADGROUP, XAUTOCLAIM):
+            # once one entry is past the checkpoint, all later ones are.
+            if last_new is None and checkpoint.covers(entry_id):
                 self.stats.already_written += 1
                 continue
             last_new = entry_id
