@@ -98,6 +98,12 @@ class _Metadata:
         self._load(fields)
         return {**self._shared, "entry_id": entry_id.decode("ascii", "replace")}
 
+    def add_to(self, attributes: dict[str, Any], entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        """Set the entry's relay attributes in ``attributes`` (a record's ``__dict__``)."""
+        self._load(fields)
+        attributes.update(self._shared)
+        attributes["entry_id"] = entry_id.decode("ascii", "replace")
+
     def json(self, entry_id: bytes, fields: dict[bytes, bytes]) -> bytes:
         self._load(fields)
         # Stream ids are ASCII digits and a dash: nothing to escape.  Anything
@@ -124,6 +130,11 @@ class _TolerantFormatter(logging.Formatter):
         self._placeholder = placeholder.replace("%", "%%")
         self._fields = frozenset(m.group("name") for m in _FIELD.finditer(fmt) if m.group("spec") != "%")
         self._variants: dict[frozenset[str], str] = {}
+        self._uses_time = super().usesTime()
+
+    def usesTime(self) -> bool:
+        """``logging.Formatter.usesTime``, searched once: the format never changes."""
+        return self._uses_time
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         """``logging.Formatter.formatTime``, calling strftime once per second of records, not once per record."""
@@ -139,9 +150,9 @@ class _TolerantFormatter(logging.Formatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         values = record.__dict__
-        missing = frozenset(name for name in self._fields if name not in values)
-        if not missing:
+        if values.keys() >= self._fields:
             return self._fmt_text % values
+        missing = frozenset(name for name in self._fields if name not in values)
         variant = self._variants.get(missing)
         if variant is None:
             variant = _FIELD.sub(
@@ -179,7 +190,7 @@ class LineFormatter:
             record.__dict__ = attributes
         else:
             record = logging.makeLogRecord(attributes)
-        record.__dict__.update(self._metadata.attributes(entry_id, fields))
+        self._metadata.add_to(record.__dict__, entry_id, fields)
         # The client already merged args into msg; never format it again.
         record.args = None
         text = self._formatter.format(record)
