@@ -6,7 +6,9 @@ succeeds and relay uses its pure-Python code (same results, slower):
 - ``relay._pickle_scan``: the opcode scan (``relay.pickleops``), ~19x
   the Python scan (8.7 against 0.46 µs per record measured);
 - ``relay._pickle_json``: class-free pickles straight to JSON
-  (``relay.directjson``), the path most records take.
+  (``relay.directjson``), the path most records take;
+- ``consumers._json_check``: the JSON formatter's check that a record is one
+  JSON object (``consumers.jsoncheck``), without building it as orjson does.
 """
 
 from setuptools import Extension, setup
@@ -15,5 +17,6 @@ setup(
     ext_modules=[
         Extension("relay._pickle_scan", ["relay/_pickle_scan.c"], optional=True),
         Extension("relay._pickle_json", ["relay/_pickle_json.c"], optional=True),
+        Extension("consumers._json_check", ["consumers/_json_check.c"], optional=True),
     ]
 )
