@@ -26,6 +26,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
 
 /* orjson's own limit is 1024 levels; anything deeper than ours goes to it. */
@@ -117,9 +118,25 @@ static long hex4(Ptr p) {
     return value;
 }
 
+/* Whether all eight bytes of w are C_PLAIN: none below 0x20, none at or
+ * above 0x80, no '"' and no '\\'.  The usual bit tricks: (x - 0x01..) & ~x
+ * sets a byte's high bit where x has a zero byte (exact as to whether there
+ * is one, which is all that is asked), x ^ '"'.. turns quotes into zeros,
+ * and (w - 0x20..) & ~w does the same for bytes below 0x20. */
+static inline int plain8(uint64_t w) {
+    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+    uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
+    uint64_t found = ((w - ones * 0x20) & ~w) | ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) | w;
+    return (found & high) == 0;
+}
+
 /* p is just past the opening quote; returns just past the closing one, or NULL. */
 static Ptr scan_string(Ptr p, Ptr end) {
     for (;;) {
+        /* Most of a record is plain ASCII text: skip it eight bytes at a
+         * time (memcpy: no alignment assumed), then byte by byte. */
+        uint64_t w;
+        while (end - p >= 8 && (memcpy(&w, p, 8), plain8(w))) p += 8;
         while (p < end && string_class[*p] == C_PLAIN) p++;
         if (p >= end) return NULL;
         int c = string_class[*p];

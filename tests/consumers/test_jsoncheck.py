@@ -320,6 +320,18 @@ def test_three_and_four_byte_sequences_agree_with_orjson() -> None:
 
 
 @needs_c
+@pytest.mark.parametrize(
+    "special", [b'"', b"\\", b"\\n", b"\x00", b"\x1f", b" ", b"\x7f", b"\x80", b"\xc3\xa9", b"\xc3", b"\xff", b"~"]
+)
+def test_a_special_byte_anywhere_in_long_text_agrees_with_orjson(special: bytes) -> None:
+    # Long plain text is skipped eight bytes at a time: every offset of the
+    # special byte within and across those words, and every length around them.
+    for before, after in itertools.product(range(26), range(0, 26, 5)):
+        data = in_string(b"x" * before + special + b"y" * after)
+        assert is_json_object(data) == orjson_object(data), data
+
+
+@needs_c
 def test_unicode_escapes_and_surrogate_pairs_agree_with_orjson() -> None:
     units = ["0000", "0041", "00e9", "D7FF", "d800", "DBFF", "DC00", "dfff", "E000", "FFFF"]
     follows = ["", "x", "\\n", "\\", "\\u", "\\u00", *(f"\\u{unit}" for unit in units)]
