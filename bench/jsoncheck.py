@@ -32,7 +32,8 @@ def run(records: int, repeat: int) -> dict[str, object]:
     events = FrameDecoder().feed(b"".join(build_frames(records)))
     jsons = [event.json for event in events if isinstance(event, Record)]
     assert len(jsons) == records
-    assert all(jsoncheck.is_json_object(record) for record in jsons), "the C check refused a real record"
+    if jsoncheck.IMPLEMENTATION == "c":
+        assert all(jsoncheck.is_json_object(record) for record in jsons), "the C check refused a real record"
     fields = [
         {b"v": b"1", b"record": record, b"client": b"127.0.0.1:1", b"catcher": b"bench", b"received": b"1700000000.0"}
         for record in jsons
