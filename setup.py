@@ -1,12 +1,15 @@
-"""Build the optional C parts of the decoder; everything else is in pyproject.toml.
+"""Build the optional C parts of the catcher and the consumer; everything else is in pyproject.toml.
 
 ``optional=True``: where no C compiler is present the install still
 succeeds and relay uses its pure-Python code (same results, slower):
 
 - ``relay._pickle_scan``: the opcode scan (``relay.pickleops``), ~19x
   the Python scan (8.7 against 0.46 µs per record measured);
-- ``relay._pickle_json``: class-free pickles straight to JSON
-  (``relay.directjson``), the path most records take.
+- ``relay._pickle_json``: pickles of plain values and the well-known
+  classes (datetime, Decimal, set) straight to JSON (``relay.directjson``),
+  the path records take;
+- ``consumers._json_check``: the JSON formatter's check that a record is one
+  JSON object (``consumers.jsoncheck``), without building it as orjson does.
 """
 
 from setuptools import Extension, setup
@@ -20,5 +23,6 @@ setup(
             depends=["relay/_pickle_json.h"],
             optional=True,
         ),
+        Extension("consumers._json_check", ["consumers/_json_check.c"], optional=True),
     ]
 )
