@@ -13,6 +13,7 @@ level, with the relay metadata under the ``logrelay`` key.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -62,6 +63,27 @@ def _record_json(fields: dict[bytes, bytes]) -> bytes:
     if record is None:
         raise EntryError("entry has no record field")
     return record
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def load_record(record: bytes) -> Any:
+    """Parse a record's JSON; raise :class:`EntryError` if it is not JSON.
+
+    orjson first.  It refuses one thing JSON allows and the catcher writes:
+    a ``\\ud800`` escape for a lone surrogate (a string that has no UTF-8
+    form, see relay.wire), so what orjson refuses goes to the standard
+    library's parser, kept strict (UTF-8 only, no NaN or Infinity).
+    """
+    try:
+        return orjson.loads(record)
+    except orjson.JSONDecodeError as exc:
+        try:
+            return json.loads(record.decode("utf-8"), parse_constant=_reject_constant)
+        except ValueError:
+            raise EntryError(f"record is not valid JSON: {exc}") from exc
 
 
 class _Metadata:
@@ -179,10 +201,7 @@ class LineFormatter:
         self._metadata = _Metadata()
 
     def format(self, entry_id: bytes, fields: dict[bytes, bytes]) -> bytes:
-        try:
-            attributes = orjson.loads(_record_json(fields))
-        except orjson.JSONDecodeError as exc:
-            raise EntryError(f"record is not valid JSON: {exc}") from exc
+        attributes = load_record(_record_json(fields))
         if not isinstance(attributes, dict):
             raise EntryError("record is not a JSON object")
         if attributes.keys() >= _RECORD_ATTRIBUTES:
@@ -213,20 +232,21 @@ class JsonLineFormatter:
             raise EntryError("record is not a JSON object")
         if b'"' + METADATA_KEY.encode() + b'"' in stripped:
             # The record has an attribute of that name: merge by parsing.
-            try:
-                attributes = orjson.loads(stripped)
-            except orjson.JSONDecodeError as exc:
-                raise EntryError(f"record is not valid JSON: {exc}") from exc
+            attributes = load_record(stripped)
+            if not isinstance(attributes, dict):
+                raise EntryError("record is not a JSON object")
             attributes[METADATA_KEY] = orjson.loads(metadata)
-            return orjson.dumps(attributes) + b"\n"
+            try:
+                return orjson.dumps(attributes) + b"\n"
+            except orjson.JSONEncodeError:
+                # Lone surrogates again: the same escapes the catcher wrote.
+                encoded = json.dumps(attributes, ensure_ascii=False, separators=(",", ":"))
+                return encoded.encode("utf-8", "backslashreplace") + b"\n"
         # A broken record must not become a broken line.  The C check answers
         # for nearly every record without building it; when it is not sure,
         # orjson decides (and words the error).
         if not is_json_object(stripped):
-            try:
-                orjson.loads(stripped)
-            except orjson.JSONDecodeError as exc:
-                raise EntryError(f"record is not valid JSON: {exc}") from exc
+            load_record(stripped)
         separator = b"" if stripped == b"{}" else b","
         return stripped[:-1] + separator + b'"' + METADATA_KEY.encode() + b'":' + metadata + b"}\n"
 

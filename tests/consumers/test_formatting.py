@@ -114,6 +114,10 @@ def test_json_record_with_its_own_logrelay_attribute_is_merged_not_doubled() -> 
         ({b"v": b"1"}, "no record"),
         ({b"v": b"1", b"record": b"{not json}"}, "not valid JSON"),
         ({b"v": b"1", b"record": b"[1, 2]"}, "not a JSON object"),
+        ({b"v": b"1", b"record": b'{"a": NaN}'}, "not valid JSON"),
+        ({b"v": b"1", b"record": b'{"a": Infinity, "logrelay": 1}'}, "not valid JSON"),
+        ({b"v": b"1", b"record": b'{"a": "\xff"}'}, "not valid JSON"),
+        ({b"v": b"1", b"record": b'{"a": "\xed\xa0\x80"}'}, "not valid JSON"),  # a surrogate in UTF-8
     ],
 )
 @pytest.mark.parametrize("spec", [DEFAULT_FORMAT, "json"])
@@ -185,3 +189,18 @@ def test_metadata_follows_each_entry_when_clients_interleave() -> None:
         assert text.format(entry_id, fields).decode() == f"{client} {catcher} {received} {shown_id}\n"
         metadata = json.loads(as_json.format(entry_id, fields))["logrelay"]
         assert metadata == {"client": client, "catcher": catcher, "received": received, "entry_id": shown_id}
+
+
+@pytest.mark.parametrize("extra", [{}, {"logrelay": "its own"}])
+def test_a_lone_surrogate_the_catcher_escaped_is_written_not_dead_lettered(extra: dict[str, str]) -> None:
+    # A str with no UTF-8 form (decoded with surrogateescape from broken
+    # bytes): the catcher writes it as a \udcff escape, which orjson refuses.
+    record = make_record("file %s", ("caf\udcff.txt",), **extra)
+    fields = entry_for(record)
+    assert b"\\udcff" in fields[b"record"]
+    text = LineFormatter("%(message)s").format(b"1-0", fields)
+    assert text == b"file caf\\udcff.txt\n"
+    line = JsonLineFormatter().format(b"1-0", fields)
+    data = json.loads(line)
+    assert data["msg"] == "file caf\udcff.txt"
+    assert data["logrelay"]["entry_id"] == "1-0"
