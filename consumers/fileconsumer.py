@@ -21,12 +21,12 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from consumers.filesink import FileSink, FsyncPolicy
+from consumers.filesink import Checkpoint, FileSink, FsyncPolicy
 from consumers.formatting import DEFAULT_FORMAT, build_formatter
 from consumers.reader import Entry, GroupReader
 from consumers.trimmer import StreamTrimmer
@@ -42,6 +42,17 @@ log = logging.getLogger("logrelay.consumer")
 
 class _GivingUp(Exception):
     """A stop was requested while an operation kept failing."""
+
+
+class _RenderedBatch(NamedTuple):
+    """One batch, rendered: the lines to append and what to acknowledge."""
+
+    data: bytes
+    lines: int
+    dead: list[tuple[bytes, dict[bytes, bytes], str]]
+    #: The last entry not already in the file (None: all were), which the checkpoint moves to.
+    last_new: bytes | None
+    ids: list[bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +108,8 @@ class FileConsumer:
         self.trimmer = StreamTrimmer(self._redis, settings.keys.records)
         self._last_trim = time.monotonic()
         self._stop = asyncio.Event()
+        # Up to where batches were rendered, whether or not their write is done.
+        self._rendered = Checkpoint()
         self._until_caught_up = False
         self._outage_since: float | None = None
         self.caught_up = asyncio.Event()
@@ -120,6 +133,7 @@ class FileConsumer:
 
     async def run(self) -> int:
         prefetch: asyncio.Task[list[Entry]] | None = None
+        committing: asyncio.Task[None] | None = None
         try:
             if not await self._take_the_file():
                 return 0
@@ -147,17 +161,27 @@ class FileConsumer:
                     entries = await self._retrying(self.reader.new)
                 if entries:
                     self.caught_up.clear()
-                    # Read the next batch while this one is written: the
-                    # read waits on Redis, the write on the disk.  Writes and
-                    # acks stay in stream order (one batch at a time).  A
-                    # crash in between leaves what the read delivered pending,
-                    # claimed on the next start like any batch in hand.
+                    # Three batches at once: the next one is read (waiting on
+                    # Redis) and this one rendered (the CPU) while the one
+                    # before is written and acknowledged (the disk, Redis).
+                    # Writes and acks stay in stream order, one batch at a
+                    # time.  A crash leaves what was read and not yet written
+                    # pending, claimed on the next start like any batch in hand.
                     if not self._stopping:
                         prefetch = asyncio.create_task(self._retrying(self.reader.new))
-                    await self._handle(entries, {})
+                    batch = self._render(entries, {})
+                    if committing is not None:
+                        await committing
+                    committing = asyncio.create_task(self._commit(batch))
                 else:
+                    if committing is not None:
+                        await committing
+                        committing = None
                     self.caught_up.set()
                 await self._trim_now_and_then()
+            if committing is not None:
+                await committing
+                committing = None
             return 0
         except _GivingUp as exc:
             # Stopping during an outage: what is in hand stays unacknowledged
@@ -165,10 +189,11 @@ class FileConsumer:
             log.warning("stopping while %s is failing; the batch in hand will be read again on restart", exc)
             return 0
         finally:
-            if prefetch is not None:
-                prefetch.cancel()
-                with contextlib.suppress(asyncio.CancelledError, _GivingUp, RedisError, OSError):
-                    await prefetch
+            for task in (prefetch, committing):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, _GivingUp, RedisError, OSError):
+                        await task
             if self._cleanup is not None:
                 self._cleanup.cancel()
             self.sink.close()
@@ -220,16 +245,22 @@ class FileConsumer:
         self._cleanup = asyncio.create_task(forget())
 
     async def _handle(self, entries: list[Entry], deliveries: dict[bytes, int]) -> None:
-        """Write, checkpoint and acknowledge one batch (in stream order)."""
-        sink = self.sink
+        """Render, write, checkpoint and acknowledge one batch."""
+        await self._commit(self._render(entries, deliveries))
+
+    def _render(self, entries: list[Entry], deliveries: dict[bytes, int]) -> _RenderedBatch:
+        """Turn a batch (in stream order) into lines and dead letters; what is already written is skipped."""
         lines: list[bytes] = []
         dead: list[tuple[bytes, dict[bytes, bytes], str]] = []
         last_new: bytes | None = None
-        checkpoint = sink.checkpoint
+        checkpoint = self.sink.checkpoint
+        # Batches handed to _commit and not yet checkpointed count as written:
+        # a re-read of our own pending entries may return them again.
+        rendered = self._rendered
         for entry_id, fields in entries:
             # Redis lists a batch in stream order (XREADGROUP, XAUTOCLAIM):
-            # once one entry is past the checkpoint, all later ones are.
-            if last_new is None and checkpoint.covers(entry_id):
+            # once one entry is past what is written, all later ones are.
+            if last_new is None and (checkpoint.covers(entry_id) or rendered.covers(entry_id)):
                 self.stats.already_written += 1
                 continue
             last_new = entry_id
@@ -241,15 +272,22 @@ class FileConsumer:
                 lines.append(self.formatter.format(entry_id, fields))
             except Exception as exc:
                 dead.append((entry_id, fields, f"cannot format: {type(exc).__name__}: {exc}"))
-        if dead:
-            await self._retrying(lambda: self._dead_letter(dead))
         if last_new is not None:
-            data = b"".join(lines)
+            self._rendered = Checkpoint(last_id=last_new.decode())
+        return _RenderedBatch(b"".join(lines), len(lines), dead, last_new, [entry_id for entry_id, _ in entries])
+
+    async def _commit(self, batch: _RenderedBatch) -> None:
+        """Dead-letter, write, checkpoint and acknowledge a rendered batch (one at a time, in stream order)."""
+        sink = self.sink
+        if batch.dead:
+            await self._retrying(lambda: self._dead_letter(batch.dead))
+        last_new = batch.last_new
+        if last_new is not None:
+            data = batch.data
             await self._retrying_io(lambda: sink.append(data, last_new) if data else sink.advance(last_new))
-            self.stats.lines_written += len(lines)
-        ids = [entry_id for entry_id, _ in entries]
-        await self._retrying(lambda: self.reader.ack(ids))
-        self.stats.entries_acked += len(ids)
+            self.stats.lines_written += batch.lines
+        await self._retrying(lambda: self.reader.ack(batch.ids))
+        self.stats.entries_acked += len(batch.ids)
         self.stats.batches += 1
 
     async def _trim_now_and_then(self) -> None:

@@ -1,0 +1,71 @@
+"""FileConsumer's batches: rendered while the previous one is still being written, yet each entry written once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from consumers.fileconsumer import FileConsumer, FileConsumerSettings
+from consumers.reader import Entry
+from relay.settings import RedisSettings
+from tests.realredis import RedisServer
+
+
+def entries(first: int, count: int) -> list[Entry]:
+    return [
+        (f"1700000000000-{n}".encode(), {b"v": b"1", b"record": b'{"n":%d}' % n, b"client": b"c", b"received": b"1"})
+        for n in range(first, first + count)
+    ]
+
+
+async def test_a_batch_rendered_again_before_its_write_finished_is_not_written_twice(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    # While batch N is written, batch N+1 is rendered.  If a failed read made
+    # the reader return our own pending entries again (N's, not acknowledged
+    # yet), rendering them must find them already handed over, though the
+    # checkpoint does not say so yet.
+    output = tmp_path / "central.log"
+    settings = FileConsumerSettings(output, RedisSettings(redis_server.url), format="json")
+    redis = Redis.from_url(redis_server.url)
+    consumer = FileConsumer(settings, redis)
+    try:
+        assert consumer.sink.try_lock()
+        consumer.sink.open()
+        first = consumer._render(entries(0, 5), {})
+        again = consumer._render(entries(0, 5), {})
+        overlapping = consumer._render(entries(3, 4), {})
+        assert (first.lines, again.lines, again.last_new) == (5, 0, None)
+        assert overlapping.lines == 2 and overlapping.last_new == b"1700000000000-6"
+        for batch in (first, again, overlapping):
+            await consumer._commit(batch)
+        assert [json.loads(line)["n"] for line in output.read_bytes().splitlines()] == list(range(7))
+        assert consumer.stats.already_written == 7
+    finally:
+        consumer.sink.close()
+        await redis.aclose()
+
+
+@pytest.mark.parametrize("skipped", [0, 2])
+async def test_entries_up_to_the_checkpoint_are_skipped_only_at_the_head_of_a_batch(
+    redis_server: RedisServer, tmp_path: Path, skipped: int
+) -> None:
+    output = tmp_path / "central.log"
+    settings = FileConsumerSettings(output, RedisSettings(redis_server.url), format="json")
+    redis = Redis.from_url(redis_server.url)
+    consumer = FileConsumer(settings, redis)
+    try:
+        assert consumer.sink.try_lock()
+        consumer.sink.open()
+        if skipped:
+            consumer.sink.append(b'{"n":0}\n{"n":1}\n', b"1700000000000-1")
+        batch = consumer._render(entries(0, 5), {})
+        assert batch.lines == 5 - skipped
+        await consumer._commit(batch)
+        assert [json.loads(line)["n"] for line in output.read_bytes().splitlines()] == list(range(5))
+    finally:
+        consumer.sink.close()
+        await redis.aclose()
