@@ -39,7 +39,8 @@ async def test_a_batch_rendered_again_before_its_write_finished_is_not_written_t
         again = consumer._render(entries(0, 5), {})
         overlapping = consumer._render(entries(3, 4), {})
         assert (first.lines, again.lines, again.last_new) == (5, 0, None)
-        assert overlapping.lines == 2 and overlapping.last_new == b"1700000000000-6"
+        assert overlapping.lines == 2
+        assert overlapping.last_new == b"1700000000000-6"
         for batch in (first, again, overlapping):
             await consumer._commit(batch)
         assert [json.loads(line)["n"] for line in output.read_bytes().splitlines()] == list(range(7))
