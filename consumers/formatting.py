@@ -35,6 +35,9 @@ __all__ = [
 DEFAULT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s [%(client)s] %(message)s"
 SUPPORTED_SCHEMA: Final = b"1"
 METADATA_KEY: Final = "logrelay"
+# The key as it appears in a record's JSON, and as the line's last member.
+_METADATA_NAME: Final = b'"' + METADATA_KEY.encode() + b'"'
+_METADATA_MEMBER: Final = _METADATA_NAME + b":"
 
 #: Every attribute ``LogRecord.__init__`` sets.  A record that carries them
 #: all (every record a SocketHandler sends) is what ``makeLogRecord`` would
@@ -230,7 +233,7 @@ class JsonLineFormatter:
         stripped = record.strip()
         if stripped[:1] != b"{" or stripped[-1:] != b"}":
             raise EntryError("record is not a JSON object")
-        if b'"' + METADATA_KEY.encode() + b'"' in stripped:
+        if _METADATA_NAME in stripped:
             # The record has an attribute of that name: merge by parsing.
             attributes = load_record(stripped)
             if not isinstance(attributes, dict):
@@ -247,8 +250,10 @@ class JsonLineFormatter:
         # orjson decides (and words the error).
         if not is_json_object(stripped):
             load_record(stripped)
-        separator = b"" if stripped == b"{}" else b","
-        return stripped[:-1] + separator + b'"' + METADATA_KEY.encode() + b'":' + metadata + b"}\n"
+        # The record without its closing brace, then the metadata: one copy.
+        # An empty object ("{}", "{ }") takes no comma.
+        separator = b"," if len(stripped) > 16 or stripped[1:-1].strip() else b""
+        return b"".join((memoryview(stripped)[:-1], separator, _METADATA_MEMBER, metadata, b"}\n"))
 
 
 def build_formatter(spec: str, placeholder: str = "-") -> EntryFormatter:

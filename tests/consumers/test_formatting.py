@@ -204,3 +204,11 @@ def test_a_lone_surrogate_the_catcher_escaped_is_written_not_dead_lettered(extra
     data = json.loads(line)
     assert data["msg"] == "file caf\udcff.txt"
     assert data["logrelay"]["entry_id"] == "1-0"
+
+
+@pytest.mark.parametrize("record", [b"{}", b"{ }", b" {\n\t} ", b'{"a":1}', b'{ "a" : 1 }'])
+def test_json_lines_of_small_and_spaced_records_are_valid_json(record: bytes) -> None:
+    line = JsonLineFormatter().format(b"1-0", {b"v": b"1", b"record": record, b"client": b"c"})
+    data = json.loads(line)
+    assert data["logrelay"]["entry_id"] == "1-0"
+    assert {key: value for key, value in data.items() if key != "logrelay"} == json.loads(record)
