@@ -458,3 +458,13 @@ def test_known_classes_count_against_the_depth_limit() -> None:
     assert reference(too_deep, limits) == REFUSED
     assert agree(pickle.dumps({"a": [{1, 2}]}, 1), limits)
     assert fast(pickle.dumps({"a": [[{1, 2}]]}, 1), limits) is None
+
+
+@pytest.mark.parametrize("position", range(17))
+def test_every_ascii_byte_at_every_position_of_a_word_is_escaped_as_orjson_does(position: int) -> None:
+    # Strings are measured eight bytes at a time where they are plain ASCII.
+    for code in range(0x80):
+        text = "abcdefghijklmnopq"
+        text = text[:position] + chr(code) + text[position + 1 :]
+        record = {"m": text, "k" + text: 1}
+        assert fast(pickle.dumps(record, 1)) == orjson.dumps(record), (position, code)
