@@ -9,7 +9,10 @@ succeeds and relay uses its pure-Python code (same results, slower):
   classes (datetime, Decimal, set) straight to JSON (``relay.directjson``),
   the path records take;
 - ``consumers._json_check``: the JSON formatter's check that a record is one
-  JSON object (``consumers.jsoncheck``), without building it as orjson does.
+  JSON object (``consumers.jsoncheck``), without building it as orjson does;
+- ``consumers._stream_entries``: a read reply's entries as (id, fields dict),
+  the loop redis-py's response callback runs in Python
+  (``consumers.streamentries``).
 """
 
 from setuptools import Extension, setup
@@ -24,5 +27,6 @@ setup(
             optional=True,
         ),
         Extension("consumers._json_check", ["consumers/_json_check.c"], optional=True),
+        Extension("consumers._stream_entries", ["consumers/_stream_entries.c"], optional=True),
     ]
 )

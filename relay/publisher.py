@@ -31,7 +31,7 @@ from itertools import repeat
 from typing import Final, Protocol
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError
 
 from relay.publishscript import (
     PUBLISH_SCRIPT,
@@ -44,6 +44,7 @@ from relay.publishscript import (
     pack_publish,
     parse_result,
 )
+from relay.resp import send_packed
 from relay.settings import StreamKeys
 from relay.stats import CatcherStats
 
@@ -265,26 +266,8 @@ class StreamPublisher:
             return self._note_success(batch, reply)
 
     async def _call_script(self, packed: bytes) -> object:
-        """Send one packed EVALSHA on a pooled connection and return Redis's reply.
-
-        Below redis-py's ``execute_command`` on purpose: the command is packed
-        once per batch (:func:`~relay.publishscript.pack_publish`, measured:
-        README, "Performance"), and retries are ours anyway.  A connection
-        that failed mid-command is dropped, never reused with a reply pending;
-        an error reply (``ResponseError``) leaves it usable.
-        """
-        pool = self._redis.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            await connection.send_packed_command(packed, check_health=False)
-            return await connection.read_response()
-        except ResponseError:
-            raise
-        except BaseException:
-            await connection.disconnect()
-            raise
-        finally:
-            await pool.release(connection)
+        """The packed EVALSHA, sent as is (packing it is per batch, measured: README, "Performance")."""
+        return await send_packed(self._redis, packed)
 
     def _note_success(self, batch: list[Entry], reply: object) -> int:
         stats = self.stats

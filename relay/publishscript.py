@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Final, Literal, NamedTuple
 
+from relay.resp import bulk_string
+
 __all__ = [
     "PRODUCER_KEY_TTL",
     "PUBLISH_SCRIPT",
@@ -140,13 +142,6 @@ def script_args(
     return args
 
 
-def _bulk(value: bytes | str | int) -> bytes:
-    """One RESP bulk string."""
-    if not isinstance(value, bytes):
-        value = str(value).encode()
-    return b"$%d\r\n%b\r\n" % (len(value), value)
-
-
 def pack_publish(
     sha: str, keys: list[str], batch: list[Entry], seq: int, catcher_id: str, max_length: int, policy: FullPolicy
 ) -> bytes:
@@ -162,7 +157,7 @@ def pack_publish(
     records = sum(1 for e in batch if type(e) is RecordEntry)
     count = len(header) + 3 * records + 4 * (len(batch) - records)
     parts = [b"*%d\r\n" % count]
-    parts.extend(_bulk(value) for value in header)
+    parts.extend(bulk_string(value) for value in header)
     append = parts.append
     # Consecutive records mostly share one socket read's client and receive
     # time (the same str objects): their encoding is made once per run.
@@ -174,13 +169,13 @@ def pack_publish(
         record, client, received = entry
         if client is not last_client or received is not last_received:
             last_client, last_received = client, received
-            tail = b"\r\n" + _bulk(client) + _bulk(received)
+            tail = b"\r\n" + bulk_string(client) + bulk_string(received)
         append(b"$%d\r\n" % len(record))
         append(record)
         append(tail)
     for entry in batch:
         if type(entry) is DeadLetterEntry:
-            parts.extend(_bulk(value) for value in entry)
+            parts.extend(bulk_string(value) for value in entry)
     return b"".join(parts)
 
 

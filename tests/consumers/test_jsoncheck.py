@@ -359,15 +359,6 @@ def test_only_bytes_are_accepted(data: object) -> None:
         is_json_object(data)  # type: ignore[arg-type]
 
 
-def test_the_c_check_is_built_wherever_a_compiler_is() -> None:
-    import os
-    import shutil
-
-    if os.environ.get("LOGRELAY_PURE_PYTHON") or not (shutil.which("cc") or shutil.which("gcc")):
-        pytest.skip("pure Python asked for, or no C compiler: orjson checks every record")
-    assert jsoncheck.IMPLEMENTATION == "c", "the build did not make consumers._json_check"
-
-
 def test_without_the_extension_nothing_is_taken() -> None:
     assert jsoncheck._not_sure(b"{}") is False
 

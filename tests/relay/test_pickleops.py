@@ -315,15 +315,3 @@ def test_the_flag_tells_whether_a_pickle_refers_to_an_object_twice(scan: Scan, p
     assert scan(pickle.dumps({"a": text, "b": text}, protocol)) == SHARES_OBJECTS
     assert scan(b"(S'x'\n2l.") == SHARES_OBJECTS  # DUP
     assert scan(b"(S'x'\np0\ng0\nl.") == SHARES_OBJECTS  # GET
-
-
-def test_the_c_parts_are_built_wherever_a_compiler_is() -> None:
-    import os
-    import shutil
-
-    if os.environ.get("LOGRELAY_PURE_PYTHON") or not (shutil.which("cc") or shutil.which("gcc")):
-        pytest.skip("pure Python asked for, or no C compiler: the Python scan is used")
-    assert pickleops.IMPLEMENTATION == "c", "pip install did not build relay._pickle_scan"
-    from relay import directjson
-
-    assert directjson.IMPLEMENTATION == "c", "pip install did not build relay._pickle_json"

@@ -1,0 +1,91 @@
+"""Entries from a read reply's lists: the C loop against the Python reference, and against redis-py's callback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from redis.asyncio import Redis
+from redis.connection import Connection
+
+from consumers import streamentries
+from consumers.streamentries import entries, entries_python
+from relay.resp import pack_command, send_packed
+from tests.realredis import RedisServer
+from tests.relay.test_fuzz import fuzz
+
+needs_c = pytest.mark.skipif(streamentries.IMPLEMENTATION != "c", reason="the C loop is not built here")
+
+fields = st.lists(st.binary(max_size=12), max_size=12).map(lambda flat: flat[: len(flat) // 2 * 2])
+items = st.lists(st.tuples(st.binary(max_size=20), fields | st.none()).map(list), max_size=20)
+odd_items = st.lists(
+    st.one_of(
+        st.tuples(st.binary(max_size=5), fields | st.none()).map(list),
+        st.lists(st.binary(max_size=3), max_size=3),
+        st.tuples(st.text(max_size=3), st.lists(st.text(max_size=3), max_size=4)).map(list),
+        st.tuples(st.binary(max_size=3), st.lists(st.binary(max_size=3), min_size=1, max_size=5)).map(list),
+        st.none(),
+        st.integers(),
+    ),
+    max_size=8,
+)
+
+
+def reference(reply: list[Any]) -> object:
+    try:
+        return entries_python(reply)
+    except ValueError:
+        return "refused"
+
+
+@needs_c
+@fuzz(500)
+@given(items)
+def test_usual_replies_are_taken_in_c_and_match(reply: list[Any]) -> None:
+    fast = streamentries._convert(reply)  # type: ignore[misc]
+    assert fast is not None
+    assert fast == reference(reply)
+
+
+@fuzz(500)
+@given(odd_items)
+def test_any_reply_gets_the_reference_answer(reply: list[Any]) -> None:
+    try:
+        answer: object = entries(reply)
+    except ValueError:
+        answer = "refused"
+    assert answer == reference(reply)
+
+
+def test_a_field_given_twice_keeps_its_last_value() -> None:
+    assert entries([[b"1-0", [b"a", b"1", b"a", b"2"]]]) == [(b"1-0", {b"a": b"2"})]
+
+
+def test_pack_command_packs_as_redis_py_does() -> None:
+    args = ("XREADGROUP", "GROUP", "grüppe", b"c\r\n1", "COUNT", 1000, "STREAMS", "logrelay", ">")
+    assert pack_command(*args) == b"".join(Connection().pack_command(*args))
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+async def test_a_real_reply_gives_what_redis_pys_callback_gives(redis_server: RedisServer, protocol: int) -> None:
+    client = Redis.from_url(redis_server.url, protocol=protocol)
+    try:
+        for n in range(5):
+            await client.xadd("s", {"v": "1", "record": b'{"n":%d}' % n, "client": "c", "n": n})
+        await client.xgroup_create("s", "raw", id="0")
+        await client.xgroup_create("s", "parsed", id="0")
+        raw: Any = await send_packed(client, pack_command("XREADGROUP", "GROUP", "raw", "r", "STREAMS", "s", ">"))
+        parsed: Any = await client.xreadgroup("parsed", "p", {"s": ">"})
+        raw_items = next(iter(raw.values())) if isinstance(raw, dict) else raw[0][1]
+        parsed_entries = next(iter(parsed.values()))[0] if isinstance(parsed, dict) else parsed[0][1]
+        assert entries(raw_items) == [(entry_id, fields) for entry_id, fields in parsed_entries]
+        assert len(entries(raw_items)) == 5
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.skipif(streamentries.IMPLEMENTATION == "c", reason="only where no C loop is built")
+def test_without_the_extension_the_python_loop_answers() -> None:
+    assert entries([[b"1-0", [b"a", b"1"]]]) == [(b"1-0", {b"a": b"1"})]
