@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,52 +22,47 @@ def entries(first: int, count: int) -> list[Entry]:
     ]
 
 
-async def test_a_batch_rendered_again_before_its_write_finished_is_not_written_twice(
-    redis_server: RedisServer, tmp_path: Path
-) -> None:
+@pytest.fixture
+async def consumer(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[FileConsumer]:
+    """A JSON-lines FileConsumer holding its file (tmp_path / "central.log"), opened, not running."""
+    settings = FileConsumerSettings(tmp_path / "central.log", RedisSettings(redis_server.url), format="json")
+    redis = Redis.from_url(redis_server.url)
+    consumer = FileConsumer(settings, redis)
+    assert consumer.sink.try_lock()
+    consumer.sink.open()
+    yield consumer
+    consumer.sink.close()
+    await redis.aclose()
+
+
+def written(consumer: FileConsumer) -> list[int]:
+    return [json.loads(line)["n"] for line in consumer.settings.output.read_bytes().splitlines()]
+
+
+async def test_a_batch_rendered_again_before_its_write_finished_is_not_written_twice(consumer: FileConsumer) -> None:
     # While batch N is written, batch N+1 is rendered.  If a failed read made
     # the reader return our own pending entries again (N's, not acknowledged
     # yet), rendering them must find them already handed over, though the
     # checkpoint does not say so yet.
-    output = tmp_path / "central.log"
-    settings = FileConsumerSettings(output, RedisSettings(redis_server.url), format="json")
-    redis = Redis.from_url(redis_server.url)
-    consumer = FileConsumer(settings, redis)
-    try:
-        assert consumer.sink.try_lock()
-        consumer.sink.open()
-        first = consumer._render(entries(0, 5), {})
-        again = consumer._render(entries(0, 5), {})
-        overlapping = consumer._render(entries(3, 4), {})
-        assert (first.lines, again.lines, again.last_new) == (5, 0, None)
-        assert overlapping.lines == 2
-        assert overlapping.last_new == b"1700000000000-6"
-        for batch in (first, again, overlapping):
-            await consumer._commit(batch)
-        assert [json.loads(line)["n"] for line in output.read_bytes().splitlines()] == list(range(7))
-        assert consumer.stats.already_written == 7
-    finally:
-        consumer.sink.close()
-        await redis.aclose()
+    first = consumer._render(entries(0, 5), {})
+    again = consumer._render(entries(0, 5), {})
+    overlapping = consumer._render(entries(3, 4), {})
+    assert (first.lines, again.lines, again.last_new) == (5, 0, None)
+    assert overlapping.lines == 2
+    assert overlapping.last_new == b"1700000000000-6"
+    for batch in (first, again, overlapping):
+        await consumer._commit(batch)
+    assert written(consumer) == list(range(7))
+    assert consumer.stats.already_written == 7
 
 
 @pytest.mark.parametrize("skipped", [0, 2])
-async def test_entries_up_to_the_checkpoint_are_skipped_only_at_the_head_of_a_batch(
-    redis_server: RedisServer, tmp_path: Path, skipped: int
+async def test_entries_up_to_the_checkpoint_are_skipped_at_the_head_of_a_batch(
+    consumer: FileConsumer, skipped: int
 ) -> None:
-    output = tmp_path / "central.log"
-    settings = FileConsumerSettings(output, RedisSettings(redis_server.url), format="json")
-    redis = Redis.from_url(redis_server.url)
-    consumer = FileConsumer(settings, redis)
-    try:
-        assert consumer.sink.try_lock()
-        consumer.sink.open()
-        if skipped:
-            consumer.sink.append(b'{"n":0}\n{"n":1}\n', b"1700000000000-1")
-        batch = consumer._render(entries(0, 5), {})
-        assert batch.lines == 5 - skipped
-        await consumer._commit(batch)
-        assert [json.loads(line)["n"] for line in output.read_bytes().splitlines()] == list(range(5))
-    finally:
-        consumer.sink.close()
-        await redis.aclose()
+    if skipped:
+        consumer.sink.append(b'{"n":0}\n{"n":1}\n', b"1700000000000-1")
+    batch = consumer._render(entries(0, 5), {})
+    assert batch.lines == 5 - skipped
+    await consumer._commit(batch)
+    assert written(consumer) == list(range(5))
