@@ -1,6 +1,7 @@
 """The whole benchmark suite, side by side with the reference receivers, in one run.
 
     python -m bench.suite [--records 100000] [--quick] [--output bench/results/suite.json]
+    python -m bench.suite --latency-at 20000    # only the latency runs, at one rate
 
 Every figure comes from processes started here (its own redis-server,
 ``logrelay catch``/``consume file``, the reference receivers of
@@ -433,7 +434,17 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--quick", action="store_true", help="shorter latency runs, no 10,000-connection run")
     parser.add_argument("--output", type=Path, default=Path("bench/results/suite.json"))
+    parser.add_argument(
+        "--latency-at", type=float, metavar="RATE", help="only the latency runs, at RATE records/s (10 s each)"
+    )
     args = parser.parse_args()
+    if args.latency_at:
+        for system in ("logrelay", "naive"):
+            found = latency(args.latency_at, 10, system)
+            print(json.dumps(found))
+            p50, p99 = found["p50_ms"], found["p99_ms"]
+            print(f"latency at {args.latency_at:,.0f}/s, {system}: p50 {p50:.1f} / p99 {p99:.1f} ms")
+        return
     started = time.monotonic()
     results = run_suite(args.records, quick=args.quick)
     results["suite_seconds"] = time.monotonic() - started
