@@ -161,18 +161,20 @@ class FileConsumer:
                     entries = await self._retrying(self.reader.new)
                 if entries:
                     self.caught_up.clear()
-                    # Three batches at once: the next one is read (waiting on
-                    # Redis) and this one rendered (the CPU) while the one
-                    # before is written and acknowledged (the disk, Redis).
-                    # Writes and acks stay in stream order, one batch at a
-                    # time.  A crash leaves what was read and not yet written
-                    # pending, claimed on the next start like any batch in hand.
-                    if not self._stopping:
-                        prefetch = asyncio.create_task(self._retrying(self.reader.new))
+                    # A pipeline: while one batch is written and acknowledged
+                    # (the disk, Redis), the next is read and rendered (the
+                    # CPU).  The next read is sent once the write before has
+                    # finished, so it takes everything that arrived meanwhile:
+                    # under load, batches grow instead of queueing.  Writes
+                    # and acks stay in stream order, one batch at a time.  A
+                    # crash leaves what was read and not yet written pending,
+                    # claimed on the next start like any batch in hand.
                     batch = self._render(entries, {})
                     if committing is not None:
                         await committing
                     committing = asyncio.create_task(self._commit(batch))
+                    if not self._stopping:
+                        prefetch = asyncio.create_task(self._retrying(self.reader.new))
                 else:
                     if committing is not None:
                         await committing
