@@ -110,6 +110,7 @@ class FileConsumer:
         self._stop = asyncio.Event()
         # Up to where batches were rendered, whether or not their write is done.
         self._rendered = Checkpoint()
+        self._acking: asyncio.Task[None] | None = None
         self._until_caught_up = False
         self._outage_since: float | None = None
         self.caught_up = asyncio.Event()
@@ -179,11 +180,13 @@ class FileConsumer:
                     if committing is not None:
                         await committing
                         committing = None
+                    await self._acknowledged()
                     self.caught_up.set()
                 await self._trim_now_and_then()
             if committing is not None:
                 await committing
                 committing = None
+            await self._acknowledged()
             return 0
         except _GivingUp as exc:
             # Stopping during an outage: what is in hand stays unacknowledged
@@ -191,7 +194,7 @@ class FileConsumer:
             log.warning("stopping while %s is failing; the batch in hand will be read again on restart", exc)
             return 0
         finally:
-            for task in (prefetch, committing):
+            for task in (prefetch, committing, self._acking):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, _GivingUp, RedisError, OSError):
@@ -288,9 +291,23 @@ class FileConsumer:
             data = batch.data
             await self._retrying_io(lambda: sink.append(data, last_new) if data else sink.advance(last_new))
             self.stats.lines_written += batch.lines
-        await self._retrying(lambda: self.reader.ack(batch.ids))
-        self.stats.entries_acked += len(batch.ids)
+        # The acknowledgement is off the path of the next write: the lines
+        # and the checkpoint are down, an XACK lost with a crash only leaves
+        # entries pending that the checkpoint covers (acknowledged on restart,
+        # never written twice).  One is in flight at a time.
+        await self._acknowledged()
+        self._acking = asyncio.create_task(self._acknowledge(batch.ids))
         self.stats.batches += 1
+
+    async def _acknowledge(self, ids: list[bytes]) -> None:
+        await self._retrying(lambda: self.reader.ack(ids))
+        self.stats.entries_acked += len(ids)
+
+    async def _acknowledged(self) -> None:
+        """Wait for the acknowledgement in flight, if any (raising what it raised)."""
+        if self._acking is not None:
+            acking, self._acking = self._acking, None
+            await acking
 
     async def _trim_now_and_then(self) -> None:
         interval = self.settings.trim_interval
