@@ -3,15 +3,22 @@
 Exactly-once across crashes rests on three files next to each other:
 
 * ``PATH``: the log lines;
-* ``PATH.checkpoint``: ``{"offset": N, "last_id": "<stream id>"}``, meaning
-  "the first N bytes of PATH hold exactly the entries up to last_id";
+* ``PATH.checkpoint``: ``{"seq": S, "offset": N, "last_id": "<stream id>",
+  "crc": C}``, meaning "the first N bytes of PATH hold exactly the entries up
+  to last_id", in two slots written in turn, in place (see
+  :func:`read_checkpoint`);
 * ``PATH.lock``: held with ``flock`` by the one process writing PATH (a
   second consumer waits on it: a hot standby).  The kernel releases it when
   the holder dies, even by ``kill -9``.
 
 A batch is appended, flushed (and fsynced, per policy), then the checkpoint
-is replaced atomically (write a temporary file, rename it over the old one),
-and only then does the caller acknowledge the entries in Redis.  Recovery
+is written into the slot not holding the current one (and fdatasynced, per
+policy), and only then does the caller acknowledge the entries in Redis.  A
+slot torn by a crash or power loss fails its CRC: the other slot, one batch
+older, is used, and that batch (not acknowledged yet) is written again.
+Each slot sits in its own 4 KiB block, so a torn write reaches one slot.
+One fdatasync per checkpoint, where replacing a file by rename took two
+fsyncs and a directory fsync (measured: README, "Performance").  Recovery
 truncates PATH to the checkpoint's offset, which removes torn lines and lines
 whose checkpoint never landed; their entries are still pending in Redis and
 are written again.  Entries at or below ``last_id`` that are still pending
@@ -26,10 +33,12 @@ import fcntl
 import json
 import logging
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
-__all__ = ["Checkpoint", "FileSink", "FsyncPolicy", "stream_id_key"]
+__all__ = ["Checkpoint", "FileSink", "FsyncPolicy", "read_checkpoint", "stream_id_key"]
 
 log = logging.getLogger("logrelay.filesink")
 
@@ -67,6 +76,62 @@ class Checkpoint:
         return stream_id_key(entry_id) <= self._last_key
 
 
+# The checkpoint file: slot k (k = seq % 2) is a line of JSON at offset
+# k * SLOT_BLOCK, padded with spaces to SLOT_TEXT bytes.
+SLOT_BLOCK: Final = 4096
+SLOT_TEXT: Final = 256
+
+
+def _slot_body(seq: int, checkpoint: Checkpoint) -> str:
+    return json.dumps({"seq": seq, "offset": checkpoint.offset, "last_id": checkpoint.last_id}, separators=(",", ":"))
+
+
+def _encode_slot(seq: int, checkpoint: Checkpoint) -> bytes:
+    body = _slot_body(seq, checkpoint)
+    line = f'{body[:-1]},"crc":{zlib.crc32(body.encode())}}}\n'.encode()
+    if len(line) > SLOT_TEXT:
+        raise ValueError(f"checkpoint too long for its slot: {line!r}")
+    return line.ljust(SLOT_TEXT, b" ")
+
+
+def _decode_slot(raw: bytes) -> tuple[int, Checkpoint] | None:
+    """(seq, checkpoint) of one slot, or None if it is empty, torn or not a slot."""
+    try:
+        data = json.loads(raw.strip(b" \n\0") or b"null")
+        if not isinstance(data, dict) or set(data) != {"seq", "offset", "last_id", "crc"}:
+            return None
+        seq, offset, last_id, crc = data["seq"], data["offset"], data["last_id"], data["crc"]
+        if type(seq) is not int or type(offset) is not int or type(last_id) is not str or offset < 0:
+            return None
+        checkpoint = Checkpoint(offset, last_id)
+    except ValueError:
+        return None
+    return (seq, checkpoint) if zlib.crc32(_slot_body(seq, checkpoint).encode()) == crc else None
+
+
+def read_checkpoint(path: Path) -> tuple[int, Checkpoint] | None:
+    """The newest valid checkpoint in ``path`` and its sequence number; None if there is no such file.
+
+    Also reads the format of earlier versions (one JSON object, replaced by
+    rename), as sequence -1.  Raises ``RuntimeError`` if the file holds no
+    valid checkpoint: a guess could double or lose records.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    slots = [_decode_slot(data[k * SLOT_BLOCK : k * SLOT_BLOCK + SLOT_TEXT]) for k in (0, 1)]
+    valid = [slot for slot in slots if slot is not None]
+    if valid:
+        return max(valid, key=lambda slot: slot[0])
+    try:
+        old = json.loads(data)
+        checkpoint = Checkpoint(int(old["offset"]), str(old["last_id"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RuntimeError(f"unreadable checkpoint {path}: no valid slot ({exc})") from exc
+    return -1, checkpoint
+
+
 class FileSink:
     """Appends batches of lines to one file, exactly once across crashes."""
 
@@ -77,6 +142,8 @@ class FileSink:
         self.lock_path = path.with_name(path.name + ".lock")
         self._lock_fd: int | None = None
         self._fd: int | None = None
+        self._checkpoint_fd: int | None = None
+        self._seq = 0
         self.checkpoint = Checkpoint()
 
     # -- ownership -------------------------------------------------------------
@@ -95,7 +162,18 @@ class FileSink:
     def open(self) -> Checkpoint:
         """Recover the file to its checkpoint and open it for appending (lock held)."""
         assert self._lock_fd is not None, "take the lock first"
-        self.checkpoint = self._read_checkpoint()
+        found = read_checkpoint(self.checkpoint_path)
+        if found is None:
+            # A file we never wrote: keep what it holds, append after it.
+            size = self.path.stat().st_size if self.path.exists() else 0
+            found = (-1, Checkpoint(size, "0-0"))
+        self._seq, self.checkpoint = found
+        if self._seq < 0:
+            # No slot file yet (a new file, or one from an earlier version):
+            # make one the old, atomic way, once; slots are written in place after.
+            self._seq = 0
+            self._replace_checkpoint_file(_encode_slot(0, self.checkpoint))
+        self._checkpoint_fd = os.open(self.checkpoint_path, os.O_WRONLY)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
         size = os.fstat(self._fd).st_size
         if size > self.checkpoint.offset:
@@ -117,9 +195,10 @@ class FileSink:
         return self.checkpoint
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        for fd in (self._fd, self._checkpoint_fd):
+            if fd is not None:
+                os.close(fd)
+        self._fd = self._checkpoint_fd = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
@@ -162,34 +241,29 @@ class FileSink:
             os.ftruncate(self._fd, self.checkpoint.offset)
         os.lseek(self._fd, self.checkpoint.offset, os.SEEK_SET)
 
-    def _read_checkpoint(self) -> Checkpoint:
-        try:
-            data = json.loads(self.checkpoint_path.read_text())
-            checkpoint = Checkpoint(int(data["offset"]), str(data["last_id"]))
-            stream_id_key(checkpoint.last_id)
-        except FileNotFoundError:
-            # A file we never wrote: keep what it holds, append after it.
-            size = self.path.stat().st_size if self.path.exists() else 0
-            return Checkpoint(size, "0-0")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise RuntimeError(f"unreadable checkpoint {self.checkpoint_path}: {exc}") from exc
-        return checkpoint
-
     def _write_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Write ``checkpoint`` into the slot that does not hold the current one."""
+        assert self._checkpoint_fd is not None
+        seq = self._seq + 1
+        os.pwrite(self._checkpoint_fd, _encode_slot(seq, checkpoint), (seq % 2) * SLOT_BLOCK)
+        if self.fsync is FsyncPolicy.BATCH:
+            os.fdatasync(self._checkpoint_fd)
+        self._seq = seq
+        self.checkpoint = checkpoint
+
+    def _replace_checkpoint_file(self, content: bytes) -> None:
         temporary = self.checkpoint_path.with_name(self.checkpoint_path.name + ".tmp")
-        payload = json.dumps({"offset": checkpoint.offset, "last_id": checkpoint.last_id}).encode()
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            os.write(fd, payload)
+            os.write(fd, content)
             if self.fsync is FsyncPolicy.BATCH:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        # rename() is atomic: a reader sees the old checkpoint or the new one.
+        # rename() is atomic: a reader sees the old file or the new one.
         os.replace(temporary, self.checkpoint_path)
         if self.fsync is FsyncPolicy.BATCH:
             _fsync_directory(self.checkpoint_path.parent)
-        self.checkpoint = checkpoint
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from consumers.filesink import Checkpoint, FileSink, FsyncPolicy, stream_id_key
+from consumers.filesink import SLOT_BLOCK, Checkpoint, FileSink, FsyncPolicy, read_checkpoint, stream_id_key
 from tests.polling import wait_until
 
 
@@ -28,7 +28,9 @@ def test_append_writes_lines_then_the_checkpoint(sink: FileSink) -> None:
     sink.append(b"one\ntwo\n", b"1700000000000-1")
     sink.append(b"three\n", b"1700000000001-0")
     assert sink.path.read_bytes() == b"one\ntwo\nthree\n"
-    assert json.loads(sink.checkpoint_path.read_text()) == {"offset": 14, "last_id": "1700000000001-0"}
+    found = read_checkpoint(sink.checkpoint_path)
+    assert found is not None
+    assert found[1] == Checkpoint(14, "1700000000001-0")
     assert sink.checkpoint.covers(b"1700000000000-5")
     assert not sink.checkpoint.covers(b"1700000000001-1")
 
@@ -134,3 +136,54 @@ def test_stream_ids_order_numerically() -> None:
     assert stream_id_key(b"9-0") < stream_id_key(b"10-0")
     assert stream_id_key("10-2") < stream_id_key("10-10")
     assert stream_id_key(b"5") == (5, 0)
+
+
+def reopened(path: Path) -> tuple[FileSink, Checkpoint]:
+    sink = FileSink(path)
+    assert sink.try_lock()
+    return sink, sink.open()
+
+
+def test_checkpoints_alternate_between_two_slots_and_the_newest_wins(sink: FileSink) -> None:
+    for n in range(5):
+        sink.append(b"line %d\n" % n, b"%d-0" % (n + 1))
+        seq, checkpoint = read_checkpoint(sink.checkpoint_path) or (None, None)
+        assert checkpoint == sink.checkpoint
+        assert seq is not None
+        assert seq >= n + 1
+    data = sink.checkpoint_path.read_bytes()
+    assert b'"last_id":"5-0"' in data
+    assert b'"last_id":"4-0"' in data
+
+
+@pytest.mark.parametrize("damage", [b"\0" * 64, b"{torn", b'{"seq":99,"offset":0,"last_id":"9-0","crc":1}'])
+def test_a_torn_newest_slot_falls_back_to_the_one_before(tmp_path: Path, damage: bytes) -> None:
+    path = tmp_path / "central.log"
+    sink, _ = reopened(path)
+    sink.append(b"first\n", b"1-0")
+    sink.append(b"second\n", b"2-0")  # its slot is the newest
+    sink.close()
+    newest_slot = (read_checkpoint(sink.checkpoint_path) or (0, None))[0] % 2
+    with sink.checkpoint_path.open("r+b") as raw:  # what a torn write or power loss may leave
+        raw.seek(newest_slot * SLOT_BLOCK)
+        raw.write(damage)
+    again, checkpoint = reopened(path)
+    assert checkpoint == Checkpoint(6, "1-0")
+    assert path.read_bytes() == b"first\n"  # "second" was not acknowledged: it is read and written again
+    again.append(b"second\n", b"2-0")
+    assert path.read_bytes() == b"first\nsecond\n"
+    again.close()
+
+
+def test_a_checkpoint_of_an_earlier_version_is_read_and_converted(tmp_path: Path) -> None:
+    path = tmp_path / "central.log"
+    path.write_bytes(b"old line\nnot checkpointed\n")
+    path.with_name("central.log.checkpoint").write_text(json.dumps({"offset": 9, "last_id": "7-3"}))
+    sink, checkpoint = reopened(path)
+    assert checkpoint == Checkpoint(9, "7-3")
+    assert path.read_bytes() == b"old line\n"
+    sink.append(b"new\n", b"8-0")
+    sink.close()
+    assert read_checkpoint(sink.checkpoint_path) == (1, Checkpoint(13, "8-0"))
+    _, checkpoint = reopened(path)
+    assert checkpoint == Checkpoint(13, "8-0")

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from consumers.filesink import read_checkpoint
 from tests.integration.clients import (
     REPO_ROOT,
     finish_senders,
@@ -79,7 +80,8 @@ def group_info(server: RedisServer, group: str = "logrelay-file") -> dict[str, A
 
 
 def checkpoint_offset(output: Path) -> int:
-    return int(json.loads(output.with_name(output.name + ".checkpoint").read_text())["offset"])
+    found = read_checkpoint(output.with_name(output.name + ".checkpoint"))
+    return found[1].offset if found is not None else 0
 
 
 # -- 1. Redis killed and restarted -------------------------------------------------------------------------------
