@@ -288,42 +288,45 @@ def hand_rolled_publish(frames: list[bytes]) -> dict[str, Any]:
     return {"records": len(payloads), "records_per_s": len(payloads) / elapsed}
 
 
-def end_to_end(frames: list[bytes], connections: int, system: str) -> dict[str, Any]:
-    """Frames in -> lines in the file, for logrelay or a reference receiver."""
-    count = len(frames)
+def into_the_file(system: str, send: Callable[[int], dict[str, Any]], lines: int | None, what: str) -> float:
+    """Records/s of ``send(port)`` into ``system``'s file: from the first byte sent until the last line is there.
+
+    ``lines``: newlines to wait for (None: one per record sent).  Checks that
+    every record is in the file exactly once before it returns a rate.
+    """
     with contextlib.ExitStack() as stack:
         port, output = stack.enter_context(receiver(system))
         watch = stack.enter_context(FileWatch(output, interval=0.005))
-        sent = send_frames(port, frames, connections, 2, timeout=TIMEOUT)
-        done = watch.wait_lines(expected_lines(frames, system), f"{system} lines")
-        seqs = file_seqs(output, system)
-        assert_exactly_once(seqs, count, f"{system} end to end")
-    return {
-        "system": system,
-        "connections": connections,
-        "records": count,
-        "records_per_s": count / (done - sent["send_start"]),
-    }
+        sent = send(port)
+        done = watch.wait_lines(sent["records"] if lines is None else lines, f"{system} lines")
+        assert_exactly_once(file_seqs(output, system), sent["records"], f"{system} {what}")
+    return float(sent["records"] / (done - sent["send_start"]))
+
+
+def end_to_end(frames: list[bytes], connections: int, system: str) -> dict[str, Any]:
+    """Frames in -> lines in the file, for logrelay or a reference receiver."""
+
+    def send(port: int) -> dict[str, Any]:
+        return send_frames(port, frames, connections, 2, timeout=TIMEOUT)
+
+    rate = into_the_file(system, send, expected_lines(frames, system), "end to end")
+    return {"system": system, "connections": connections, "records": len(frames), "records_per_s": rate}
 
 
 def with_handlers(count: int, processes: int, system: str) -> dict[str, Any]:
     """Real ``SocketHandler`` clients -> lines in the file."""
-    with contextlib.ExitStack() as stack:
-        port, output = stack.enter_context(receiver(system))
-        watch = stack.enter_context(FileWatch(output, interval=0.005))
+    sent_records = count
+
+    def send(port: int) -> dict[str, Any]:
+        nonlocal sent_records
         sent = run_handlers(port, count, processes, timeout=TIMEOUT)
-        count = sent["records"]
         if sent.get("unsent"):
             raise AssertionError(f"{system}: stock SocketHandler dropped {sent['unsent']} records")
-        done = watch.wait_lines(count, f"{system} lines")
-        seqs = file_seqs(output, system)
-        assert_exactly_once(seqs, count, f"{system} with SocketHandler clients")
-    return {
-        "system": system,
-        "processes": processes,
-        "records": count,
-        "records_per_s": count / (done - sent["send_start"]),
-    }
+        sent_records = sent["records"]
+        return sent
+
+    rate = into_the_file(system, send, None, "with SocketHandler clients")
+    return {"system": system, "processes": processes, "records": sent_records, "records_per_s": rate}
 
 
 def latency(rate: float, seconds: float, system: str) -> dict[str, Any]:

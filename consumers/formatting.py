@@ -229,16 +229,13 @@ class JsonLineFormatter:
 
     def format(self, entry_id: bytes, fields: dict[bytes, bytes]) -> bytes:
         record = _record_json(fields)
-        metadata = self._metadata.json(entry_id, fields)
         stripped = record.strip()
         if stripped[:1] != b"{" or stripped[-1:] != b"}":
             raise EntryError("record is not a JSON object")
         if _METADATA_NAME in stripped:
             # The record has an attribute of that name: merge by parsing.
-            attributes = load_record(stripped)
-            if not isinstance(attributes, dict):
-                raise EntryError("record is not a JSON object")
-            attributes[METADATA_KEY] = orjson.loads(metadata)
+            attributes = load_record(stripped)  # an object: it is {...}
+            attributes[METADATA_KEY] = self._metadata.attributes(entry_id, fields)
             try:
                 return orjson.dumps(attributes) + b"\n"
             except orjson.JSONEncodeError:
@@ -250,6 +247,7 @@ class JsonLineFormatter:
         # orjson decides (and words the error).
         if not is_json_object(stripped):
             load_record(stripped)
+        metadata = self._metadata.json(entry_id, fields)
         # The record without its closing brace, then the metadata: one copy.
         # An empty object ("{}", "{ }") takes no comma.
         separator = b"," if len(stripped) > 16 or stripped[1:-1].strip() else b""

@@ -1,4 +1,4 @@
-/* Straight from a class-free pickle to the record's JSON: the fast path of
+/* Straight from a pickle to the record's JSON: the fast path of
  * relay.wire.decode_payload.
  *
  * convert(data, max_depth, max_bytes) -> bytes or None
@@ -510,7 +510,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "relay._pickle_json", "Class-free pickle straight to JSON (fast path of relay.wire).", -1,
+    PyModuleDef_HEAD_INIT, "relay._pickle_json", "Pickle straight to JSON (fast path of relay.wire).", -1,
     methods,
 };
 

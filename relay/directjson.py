@@ -1,15 +1,16 @@
-"""The fast path of decoding: a class-free pickle straight to JSON, in C.
+"""The fast path of decoding: a pickle straight to JSON, in C.
 
-Nine records in ten are a dict of strings and numbers pickled without a
-single class.  For them the C extension ``relay._pickle_json`` parses the
-pickle and writes the JSON in one pass, without building Python objects
-(measured by ``python -m bench.decode``).  It answers only when it is sure:
-its bytes are exactly what the Python path (:func:`relay.wire.decode_payload`
-after the scan, ``pickle.loads``, the walk and orjson) returns, and for
-anything else (classes, shared objects, big ints, NaN, lone surrogates,
-records near a limit, malformed input) it returns None and the Python path
-decides, refusals included.  tests/relay/test_directjson.py checks that
-agreement on generated, mutated and real frames.
+A record is a dict of strings and numbers, now and then with a datetime,
+a Decimal or a set among its extras.  For such records the C extension
+``relay._pickle_json`` parses the pickle and writes the JSON in one pass,
+without building Python objects (measured by ``python -m bench.decode``).
+It answers only when it is sure: its bytes are exactly what the Python path
+(:func:`relay.wire.decode_payload_python`: the scan, the unpickler, the walk
+and orjson) returns, and for anything else (other classes, shared objects,
+big ints, NaN, lone surrogates, records near a limit, malformed input) it
+returns None and the Python path decides, refusals included.
+tests/relay/test_directjson.py checks that agreement on generated, mutated
+and real frames.
 
 ``LOGRELAY_PURE_PYTHON=1``, or a machine where the extension could not be
 built, leaves only the Python path.

@@ -20,7 +20,7 @@ def wait_until(
     ``what`` if the deadline passes.
     """
     deadline = time.monotonic() + timeout
-    delay = 0.005
+    delay = min(0.005, max_delay)
     while True:
         result = condition()
         if result:
@@ -36,7 +36,7 @@ async def async_wait_until(
 ) -> T:
     """The asyncio flavour of :func:`wait_until`; ``condition`` may be a coroutine function."""
     deadline = time.monotonic() + timeout
-    delay = 0.005
+    delay = min(0.005, max_delay)
     while True:
         result = condition()
         if asyncio.iscoroutine(result):

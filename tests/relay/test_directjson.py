@@ -1,4 +1,4 @@
-"""The C fast path (class-free pickle straight to JSON) against the Python path.
+"""The C fast path (pickle straight to JSON) against the Python path.
 
 The contract of :func:`relay.directjson.pickle_to_json`: None, or exactly the
 bytes :func:`relay.wire.decode_payload_python` returns for the same payload
