@@ -36,7 +36,7 @@ async def async_wait_until(
 ) -> T:
     """The asyncio flavour of :func:`wait_until`; ``condition`` may be a coroutine function."""
     deadline = time.monotonic() + timeout
-    delay = min(0.005, max_delay)
+    delay = 0.005
     while True:
         result = condition()
         if asyncio.iscoroutine(result):
