@@ -138,8 +138,12 @@ CATCHER_OPTIONS = [
         default="block",
         help="At max-stream-length: block (hold records, push back on senders; lossless) or shed (drop new, counted).",
     ),
+    click.option("--batch-max-records", type=click.IntRange(1), default=1000, help="Most records per script call."),
     click.option(
-        "--batch-max-records", type=click.IntRange(1), default=1000, help="Most records per Redis round trip."
+        "--publish-window",
+        type=click.IntRange(1),
+        default=16,
+        help="Batches sent to Redis in one write before waiting for their replies; also bounds the read-ahead.",
     ),
     click.option(
         "--max-connections",
@@ -256,6 +260,7 @@ def catcher_settings(options: dict[str, Any], redis: RedisSettings | None = None
         max_stream_length=options["max_stream_length"],
         full_policy=options["full_policy"],
         batch_max_records=options["batch_max_records"],
+        publish_window=options["publish_window"],
         max_connections=options["max_connections"],
         max_connections_per_client=options["max_connections_per_client"],
         frame_timeout=options["frame_timeout"],

@@ -2,20 +2,31 @@
 
 Connections hand decoded records to :class:`StreamPublisher` synchronously
 (:meth:`~StreamPublisher.add_records`); one task drains the buffer into Redis
-in batches, one batch in flight at a time, so records keep the order in which
-they were added (and therefore each connection's order).
+in batches, so records keep the order in which they were added (and
+therefore each connection's order).
 
 Each batch is written by one call of a Lua script (:data:`PUBLISH_SCRIPT`):
-one round trip for up to ``batch_max_records`` XADDs, applied atomically.
-The script also makes retries harmless.  Every batch carries this process's
-producer id and a sequence number; the script stores the last applied number
-and skips a batch it has already applied.  So when a reply is lost (timeout,
-connection reset, Redis stalled) the batch is simply sent again.
+up to ``batch_max_records`` XADDs, applied atomically.  The task sends a
+window of up to ``window`` batches in one write, then reads their replies:
+under load one round trip carries everything buffered, so the time Redis
+spends on a window overlaps with the catcher reading and decoding the next
+one.  The script keeps a window in order (see :mod:`relay.publishscript`)
+and makes retries harmless: every batch carries this process's producer id
+and a sequence number; the script stores the last applied number and skips
+a batch it has already applied.  So when replies are lost (timeout,
+connection reset, Redis stalled) the window is simply sent again.
 
-When Redis is slow or away, the buffer grows up to ``buffer_bytes``; at that
-point the publisher asks its :class:`FlowControl` to stop reading sockets,
-and to start again once the buffer is half empty.  TCP then pushes back on
-senders.  Nothing that was added is dropped while the process runs.
+Two limits stop the reading of sockets (through :class:`FlowControl`, all
+connections at once; TCP then pushes back on senders):
+
+* read-ahead: while Redis answers, at most about one window of records
+  (``window`` x ``batch_max_bytes``) waits unsent; reading resumes once
+  half of it is sent.  Decoding far ahead of Redis only costs memory (and
+  starves the publishing task of turns of the event loop).
+* the buffer: while Redis is away (a publish failed), records are held up
+  to ``buffer_bytes`` in all; reading resumes once it is half empty.
+
+Nothing that was added is dropped while the process runs.
 """
 
 from __future__ import annotations
@@ -28,15 +39,16 @@ import secrets
 import time
 from collections import deque
 from itertools import repeat
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from relay.publishscript import (
     PUBLISH_SCRIPT,
     SCHEMA_VERSION,
     STREAM_FULL,
+    BatchResult,
     DeadLetterEntry,
     Entry,
     FullPolicy,
@@ -44,11 +56,11 @@ from relay.publishscript import (
     pack_publish,
     parse_result,
 )
-from relay.resp import send_packed
+from relay.resp import send_pipeline
 from relay.settings import StreamKeys
 from relay.stats import CatcherStats
 
-__all__ = ["PUBLISH_SCRIPT", "SCHEMA_VERSION", "FlowControl", "StreamPublisher"]
+__all__ = ["DEFAULT_WINDOW", "PUBLISH_SCRIPT", "SCHEMA_VERSION", "FlowControl", "StreamPublisher"]
 
 log = logging.getLogger("logrelay.publisher")
 
@@ -56,6 +68,9 @@ _new_tuple: Final = tuple.__new__
 
 # Rough per-entry memory besides its payload (tuple, str objects, deque slot).
 ENTRY_OVERHEAD: Final = 120
+
+#: Batches sent before waiting for their replies.
+DEFAULT_WINDOW: Final = 16
 
 
 class FlowControl(Protocol):
@@ -74,12 +89,21 @@ class _NoFlowControl:
         pass
 
 
+class _Batch(NamedTuple):
+    """Entries at the head of the buffer, sent as one script call."""
+
+    entries: list[Entry]
+    size: int  # their share of buffered_bytes
+    seq: int
+    pipelined: bool  # sent behind the batch before it, before its reply
+
+
 class StreamPublisher:
     """Buffers entries and writes them to Redis in order, exactly once.
 
     ``add_records``/``add_dead_letter`` never block and never drop; they may
-    push the buffer past ``buffer_bytes`` by the entries of one socket read,
-    which is why pausing happens at the limit and resuming at half of it.
+    push the buffer past its limits by the entries of one socket read, which
+    is why pausing happens at a limit and resuming at half of it.
     """
 
     def __init__(
@@ -91,6 +115,7 @@ class StreamPublisher:
         buffer_bytes: int,
         batch_max_records: int = 1000,
         batch_max_bytes: int = 1024 * 1024,
+        window: int = DEFAULT_WINDOW,
         stats: CatcherStats | None = None,
         flow: FlowControl | None = None,
         max_stream_length: int = 0,
@@ -104,13 +129,18 @@ class StreamPublisher:
         self._producer_key = keys.producer(self.producer_id)
         self._buffer: deque[Entry] = deque()
         self._buffered_bytes = 0
+        # Of those, the entries of the window Redis is working on.
+        self._in_flight_bytes = 0
         self._high_water = buffer_bytes
         self._low_water = buffer_bytes // 2
+        self._read_ahead = min(buffer_bytes, window * batch_max_bytes)
         self._batch_max_records = batch_max_records
         self._batch_max_bytes = batch_max_bytes
+        self._window = window
         self.stats = stats or CatcherStats()
         self.flow: FlowControl = flow or _NoFlowControl()
         self._paused = False
+        self._full = False
         self._seq = 0
         self._script_sha: str | None = None
         self._wakeup = asyncio.Event()
@@ -136,7 +166,13 @@ class StreamPublisher:
 
     @property
     def paused(self) -> bool:
+        """Whether reading is stopped, for either limit."""
         return self._paused
+
+    @property
+    def full(self) -> bool:
+        """Whether reading is stopped because the buffer is full (not only read-ahead)."""
+        return self._paused and self._full
 
     @property
     def in_outage(self) -> bool:
@@ -164,28 +200,52 @@ class StreamPublisher:
         self.stats.buffered = len(self._buffer)
         if not self._wakeup.is_set():
             self._wakeup.set()
-        if not self._paused and self._buffered_bytes >= self._high_water:
-            self._pause()
+        self._check_limits()
 
-    def _pause(self) -> None:
-        self._paused = True
-        self.stats.backpressure_pauses += 1
-        now = time.monotonic()
-        # Under sustained load a small buffer fills and drains many times a
-        # second: say it once per half minute, the count is in the stats.
-        if now - self._last_pause_log >= 30:
-            self._last_pause_log = now
-            log.warning(
-                "buffer full (%d records, %.1f MiB): pausing reads until Redis catches up",
-                len(self._buffer),
-                self._buffered_bytes / 2**20,
-            )
-        self.flow.pause_reading()
+    # -- flow control ----------------------------------------------------------
 
-    def _resume(self) -> None:
-        self._paused = False
+    def _check_limits(self) -> None:
+        """Stop reading at either limit (see the module docstring)."""
+        if self._buffered_bytes >= self._high_water:
+            if not self.full:
+                self._pause(full=True)
+        elif (
+            not self._paused
+            and self._outage_since is None
+            and self._buffered_bytes - self._in_flight_bytes >= self._read_ahead
+        ):
+            self._pause(full=False)
+
+    def _check_resume(self) -> None:
+        """Read again once under half of every limit that applies."""
+        if not self._paused or self._buffered_bytes > self._low_water:
+            return
+        if self._outage_since is None and self._buffered_bytes - self._in_flight_bytes > self._read_ahead // 2:
+            return
+        self._paused = self._full = False
         log.debug("buffer drained to %d records: reading again", len(self._buffer))
         self.flow.resume_reading()
+
+    def _pause(self, *, full: bool) -> None:
+        already = self._paused
+        self._paused = True
+        self._full = full
+        if full:
+            self.stats.backpressure_pauses += 1
+            now = time.monotonic()
+            # Under sustained load a small buffer fills and drains many times a
+            # second: say it once per half minute, the count is in the stats.
+            if now - self._last_pause_log >= 30:
+                self._last_pause_log = now
+                log.warning(
+                    "buffer full (%d records, %.1f MiB): pausing reads until Redis catches up",
+                    len(self._buffer),
+                    self._buffered_bytes / 2**20,
+                )
+        else:
+            self.stats.read_ahead_pauses += 1
+        if not already:
+            self.flow.pause_reading()
 
     # -- the consumer side (one task) ---------------------------------------
 
@@ -198,89 +258,140 @@ class StreamPublisher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            batch, size = self._take_batch()
-            self._seq += 1
-            held = await self._publish(batch, self._seq)
-            for _ in range(len(batch)):
-                self._buffer.popleft()
-            self._buffered_bytes -= size
+            held = await self._publish(self._take_window())
             if held:
-                # Stream at its maximum (policy block): the batch's last
-                # records were not written.  They go back to the head of the
-                # buffer, in order, for a later batch, after a pause.
-                kept = [entry for entry in batch if type(entry) is RecordEntry][-held:]
-                self._buffer.extendleft(reversed(kept))
-                self._buffered_bytes += sum(len(entry.record) + ENTRY_OVERHEAD for entry in kept)
-                self._note_failure(RedisError(f"{STREAM_FULL} ({held} records held)"))
+                # Stream at its maximum (policy block): records were not
+                # written.  They go back to the head of the buffer, in order,
+                # for a later window, after a pause.
+                self._buffer.extendleft(reversed(held))
+                self._buffered_bytes += sum(len(entry.record) + ENTRY_OVERHEAD for entry in held)
+                self._note_failure(RedisError(f"{STREAM_FULL} ({len(held)} records held)"))
                 await asyncio.sleep(_backoff(self._full_attempts))
                 self._full_attempts += 1
             else:
                 self._full_attempts = 0
             self.stats.buffered = len(self._buffer)
-            if self._paused and self._buffered_bytes <= self._low_water:
-                self._resume()
+            self._check_limits()
+            self._check_resume()
 
     def close(self) -> None:
         """Ask :meth:`run` to return once everything buffered is published."""
         self._closing = True
         self._wakeup.set()
 
-    def _take_batch(self) -> tuple[list[Entry], int]:
+    def _take_window(self) -> list[_Batch]:
+        """Up to ``window`` batches from the head of the buffer (left there until Redis confirms them)."""
+        window: list[_Batch] = []
         batch: list[Entry] = []
         size = 0
-        for entry in itertools.islice(self._buffer, self._batch_max_records):
+        max_records, max_bytes = self._batch_max_records, self._batch_max_bytes
+        for entry in itertools.islice(self._buffer, self._window * max_records):
             entry_size = len(entry[0]) + ENTRY_OVERHEAD
-            if isinstance(entry, DeadLetterEntry):
+            if type(entry) is DeadLetterEntry:
                 entry_size += len(entry.reason)
             # Always take at least one entry, however large.
-            if batch and size + entry_size > self._batch_max_bytes:
-                break
+            if batch and (len(batch) >= max_records or size + entry_size > max_bytes):
+                window.append(self._batch(batch, size, len(window) > 0))
+                if len(window) == self._window:
+                    return window
+                batch, size = [], 0
             batch.append(entry)
             size += entry_size
-        return batch, size
+        window.append(self._batch(batch, size, len(window) > 0))
+        return window
 
-    async def _publish(self, batch: list[Entry], seq: int) -> int:
-        """Write one batch, retrying with backoff until Redis confirms it; return how many records it held back."""
+    def _batch(self, entries: list[Entry], size: int, pipelined: bool) -> _Batch:
+        self._seq += 1
+        return _Batch(entries, size, self._seq, pipelined)
+
+    async def _publish(self, window: list[_Batch]) -> list[RecordEntry]:
+        """Write a window, retrying with backoff until Redis confirms every batch; return the records it held.
+
+        Each confirmed batch leaves the buffer at once.  Held records are
+        the held tail of one batch and every record of the batches after it
+        (see :data:`PUBLISH_SCRIPT`), in order.
+        """
         keys = [self._keys.records, self._keys.dead_letters, self._producer_key]
+        held: list[RecordEntry] = []
         attempt = 0
-        packed: bytes | None = None
-        while True:
+        pending = window
+        packed: list[bytes] = []
+        while pending:
             try:
                 if self._script_sha is None:
                     self._script_sha = await self._redis.script_load(PUBLISH_SCRIPT)
-                    packed = None
-                if packed is None:
-                    packed = pack_publish(
-                        self._script_sha, keys, batch, seq, self.catcher_id, self.max_stream_length, self.full_policy
-                    )
-                reply = await self._call_script(packed)
-            except NoScriptError:
-                # Redis restarted or SCRIPT FLUSH: load it again, no backoff.
-                self._script_sha = None
-                continue
+                    packed = []
+                if len(packed) != len(pending):
+                    sha, catcher, max_length, policy = (
+                        self._script_sha, self.catcher_id, self.max_stream_length, self.full_policy
+                    )  # fmt: skip
+                    packed = [
+                        pack_publish(sha, keys, b.entries, b.seq, catcher, max_length, policy, pipelined=b.pipelined)
+                        for b in pending
+                    ]
+                self._in_flight_bytes = sum(b.size for b in pending)
+                # Redis has the window: reading may go on while it works.
+                self._check_resume()
+                replies = await self._call_script(packed, len(pending))
             except (RedisError, OSError) as exc:
+                # Which batches ran is unknown: all of them are sent again.
+                self._in_flight_bytes = 0
                 self._note_failure(exc)
                 await asyncio.sleep(_backoff(attempt))
                 attempt += 1
                 continue
-            return self._note_success(batch, reply)
+            done, failure = self._confirm(pending, replies, held)
+            self._in_flight_bytes = 0
+            pending, packed = pending[done:], packed[done:]
+            if failure is None:
+                continue
+            if isinstance(failure, NoScriptError):
+                # Redis restarted or SCRIPT FLUSH: load it again, no backoff.
+                self._script_sha = None
+                continue
+            self._note_failure(failure)
+            await asyncio.sleep(_backoff(attempt))
+            attempt += 1
+        return held
 
-    async def _call_script(self, packed: bytes) -> object:
-        """The packed EVALSHA, sent as is (packing it is per batch, measured: README, "Performance")."""
-        return await send_packed(self._redis, packed)
+    def _confirm(
+        self, pending: list[_Batch], replies: list[object], held: list[RecordEntry]
+    ) -> tuple[int, BaseException | None]:
+        """Release the batches Redis confirmed, in order; return how many, and why the next one was not."""
+        for done, (batch, reply) in enumerate(zip(pending, replies, strict=True)):
+            if isinstance(reply, ResponseError):
+                return done, reply
+            try:
+                result = parse_result(reply)
+            except ValueError as exc:
+                return done, RedisError(str(exc))
+            if result.out_of_turn:
+                # Only behind a batch that failed, and that one stops the walk first.
+                return done, RedisError(f"batch {batch.seq} refused: the batch before it was not applied")
+            kept = self._note_success(batch, result)
+            if kept:
+                held.extend([entry for entry in batch.entries if type(entry) is RecordEntry][-kept:])
+            for _ in range(len(batch.entries)):
+                self._buffer.popleft()
+            self._buffered_bytes -= batch.size
+        return len(pending), None
 
-    def _note_success(self, batch: list[Entry], reply: object) -> int:
+    async def _call_script(self, packed: list[bytes], count: int) -> list[object]:
+        """The packed EVALSHAs, sent as they are in one write; their replies (error replies as values)."""
+        return await send_pipeline(self._redis, packed, count)
+
+    def _note_success(self, batch: _Batch, result: BatchResult) -> int:
+        """Count a confirmed batch; return how many of its records it held."""
         stats = self.stats
-        result = parse_result(reply)
         if result.duplicate:
             # A previous attempt of this batch reached Redis but its reply
             # was lost: it was applied then, so it is done now.
             stats.batches_deduplicated += 1
-            log.info("batch %d was already applied before its reply was lost; not re-adding", self._seq)
+            log.info("batch %d was already applied before its reply was lost; not re-adding", batch.seq)
         stats.batches_published += 1
-        dead = sum(1 for e in batch if type(e) is DeadLetterEntry)
+        dead = sum(1 for e in batch.entries if type(e) is DeadLetterEntry)
         stats.dead_letters_published += dead
-        stats.records_published += len(batch) - dead - result.shed - result.held
+        stats.records_published += len(batch.entries) - dead - result.shed - result.held
         if result.shed:
             stats.records_shed += result.shed
             now = time.monotonic()
@@ -330,6 +441,8 @@ class StreamPublisher:
                 exc,
                 len(self._buffer),
             )
+        # Redis away: the read-ahead limit gives way to the buffer's.
+        self._check_resume()
 
 
 def _backoff(attempt: int) -> float:

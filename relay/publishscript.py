@@ -1,9 +1,12 @@
 """The Lua script that writes one batch, and the layout of its arguments.
 
 One EVALSHA per batch: atomic (all of a batch's entries and its sequence
-number, or nothing), one round trip, and idempotent per producer (see
-:mod:`relay.publisher`).  Every key it touches shares one hash slot
-(:class:`relay.settings.StreamKeys`), so it runs on Redis Cluster too.
+number, or nothing) and idempotent per producer (see :mod:`relay.publisher`).
+Several batches may be sent back to back before their replies arrive (a
+pipeline); the script keeps them in order: a pipelined batch applies only
+right after the one before it, and is held whole if that one held records.
+Every key it touches shares one hash slot (:class:`relay.settings.StreamKeys`),
+so it runs on Redis Cluster too.
 """
 
 from __future__ import annotations
@@ -37,24 +40,46 @@ PRODUCER_KEY_TTL: Final = 7 * 24 * 3600
 #: back on senders) or drop the new ones, counted.
 FullPolicy = Literal["block", "shed"]
 
-#: The error a ``block`` policy returns when the stream is full.
+#: How the publisher words a batch held back by a full stream (``block`` policy).
 STREAM_FULL: Final = "LOGRELAY_FULL"
 
 PUBLISH_SCRIPT: Final = """
 -- KEYS: records stream, dead-letter stream, producer key
--- ARGV: seq, ttl, catcher, schema, n_records, n_dead, max_length, policy,
+-- ARGV: seq, ttl, catcher, schema, n_records, n_dead, max_length, policy, pipelined,
 --       n_records x (record, client, received),
 --       n_dead x (raw, reason, client, received)
 -- Returns {written, shed, held}: held records (policy block, stream full) were
--- not written and must be sent again in a later batch.  A repeat of an applied
--- seq returns {-1, 0, held} with the held count of that first application.
-local seq = tonumber(ARGV[1])
-local previous = redis.call('GET', KEYS[3])
-if previous then
-  local last, last_held = string.match(previous, '^(%d+):?(%d*)$')
-  if seq <= tonumber(last) then
-    return {-1, 0, tonumber(last_held) or 0}
+-- not written and must be sent again in a later batch.  {-1, 0, held}: this seq
+-- was applied before (held: what it held then).  {-2, 0, 0}: not applied, the
+-- batch before it in the pipeline was not (applying it would reorder records).
+--
+-- The producer key holds "last:last_held:run_start:run_held": the last applied
+-- seq and how many records it held, and where the current run of holding
+-- batches started (0: none) with what that first batch held.  A pipelined
+-- batch was sent before its sender knew the outcome of the one before; if
+-- that one held records, it is held whole, so that held records go first.
+local seq, n_records = tonumber(ARGV[1]), tonumber(ARGV[5])
+local pipelined = ARGV[9] == '1'
+local last, last_held, run_start, run_held = 0, 0, 0, 0
+local state = redis.call('GET', KEYS[3])
+if state then
+  local a, b, c, d = string.match(state, '^(%d+):(%d+):(%d+):(%d+)$')
+  if not a then
+    return redis.error_reply('LOGRELAY_STATE producer key ' .. KEYS[3] .. ' holds ' .. string.sub(state, 1, 40))
   end
+  last, last_held, run_start, run_held = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+  if seq <= last then
+    -- Retries only ever repeat batches of the sender's current pipeline:
+    -- a repeat of the run's first batch held run_held, later ones all.
+    local held = 0
+    if run_start > 0 and seq >= run_start then
+      held = (seq == run_start) and run_held or n_records
+    end
+    return {-1, 0, held}
+  end
+end
+if pipelined and (not state or seq ~= last + 1) then
+  return {-2, 0, 0}
 end
 -- Fail before the first write: a script stopped halfway keeps its writes.
 for k = 1, 2 do
@@ -64,37 +89,39 @@ for k = 1, 2 do
   end
 end
 local catcher, schema = ARGV[3], ARGV[4]
-local n_records, n_dead = tonumber(ARGV[5]), tonumber(ARGV[6])
+local n_dead = tonumber(ARGV[6])
 local max_length, policy = tonumber(ARGV[7]), ARGV[8]
+local behind_held = pipelined and last_held > 0
 local keep = n_records
-if max_length > 0 then
+if behind_held then
+  keep = 0
+elseif max_length > 0 then
   local room = max_length - redis.call('XLEN', KEYS[1])
   if room < n_records then
     -- keep the oldest of the batch, in order, as far as there is room
     keep = math.max(room, 0)
-    if policy == 'block' and keep == 0 and n_dead == 0 then
-      return redis.error_reply('LOGRELAY_FULL stream ' .. KEYS[1] .. ' is at its maximum of '
-                               .. max_length .. ' entries')
-    end
   end
 end
-local i = 9
-for r = 1, n_records do
-  if r <= keep then
-    redis.call('XADD', KEYS[1], '*', 'v', schema, 'record', ARGV[i],
-               'client', ARGV[i + 1], 'catcher', catcher, 'received', ARGV[i + 2])
-  end
+local i = 10
+for r = 1, keep do
+  redis.call('XADD', KEYS[1], '*', 'v', schema, 'record', ARGV[i],
+             'client', ARGV[i + 1], 'catcher', catcher, 'received', ARGV[i + 2])
   i = i + 3
 end
+i = 10 + 3 * n_records
 for _ = 1, n_dead do
   redis.call('XADD', KEYS[2], '*', 'v', schema, 'reason', ARGV[i + 1], 'raw', ARGV[i],
              'client', ARGV[i + 2], 'catcher', catcher, 'received', ARGV[i + 3])
   i = i + 4
 end
-local held = 0
-local shed = 0
-if policy == 'block' then held = n_records - keep else shed = n_records - keep end
-redis.call('SET', KEYS[3], seq .. ':' .. held, 'EX', ARGV[2])
+local held, shed = 0, 0
+if policy == 'block' or behind_held then held = n_records - keep else shed = n_records - keep end
+if held == 0 then
+  run_start, run_held = 0, 0
+elseif not behind_held then
+  run_start, run_held = seq, held
+end
+redis.call('SET', KEYS[3], seq .. ':' .. held .. ':' .. run_start .. ':' .. run_held, 'EX', ARGV[2])
 return {keep, shed, held}
 """
 
@@ -119,20 +146,28 @@ class BatchResult(NamedTuple):
     duplicate: bool  # applied before, by an attempt whose reply was lost
     shed: int  # records dropped by the ``shed`` policy
     held: int  # the batch's last records, not written (``block`` policy, stream full): send again
+    # Not applied: the batch before it in the pipeline was not applied either.
+    out_of_turn: bool = False
 
 
 def _script_header(
-    batch: list[Entry], seq: int, catcher_id: str, max_length: int, policy: FullPolicy
+    batch: list[Entry], seq: int, catcher_id: str, max_length: int, policy: FullPolicy, pipelined: bool
 ) -> list[bytes | str | int]:
     dead = sum(1 for e in batch if type(e) is DeadLetterEntry)
-    return [seq, PRODUCER_KEY_TTL, catcher_id, SCHEMA_VERSION, len(batch) - dead, dead, max_length, policy]
+    return [
+        seq, PRODUCER_KEY_TTL, catcher_id, SCHEMA_VERSION, len(batch) - dead, dead, max_length, policy, int(pipelined)
+    ]  # fmt: skip
 
 
 def script_args(
-    batch: list[Entry], seq: int, catcher_id: str, max_length: int, policy: FullPolicy
+    batch: list[Entry], seq: int, catcher_id: str, max_length: int, policy: FullPolicy, *, pipelined: bool = False
 ) -> list[bytes | str | int]:
-    """ARGV for :data:`PUBLISH_SCRIPT`: header, then records, then dead letters."""
-    args = _script_header(batch, seq, catcher_id, max_length, policy)
+    """ARGV for :data:`PUBLISH_SCRIPT`: header, then records, then dead letters.
+
+    ``pipelined``: the batch is sent before the reply to the batch before it
+    (seq - 1) has arrived.
+    """
+    args = _script_header(batch, seq, catcher_id, max_length, policy, pipelined)
     for record in batch:
         if type(record) is RecordEntry:
             args.extend(record)
@@ -143,7 +178,15 @@ def script_args(
 
 
 def pack_publish(
-    sha: str, keys: list[str], batch: list[Entry], seq: int, catcher_id: str, max_length: int, policy: FullPolicy
+    sha: str,
+    keys: list[str],
+    batch: list[Entry],
+    seq: int,
+    catcher_id: str,
+    max_length: int,
+    policy: FullPolicy,
+    *,
+    pipelined: bool = False,
 ) -> bytes:
     """The whole ``EVALSHA`` call for one batch, in Redis's wire format (RESP), as one bytes object.
 
@@ -153,7 +196,7 @@ def pack_publish(
     client address and receive time (shared by every record of one socket
     read) are encoded once per batch instead of once per record.
     """
-    header = ["EVALSHA", sha, len(keys), *keys, *_script_header(batch, seq, catcher_id, max_length, policy)]
+    header = ["EVALSHA", sha, len(keys), *keys, *_script_header(batch, seq, catcher_id, max_length, policy, pipelined)]
     records = sum(1 for e in batch if type(e) is RecordEntry)
     count = len(header) + 3 * records + 4 * (len(batch) - records)
     parts = [b"*%d\r\n" % count]
@@ -183,4 +226,6 @@ def parse_result(reply: object) -> BatchResult:
     if not (isinstance(reply, list | tuple) and len(reply) == 3):
         raise ValueError(f"unexpected reply from the publish script: {reply!r}")
     written, shed, held = (int(value) for value in reply)
+    if written == -2:
+        return BatchResult(False, 0, 0, out_of_turn=True)
     return BatchResult(written < 0, shed, held)

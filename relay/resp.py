@@ -2,10 +2,10 @@
 
 redis-py packs every command it sends and passes every reply through a
 response callback.  The publisher packs a whole batch into one EVALSHA
-(:func:`relay.publishscript.pack_publish`), and the file consumer reads its
-batches with a command packed once for all; both send with
-:func:`send_packed`, which skips packing and callbacks (measured: README,
-"Performance").
+(:func:`relay.publishscript.pack_publish`) and sends several at a time with
+:func:`send_pipeline`; the file consumer reads its batches with a command
+packed once for all (:func:`send_packed`).  Both skip redis-py's packing and
+callbacks (measured: README, "Performance").
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-__all__ = ["bulk_string", "pack_command", "send_packed"]
+__all__ = ["bulk_string", "pack_command", "send_packed", "send_pipeline"]
 
 
 def bulk_string(value: bytes | str | int) -> bytes:
@@ -31,17 +31,36 @@ def pack_command(*args: bytes | str | int) -> bytes:
 async def send_packed(redis: Redis, packed: bytes) -> object:
     """Send one packed command on a pooled connection; return the reply as the parser reads it (no callback).
 
-    Retries are the caller's.  A connection that failed mid-command is
-    dropped, never reused with a reply pending; an error reply
-    (``ResponseError``) leaves it usable.
+    Retries are the caller's.  An error reply is raised (``ResponseError``)
+    and leaves the connection usable.
+    """
+    (reply,) = await send_pipeline(redis, packed, 1)
+    if isinstance(reply, ResponseError):
+        raise reply
+    return reply
+
+
+async def send_pipeline(redis: Redis, packed: bytes | list[bytes], count: int) -> list[object]:
+    """Send ``count`` packed commands in one write on one pooled connection; return their replies, in order.
+
+    ``packed``: the commands' bytes, whole or in parts (written as they are,
+    not joined first).
+    An error reply is returned in its place as a ``ResponseError`` (so the
+    replies after it are still read).  A connection that failed mid-way is
+    dropped, never reused with replies pending; the caller cannot know which
+    of the commands ran.
     """
     pool = redis.connection_pool
     connection = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:
         await connection.send_packed_command(packed, check_health=False)
-        return await connection.read_response()
-    except ResponseError:
-        raise
+        replies: list[object] = []
+        for _ in range(count):
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as exc:
+                replies.append(exc)
+        return replies
     except BaseException:
         await connection.disconnect()
         raise

@@ -59,6 +59,7 @@ class CatcherServer:
             buffer_bytes=settings.buffer_bytes,
             batch_max_records=settings.batch_max_records,
             batch_max_bytes=settings.batch_max_bytes,
+            window=settings.publish_window,
             stats=self.stats,
             flow=self.registry,
             max_stream_length=settings.max_stream_length,
@@ -79,7 +80,7 @@ class CatcherServer:
             return Readiness(False, "stopping")
         if not self.redis_ok or self.publisher.in_outage:
             return Readiness(False, "Redis unreachable")
-        if self.publisher.paused:
+        if self.publisher.full:
             return Readiness(False, "buffer full")
         return Readiness(True, "ready")
 

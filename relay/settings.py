@@ -195,6 +195,8 @@ class CatcherSettings:
     buffer_bytes: int = 256 * 1024 * 1024
     batch_max_records: int = 1000
     batch_max_bytes: int = 1024 * 1024
+    # Batches sent to Redis in one write, before their replies (relay.publisher).
+    publish_window: int = 16
     max_connections: int = 10_000
     # Per client address (after the PROXY header, if any); 0: no limit.
     max_connections_per_client: int = 1000
@@ -215,7 +217,7 @@ class CatcherSettings:
     tls: TLSSettings | None = None
 
     def __post_init__(self) -> None:
-        positive = ("buffer_bytes", "batch_max_records", "batch_max_bytes", "max_connections")
+        positive = ("buffer_bytes", "batch_max_records", "batch_max_bytes", "publish_window", "max_connections")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', '-')} must be positive")

@@ -46,6 +46,8 @@ class CatcherStats(Counters):
     redis_errors: int = 0
     buffered: int = 0
     backpressure_pauses: int = 0
+    # Reading stopped while Redis works on a full window (see relay.publisher): load, not trouble.
+    read_ahead_pauses: int = 0
 
 
 @dataclass(slots=True)

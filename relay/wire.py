@@ -187,7 +187,7 @@ class FrameDecoder:
         """Bytes of an incomplete frame held; 0 means we sit on a frame boundary."""
         return len(self._buffer) + (HEADER_SIZE if self._need >= 0 else 0)
 
-    def feed(self, data: bytes) -> list[Record | BadFrame]:
+    def feed(self, data: bytes | memoryview) -> list[Record | BadFrame]:
         """Consume ``data``; return every frame it completes.
 
         Raises :class:`FrameTooLarge` when a header declares an oversized

@@ -82,6 +82,37 @@ def connect(parts: Any, peer: Any = ("192.0.2.7", 40000)) -> tuple[CatcherProtoc
     return protocol, transport
 
 
+def deliver(protocol: CatcherProtocol, data: bytes) -> None:
+    """What asyncio does for a BufferedProtocol: fill the buffer it gives, then say how much."""
+    buffer = protocol.get_buffer(-1)
+    buffer[: len(data)] = data
+    protocol.buffer_updated(len(data))
+
+
+async def test_connections_reading_into_the_shared_buffer_keep_their_own_frames(parts: Any) -> None:
+    _, _, publisher, client = parts
+    first, _ = connect(parts, ("192.0.2.7", 1))
+    second, _ = connect(parts, ("192.0.2.8", 2))
+    streams = {
+        first: b"".join(frame(f"a{n}", n=n) for n in range(4)),
+        second: b"".join(frame(f"b{n}", n=n) for n in range(4)),
+    }
+    assert first.get_buffer(-1) is second.get_buffer(-1)  # one buffer for all
+    # Reads alternate between the connections and end mid-frame.
+    for start in range(0, max(map(len, streams.values())), 50):
+        for protocol, data in streams.items():
+            if data[start : start + 50]:
+                deliver(protocol, data[start : start + 50])
+    task = asyncio.create_task(publisher.run())
+    await async_wait_until(lambda: publisher.buffered == 0, what="published")
+    publisher.close()
+    await task
+    by_client: dict[bytes, list[str]] = {}
+    for _, fields in await client.xrange("logs"):
+        by_client.setdefault(fields[b"client"], []).append(json.loads(fields[b"record"])["msg"])
+    assert by_client == {b"192.0.2.7:1": ["a0", "a1", "a2", "a3"], b"192.0.2.8:2": ["b0", "b1", "b2", "b3"]}
+
+
 async def test_frames_split_across_reads_reach_the_stream_in_order(parts: Any) -> None:
     _, _, publisher, client = parts
     protocol, _ = connect(parts)

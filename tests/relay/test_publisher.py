@@ -45,8 +45,8 @@ class ReplyLosingPublisher(StreamPublisher):
         super().__init__(*args, **kwargs)
         self.losses = losses
 
-    async def _call_script(self, packed: bytes) -> object:
-        result = await super()._call_script(packed)
+    async def _call_script(self, packed: list[bytes], count: int) -> list[object]:
+        result = await super()._call_script(packed, count)
         if self.losses:
             self.losses -= 1
             raise redis.exceptions.ConnectionError("connection reset after the command ran")
@@ -139,15 +139,19 @@ async def test_a_batch_whose_reply_was_lost_is_not_added_twice(client: fakeredis
     await run_until_published(publisher, 25)
 
     assert [r["seq"] for r in await stream_records(client)] == list(range(25))
-    # Attempt 1 applied the first batch and lost the reply; attempt 2 was
-    # recognised as a repeat and lost its reply too; attempt 3 reports it.
+    # The three batches went as one window.  Attempt 1 applied them and lost
+    # the replies; attempt 2 was recognised as a repeat and lost its replies
+    # too; attempt 3 reports all three as applied before.
     assert publisher.stats.redis_errors == 2
-    assert publisher.stats.batches_deduplicated == 1
+    assert publisher.stats.batches_deduplicated == 3
+    assert publisher.stats.batches_published == 3
 
 
-def publish_args(seq: int, *records: bytes, max_length: int = 0, policy: str = "block") -> list[object]:
+def publish_args(
+    seq: int, *records: bytes, max_length: int = 0, policy: str = "block", pipelined: bool = False
+) -> list[object]:
     """ARGV of the publish script for ``records`` (see relay.publishscript)."""
-    args: list[object] = [seq, 60, "catcher", "1", len(records), 0, max_length, policy]
+    args: list[object] = [seq, 60, "catcher", "1", len(records), 0, max_length, policy, int(pipelined)]
     for record in records:
         args += [record, "c", "1"]
     return args
@@ -166,6 +170,31 @@ async def test_the_script_skips_a_sequence_number_it_has_applied(client: fakered
     assert await client.xlen("logs") == 2
 
 
+async def test_the_script_keeps_a_pipeline_in_order(client: fakeredis.FakeAsyncRedis) -> None:
+    keys = [KEYS.records, KEYS.dead_letters, KEYS.producer("p")]
+    r = [record(n) for n in range(6)]
+
+    async def publish(seq: int, *records: bytes, **options: Any) -> object:
+        return await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(seq, *records, **options))
+
+    # Nothing applied yet: a batch pipelined behind batch 0 is refused, and not recorded.
+    assert await publish(1, r[0], pipelined=True) == [-2, 0, 0]
+    # Batch 1 fills the stream and holds its last record back ...
+    assert await publish(1, r[0], r[1], r[2], max_length=2) == [2, 0, 1]
+    # ... so batch 2, sent behind it, waits whole, even with room made meanwhile.
+    await client.xtrim("logs", maxlen=0, approximate=False)
+    assert await publish(2, r[3], r[4], max_length=2, pipelined=True) == [0, 0, 2]
+    # A retry of the pipeline (replies lost) learns what each batch held.
+    assert await publish(1, r[0], r[1], r[2], max_length=2) == [-1, 0, 1]
+    assert await publish(2, r[3], r[4], max_length=2, pipelined=True) == [-1, 0, 2]
+    # A batch behind one that was never applied (4 behind 3) is refused.
+    assert await publish(4, r[5], pipelined=True) == [-2, 0, 0]
+    # The held records go first, in the next window.
+    assert await publish(3, r[2], r[3], r[4], max_length=5) == [3, 0, 0]
+    assert await publish(4, r[5], max_length=5, pipelined=True) == [1, 0, 0]
+    assert [entry["seq"] for entry in await stream_records(client)] == [2, 3, 4, 5]
+
+
 async def test_at_max_length_block_holds_the_rest_and_shed_drops_it(client: fakeredis.FakeAsyncRedis) -> None:
     keys = [KEYS.records, KEYS.dead_letters, KEYS.producer("p")]
     records = [record(n) for n in range(7)]
@@ -173,11 +202,10 @@ async def test_at_max_length_block_holds_the_rest_and_shed_drops_it(client: fake
     # block: what fits is written, the rest held (to be sent again); a repeat reports the same.
     assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(2, *records[2:4], max_length=3)) == [1, 0, 1]
     assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(2, *records[2:4], max_length=3)) == [-1, 0, 1]
-    # Full and nothing else to write: an error, nothing written, the sequence number not consumed.
-    with pytest.raises(redis.exceptions.ResponseError, match="LOGRELAY_FULL"):
-        await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(3, records[3], max_length=3))
+    # Full: nothing written, all held.
+    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(3, records[3], max_length=3)) == [0, 0, 1]
     await client.xtrim("logs", maxlen=1, approximate=False)
-    reply = await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(3, *records[3:], max_length=3, policy="shed"))
+    reply = await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(4, *records[3:], max_length=3, policy="shed"))
     assert reply == [2, 2, 0]
     assert [r["seq"] for r in await stream_records(client)] == [2, 3, 4]
 
@@ -195,9 +223,17 @@ async def test_shed_policy_counts_what_it_drops(client: fakeredis.FakeAsyncRedis
     assert publisher.stats.records_published == 25
 
 
-async def test_block_policy_holds_records_until_the_stream_has_room(client: fakeredis.FakeAsyncRedis) -> None:
-    # Batches larger than the whole stream limit still get through, part by part.
-    publisher = make_publisher(client, batch_max_records=100, max_stream_length=20)
+@pytest.mark.parametrize(
+    "batch_max_records",
+    [
+        pytest.param(100, id="a batch larger than the whole limit gets through part by part"),
+        pytest.param(7, id="a window of batches filling the stream midway keeps its order"),
+    ],
+)
+async def test_block_policy_holds_records_until_the_stream_has_room(
+    client: fakeredis.FakeAsyncRedis, batch_max_records: int
+) -> None:
+    publisher = make_publisher(client, batch_max_records=batch_max_records, max_stream_length=20)
     for seq in range(60):
         publisher.add_record(record(seq), "c", "1")
     task = asyncio.create_task(publisher.run())
@@ -266,6 +302,78 @@ async def test_full_buffer_pauses_reading_and_resumes_at_half(
         await async_wait_until(lambda: flow.events == ["pause", "resume"], what="resume")
         assert publisher.buffered_bytes <= 10 * 1024
         await async_wait_until(lambda: publisher.stats.records_published == sent, what="all published")
+    finally:
+        publisher.close()
+        await asyncio.wait_for(task, 10)
+    assert await client.xlen("logs") == sent
+
+
+class SecondBatchRefusedOnce(StreamPublisher):
+    """The first window of three or more batches names, for its second batch, a script Redis lacks."""
+
+    refused = False
+
+    async def _call_script(self, packed: list[bytes], count: int) -> list[object]:
+        if not self.refused and count >= 3:
+            self.refused = True
+            assert self._script_sha is not None
+            sha = self._script_sha.encode()
+            packed = [packed[0], packed[1].replace(sha, b"0" * len(sha), 1), *packed[2:]]
+        return await super()._call_script(packed, count)
+
+
+async def test_a_batch_failing_inside_a_window_keeps_the_later_ones_behind_it(
+    client: fakeredis.FakeAsyncRedis,
+) -> None:
+    publisher = SecondBatchRefusedOnce(client, KEYS, catcher_id="c", buffer_bytes=2**26, batch_max_records=10)
+    for seq in range(45):
+        publisher.add_record(record(seq), "c", "1")
+    await run_until_published(publisher, 45)
+    assert publisher.refused
+    # Batch 2 failed (NOSCRIPT); batches 3-5 were refused by the script
+    # rather than written ahead of it; all were sent again, in order.
+    assert [r["seq"] for r in await stream_records(client)] == list(range(45))
+    assert publisher.stats.batches_published == 5
+    assert publisher.stats.batches_deduplicated == 0
+
+
+class SlowRedisPublisher(StreamPublisher):
+    """Redis takes its time: each window waits for ``answer`` to be set."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.answer = asyncio.Event()
+        self.working = asyncio.Event()
+
+    async def _call_script(self, packed: list[bytes], count: int) -> list[object]:
+        self.working.set()
+        await self.answer.wait()
+        return await super()._call_script(packed, count)
+
+
+async def test_reading_stays_about_one_window_ahead_of_a_slow_redis(client: fakeredis.FakeAsyncRedis) -> None:
+    flow = RecordingFlow()
+    window_bytes = 2 * 4096  # window 2 x batch_max_bytes 4 KiB
+    publisher = SlowRedisPublisher(
+        client, KEYS, catcher_id="c", buffer_bytes=2**26, batch_max_bytes=4096, window=2, flow=flow
+    )
+    entry = record(0)
+    task = asyncio.create_task(publisher.run())
+    try:
+        publisher.add_record(entry, "c", "1")
+        await asyncio.wait_for(publisher.working.wait(), 10)  # Redis has a (one-record) window
+        sent = 1
+        while not publisher.paused:
+            publisher.add_record(entry, "c", "1")
+            sent += 1
+            assert sent < 10_000, "reading never paused"
+        # Paused by the read-ahead, far below the 64 MiB buffer: load, not a full buffer.
+        assert not publisher.full
+        assert window_bytes <= publisher.buffered_bytes < 2 * window_bytes
+        assert (publisher.stats.read_ahead_pauses, publisher.stats.backpressure_pauses) == (1, 0)
+        publisher.answer.set()
+        await async_wait_until(lambda: publisher.stats.records_published == sent, what="all published")
+        assert flow.events == ["pause", "resume"]
     finally:
         publisher.close()
         await asyncio.wait_for(task, 10)
