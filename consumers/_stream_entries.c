@@ -1,6 +1,8 @@
 /* Stream entries from an XREADGROUP or XAUTOCLAIM reply, as plain lists.
  *
  * entries(items: list) -> list[tuple[bytes, dict[bytes, bytes] | None]] | None
+ * json_lines(items: list, metadata, is_object) -> list[bytes | int]
+ * bulk_ids(items: list) -> bytes | None
  *
  * Each item of a reply's entry list is [id, [field, value, field, value, ...]]
  * (or [id, nil] for a pending entry that was trimmed).  This builds what
@@ -11,7 +13,10 @@
  * tests/consumers/test_streamentries.py checks the two agree.
  */
 #define PY_SSIZE_T_CLEAN
+#define _GNU_SOURCE /* memmem */
 #include <Python.h>
+#include <stdio.h>
+#include <string.h>
 
 static PyObject *entries(PyObject *module, PyObject *items) {
     (void)module;
@@ -59,9 +64,229 @@ error:
     return NULL;
 }
 
+/* ---------------------------------------------------------------- JSON lines
+ *
+ * json_lines(items, metadata, is_object) -> pieces
+ *
+ * The file consumer's JSON lines, straight from a reply's entry list, for
+ * the entries a catcher writes: fields exactly v=1, record, client, catcher,
+ * received (in that order), an id of digits and one dash, a record that
+ * starts with '{', ends with '}', has no "logrelay" member name in it and
+ * for which is_object(record) is True.  Each such entry becomes
+ *
+ *     record-without-its-'}' [","] "logrelay": METADATA ,"entry_id":"ID"}}\n
+ *
+ * where METADATA is metadata(client, catcher, received) (bytes: a JSON object
+ * without its closing brace), called once per run of entries sharing those
+ * three values.  This is byte for byte what
+ * consumers.formatting.JsonLineFormatter.format writes; any other entry is
+ * left to it: pieces is a list of bytes (lines of consecutive entries, in
+ * order) and ints (the index of an entry not rendered here).  The caller
+ * joins them in order.  tests/consumers/test_formatting.py checks the two
+ * agree.
+ */
+
+typedef struct {
+    char *data;
+    Py_ssize_t size, capacity;
+} Buffer;
+
+static int buffer_reserve(Buffer *b, Py_ssize_t more) {
+    if (b->size + more <= b->capacity) return 0;
+    Py_ssize_t capacity = b->capacity ? b->capacity : 65536;
+    while (capacity < b->size + more) {
+        if (capacity > PY_SSIZE_T_MAX / 2) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        capacity *= 2;
+    }
+    char *data = PyMem_Realloc(b->data, (size_t)capacity);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = data;
+    b->capacity = capacity;
+    return 0;
+}
+
+static void buffer_put(Buffer *b, const char *data, Py_ssize_t size) {
+    memcpy(b->data + b->size, data, (size_t)size);
+    b->size += size;
+}
+
+/* End the run of rendered lines: its bytes become one piece. */
+static int flush_lines(Buffer *b, PyObject *pieces) {
+    if (b->size == 0) return 0;
+    PyObject *chunk = PyBytes_FromStringAndSize(b->data, b->size);
+    if (chunk == NULL) return -1;
+    int failed = PyList_Append(pieces, chunk);
+    Py_DECREF(chunk);
+    b->size = 0;
+    return failed;
+}
+
+static int is_name(PyObject *value, const char *name, Py_ssize_t size) {
+    return PyBytes_CheckExact(value) && PyBytes_GET_SIZE(value) == size &&
+           memcmp(PyBytes_AS_STRING(value), name, (size_t)size) == 0;
+}
+
+/* A stream id as Redis writes them: digits, one dash, digits. */
+static int is_stream_id(PyObject *value) {
+    if (!PyBytes_CheckExact(value)) return 0;
+    const char *p = PyBytes_AS_STRING(value);
+    Py_ssize_t n = PyBytes_GET_SIZE(value);
+    int dashes = 0;
+    if (n < 3 || p[0] == '-' || p[n - 1] == '-') return 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (p[i] == '-') dashes++;
+        else if (p[i] < '0' || p[i] > '9') return 0;
+    }
+    return dashes == 1;
+}
+
+static int is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+static const char METADATA_NAME[] = "\"logrelay\"";
+
+static PyObject *json_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 3 || !PyList_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "json_lines(items: list, metadata, is_object)");
+        return NULL;
+    }
+    PyObject *items = args[0], *metadata = args[1], *is_object = args[2];
+    PyObject *pieces = PyList_New(0);
+    if (pieces == NULL) return NULL;
+    Buffer out = {NULL, 0, 0};
+    /* The metadata of the current run, and the values it was made from
+     * (borrowed: the items hold them). */
+    PyObject *meta = NULL, *meta_client = NULL, *meta_catcher = NULL, *meta_received = NULL;
+    Py_ssize_t count = PyList_GET_SIZE(items);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        PyObject *fields, *id, *record, *client, *catcher, *received;
+        if (!PyList_CheckExact(item) || PyList_GET_SIZE(item) != 2) goto not_mine;
+        id = PyList_GET_ITEM(item, 0);
+        fields = PyList_GET_ITEM(item, 1);
+        if (!is_stream_id(id) || !PyList_CheckExact(fields) || PyList_GET_SIZE(fields) != 10) goto not_mine;
+        if (!is_name(PyList_GET_ITEM(fields, 0), "v", 1) || !is_name(PyList_GET_ITEM(fields, 1), "1", 1) ||
+            !is_name(PyList_GET_ITEM(fields, 2), "record", 6) || !is_name(PyList_GET_ITEM(fields, 4), "client", 6) ||
+            !is_name(PyList_GET_ITEM(fields, 6), "catcher", 7) || !is_name(PyList_GET_ITEM(fields, 8), "received", 8))
+            goto not_mine;
+        record = PyList_GET_ITEM(fields, 3);
+        client = PyList_GET_ITEM(fields, 5);
+        catcher = PyList_GET_ITEM(fields, 7);
+        received = PyList_GET_ITEM(fields, 9);
+        if (!PyBytes_CheckExact(record) || !PyBytes_CheckExact(client) || !PyBytes_CheckExact(catcher) ||
+            !PyBytes_CheckExact(received))
+            goto not_mine;
+        const char *text = PyBytes_AS_STRING(record);
+        Py_ssize_t size = PyBytes_GET_SIZE(record);
+        if (size < 2 || text[0] != '{' || text[size - 1] != '}') goto not_mine;
+        if (memmem(text, (size_t)size, METADATA_NAME, sizeof METADATA_NAME - 1) != NULL) goto not_mine;
+        PyObject *verdict = PyObject_CallOneArg(is_object, record);
+        if (verdict == NULL) goto error;
+        int sure = verdict == Py_True;
+        Py_DECREF(verdict);
+        if (!sure) goto not_mine;
+        if (meta == NULL || client != meta_client || catcher != meta_catcher || received != meta_received) {
+            if (meta != NULL && PyObject_RichCompareBool(client, meta_client, Py_EQ) == 1 &&
+                PyObject_RichCompareBool(catcher, meta_catcher, Py_EQ) == 1 &&
+                PyObject_RichCompareBool(received, meta_received, Py_EQ) == 1) {
+                meta_client = client, meta_catcher = catcher, meta_received = received;
+            } else {
+                Py_XDECREF(meta);
+                meta = PyObject_CallFunctionObjArgs(metadata, client, catcher, received, NULL);
+                if (meta == NULL) goto error;
+                if (!PyBytes_CheckExact(meta)) {
+                    PyErr_SetString(PyExc_TypeError, "json_lines: metadata() must return bytes");
+                    goto error;
+                }
+                meta_client = client, meta_catcher = catcher, meta_received = received;
+            }
+        }
+        /* Is there anything but whitespace between the braces?  Then a comma. */
+        int members = 0;
+        for (Py_ssize_t k = 1; k < size - 1; k++) {
+            if (!is_json_space(text[k])) {
+                members = 1;
+                break;
+            }
+        }
+        Py_ssize_t id_size = PyBytes_GET_SIZE(id), meta_size = PyBytes_GET_SIZE(meta);
+        static const char NAME[] = "\"logrelay\":", ID[] = ",\"entry_id\":\"", END[] = "\"}}\n";
+        if (buffer_reserve(&out, size + 1 + (Py_ssize_t)sizeof NAME + meta_size + (Py_ssize_t)sizeof ID + id_size +
+                                     (Py_ssize_t)sizeof END) < 0)
+            goto error;
+        buffer_put(&out, text, size - 1);
+        if (members) buffer_put(&out, ",", 1);
+        buffer_put(&out, NAME, sizeof NAME - 1);
+        buffer_put(&out, PyBytes_AS_STRING(meta), meta_size);
+        buffer_put(&out, ID, sizeof ID - 1);
+        buffer_put(&out, PyBytes_AS_STRING(id), id_size);
+        buffer_put(&out, END, sizeof END - 1);
+        continue;
+    not_mine:
+        if (flush_lines(&out, pieces) < 0) goto error;
+        PyObject *index = PyLong_FromSsize_t(i);
+        if (index == NULL) goto error;
+        int failed = PyList_Append(pieces, index);
+        Py_DECREF(index);
+        if (failed < 0) goto error;
+    }
+    if (flush_lines(&out, pieces) < 0) goto error;
+    PyMem_Free(out.data);
+    Py_XDECREF(meta);
+    return pieces;
+error:
+    PyMem_Free(out.data);
+    Py_XDECREF(meta);
+    Py_DECREF(pieces);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- ids for XACK
+ *
+ * bulk_ids(items) -> bytes | None: each entry's id as a RESP bulk string
+ * ($<length>\r\n<id>\r\n), concatenated, for an XACK packed by the caller;
+ * None if an item is not [id, ...] with a bytes id.
+ */
+static PyObject *bulk_ids(PyObject *module, PyObject *items) {
+    (void)module;
+    if (!PyList_CheckExact(items)) Py_RETURN_NONE;
+    Py_ssize_t count = PyList_GET_SIZE(items), total = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        if (!PyList_CheckExact(item) || PyList_GET_SIZE(item) < 1 || !PyBytes_CheckExact(PyList_GET_ITEM(item, 0)))
+            Py_RETURN_NONE;
+        /* "$" + up to 20 digits + 2 x "\r\n" */
+        total += PyBytes_GET_SIZE(PyList_GET_ITEM(item, 0)) + 25;
+    }
+    PyObject *result = PyBytes_FromStringAndSize(NULL, total);
+    if (result == NULL) return NULL;
+    char *p = PyBytes_AS_STRING(result);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *id = PyList_GET_ITEM(PyList_GET_ITEM(items, i), 0);
+        Py_ssize_t size = PyBytes_GET_SIZE(id);
+        p += sprintf(p, "$%zd\r\n", size);
+        memcpy(p, PyBytes_AS_STRING(id), (size_t)size);
+        p += size;
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    if (_PyBytes_Resize(&result, p - PyBytes_AS_STRING(result)) < 0) return NULL;
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"entries", entries, METH_O,
      "entries(items) -> [(id, {field: value} or None), ...], or None if the reply is not of that shape"},
+    {"json_lines", (PyCFunction)(void (*)(void))json_lines, METH_FASTCALL,
+     "json_lines(items, metadata, is_object) -> [bytes | int]: JSON lines of the usual entries, "
+     "the index of any other"},
+    {"bulk_ids", bulk_ids, METH_O, "bulk_ids(items) -> the entries' ids as RESP bulk strings, or None"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -28,10 +28,13 @@ from redis.exceptions import RedisError
 
 from consumers.filesink import Checkpoint, FileSink, FsyncPolicy
 from consumers.formatting import DEFAULT_FORMAT, build_formatter
-from consumers.reader import Entry, GroupReader
+from consumers.reader import Entry, GroupReader, Item
+from consumers.streamentries import bulk_ids
+from consumers.streamentries import entries as stream_entries
 from consumers.trimmer import StreamTrimmer
 from relay.connections import create_redis
 from relay.lifecycle import serve_with_signals
+from relay.resp import bulk_string
 from relay.settings import RedisSettings, StreamKeys
 from relay.stats import ConsumerStats
 
@@ -52,7 +55,9 @@ class _RenderedBatch(NamedTuple):
     dead: list[tuple[bytes, dict[bytes, bytes], str]]
     #: The last entry not already in the file (None: all were), which the checkpoint moves to.
     last_new: bytes | None
-    ids: list[bytes]
+    #: The ids of every entry of the batch, as RESP bulk strings (an XACK's arguments), and how many.
+    ack_ids: bytes
+    ack_count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +138,7 @@ class FileConsumer:
         return await serve_with_signals(self.run, self.request_stop)
 
     async def run(self) -> int:
-        prefetch: asyncio.Task[list[Entry]] | None = None
+        prefetch: asyncio.Task[list[Item]] | None = None
         committing: asyncio.Task[None] | None = None
         try:
             if not await self._take_the_file():
@@ -155,12 +160,12 @@ class FileConsumer:
                     # Even when stopping: what this read delivered is in hand
                     # (pending for us), so it is written before we exit.  It
                     # returns within block_ms, as a plain read would.
-                    entries, prefetch = await prefetch, None
+                    items, prefetch = await prefetch, None
                 elif self._stopping:
                     break
                 else:
-                    entries = await self._retrying(self.reader.new)
-                if entries:
+                    items = await self._retrying(self.reader.new)
+                if items:
                     self.caught_up.clear()
                     # A pipeline: while one batch is written and acknowledged
                     # (the disk, Redis), the next is read and rendered (the
@@ -170,7 +175,7 @@ class FileConsumer:
                     # and acks stay in stream order, one batch at a time.  A
                     # crash leaves what was read and not yet written pending,
                     # claimed on the next start like any batch in hand.
-                    batch = self._render(entries, {})
+                    batch = self._render_items(items)
                     if committing is not None:
                         await committing
                     committing = asyncio.create_task(self._commit(batch))
@@ -253,19 +258,47 @@ class FileConsumer:
         """Render, write, checkpoint and acknowledge one batch."""
         await self._commit(self._render(entries, deliveries))
 
+    def _already_written(self, entry_id: bytes) -> bool:
+        # Batches handed to _commit and not yet checkpointed count as written:
+        # a re-read of our own pending entries may return them again.
+        return self.sink.checkpoint.covers(entry_id) or self._rendered.covers(entry_id)
+
+    def _render_items(self, items: list[Item]) -> _RenderedBatch:
+        """Turn a batch of read entries (in stream order, as the parser gave them) into lines and dead letters.
+
+        The formatter renders the usual entries in one call
+        (:meth:`~consumers.formatting.EntryFormatter.format_items`); any other
+        goes through :meth:`_line`, one by one.
+        """
+        start = 0
+        # Redis lists a batch in stream order: once one entry is past what is
+        # written, all later ones are.
+        while start < len(items) and self._already_written(items[start][0]):
+            start += 1
+        self.stats.already_written += start
+        ack_ids = bulk_ids(items)
+        new = items[start:] if start else items
+        if not new:
+            return _RenderedBatch(b"", 0, [], None, ack_ids, len(items))
+        chunks: list[bytes] = []
+        dead: list[tuple[bytes, dict[bytes, bytes], str]] = []
+        for piece in self.formatter.format_items(new):
+            if isinstance(piece, bytes):
+                chunks.append(piece)
+            else:
+                ((entry_id, fields),) = stream_entries([new[piece]])
+                self._line(entry_id, fields or {}, chunks, dead)
+        last_new: bytes = new[-1][0]
+        self._rendered = Checkpoint(last_id=last_new.decode())
+        return _RenderedBatch(b"".join(chunks), len(new) - len(dead), dead, last_new, ack_ids, len(items))
+
     def _render(self, entries: list[Entry], deliveries: dict[bytes, int]) -> _RenderedBatch:
-        """Turn a batch (in stream order) into lines and dead letters; what is already written is skipped."""
+        """Turn a batch of entries taken over from the pending list into lines and dead letters."""
         lines: list[bytes] = []
         dead: list[tuple[bytes, dict[bytes, bytes], str]] = []
         last_new: bytes | None = None
-        checkpoint = self.sink.checkpoint
-        # Batches handed to _commit and not yet checkpointed count as written:
-        # a re-read of our own pending entries may return them again.
-        rendered = self._rendered
         for entry_id, fields in entries:
-            # Redis lists a batch in stream order (XREADGROUP, XAUTOCLAIM):
-            # once one entry is past what is written, all later ones are.
-            if last_new is None and (checkpoint.covers(entry_id) or rendered.covers(entry_id)):
+            if last_new is None and self._already_written(entry_id):
                 self.stats.already_written += 1
                 continue
             last_new = entry_id
@@ -273,13 +306,24 @@ class FileConsumer:
             if delivered > self.settings.max_deliveries:
                 dead.append((entry_id, fields, f"delivered {delivered} times without being written"))
                 continue
-            try:
-                lines.append(self.formatter.format(entry_id, fields))
-            except Exception as exc:
-                dead.append((entry_id, fields, f"cannot format: {type(exc).__name__}: {exc}"))
+            self._line(entry_id, fields, lines, dead)
         if last_new is not None:
             self._rendered = Checkpoint(last_id=last_new.decode())
-        return _RenderedBatch(b"".join(lines), len(lines), dead, last_new, [entry_id for entry_id, _ in entries])
+        ack_ids = b"".join(bulk_string(entry_id) for entry_id, _ in entries)
+        return _RenderedBatch(b"".join(lines), len(lines), dead, last_new, ack_ids, len(entries))
+
+    def _line(
+        self,
+        entry_id: bytes,
+        fields: dict[bytes, bytes],
+        lines: list[bytes],
+        dead: list[tuple[bytes, dict[bytes, bytes], str]],
+    ) -> None:
+        """Append the entry's line(s), or the entry to the dead letters with why it cannot be formatted."""
+        try:
+            lines.append(self.formatter.format(entry_id, fields))
+        except Exception as exc:
+            dead.append((entry_id, fields, f"cannot format: {type(exc).__name__}: {exc}"))
 
     async def _commit(self, batch: _RenderedBatch) -> None:
         """Dead-letter, write, checkpoint and acknowledge a rendered batch (one at a time, in stream order)."""
@@ -296,12 +340,12 @@ class FileConsumer:
         # entries pending that the checkpoint covers (acknowledged on restart,
         # never written twice).  One is in flight at a time.
         await self._acknowledged()
-        self._acking = asyncio.create_task(self._acknowledge(batch.ids))
+        self._acking = asyncio.create_task(self._acknowledge(batch.ack_ids, batch.ack_count))
         self.stats.batches += 1
 
-    async def _acknowledge(self, ids: list[bytes]) -> None:
-        await self._retrying(lambda: self.reader.ack(ids))
-        self.stats.entries_acked += len(ids)
+    async def _acknowledge(self, ids: bytes, count: int) -> None:
+        await self._retrying(lambda: self.reader.ack_bulk(ids, count))
+        self.stats.entries_acked += count
 
     async def _acknowledged(self) -> None:
         """Wait for the acknowledgement in flight, if any (raising what it raised)."""

@@ -23,6 +23,7 @@ from typing import Any, Final, Protocol
 import orjson
 
 from consumers.jsoncheck import is_json_object
+from consumers.streamentries import Pieces, json_lines
 
 __all__ = [
     "DEFAULT_FORMAT",
@@ -55,6 +56,14 @@ class EntryError(ValueError):
 class EntryFormatter(Protocol):
     def format(self, entry_id: bytes, fields: dict[bytes, bytes]) -> bytes:
         """Return the entry as one or more complete lines (ending with a newline)."""
+        ...
+
+    def format_items(self, items: list[Any]) -> Pieces:
+        """Lines for a read reply's entries (``[id, [field, value, ...]]``, as the parser gave them), in order.
+
+        Bytes hold the lines of consecutive entries; an int is the index of
+        an entry left to :meth:`format` (which renders it or says why not).
+        """
         ...
 
 
@@ -104,10 +113,12 @@ class _Metadata:
         self._shared_json = b""
 
     def _load(self, fields: dict[bytes, bytes]) -> None:
-        key = (fields.get(b"client"), fields.get(b"catcher"), fields.get(b"received"))
+        self._load_values(fields.get(b"client"), fields.get(b"catcher"), fields.get(b"received"))
+
+    def _load_values(self, client: bytes | None, catcher: bytes | None, received: bytes | None) -> None:
+        key = (client, catcher, received)
         if key == self._key:
             return
-        client, catcher, received = key
         try:
             received_value: float | str = float(received or b"")
         except ValueError:
@@ -125,11 +136,27 @@ class _Metadata:
         self._load(fields)
         return {**self._shared, "entry_id": entry_id.decode("ascii", "replace")}
 
+    def add_values(self, attributes: dict[str, Any], entry_id: bytes, metadata: list[bytes]) -> None:
+        """:meth:`add_to` for the rest of a usual entry's fields: client, its value, catcher, ..., received, ...
+
+        Raises ``EntryError`` if they are not those three, in that order.
+        """
+        if len(metadata) != 6 or metadata[0] != b"client" or metadata[2] != b"catcher" or metadata[4] != b"received":
+            raise EntryError("not the usual entry")
+        self._load_values(metadata[1], metadata[3], metadata[5])
+        attributes.update(self._shared)
+        attributes["entry_id"] = entry_id.decode("ascii", "replace")
+
     def add_to(self, attributes: dict[str, Any], entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         """Set the entry's relay attributes in ``attributes`` (a record's ``__dict__``)."""
         self._load(fields)
         attributes.update(self._shared)
         attributes["entry_id"] = entry_id.decode("ascii", "replace")
+
+    def shared_json(self, client: bytes, catcher: bytes, received: bytes) -> bytes:
+        """``{"client":...,"catcher":...,"received":...`` (no closing brace): the part every entry of a read shares."""
+        self._load_values(client, catcher, received)
+        return self._shared_json
 
     def json(self, entry_id: bytes, fields: dict[bytes, bytes]) -> bytes:
         self._load(fields)
@@ -158,6 +185,16 @@ class _TolerantFormatter(logging.Formatter):
         self._fields = frozenset(m.group("name") for m in _FIELD.finditer(fmt) if m.group("spec") != "%")
         self._variants: dict[frozenset[str], str] = {}
         self._uses_time = super().usesTime()
+        #: The attributes whose absence makeLogRecord would fill in visibly:
+        #: those of the format, and those format_attributes reads.
+        self.needs = (self._fields & _RECORD_ATTRIBUTES) | {
+            "msg",
+            "created",
+            "msecs",
+            "exc_info",
+            "exc_text",
+            "stack_info",
+        }
 
     def usesTime(self) -> bool:
         """``logging.Formatter.usesTime``, searched once: the format never changes."""
@@ -167,16 +204,46 @@ class _TolerantFormatter(logging.Formatter):
         """``logging.Formatter.formatTime``, calling strftime once per second of records, not once per record."""
         if datefmt is not None:
             return super().formatTime(record, datefmt)
-        second = math.floor(record.created)
+        return self._asctime(record.created, record.msecs)
+
+    def _asctime(self, created: float, msecs: float) -> str:
+        second = math.floor(created)
         cached_second, text = self._last_second
         if second != cached_second:
             text = time.strftime(self.default_time_format, self.converter(second))
             self._last_second = (second, text)
         msec_format = self.default_msec_format
-        return msec_format % (text, record.msecs) if msec_format else text
+        return msec_format % (text, msecs) if msec_format else text
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        values = record.__dict__
+        return self._message(record.__dict__)
+
+    def format_attributes(self, values: dict[str, Any]) -> str:
+        """``Formatter.format`` of a record whose attributes are ``values``: a complete record
+        (every attribute ``LogRecord.__init__`` sets), ``args`` None and ``exc_info`` empty.
+
+        What ``format`` does with such a record, without making one: the
+        message is ``str(msg)``, then asctime, the format, exc_text and
+        stack_info.  Sets ``message`` and ``asctime`` in ``values``, as
+        ``format`` does on the record.
+        """
+        values["message"] = str(values["msg"])
+        if self._uses_time:
+            values["asctime"] = self._asctime(values["created"], values["msecs"])
+        text = self._message(values)
+        exc_text = values["exc_text"]
+        if exc_text:
+            if text[-1:] != "\n":
+                text += "\n"
+            text += exc_text
+        stack_info = values["stack_info"]
+        if stack_info:
+            if text[-1:] != "\n":
+                text += "\n"
+            text += stack_info
+        return text
+
+    def _message(self, values: dict[str, Any]) -> str:
         if values.keys() >= self._fields:
             return self._fmt_text % values
         missing = frozenset(name for name in self._fields if name not in values)
@@ -220,12 +287,53 @@ class LineFormatter:
         text = self._formatter.format(record)
         return text.encode("utf-8", "backslashreplace") + b"\n"
 
+    def format_items(self, items: list[Any]) -> Pieces:
+        """The usual entries (the catcher's five fields, a complete record) without a LogRecord or
+        ``logging.Formatter.format``; anything else, or anything that fails, is left to :meth:`format`.
+
+        tests/consumers/test_formatting.py checks both write the same.
+        """
+        pieces: Pieces = []
+        lines: list[bytes] = []
+        loads = orjson.loads
+        format_attributes = self._formatter.format_attributes
+        needs = self._formatter.needs
+        add_metadata = self._metadata.add_values
+        for index, item in enumerate(items):
+            try:
+                entry_id, (v, version, name, record, *metadata) = item
+                attributes = loads(record)
+                if (
+                    v != b"v"
+                    or version != SUPPORTED_SCHEMA
+                    or name != b"record"
+                    or type(attributes) is not dict
+                    or not attributes.keys() >= needs
+                    or attributes["exc_info"]
+                ):
+                    raise EntryError("not the usual entry")
+                add_metadata(attributes, entry_id, metadata)
+                attributes["args"] = None
+                lines.append(format_attributes(attributes).encode("utf-8", "backslashreplace") + b"\n")
+            except Exception:
+                if lines:
+                    pieces.append(b"".join(lines))
+                    lines = []
+                pieces.append(index)
+        if lines:
+            pieces.append(b"".join(lines))
+        return pieces
+
 
 class JsonLineFormatter:
     """One JSON object per line: the record as sent plus ``"logrelay": {...}``."""
 
     def __init__(self) -> None:
         self._metadata = _Metadata()
+
+    def format_items(self, items: list[Any]) -> Pieces:
+        # The usual entries are rendered in C, byte for byte as format() would.
+        return json_lines(items, self._metadata.shared_json, is_json_object)
 
     def format(self, entry_id: bytes, fields: dict[bytes, bytes]) -> bytes:
         record = _record_json(fields)

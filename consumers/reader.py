@@ -16,14 +16,16 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from consumers.streamentries import entries as stream_entries
-from relay.resp import pack_command, send_packed
+from consumers.streamentries import bulk_ids
+from relay.resp import bulk_string, pack_command, send_packed
 
-__all__ = ["Entry", "GroupReader", "PendingBatch"]
+__all__ = ["Entry", "GroupReader", "Item", "PendingBatch"]
 
 log = logging.getLogger("logrelay.reader")
 
 Entry = tuple[bytes, dict[bytes, bytes]]
+#: One entry of a read reply as the parser gives it: ``[id, [field, value, ...]]``.
+Item = list[Any]
 
 
 @dataclass(slots=True)
@@ -49,6 +51,7 @@ class GroupReader:
         read = ("XREADGROUP", "GROUP", group, consumer, "COUNT", batch_size)
         self._read_new = pack_command(*read, "BLOCK", block_ms, "STREAMS", stream, ">")
         self._read_own_pending = pack_command(*read, "STREAMS", stream, "0")
+        self._ack_head = b"".join(bulk_string(part) for part in ("XACK", stream, group))
 
     async def ensure_group(self) -> None:
         """Create the group (and the stream) if missing; the group starts at the stream's beginning."""
@@ -93,8 +96,8 @@ class GroupReader:
         )
         return {row["message_id"]: int(row["times_delivered"]) for row in rows}
 
-    async def new(self) -> list[Entry]:
-        """Wait up to ``block_ms`` for entries never delivered to the group; return them (maybe none).
+    async def new(self) -> list[Item]:
+        """Wait up to ``block_ms`` for entries never delivered to the group; return them (maybe none), as read.
 
         If a read fails, Redis may still have delivered entries to us (the
         reply was lost: timeout, reset, Redis died after its AOF write).
@@ -102,31 +105,40 @@ class GroupReader:
         again, so after a failure we first re-read our own pending entries.
         """
         if self._recheck_own_pending:
-            entries = await self._read(self._read_own_pending)
-            if entries:
-                return entries
+            items = await self._read(self._read_own_pending)
+            trimmed = [item[0] for item in items if item[1] is None]
+            if trimmed:
+                # Pending but gone from the stream: nothing left to write.
+                log.error("%d pending entries were trimmed before being written; acknowledging them", len(trimmed))
+                await self.ack(trimmed)
+                items = [item for item in items if item[1] is not None]
+            if items:
+                return items
             self._recheck_own_pending = False
         self._recheck_own_pending = True  # until the read below returns
-        entries = await self._read(self._read_new)
+        # A ">" read delivers entries from the stream itself: none is trimmed.
+        items = await self._read(self._read_new)
         self._recheck_own_pending = False
-        return entries
+        return items
 
-    async def _read(self, command: bytes) -> list[Entry]:
+    async def _read(self, command: bytes) -> list[Item]:
         # Sent packed and read without redis-py's callback: per entry, the
         # callback cost more than parsing the reply (README, "Performance").
         reply: Any = await send_packed(self.redis, command)
         if not reply:
             return []
         # RESP2 answers a list of [stream, entries]; RESP3 a map.
-        items = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
-        entries = stream_entries(items)
-        trimmed = [entry_id for entry_id, fields in entries if fields is None]
-        if trimmed:
-            # Pending but gone from the stream: nothing left to write.
-            log.error("%d pending entries were trimmed before being written; acknowledging them", len(trimmed))
-            await self.ack(trimmed)
-        return [(entry_id, fields) for entry_id, fields in entries if fields is not None]
+        items: list[Item] = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
+        return items
 
     async def ack(self, ids: list[bytes]) -> None:
-        if ids:
-            await self.redis.xack(self.stream, self.group, *ids)
+        await self.ack_bulk(b"".join(bulk_string(entry_id) for entry_id in ids), len(ids))
+
+    async def ack_items(self, items: list[Item]) -> None:
+        """Acknowledge the entries of a read reply (their ids packed in C)."""
+        await self.ack_bulk(bulk_ids(items), len(items))
+
+    async def ack_bulk(self, ids: bytes, count: int) -> None:
+        """XACK ``count`` ids, given as concatenated RESP bulk strings."""
+        if count:
+            await send_packed(self.redis, b"*%d\r\n%b%b" % (count + 3, self._ack_head, ids))

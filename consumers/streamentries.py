@@ -1,12 +1,16 @@
 """Stream entries from the lists of an XREADGROUP or XAUTOCLAIM reply.
 
 The consumer reads replies without redis-py's response callbacks (see
-:func:`relay.connections.send_packed`): per entry, the callback that turns
+:func:`relay.resp.send_packed`): per entry, the callback that turns
 ``[id, [field, value, ...]]`` into ``(id, {field: value})`` cost more than
 parsing the reply.  :func:`entries` does the same with its loop in C (the
 optional extension ``consumers._stream_entries``); :func:`entries_python` is
 the reference, used where the extension is missing, under
 ``LOGRELAY_PURE_PYTHON=1``, and for any reply the C loop does not take.
+
+The same extension renders JSON lines straight from a reply's lists
+(:func:`json_lines`, for :class:`consumers.formatting.JsonLineFormatter`)
+and packs their ids for XACK (:func:`bulk_ids`).
 """
 
 from __future__ import annotations
@@ -15,9 +19,14 @@ import os
 from collections.abc import Callable
 from typing import Any, Final
 
-__all__ = ["IMPLEMENTATION", "entries", "entries_python"]
+from relay.resp import bulk_string
+
+__all__ = ["IMPLEMENTATION", "bulk_ids", "entries", "entries_python", "json_lines"]
 
 Fields = dict[bytes, bytes]
+#: Lines of consecutive entries (bytes), or the index of an entry left to the caller (int).
+Pieces = list[bytes | int]
+MetadataJson = Callable[[bytes, bytes, bytes], bytes]
 
 
 def entries_python(items: list[Any]) -> list[tuple[bytes, Fields | None]]:
@@ -40,21 +49,42 @@ def entries_python(items: list[Any]) -> list[tuple[bytes, Fields | None]]:
     return result
 
 
-def _load() -> Callable[[list[Any]], list[tuple[bytes, Fields | None]] | None] | None:
+def json_lines_python(items: list[Any], metadata: MetadataJson, is_object: Callable[[bytes], bool]) -> Pieces:
+    """Where the extension is missing: every entry is left to the caller's formatter."""
+    return list(range(len(items)))
+
+
+def bulk_ids_python(items: list[Any]) -> bytes:
+    """Each entry's id as a RESP bulk string, concatenated (the arguments of an XACK)."""
+    return b"".join(bulk_string(item[0]) for item in items)
+
+
+def _load() -> Any:
     if os.environ.get("LOGRELAY_PURE_PYTHON"):
         return None
     try:
         from consumers import _stream_entries  # type: ignore[attr-defined]
     except ImportError:
         return None
-    convert: Callable[[list[Any]], list[tuple[bytes, Fields | None]] | None] = _stream_entries.entries
-    return convert
+    return _stream_entries
 
 
-_convert: Final = _load()
+_extension: Final = _load()
+_convert: Final[Callable[[list[Any]], list[tuple[bytes, Fields | None]] | None] | None] = (
+    _extension.entries if _extension is not None else None
+)
 
 #: "c", or "none" where only the Python loop exists.
-IMPLEMENTATION: Final = "c" if _convert is not None else "none"
+IMPLEMENTATION: Final = "c" if _extension is not None else "none"
+
+#: ``json_lines(items, metadata, is_object)``: the JSON lines of a reply's
+#: usual entries, byte for byte what ``JsonLineFormatter.format`` writes,
+#: and the index of every other entry (see ``_stream_entries.c``).
+#: ``metadata(client, catcher, received)`` gives the ``logrelay`` object
+#: without its closing brace; ``is_object`` is the record check.
+json_lines: Final[Callable[[list[Any], MetadataJson, Callable[[bytes], bool]], Pieces]] = (
+    _extension.json_lines if _extension is not None else json_lines_python
+)
 
 
 def entries(items: list[Any]) -> list[tuple[bytes, Fields | None]]:
@@ -64,3 +94,12 @@ def entries(items: list[Any]) -> list[tuple[bytes, Fields | None]]:
         if converted is not None:
             return converted
     return entries_python(items)
+
+
+def bulk_ids(items: list[Any]) -> bytes:
+    """:func:`bulk_ids_python`, in C when every item is ``[bytes id, ...]``."""
+    if _extension is not None:
+        packed: bytes | None = _extension.bulk_ids(items)
+        if packed is not None:
+            return packed
+    return bulk_ids_python(items)

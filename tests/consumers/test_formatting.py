@@ -8,9 +8,19 @@ import logging.handlers
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from consumers.formatting import DEFAULT_FORMAT, EntryError, JsonLineFormatter, LineFormatter, build_formatter
+from consumers.formatting import (
+    DEFAULT_FORMAT,
+    EntryError,
+    EntryFormatter,
+    JsonLineFormatter,
+    LineFormatter,
+    build_formatter,
+)
 from relay.wire import FrameDecoder, Record
+from tests.relay.test_fuzz import fuzz
 
 
 def entry_for(record: logging.LogRecord, client: bytes = b"10.1.2.3:4000") -> dict[bytes, bytes]:
@@ -212,3 +222,161 @@ def test_json_lines_of_small_and_spaced_records_are_valid_json(record: bytes) ->
     data = json.loads(line)
     assert data["logrelay"]["entry_id"] == "1-0"
     assert {key: value for key, value in data.items() if key != "logrelay"} == json.loads(record)
+
+
+# --------------------------------------------------------------------------- a reply's entries in one call
+
+
+def reply_item(entry_id: bytes, fields: dict[bytes, bytes]) -> list[object]:
+    """An entry as the reply parser gives it: [id, [field, value, ...]], fields in the catcher's order."""
+    return [entry_id, [part for pair in fields.items() for part in pair]]
+
+
+def one_by_one(formatter: EntryFormatter, items: list[list[object]]) -> list[bytes]:
+    """What format() makes of each entry (or the error it raises), the reference for format_items."""
+    lines = []
+    for entry_id, flat in items:
+        assert isinstance(entry_id, bytes)
+        assert isinstance(flat, list)
+        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        try:
+            lines += formatter.format(entry_id, fields).splitlines(keepends=True)
+        except Exception as exc:
+            lines.append(f"error: {type(exc).__name__}: {exc}\n".encode())
+    return lines
+
+
+def all_at_once(formatter: EntryFormatter, items: list[list[object]]) -> list[bytes]:
+    """format_items, its left-over entries filled in by format() as the consumer does."""
+    pieces = formatter.format_items(items)
+    lines: list[bytes] = []
+    for piece in pieces:
+        if isinstance(piece, bytes):
+            lines += [line + b"\n" for line in piece.split(b"\n")[:-1]]
+        else:
+            lines += one_by_one(formatter, [items[piece]])
+    return lines
+
+
+def usual(n: int, client: bytes = b"10.1.2.3:4000", received: bytes = b"1700000000.500000") -> list[object]:
+    fields = entry_for(make_record(f"record {n}", (), n=n), client=client)
+    return reply_item(b"1700000000000-%d" % n, {**fields, b"received": received})
+
+
+def unusual_items() -> list[list[object]]:
+    """Entries the C path must leave to format(), each next to usual ones."""
+    base = entry_for(make_record())
+    record = base[b"record"]
+    reordered = {b"record": record, **{k: v for k, v in base.items() if k != b"record"}}
+    return [
+        reply_item(b"1-0", {**base, b"v": b"2"}),
+        reply_item(b"1-1", reordered),
+        reply_item(b"1-2", {k: v for k, v in base.items() if k != b"client"}),
+        reply_item(b'forged"id', base),
+        reply_item(b"1-4", {**base, b"record": b" " + record}),
+        reply_item(b"1-5", {**base, b"record": record[:-1] + b',"logrelay":"its own"}'}),
+        reply_item(b"1-6", {**base, b"record": b'{"broken": }'}),
+        reply_item(b"1-7", {**base, b"record": b'{"path":"caf\\udcff.txt"}'}),
+        reply_item(b"1-8", {**base, b"record": b"[1, 2]"}),
+        reply_item(b"1-9", {**base, b"client": "Köln:1".encode(), b"catcher": b'c"1'}),
+        reply_item(b"1-10", {**base, b"received": b"not a time"}),
+        reply_item(b"1-11", {**base, b"record": b"{}"}),
+        reply_item(b"1-12", {**base, b"record": b"{ }"}),
+        reply_item(b"1-13", {**base, b"extra": b"field"}),
+    ]
+
+
+def test_format_items_writes_exactly_what_format_writes_entry_by_entry() -> None:
+    formatter = JsonLineFormatter()
+    items: list[list[object]] = []
+    for n, odd in enumerate(unusual_items()):
+        # Runs of entries that share client and receive time, and some that do not.
+        items += [usual(3 * n), odd, usual(3 * n + 1, client=b"10.9.9.9:1"), usual(3 * n + 2, received=b"1.0")]
+    assert all_at_once(formatter, items) == one_by_one(formatter, items)
+
+
+def test_format_items_renders_the_usual_entries_in_one_piece() -> None:
+    from consumers import streamentries
+
+    if streamentries.IMPLEMENTATION != "c":
+        pytest.skip("the C renderer is not built here")
+    formatter = JsonLineFormatter()
+    items = [usual(n, received=b"1700000000.%06d" % (n // 10)) for n in range(50)]
+    pieces = formatter.format_items(items)
+    assert len(pieces) == 1
+    assert isinstance(pieces[0], bytes)
+    assert [json.loads(line)["n"] for line in pieces[0].splitlines()] == list(range(50))
+    # {} and { } take no comma; anything else is left to format(), by index.
+    small = [reply_item(b"1-0", {**entry_for(make_record()), b"record": b"{}"}), usual(1)]
+    assert formatter.format_items(small)[0].startswith(b'{"logrelay":')  # type: ignore[union-attr]
+    assert formatter.format_items([usual(0), unusual_items()[0], usual(1)])[1] == 1
+
+
+def unusual_text_items() -> list[list[object]]:
+    """Records the text fast path must render as logging would, or leave to format()."""
+    base = entry_for(make_record())
+    record = json.loads(base[b"record"])
+
+    def with_record(entry_id: bytes, **changes: object) -> list[object]:
+        changed = {key: value for key, value in {**record, **changes}.items() if value is not ...}
+        return reply_item(entry_id, {**base, b"record": json.dumps(changed).encode()})
+
+    # Records without "created" get the time of formatting from makeLogRecord: not comparable.
+    complete = [item for item in unusual_items() if item[0] not in (b"1-7", b"1-11", b"1-12")]
+    return [
+        *complete,
+        with_record(b"2-0", exc_text="Traceback (most recent call last):\n  boom"),
+        with_record(b"2-1", stack_info="Stack (most recent call last):\n  here"),
+        with_record(b"2-2", exc_text="tb", stack_info="st", msg="ends with a newline\n"),
+        with_record(b"2-3", exc_info=["KeyError", "x", None]),
+        with_record(b"2-4", created="yesterday"),
+        with_record(b"2-5", msecs=None),
+        with_record(b"2-6", msg={"a": [1, 2]}),
+        with_record(b"2-7", msg="100% done %s %(x)s"),
+        with_record(b"2-8", process=...),
+        with_record(b"2-9", name="Grüße aus Köln \udcff"),
+        with_record(b"2-10", client="from the record", message="overwritten", asctime="overwritten"),
+        reply_item(b"2-11", {**base, b"received": b"1700000001.25"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        "%(asctime)s %(levelname)s %(name)s %(message)s",
+        DEFAULT_FORMAT,
+        "%(process)d %(latency)5.1f %(funcName)s|%(client)s|%(entry_id)s|%(received)s|%(message)r",
+        "%(message)s",
+    ],
+)
+def test_text_format_items_writes_exactly_what_format_writes(fmt: str) -> None:
+    formatter = LineFormatter(fmt)
+    items: list[list[object]] = []
+    for n, odd in enumerate(unusual_text_items()):
+        items += [usual(2 * n), odd, usual(2 * n + 1, client=b"10.9.9.9:1")]
+    assert all_at_once(formatter, items) == one_by_one(formatter, items)
+
+
+def test_text_format_items_renders_the_usual_entries_in_one_piece() -> None:
+    pieces = LineFormatter("%(n)s %(message)s").format_items([usual(n) for n in range(5)])
+    assert pieces == [b"".join(b"%d record %d\n" % (n, n) for n in range(5))]
+
+
+@fuzz(300)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 5000), st.integers(0, 255), st.sampled_from([b"", b"}", b"{", b'"logrelay"', b" "])),
+        max_size=6,
+    )
+)
+def test_format_items_agrees_with_format_on_mutated_records(mutations: list[tuple[int, int, bytes]]) -> None:
+    formatter = JsonLineFormatter()
+    items = [usual(n) for n in range(4)]
+    for number, (position, byte, insert) in enumerate(mutations):
+        entry_id, flat = items[number % 4]
+        assert isinstance(flat, list)
+        record = bytearray(flat[3])
+        record[position % len(record)] = byte
+        record[position % len(record) : position % len(record)] = insert
+        items[number % 4] = [entry_id, [*flat[:3], bytes(record), *flat[4:]]]
+    assert all_at_once(formatter, items) == one_by_one(formatter, items)

@@ -11,8 +11,9 @@ from redis.asyncio import Redis
 from redis.connection import Connection
 
 from consumers import streamentries
-from consumers.streamentries import entries, entries_python
-from relay.resp import pack_command, send_packed
+from consumers.reader import GroupReader
+from consumers.streamentries import bulk_ids, bulk_ids_python, entries, entries_python
+from relay.resp import bulk_string, pack_command, send_packed
 from tests.realredis import RedisServer
 from tests.relay.test_fuzz import fuzz
 
@@ -89,3 +90,25 @@ async def test_a_real_reply_gives_what_redis_pys_callback_gives(redis_server: Re
 @pytest.mark.skipif(streamentries.IMPLEMENTATION == "c", reason="only where no C loop is built")
 def test_without_the_extension_the_python_loop_answers() -> None:
     assert entries([[b"1-0", [b"a", b"1"]]]) == [(b"1-0", {b"a": b"1"})]
+
+
+@fuzz(300)
+@given(items)
+def test_ids_are_packed_as_the_python_reference_packs_them(reply: list[Any]) -> None:
+    assert bulk_ids(reply) == bulk_ids_python(reply) == b"".join(bulk_string(item[0]) for item in reply)
+
+
+async def test_an_xack_of_packed_ids_acknowledges_exactly_the_entries_read(redis_server: RedisServer) -> None:
+    client = Redis.from_url(redis_server.url)
+    try:
+        for n in range(7):
+            await client.xadd("s", {"n": n})
+        reader = GroupReader(client, "s", "g", "c", batch_size=5, block_ms=100)
+        await reader.ensure_group()
+        first = await reader.new()
+        await reader.new()  # the last two, left pending
+        await reader.ack_items(first)
+        pending = await client.xpending_range("s", "g", min="-", max="+", count=10)
+        assert [row["message_id"] for row in pending] == [item[0] for item in (await client.xrange("s"))[5:]]
+    finally:
+        await client.aclose()
