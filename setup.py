@@ -8,11 +8,13 @@ succeeds and relay uses its pure-Python code (same results, slower):
 - ``relay._pickle_json``: pickles of plain values and the well-known
   classes (datetime, Decimal, set) straight to JSON (``relay.directjson``),
   the path records take;
+- ``relay._resp``: a publish batch's records packed into Redis's wire
+  format in one pass (``relay.publishscript.pack_publish``);
 - ``consumers._json_check``: the JSON formatter's check that a record is one
   JSON object (``consumers.jsoncheck``), without building it as orjson does;
 - ``consumers._stream_entries``: a read reply's entries as (id, fields dict),
-  the loop redis-py's response callback runs in Python
-  (``consumers.streamentries``).
+  the loop redis-py's response callback runs in Python, JSON lines straight
+  from a reply, and XACK ids (``consumers.streamentries``).
 """
 
 from setuptools import Extension, setup
@@ -26,6 +28,7 @@ setup(
             depends=["relay/_pickle_json.h"],
             optional=True,
         ),
+        Extension("relay._resp", ["relay/_resp.c"], optional=True),
         Extension("consumers._json_check", ["consumers/_json_check.c"], optional=True),
         Extension("consumers._stream_entries", ["consumers/_stream_entries.c"], optional=True),
     ]

@@ -23,9 +23,10 @@ Contract, for orchestrators that import the functions:
   ``SocketHandler.makePickle``; when they fall due, their ``created`` and ``msecs`` are set to
   the send time in the pickled bytes (so ``record.created`` is the emit time, for latency) and
   every record due by then goes in one ``sendall`` (what a busy client's socket buffer does),
-  on the next connection in turn, at most once per millisecond per process.  Building and pickling records at send time cost ~25 µs each,
-  and one send per record more: at 50k records/s the senders took the two cores of the
-  machine and even the naive receiver fell behind (p50 656 ms).  Its sockets set TCP_NODELAY
+  on the next connection in turn, at most once per millisecond per process.  Building and
+  pickling records at send time cost ~25 µs each, and one send per record more: at 50k
+  records/s the senders took the two cores of the machine and even the naive receiver fell
+  behind (p50 656 ms).  Its sockets set TCP_NODELAY
   unless ``nodelay=False`` (``--nagle``): with Nagle on, delayed ACKs, not the receiver, set
   the latency.
 * ``run_handlers(port, count, processes)`` is the real-client mode: each process logs

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from consumers import jsoncheck, streamentries
-from relay import directjson, pickleops
+from relay import directjson, pickleops, publishscript
 
 
 @pytest.mark.skipif(
@@ -20,6 +20,7 @@ from relay import directjson, pickleops
     [
         (pickleops.IMPLEMENTATION, "relay._pickle_scan"),
         (directjson.IMPLEMENTATION, "relay._pickle_json"),
+        (publishscript.RECORD_ARGS_IMPLEMENTATION, "relay._resp"),
         (jsoncheck.IMPLEMENTATION, "consumers._json_check"),
         (streamentries.IMPLEMENTATION, "consumers._stream_entries"),
     ],

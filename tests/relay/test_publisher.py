@@ -18,11 +18,23 @@ from typing import Any
 import fakeredis
 import pytest
 import redis.exceptions
+from hypothesis import given
+from hypothesis import strategies as st
+from redis.connection import Connection
 
 from relay.publisher import StreamPublisher
-from relay.publishscript import PUBLISH_SCRIPT
+from relay.publishscript import (
+    PUBLISH_SCRIPT,
+    DeadLetterEntry,
+    Entry,
+    RecordEntry,
+    pack_publish,
+    record_args_python,
+    script_args,
+)
 from relay.settings import StreamKeys
 from tests.polling import async_wait_until
+from tests.relay.test_fuzz import fuzz
 
 KEYS = StreamKeys("logs")
 
@@ -430,10 +442,6 @@ def test_stream_keys_share_a_hash_slot() -> None:
 
 
 def test_the_packed_command_is_what_redis_py_would_send() -> None:
-    from redis.connection import Connection
-
-    from relay.publishscript import DeadLetterEntry, RecordEntry, pack_publish, script_args
-
     batch = [
         RecordEntry(b'{"msg":"a"}', "10.0.0.1:5000", "1700000000.000001"),
         DeadLetterEntry(b"\x80\x01bad", "undecodable", "10.0.0.1:5000", "1700000000.000001"),
@@ -444,3 +452,41 @@ def test_the_packed_command_is_what_redis_py_would_send() -> None:
     args = script_args(batch, 42, "catcher-1", 1000, "shed")
     expected = b"".join(Connection().pack_command("EVALSHA", "f" * 40, 3, *keys, *args))
     assert pack_publish("f" * 40, keys, batch, 42, "catcher-1", 1000, "shed") == expected
+
+
+entries_strategy = st.lists(
+    st.one_of(
+        st.builds(RecordEntry, st.binary(max_size=40), st.text(max_size=12), st.text(max_size=20)),
+        st.builds(DeadLetterEntry, st.binary(max_size=20), st.text(max_size=10), st.text(max_size=5), st.text()),
+    ),
+    max_size=30,
+)
+
+
+@fuzz(300)
+@given(entries_strategy)
+def test_records_packed_in_c_are_what_the_python_reference_packs(batch: list[Entry]) -> None:
+    from relay import publishscript
+
+    if publishscript.RECORD_ARGS_IMPLEMENTATION != "c":
+        pytest.skip("the C packer is not built here")
+    from relay import _resp  # type: ignore[attr-defined]
+
+    assert _resp.record_args(batch) == record_args_python(batch)
+    keys = [KEYS.records, KEYS.dead_letters, KEYS.producer("p")]
+    expected = b"".join(
+        Connection().pack_command("EVALSHA", "f" * 40, 3, *keys, *script_args(batch, 1, "c", 0, "block"))
+    )
+    assert pack_publish("f" * 40, keys, batch, 1, "c", 0, "block") == expected
+
+
+def test_an_unusual_batch_is_left_to_the_python_packer() -> None:
+    from relay import publishscript
+
+    if publishscript.RECORD_ARGS_IMPLEMENTATION != "c":
+        pytest.skip("the C packer is not built here")
+    from relay import _resp  # type: ignore[attr-defined]
+
+    assert _resp.record_args([(b"rec", b"not a str", "1")]) is None
+    assert _resp.record_args([("not bytes", "c", "1")]) is None
+    assert _resp.record_args([[b"a list", "c", "1"]]) is None
