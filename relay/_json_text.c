@@ -76,6 +76,60 @@ Py_ssize_t pj_json_string_size(const unsigned char *s, Py_ssize_t size) {
 /* orjson's text for a finite double: the shortest round-trip digits (as repr
  * finds them), positioned the way orjson does (checked against orjson on
  * random doubles by tests/relay/test_directjson.py). */
+/* The shortest decimal that reads back as value, for 1 <= value < 2**52
+ * (created, relativeCreated, most msecs), with integer arithmetic: value is
+ * m * 2**e (m of 53 bits, -52 <= e <= -1) and every x strictly between
+ * (2m-1) * 2**(e-1) and (2m+1) * 2**(e-1) rounds to it.  For f = 0, 1, ...
+ * fractional digits, the first f whose grid has a point in that interval
+ * gives the shortest digits; of its points, the one nearest to value (ties
+ * to even), as repr chooses.  Whether the ends themselves round to value
+ * never matters: they have 1-e fractional digits, value itself has at most
+ * -e, so the search stops before a grid could hold an end.  Writes
+ * the significant digits (no trailing zeros) and returns their count, with
+ * *point the number of integer digits; -1 where this does not apply (the
+ * caller asks PyOS_double_to_string).  tests/relay/test_directjson.py checks
+ * it against repr on random and edge doubles. */
+static int shortest_digits(double value, char *digits, int *point) {
+    if (!(value >= 1.0 && value < 4503599627370496.0)) return -1;
+    int e;
+    double fraction = frexp(value, &e); /* value = fraction * 2**e, 0.5 <= fraction < 1 */
+    uint64_t m = (uint64_t)ldexp(fraction, 53);
+    e -= 53;
+    if (e > -1 || e < -52 || m == ((uint64_t)1 << 52)) return -1; /* (an uneven interval at a power of two) */
+    int shift = 1 - e; /* interval ends are (2m -+ 1) / 2**shift */
+    typedef unsigned __int128 u128;
+    u128 low = 2 * m - 1, mid = 2 * m, high = 2 * m + 1, scale = 1;
+    u128 unit = (u128)1 << shift, half = unit >> 1;
+    for (int f = 0; f <= 17; f++, scale *= 10) {
+        u128 l = low * scale, h = high * scale, c = mid * scale;
+        /* the grid points (multiples of 10**-f, as integers) inside the interval */
+        uint64_t first = (uint64_t)(l >> shift) + 1, last = (uint64_t)(h >> shift);
+        if (first > last) continue;
+        uint64_t n = (uint64_t)(c >> shift);
+        u128 c_rest = c & (unit - 1);
+        if (c_rest > half || (c_rest == half && (n & 1))) n += 1;
+        if (n < first) n = first;
+        if (n > last) n = last;
+        char text[24];
+        int size = 0;
+        do {
+            text[size++] = (char)('0' + n % 10);
+            n /= 10;
+        } while (n);
+        int integer_digits = size - f;
+        int start = 0; /* text is reversed: trailing zeros come first */
+        while (start < size - 1 && text[start] == '0') start++;
+        int len = size - start;
+        for (int k = 0; k < len; k++) digits[k] = text[size - 1 - k];
+        *point = integer_digits;
+        return len;
+    }
+    return -1;
+}
+
+/* orjson's text for a finite double: the shortest round-trip digits (as repr
+ * finds them), positioned the way orjson does (checked against orjson on
+ * random doubles by tests/relay/test_directjson.py). */
 int pj_format_float(double value, char *out) {
     if (value == floor(value) && fabs(value) < 1e15 && (value != 0 || !signbit(value))) {
         /* integral (msecs is, often): its digits and ".0", without dtoa */
@@ -83,31 +137,36 @@ int pj_format_float(double value, char *out) {
         memcpy(out + size, ".0", 2);
         return size + 2;
     }
-    char *repr = PyOS_double_to_string(value, 'r', 0, 0, NULL);
-    if (repr == NULL) return -1;
-    const char *r = repr;
     char *o = out;
-    if (*r == '-') *o++ = *r++;
     char digits[32];
-    int n = 0, point = -1, exponent = 0;
-    for (; *r && *r != 'e'; r++) {
-        if (*r == '.') point = n;
-        else if (n < (int)sizeof digits - 1) digits[n++] = *r;
-    }
-    if (*r == 'e') exponent = atoi(r + 1);
-    PyMem_Free(repr);
-    if (point < 0) point = n;
-    /* value = 0.DIGITS x 10^kk after stripping zeros on both ends */
-    int start = 0;
-    while (start < n - 1 && digits[start] == '0') start++;
-    int kk = point - start + exponent;
-    int stop = n;
-    while (stop > start + 1 && digits[stop - 1] == '0') stop--;
-    int len = stop - start;
-    const char *dg = digits + start;
-    if (len == 1 && dg[0] == '0') {
-        memcpy(o, "0.0", 3);
-        return (int)(o - out) + 3;
+    int kk, len;
+    const char *dg = digits;
+    len = shortest_digits(value, digits, &kk);
+    if (len < 0) {
+        char *repr = PyOS_double_to_string(value, 'r', 0, 0, NULL);
+        if (repr == NULL) return -1;
+        const char *r = repr;
+        if (*r == '-') *o++ = *r++;
+        int n = 0, point = -1, exponent = 0;
+        for (; *r && *r != 'e'; r++) {
+            if (*r == '.') point = n;
+            else if (n < (int)sizeof digits - 1) digits[n++] = *r;
+        }
+        if (*r == 'e') exponent = atoi(r + 1);
+        PyMem_Free(repr);
+        if (point < 0) point = n;
+        /* value = 0.DIGITS x 10^kk after stripping zeros on both ends */
+        int start = 0;
+        while (start < n - 1 && digits[start] == '0') start++;
+        kk = point - start + exponent;
+        int stop = n;
+        while (stop > start + 1 && digits[stop - 1] == '0') stop--;
+        len = stop - start;
+        dg = digits + start;
+        if (len == 1 && dg[0] == '0') {
+            memcpy(o, "0.0", 3);
+            return (int)(o - out) + 3;
+        }
     }
     if (kk > 0 && kk <= 16) {
         if (len <= kk) {

@@ -131,6 +131,33 @@ def test_floats_are_written_as_orjson_writes_them(value: float) -> None:
     assert fast(payload) == orjson.dumps({"f": value})
 
 
+@fuzz(3000)
+@given(
+    st.floats(min_value=1.0, max_value=2.0**52, exclude_max=True)
+    | st.builds(lambda second, micro: second + micro / 1e6, st.integers(10**9, 2 * 10**9), st.integers(0, 999_999))
+    | st.builds(math.nextafter, st.integers(1, 2**40).map(float), st.sampled_from([0.0, math.inf]))
+)
+def test_floats_of_records_take_the_integer_path_and_are_written_as_repr_finds_them(value: float) -> None:
+    # 1 <= value < 2**52 (created, relativeCreated, msecs): the shortest
+    # digits come from integer arithmetic, not dtoa.
+    assert fast(pickle.dumps({"f": value}, 1)) == orjson.dumps({"f": value})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        # ties, powers of two (an uneven rounding interval: dtoa decides), the ends of the range
+        1.5, 2.5, 1.0000000000000002, 1.9999999999999998, 2.0000000000000004, 4503599627370495.5,
+        4503599627370495.0, 4503599627370497.0, 2.0**51 + 0.5, 2.0**30 + 2.0**-22, 1764062593.1234567,
+        1000.0000000000001, 999.9999999999999, 0.9999999999999999, 3.0000000000000004, 1e15 + 0.5,
+        # two shortest candidates exactly as near: the even one (k.2 of k.25, k.8 of k.75)
+        2.0**50 + 0.25, 2.0**50 + 0.75, 2.0**50 + 1.25, 1208363303651495.25, 1563641467391348.25,
+    ],
+)  # fmt: skip
+def test_float_edges_of_the_integer_path(value: float) -> None:
+    assert fast(pickle.dumps({"f": value}, 1)) == orjson.dumps({"f": value})
+
+
 @pytest.mark.parametrize(
     "value",
     [0.0, -0.0, 1.0, -1.0, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 1e15, 1e16, 1e17,
