@@ -45,6 +45,9 @@ _METADATA_MEMBER: Final = _METADATA_NAME + b":"
 #: make of it: its own attributes and nothing else.
 _RECORD_ATTRIBUTES: Final = frozenset(logging.makeLogRecord({}).__dict__)
 
+#: Attributes the formatters set on every record: the message, the time and the relay metadata.
+_SET_HERE: Final = frozenset({"message", "asctime", "client", "catcher", "received", "entry_id"})
+
 # A %-style field: %(name)<flags><width><.precision><conversion>
 _FIELD = re.compile(r"%\((?P<name>[^)]*)\)(?P<spec>[#0 +-]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[diouxXeEfFgGcrsa%])")
 
@@ -195,6 +198,9 @@ class _TolerantFormatter(logging.Formatter):
             "exc_text",
             "stack_info",
         }
+        # Every field is then there (no placeholders to check for) unless
+        # the format names attributes only some records carry (extras).
+        self._always_there = self._fields <= self.needs | _SET_HERE
 
     def usesTime(self) -> bool:
         """``logging.Formatter.usesTime``, searched once: the format never changes."""
@@ -219,8 +225,8 @@ class _TolerantFormatter(logging.Formatter):
         return self._message(record.__dict__)
 
     def format_attributes(self, values: dict[str, Any]) -> str:
-        """``Formatter.format`` of a record whose attributes are ``values``: a complete record
-        (every attribute ``LogRecord.__init__`` sets), ``args`` None and ``exc_info`` empty.
+        """``Formatter.format`` of a record whose attributes are ``values``: with every attribute
+        of :attr:`needs` and the relay metadata, ``args`` None and ``exc_info`` empty.
 
         What ``format`` does with such a record, without making one: the
         message is ``str(msg)``, then asctime, the format, exc_text and
@@ -230,7 +236,7 @@ class _TolerantFormatter(logging.Formatter):
         values["message"] = str(values["msg"])
         if self._uses_time:
             values["asctime"] = self._asctime(values["created"], values["msecs"])
-        text = self._message(values)
+        text = self._fmt_text % values if self._always_there else self._message(values)
         exc_text = values["exc_text"]
         if exc_text:
             if text[-1:] != "\n":
