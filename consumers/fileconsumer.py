@@ -362,6 +362,9 @@ class FileConsumer:
             self.stats.entries_trimmed += await self.trimmer.trim()
         except (RedisError, OSError) as exc:
             log.debug("trimming skipped this time: %s", exc)  # the next try is interval seconds away
+        except Exception:
+            # Trimming is upkeep: a fault in it must not stop the file.
+            log.exception("trimming failed; trying again in %gs", interval)
 
     async def _dead_letter(self, dead: list[tuple[bytes, dict[bytes, bytes], str]]) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:

@@ -47,11 +47,14 @@ async def safe_trim_point(redis: Redis, stream: str) -> str | None:
     groups: list[dict[str, Any]] = await redis.xinfo_groups(stream)
     points: list[str] = []
     for group in groups:
+        delivered = _text(group["last-delivered-id"])
         if int(group["pending"]):
             summary: dict[str, Any] = await redis.xpending(stream, group["name"])
-            points.append(_text(summary["min"]))
+            # None: acknowledged since XINFO (a consumer's XACK in flight),
+            # so everything up to what it had delivered then is done.
+            points.append(delivered if summary["min"] is None else _text(summary["min"]))
         else:
-            points.append(_text(group["last-delivered-id"]))
+            points.append(delivered)
     return min(points, key=stream_id_key) if points else None
 
 
