@@ -112,6 +112,7 @@ class FileConsumer:
         self.stats = ConsumerStats()
         self.trimmer = StreamTrimmer(self._redis, settings.keys.records)
         self._last_trim = time.monotonic()
+        self._trimming: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         # Up to where batches were rendered, whether or not their write is done.
         self._rendered = Checkpoint()
@@ -199,7 +200,7 @@ class FileConsumer:
             log.warning("stopping while %s is failing; the batch in hand will be read again on restart", exc)
             return 0
         finally:
-            for task in (prefetch, committing, self._acking):
+            for task in (prefetch, committing, self._acking, self._trimming):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, _GivingUp, RedisError, OSError):
@@ -354,10 +355,16 @@ class FileConsumer:
             await acking
 
     async def _trim_now_and_then(self) -> None:
+        """Start a trim every trim_interval seconds, beside the batches (one at a time)."""
         interval = self.settings.trim_interval
         if not interval or time.monotonic() - self._last_trim < interval:
             return
+        if self._trimming is not None and not self._trimming.done():
+            return
         self._last_trim = time.monotonic()
+        self._trimming = asyncio.create_task(self._trim(interval))
+
+    async def _trim(self, interval: float) -> None:
         try:
             self.stats.entries_trimmed += await self.trimmer.trim()
         except (RedisError, OSError) as exc:

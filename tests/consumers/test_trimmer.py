@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from consumers.trimmer import StreamTrimmer, safe_trim_point
+from consumers.trimmer import TRIM_STEP, StreamTrimmer, safe_trim_point
 from tests.realredis import RedisServer
 
 
@@ -68,6 +68,37 @@ async def test_pending_entries_acknowledged_while_the_trim_point_is_found_are_no
         # XINFO said 4 pending; by XPENDING all were acknowledged: done up to the 4th.
         assert await safe_trim_point(client, "logs") == ids[3].decode()
         assert await StreamTrimmer(client, "logs").trim() == 3
+    finally:
+        await client.aclose()
+
+
+class CountingTrims(Redis):
+    """Records how many entries each XTRIM removed."""
+
+    steps: list[int]
+
+    async def xtrim(self, *args: object, **kwargs: object) -> int:  # type: ignore[override]
+        removed = int(await super().xtrim(*args, **kwargs))  # type: ignore[arg-type]
+        self.steps.append(removed)
+        return removed
+
+
+async def test_a_long_acknowledged_stretch_is_trimmed_in_bounded_steps(redis_server: RedisServer) -> None:
+    client = CountingTrims(port=redis_server.port)
+    client.steps = []
+    try:
+        async with client.pipeline(transaction=False) as pipe:
+            for n in range(3 * TRIM_STEP + 50):
+                pipe.xadd("logs", {"n": str(n)})
+            ids = await pipe.execute()
+        await client.xgroup_create("logs", "g", id="0")
+        await client.xreadgroup("g", "a", {"logs": ">"}, count=len(ids))
+        await client.xack("logs", "g", *ids[:-5])  # the last 5 stay pending
+        assert await StreamTrimmer(client, "logs").trim() == len(ids) - 5
+        assert [entry_id for entry_id, _ in await client.xrange("logs")] == ids[-5:]
+        # No step deleted more than TRIM_STEP entries: Redis served others in between.
+        assert len(client.steps) >= 4
+        assert max(client.steps) <= TRIM_STEP
     finally:
         await client.aclose()
 
