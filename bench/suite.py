@@ -197,14 +197,21 @@ def reference(kind: str) -> Iterator[tuple[int, Path]]:
 
 
 @contextlib.contextmanager
-def receiver(system: str) -> Iterator[tuple[int, Path]]:
-    """(port, output file) of ``system``: "logrelay [consumer options]", "naive" or "cookbook"."""
+def receiver(system: str) -> Iterator[tuple[int, Path, dict[str, int]]]:
+    """(port, output file, pids by role) of ``system``: "logrelay [consumer options]", "naive" or "cookbook".
+
+    The pids are logrelay's processes (catcher, Redis, consumer), whose CPU
+    per record the end-to-end run reports; none for a reference receiver.
+    """
     if system.startswith("logrelay"):
         with logrelay(with_consumer=True, consumer_args=tuple(system.split()[1:])) as relay:
-            yield relay.port, relay.output
+            processes = {"catcher": relay.catcher.process, "redis": relay.server.process}
+            if relay.consumer is not None:
+                processes["consumer"] = relay.consumer.process
+            yield relay.port, relay.output, {role: p.pid for role, p in processes.items() if p is not None}
     else:
-        with reference(system) as found:
-            yield found
+        with reference(system) as (port, output):
+            yield port, output, {}
 
 
 def expected_lines(frames: list[bytes], kind: str) -> int:
@@ -288,19 +295,24 @@ def hand_rolled_publish(frames: list[bytes]) -> dict[str, Any]:
     return {"records": len(payloads), "records_per_s": len(payloads) / elapsed}
 
 
-def into_the_file(system: str, send: Callable[[int], dict[str, Any]], lines: int | None, what: str) -> float:
+def into_the_file(
+    system: str, send: Callable[[int], dict[str, Any]], lines: int | None, what: str
+) -> tuple[float, dict[str, float]]:
     """Records/s of ``send(port)`` into ``system``'s file: from the first byte sent until the last line is there.
 
     ``lines``: newlines to wait for (None: one per record sent).  Checks that
-    every record is in the file exactly once before it returns a rate.
+    every record is in the file exactly once before it returns a rate.  Also
+    returns the CPU each of logrelay's processes spent per record meanwhile.
     """
     with contextlib.ExitStack() as stack:
-        port, output = stack.enter_context(receiver(system))
+        port, output, pids = stack.enter_context(receiver(system))
         watch = stack.enter_context(FileWatch(output, interval=0.005))
+        cpu_before = {role: cpu_seconds(pid) for role, pid in pids.items()}
         sent = send(port)
         done = watch.wait_lines(sent["records"] if lines is None else lines, f"{system} lines")
+        cpu = {role: (cpu_seconds(pid) - cpu_before[role]) / sent["records"] * 1e6 for role, pid in pids.items()}
         assert_exactly_once(file_seqs(output, system), sent["records"], f"{system} {what}")
-    return float(sent["records"] / (done - sent["send_start"]))
+    return float(sent["records"] / (done - sent["send_start"])), cpu
 
 
 def end_to_end(frames: list[bytes], connections: int, system: str) -> dict[str, Any]:
@@ -309,8 +321,14 @@ def end_to_end(frames: list[bytes], connections: int, system: str) -> dict[str, 
     def send(port: int) -> dict[str, Any]:
         return send_frames(port, frames, connections, 2, timeout=TIMEOUT)
 
-    rate = into_the_file(system, send, expected_lines(frames, system), "end to end")
-    return {"system": system, "connections": connections, "records": len(frames), "records_per_s": rate}
+    rate, cpu = into_the_file(system, send, expected_lines(frames, system), "end to end")
+    return {
+        "system": system,
+        "connections": connections,
+        "records": len(frames),
+        "records_per_s": rate,
+        "cpu_us_per_record": cpu,
+    }
 
 
 def with_handlers(count: int, processes: int, system: str) -> dict[str, Any]:
@@ -325,7 +343,7 @@ def with_handlers(count: int, processes: int, system: str) -> dict[str, Any]:
         sent_records = sent["records"]
         return sent
 
-    rate = into_the_file(system, send, None, "with SocketHandler clients")
+    rate, _ = into_the_file(system, send, None, "with SocketHandler clients")
     return {"system": system, "processes": processes, "records": sent_records, "records_per_s": rate}
 
 
@@ -333,7 +351,7 @@ def latency(rate: float, seconds: float, system: str) -> dict[str, Any]:
     """Emit -> line in the file at a steady ``rate``, 8 connections from 2 processes."""
     count = max(1000, int(rate * seconds))
     with contextlib.ExitStack() as stack:
-        port, output = stack.enter_context(receiver(system))
+        port, output, _ = stack.enter_context(receiver(system))
         watch = stack.enter_context(FileWatch(output, keep=True))
         sent = send_paced(port, count, rate, 8, 2, timeout=TIMEOUT)
         watch.wait_lines(count, f"{system} lines")
@@ -407,6 +425,12 @@ def table(results: dict[str, Any]) -> str:
         by = {r["system"]: r["records_per_s"] for r in results["end_to_end"] if r["connections"] == c}
         for system in ("logrelay", "naive", "cookbook"):
             rows.append((f"end to end, {system}, {c} conn", rate(by[system]), f"{by[system] / by['naive']:.2f}x naive"))
+        (ours,) = [r for r in results["end_to_end"] if r["connections"] == c and r["system"] == "logrelay"]
+        cpu = ours.get("cpu_us_per_record", {})
+        if cpu:
+            rows.append(
+                (f"  logrelay CPU per record, {c} conn", " ".join(f"{role} {us:.1f}" for role, us in cpu.items()), "us")
+            )
     handlers = {r["system"]: r["records_per_s"] for r in results["socket_handler"]}
     for system, value in handlers.items():
         rows.append((f"real SocketHandler clients, {system}", rate(value), f"{value / handlers['naive']:.2f}x naive"))

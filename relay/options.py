@@ -124,7 +124,7 @@ CATCHER_OPTIONS = [
         "--buffer-bytes",
         type=ByteSize(),
         default="256MiB",
-        help="Records held while Redis is slow or away; when full, reading stops.",
+        help="Records held while Redis is away (a publish failed); when full, reading stops.",
     ),
     click.option(
         "--max-stream-length",

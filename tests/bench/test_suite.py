@@ -31,6 +31,10 @@ def test_end_to_end_runs_check_the_file_of_each_receiver(system: str) -> None:
     result = suite.end_to_end(FRAMES, 4, system)
     assert result["system"] == system
     assert result["records"] == len(FRAMES)
+    # logrelay's own processes are timed; a reference receiver is one process, not split.
+    expected_roles = {"catcher", "redis", "consumer"} if system == "logrelay" else set()
+    assert set(result["cpu_us_per_record"]) == expected_roles
+    assert all(us >= 0 for us in result["cpu_us_per_record"].values())  # clock ticks: a tiny run may show 0
 
 
 def test_latency_is_measured_from_emit_to_line() -> None:
