@@ -143,7 +143,7 @@ CATCHER_OPTIONS = [
         "--publish-window",
         type=click.IntRange(1),
         default=16,
-        help="Batches sent to Redis in one write before waiting for their replies; also bounds the read-ahead.",
+        help="Batches in flight to Redis at once, sent ahead of their replies; also bounds the read-ahead.",
     ),
     click.option(
         "--max-connections",

@@ -6,15 +6,17 @@ in batches, so records keep the order in which they were added (and
 therefore each connection's order).
 
 Each batch is written by one call of a Lua script (:data:`PUBLISH_SCRIPT`):
-up to ``batch_max_records`` XADDs, applied atomically.  The task sends a
-window of up to ``window`` batches in one write, then reads their replies:
-under load one round trip carries everything buffered, so the time Redis
-spends on a window overlaps with the catcher reading and decoding the next
-one.  The script keeps a window in order (see :mod:`relay.publishscript`)
-and makes retries harmless: every batch carries this process's producer id
-and a sequence number; the script stores the last applied number and skips
-a batch it has already applied.  So when replies are lost (timeout,
-connection reset, Redis stalled) the window is simply sent again.
+up to ``batch_max_records`` XADDs, applied atomically.  The task keeps up to
+``window`` batches in flight on one connection, sent ahead of their replies:
+what is buffered goes out at once, and each reply read makes room for one
+more batch behind those still in flight.  So Redis always has work queued
+while the catcher reads and decodes, and the publishing task, which only
+runs between turns of the event loop, is never what Redis waits for.  The
+script keeps such a pipeline in order (see :mod:`relay.publishscript`) and
+makes retries harmless: every batch carries this process's producer id and
+a sequence number; the script stores the last applied number and skips a
+batch it has already applied.  So when replies are lost (timeout,
+connection reset, Redis stalled) everything in flight is simply sent again.
 
 Two limits stop the reading of sockets (through :class:`FlowControl`, all
 connections at once; TCP then pushes back on senders):
@@ -39,7 +41,7 @@ import secrets
 import time
 from collections import deque
 from itertools import repeat
-from typing import Final, NamedTuple, Protocol
+from typing import Final, Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
@@ -56,7 +58,7 @@ from relay.publishscript import (
     pack_publish,
     parse_result,
 )
-from relay.resp import send_pipeline
+from relay.resp import CommandPipeline
 from relay.settings import StreamKeys
 from relay.stats import CatcherStats
 
@@ -89,13 +91,17 @@ class _NoFlowControl:
         pass
 
 
-class _Batch(NamedTuple):
+class _Batch:
     """Entries at the head of the buffer, sent as one script call."""
 
-    entries: list[Entry]
-    size: int  # their share of buffered_bytes
-    seq: int
-    pipelined: bool  # sent behind the batch before it, before its reply
+    __slots__ = ("entries", "packed", "pipelined", "seq", "size")
+
+    def __init__(self, entries: list[Entry], size: int, seq: int, pipelined: bool) -> None:
+        self.entries = entries
+        self.size = size  # their share of buffered_bytes
+        self.seq = seq
+        self.pipelined = pipelined  # sent behind the batch before it, before its reply
+        self.packed: bytes | None = None  # its EVALSHA, once packed (for the script loaded then)
 
 
 class StreamPublisher:
@@ -129,7 +135,7 @@ class StreamPublisher:
         self._producer_key = keys.producer(self.producer_id)
         self._buffer: deque[Entry] = deque()
         self._buffered_bytes = 0
-        # Of those, the entries of the window Redis is working on.
+        # Of those, the entries of the batches in flight to Redis.
         self._in_flight_bytes = 0
         self._high_water = buffer_bytes
         self._low_water = buffer_bytes // 2
@@ -258,11 +264,11 @@ class StreamPublisher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            held = await self._publish(self._take_window())
+            held = await self._publish()
             if held:
                 # Stream at its maximum (policy block): records were not
                 # written.  They go back to the head of the buffer, in order,
-                # for a later window, after a pause.
+                # for later batches, after a pause.
                 self._buffer.extendleft(reversed(held))
                 self._buffered_bytes += sum(len(entry.record) + ENTRY_OVERHEAD for entry in held)
                 self._note_failure(RedisError(f"{STREAM_FULL} ({len(held)} records held)"))
@@ -279,106 +285,153 @@ class StreamPublisher:
         self._closing = True
         self._wakeup.set()
 
-    def _take_window(self) -> list[_Batch]:
-        """Up to ``window`` batches from the head of the buffer (left there until Redis confirms them)."""
-        window: list[_Batch] = []
-        batch: list[Entry] = []
+    async def _publish(self) -> list[RecordEntry]:
+        """Publish from the buffer, up to ``window`` batches in flight on one connection; return the records held.
+
+        Returns once nothing is in flight and the buffer is empty, or once a
+        batch held records back (full stream, policy block): then no new
+        batch goes out, and the held records are that batch's held tail and
+        every record of the batches in flight behind it (see
+        :data:`PUBLISH_SCRIPT`), in order.  A batch leaves the buffer once
+        Redis confirms it, in order.  A failed batch makes the script refuse
+        the ones behind it: their replies are read, and all are sent again.
+        When the connection fails, which ran is unknown: all in flight are
+        sent again (the script skips what it applied).
+        """
+        in_flight: deque[_Batch] = deque()
+        held: list[RecordEntry] = []
+        pipe = CommandPipeline(self._redis)
+        attempt = 0
+        resend = False
+        try:
+            while True:
+                fresh = [] if held else self._more_batches(in_flight)
+                in_flight.extend(fresh)
+                if not in_flight:
+                    return held
+                outgoing = list(in_flight) if resend else fresh
+                try:
+                    if self._script_sha is None:
+                        self._script_sha = await self._redis.script_load(PUBLISH_SCRIPT)
+                        for batch in in_flight:
+                            batch.packed = None
+                    if outgoing:
+                        self._in_flight_bytes = sum(batch.size for batch in in_flight)
+                        # Redis has them: reading may go on while it works.
+                        self._check_resume()
+                        await self._send(pipe, [self._packed(batch) for batch in outgoing])
+                        resend = False
+                    reply = await self._reply(pipe)
+                except (RedisError, OSError) as exc:
+                    resend = True
+                    self._note_failure(exc)
+                    await asyncio.sleep(_backoff(attempt))
+                    attempt += 1
+                    continue
+                batch = in_flight[0]
+                failure = self._confirm(batch, reply, held)
+                if failure is None:
+                    in_flight.popleft()
+                    self._in_flight_bytes -= batch.size
+                    attempt = 0
+                    if self._paused:
+                        self._check_resume()
+                    continue
+                resend = True
+                # The batches behind it were refused by the script: read
+                # their replies, then send everything again.
+                try:
+                    for _ in range(len(in_flight) - 1):
+                        await self._reply(pipe)
+                except (RedisError, OSError):
+                    await pipe.reset()
+                if isinstance(failure, NoScriptError):
+                    # Redis restarted or SCRIPT FLUSH: load it again, no backoff.
+                    self._script_sha = None
+                    continue
+                self._note_failure(failure)
+                await asyncio.sleep(_backoff(attempt))
+                attempt += 1
+        finally:
+            self._in_flight_bytes = 0
+            if in_flight:
+                await pipe.reset()  # cancelled with replies pending
+            else:
+                await pipe.close()
+
+    def _more_batches(self, in_flight: deque[_Batch]) -> list[_Batch]:
+        """Batches of the entries behind those in flight, as many as the window has room for."""
+        room = self._window - len(in_flight)
+        if room <= 0:
+            return []
+        start = sum(len(batch.entries) for batch in in_flight)
+        batches: list[_Batch] = []
+        entries: list[Entry] = []
         size = 0
         max_records, max_bytes = self._batch_max_records, self._batch_max_bytes
-        for entry in itertools.islice(self._buffer, self._window * max_records):
+        pipelined = bool(in_flight)
+        for entry in itertools.islice(self._buffer, start, start + room * max_records):
             entry_size = len(entry[0]) + ENTRY_OVERHEAD
             if type(entry) is DeadLetterEntry:
                 entry_size += len(entry.reason)
             # Always take at least one entry, however large.
-            if batch and (len(batch) >= max_records or size + entry_size > max_bytes):
-                window.append(self._batch(batch, size, len(window) > 0))
-                if len(window) == self._window:
-                    return window
-                batch, size = [], 0
-            batch.append(entry)
+            if entries and (len(entries) >= max_records or size + entry_size > max_bytes):
+                batches.append(self._batch(entries, size, pipelined or bool(batches)))
+                if len(batches) == room:
+                    return batches
+                entries, size = [], 0
+            entries.append(entry)
             size += entry_size
-        window.append(self._batch(batch, size, len(window) > 0))
-        return window
+        if entries:
+            batches.append(self._batch(entries, size, pipelined or bool(batches)))
+        return batches
 
     def _batch(self, entries: list[Entry], size: int, pipelined: bool) -> _Batch:
         self._seq += 1
         return _Batch(entries, size, self._seq, pipelined)
 
-    async def _publish(self, window: list[_Batch]) -> list[RecordEntry]:
-        """Write a window, retrying with backoff until Redis confirms every batch; return the records it held.
+    def _packed(self, batch: _Batch) -> bytes:
+        if batch.packed is None:
+            assert self._script_sha is not None
+            keys = [self._keys.records, self._keys.dead_letters, self._producer_key]
+            batch.packed = pack_publish(
+                self._script_sha,
+                keys,
+                batch.entries,
+                batch.seq,
+                self.catcher_id,
+                self.max_stream_length,
+                self.full_policy,
+                pipelined=batch.pipelined,
+            )
+        return batch.packed
 
-        Each confirmed batch leaves the buffer at once.  Held records are
-        the held tail of one batch and every record of the batches after it
-        (see :data:`PUBLISH_SCRIPT`), in order.
-        """
-        keys = [self._keys.records, self._keys.dead_letters, self._producer_key]
-        held: list[RecordEntry] = []
-        attempt = 0
-        pending = window
-        packed: list[bytes] = []
-        while pending:
-            try:
-                if self._script_sha is None:
-                    self._script_sha = await self._redis.script_load(PUBLISH_SCRIPT)
-                    packed = []
-                if len(packed) != len(pending):
-                    sha, catcher, max_length, policy = (
-                        self._script_sha, self.catcher_id, self.max_stream_length, self.full_policy
-                    )  # fmt: skip
-                    packed = [
-                        pack_publish(sha, keys, b.entries, b.seq, catcher, max_length, policy, pipelined=b.pipelined)
-                        for b in pending
-                    ]
-                self._in_flight_bytes = sum(b.size for b in pending)
-                # Redis has the window: reading may go on while it works.
-                self._check_resume()
-                replies = await self._call_script(packed, len(pending))
-            except (RedisError, OSError) as exc:
-                # Which batches ran is unknown: all of them are sent again.
-                self._in_flight_bytes = 0
-                self._note_failure(exc)
-                await asyncio.sleep(_backoff(attempt))
-                attempt += 1
-                continue
-            done, failure = self._confirm(pending, replies, held)
-            self._in_flight_bytes = 0
-            pending, packed = pending[done:], packed[done:]
-            if failure is None:
-                continue
-            if isinstance(failure, NoScriptError):
-                # Redis restarted or SCRIPT FLUSH: load it again, no backoff.
-                self._script_sha = None
-                continue
-            self._note_failure(failure)
-            await asyncio.sleep(_backoff(attempt))
-            attempt += 1
-        return held
+    def _confirm(self, batch: _Batch, reply: object, held: list[RecordEntry]) -> BaseException | None:
+        """Release a batch Redis confirmed (adding what it held to ``held``); or say why it was not applied."""
+        if isinstance(reply, ResponseError):
+            return reply
+        try:
+            result = parse_result(reply)
+        except ValueError as exc:
+            return RedisError(str(exc))
+        if result.out_of_turn:
+            # Only behind a batch that failed, and that one is read first.
+            return RedisError(f"batch {batch.seq} refused: the batch before it was not applied")
+        kept = self._note_success(batch, result)
+        if kept:
+            held.extend([entry for entry in batch.entries if type(entry) is RecordEntry][-kept:])
+        for _ in range(len(batch.entries)):
+            self._buffer.popleft()
+        self._buffered_bytes -= batch.size
+        return None
 
-    def _confirm(
-        self, pending: list[_Batch], replies: list[object], held: list[RecordEntry]
-    ) -> tuple[int, BaseException | None]:
-        """Release the batches Redis confirmed, in order; return how many, and why the next one was not."""
-        for done, (batch, reply) in enumerate(zip(pending, replies, strict=True)):
-            if isinstance(reply, ResponseError):
-                return done, reply
-            try:
-                result = parse_result(reply)
-            except ValueError as exc:
-                return done, RedisError(str(exc))
-            if result.out_of_turn:
-                # Only behind a batch that failed, and that one stops the walk first.
-                return done, RedisError(f"batch {batch.seq} refused: the batch before it was not applied")
-            kept = self._note_success(batch, result)
-            if kept:
-                held.extend([entry for entry in batch.entries if type(entry) is RecordEntry][-kept:])
-            for _ in range(len(batch.entries)):
-                self._buffer.popleft()
-            self._buffered_bytes -= batch.size
-        return len(pending), None
+    async def _send(self, pipe: CommandPipeline, packed: list[bytes]) -> None:
+        """Packed EVALSHAs, sent as they are in one write."""
+        await pipe.send(packed)
 
-    async def _call_script(self, packed: list[bytes], count: int) -> list[object]:
-        """The packed EVALSHAs, sent as they are in one write; their replies (error replies as values)."""
-        return await send_pipeline(self._redis, packed, count)
+    async def _reply(self, pipe: CommandPipeline) -> object:
+        """The reply to the oldest batch in flight (an error reply as a value)."""
+        return await pipe.reply()
 
     def _note_success(self, batch: _Batch, result: BatchResult) -> int:
         """Count a confirmed batch; return how many of its records it held."""

@@ -10,10 +10,12 @@ callbacks (measured: README, "Performance").
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from typing import Any
 
-__all__ = ["bulk_string", "pack_command", "send_packed", "send_pipeline"]
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError, ResponseError
+
+__all__ = ["CommandPipeline", "bulk_string", "pack_command", "send_packed", "send_pipeline"]
 
 
 def bulk_string(value: bytes | str | int) -> bytes:
@@ -44,25 +46,65 @@ async def send_pipeline(redis: Redis, packed: bytes | list[bytes], count: int) -
     """Send ``count`` packed commands in one write on one pooled connection; return their replies, in order.
 
     ``packed``: the commands' bytes, whole or in parts (written as they are,
-    not joined first).
-    An error reply is returned in its place as a ``ResponseError`` (so the
-    replies after it are still read).  A connection that failed mid-way is
-    dropped, never reused with replies pending; the caller cannot know which
-    of the commands ran.
+    not joined first).  An error reply is returned in its place as a
+    ``ResponseError`` (so the replies after it are still read).  A connection
+    that failed mid-way is dropped, never reused with replies pending; the
+    caller cannot know which of the commands ran.
     """
-    pool = redis.connection_pool
-    connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+    pipe = CommandPipeline(redis)
     try:
-        await connection.send_packed_command(packed, check_health=False)
-        replies: list[object] = []
-        for _ in range(count):
-            try:
-                replies.append(await connection.read_response())
-            except ResponseError as exc:
-                replies.append(exc)
-        return replies
-    except BaseException:
-        await connection.disconnect()
-        raise
+        await pipe.send(packed)
+        return [await pipe.reply() for _ in range(count)]
     finally:
-        await pool.release(connection)
+        await pipe.close()
+
+
+class CommandPipeline:
+    """Commands sent ahead of their replies on one pooled connection, the replies read back one at a time, in order.
+
+    An error reply comes back as a ``ResponseError`` value: the replies
+    behind it stay readable.  After a failed send or read the connection is
+    dropped (:meth:`reset`), since which commands ran is unknown; the next
+    :meth:`send` takes another.  :meth:`close` gives the connection back to
+    the pool; only call it with no reply pending.
+    """
+
+    def __init__(self, redis: Redis) -> None:
+        self._pool = redis.connection_pool
+        self._connection: Any = None
+
+    async def send(self, packed: bytes | list[bytes]) -> None:
+        if self._connection is None:
+            self._connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await self._connection.send_packed_command(packed, check_health=False)
+        except BaseException:
+            await self.reset()
+            raise
+
+    async def reply(self) -> object:
+        """The next reply, as the parser reads it (no callback); an error reply as a ``ResponseError``."""
+        if self._connection is None:
+            raise ConnectionError("no command in flight: the connection was reset")
+        try:
+            reply: object = await self._connection.read_response()
+        except ResponseError as exc:
+            return exc
+        except BaseException:
+            await self.reset()
+            raise
+        return reply
+
+    async def reset(self) -> None:
+        """Drop the connection: replies still pending on it are lost with it."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                await connection.disconnect()
+            finally:
+                await self._pool.release(connection)
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await self._pool.release(connection)

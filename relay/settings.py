@@ -195,7 +195,7 @@ class CatcherSettings:
     buffer_bytes: int = 256 * 1024 * 1024
     batch_max_records: int = 1000
     batch_max_bytes: int = 1024 * 1024
-    # Batches sent to Redis in one write, before their replies (relay.publisher).
+    # Batches in flight to Redis at once, sent ahead of their replies (relay.publisher).
     publish_window: int = 16
     max_connections: int = 10_000
     # Per client address (after the PROXY header, if any); 0: no limit.

@@ -32,6 +32,7 @@ from relay.publishscript import (
     record_args_python,
     script_args,
 )
+from relay.resp import CommandPipeline
 from relay.settings import StreamKeys
 from tests.polling import async_wait_until
 from tests.relay.test_fuzz import fuzz
@@ -57,12 +58,13 @@ class ReplyLosingPublisher(StreamPublisher):
         super().__init__(*args, **kwargs)
         self.losses = losses
 
-    async def _call_script(self, packed: list[bytes], count: int) -> list[object]:
-        result = await super()._call_script(packed, count)
+    async def _reply(self, pipe: CommandPipeline) -> object:
+        reply = await super()._reply(pipe)
         if self.losses:
             self.losses -= 1
+            await pipe.reset()  # as a reset connection would: the other replies are gone too
             raise redis.exceptions.ConnectionError("connection reset after the command ran")
-        return result
+        return reply
 
 
 @pytest.fixture
@@ -325,13 +327,13 @@ class SecondBatchRefusedOnce(StreamPublisher):
 
     refused = False
 
-    async def _call_script(self, packed: list[bytes], count: int) -> list[object]:
-        if not self.refused and count >= 3:
+    async def _send(self, pipe: CommandPipeline, packed: list[bytes]) -> None:
+        if not self.refused and len(packed) >= 3:
             self.refused = True
             assert self._script_sha is not None
             sha = self._script_sha.encode()
             packed = [packed[0], packed[1].replace(sha, b"0" * len(sha), 1), *packed[2:]]
-        return await super()._call_script(packed, count)
+        await super()._send(pipe, packed)
 
 
 async def test_a_batch_failing_inside_a_window_keeps_the_later_ones_behind_it(
@@ -349,6 +351,39 @@ async def test_a_batch_failing_inside_a_window_keeps_the_later_ones_behind_it(
     assert publisher.stats.batches_deduplicated == 0
 
 
+class RecordingPipeline(StreamPublisher):
+    """Notes each write (how many batches) and each reply read, in order."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.events: list[str] = []
+
+    async def _send(self, pipe: CommandPipeline, packed: list[bytes]) -> None:
+        self.events.append(f"send {len(packed)}")
+        await super()._send(pipe, packed)
+
+    async def _reply(self, pipe: CommandPipeline) -> object:
+        self.events.append("reply")
+        return await super()._reply(pipe)
+
+
+async def test_each_confirmed_batch_makes_room_for_the_next_behind_those_in_flight(
+    client: fakeredis.FakeAsyncRedis,
+) -> None:
+    publisher = RecordingPipeline(client, KEYS, catcher_id="c", buffer_bytes=2**26, batch_max_records=10, window=4)
+    for seq in range(75):
+        publisher.add_record(record(seq), "c", "1")
+    await run_until_published(publisher, 75)
+    # Four batches, then one more behind the three still in flight after
+    # each reply, until the eighth (the last, 5 records); then the rest of the replies.
+    assert publisher.events == [
+        "send 4", "reply", "send 1", "reply", "send 1", "reply", "send 1", "reply", "send 1",
+        "reply", "reply", "reply", "reply",
+    ]  # fmt: skip
+    assert [r["seq"] for r in await stream_records(client)] == list(range(75))
+    assert publisher.stats.batches_published == 8
+
+
 class SlowRedisPublisher(StreamPublisher):
     """Redis takes its time: each window waits for ``answer`` to be set."""
 
@@ -357,10 +392,10 @@ class SlowRedisPublisher(StreamPublisher):
         self.answer = asyncio.Event()
         self.working = asyncio.Event()
 
-    async def _call_script(self, packed: list[bytes], count: int) -> list[object]:
+    async def _send(self, pipe: CommandPipeline, packed: list[bytes]) -> None:
         self.working.set()
         await self.answer.wait()
-        return await super()._call_script(packed, count)
+        await super()._send(pipe, packed)
 
 
 async def test_reading_stays_about_one_window_ahead_of_a_slow_redis(client: fakeredis.FakeAsyncRedis) -> None:
