@@ -384,6 +384,42 @@ async def test_each_confirmed_batch_makes_room_for_the_next_behind_those_in_flig
     assert publisher.stats.batches_published == 8
 
 
+class NthReplyLost(StreamPublisher):
+    """The ``lost``-th reply read (counting from 1) is lost with its connection, after its batch ran."""
+
+    def __init__(self, *args: Any, lost: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lost = lost
+        self.replies = 0
+
+    async def _reply(self, pipe: CommandPipeline) -> object:
+        reply = await super()._reply(pipe)
+        self.replies += 1
+        if self.replies == self.lost:
+            await pipe.reset()  # the replies behind it are gone too
+            raise redis.exceptions.ConnectionError("connection reset after the command ran")
+        return reply
+
+
+@pytest.mark.parametrize("lost", range(1, 7))
+async def test_a_connection_lost_anywhere_in_the_sliding_window_doubles_and_drops_nothing(
+    client: fakeredis.FakeAsyncRedis, lost: int
+) -> None:
+    # Window 2, batches of 10: by the third reply the batches in flight were
+    # sent behind ones already confirmed (pipelined), and are sent again so.
+    publisher = NthReplyLost(
+        client, KEYS, catcher_id="c", buffer_bytes=2**26, batch_max_records=10, window=2, lost=lost
+    )
+    for seq in range(55):
+        publisher.add_record(record(seq), "c", "1")
+    await run_until_published(publisher, 55)
+    assert [r["seq"] for r in await stream_records(client)] == list(range(55))
+    assert publisher.stats.redis_errors == 1
+    assert publisher.stats.batches_published == 6
+    # The batch whose reply was lost, and the one in flight behind it, ran before the loss.
+    assert publisher.stats.batches_deduplicated == (2 if lost < 6 else 1)
+
+
 class SlowRedisPublisher(StreamPublisher):
     """Redis takes its time: each window waits for ``answer`` to be set."""
 
