@@ -13,8 +13,9 @@ succeeds and relay uses its pure-Python code (same results, slower):
 - ``consumers._json_check``: the JSON formatter's check that a record is one
   JSON object (``consumers.jsoncheck``), without building it as orjson does;
 - ``consumers._stream_entries``: a read reply's entries as (id, fields dict),
-  the loop redis-py's response callback runs in Python, JSON lines straight
-  from a reply, and XACK ids (``consumers.streamentries``).
+  the loop redis-py's response callback runs in Python, JSON lines and
+  text lines of plain ``%(name)s`` formats straight from a reply, and XACK
+  ids (``consumers.streamentries``).
 """
 
 from setuptools import Extension, setup
@@ -30,6 +31,11 @@ setup(
         ),
         Extension("relay._resp", ["relay/_resp.c"], optional=True),
         Extension("consumers._json_check", ["consumers/_json_check.c"], optional=True),
-        Extension("consumers._stream_entries", ["consumers/_stream_entries.c"], optional=True),
+        Extension(
+            "consumers._stream_entries",
+            ["consumers/_stream_entries.c", "consumers/_text_lines.c"],
+            depends=["consumers/_stream_entries.h"],
+            optional=True,
+        ),
     ]
 )

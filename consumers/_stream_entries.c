@@ -2,6 +2,7 @@
  *
  * entries(items: list) -> list[tuple[bytes, dict[bytes, bytes] | None]] | None
  * json_lines(items: list, metadata, is_object) -> list[bytes | int]
+ * text_lines(items: list, plan, metadata, second_text, is_object) -> list[bytes | int]  (_text_lines.c)
  * bulk_ids(items: list) -> bytes | None
  *
  * Each item of a reply's entry list is [id, [field, value, field, value, ...]]
@@ -12,11 +13,10 @@
  * reference (consumers.streamentries.entries_python) decides, errors included.
  * tests/consumers/test_streamentries.py checks the two agree.
  */
-#define PY_SSIZE_T_CLEAN
 #define _GNU_SOURCE /* memmem */
-#include <Python.h>
+#include "_stream_entries.h"
+
 #include <stdio.h>
-#include <string.h>
 
 static PyObject *entries(PyObject *module, PyObject *items) {
     (void)module;
@@ -86,68 +86,6 @@ error:
  * agree.
  */
 
-typedef struct {
-    char *data;
-    Py_ssize_t size, capacity;
-} Buffer;
-
-static int buffer_reserve(Buffer *b, Py_ssize_t more) {
-    if (b->size + more <= b->capacity) return 0;
-    Py_ssize_t capacity = b->capacity ? b->capacity : 65536;
-    while (capacity < b->size + more) {
-        if (capacity > PY_SSIZE_T_MAX / 2) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        capacity *= 2;
-    }
-    char *data = PyMem_Realloc(b->data, (size_t)capacity);
-    if (data == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    b->data = data;
-    b->capacity = capacity;
-    return 0;
-}
-
-static void buffer_put(Buffer *b, const char *data, Py_ssize_t size) {
-    memcpy(b->data + b->size, data, (size_t)size);
-    b->size += size;
-}
-
-/* End the run of rendered lines: its bytes become one piece. */
-static int flush_lines(Buffer *b, PyObject *pieces) {
-    if (b->size == 0) return 0;
-    PyObject *chunk = PyBytes_FromStringAndSize(b->data, b->size);
-    if (chunk == NULL) return -1;
-    int failed = PyList_Append(pieces, chunk);
-    Py_DECREF(chunk);
-    b->size = 0;
-    return failed;
-}
-
-static int is_name(PyObject *value, const char *name, Py_ssize_t size) {
-    return PyBytes_CheckExact(value) && PyBytes_GET_SIZE(value) == size &&
-           memcmp(PyBytes_AS_STRING(value), name, (size_t)size) == 0;
-}
-
-/* A stream id as Redis writes them: digits, one dash, digits. */
-static int is_stream_id(PyObject *value) {
-    if (!PyBytes_CheckExact(value)) return 0;
-    const char *p = PyBytes_AS_STRING(value);
-    Py_ssize_t n = PyBytes_GET_SIZE(value);
-    int dashes = 0;
-    if (n < 3 || p[0] == '-' || p[n - 1] == '-') return 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (p[i] == '-') dashes++;
-        else if (p[i] < '0' || p[i] > '9') return 0;
-    }
-    return dashes == 1;
-}
-
-static int is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-
 static const char METADATA_NAME[] = "\"logrelay\"";
 
 static PyObject *json_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
@@ -166,22 +104,8 @@ static PyObject *json_lines(PyObject *module, PyObject *const *args, Py_ssize_t 
     Py_ssize_t count = PyList_GET_SIZE(items);
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *item = PyList_GET_ITEM(items, i);
-        PyObject *fields, *id, *record, *client, *catcher, *received;
-        if (!PyList_CheckExact(item) || PyList_GET_SIZE(item) != 2) goto not_mine;
-        id = PyList_GET_ITEM(item, 0);
-        fields = PyList_GET_ITEM(item, 1);
-        if (!is_stream_id(id) || !PyList_CheckExact(fields) || PyList_GET_SIZE(fields) != 10) goto not_mine;
-        if (!is_name(PyList_GET_ITEM(fields, 0), "v", 1) || !is_name(PyList_GET_ITEM(fields, 1), "1", 1) ||
-            !is_name(PyList_GET_ITEM(fields, 2), "record", 6) || !is_name(PyList_GET_ITEM(fields, 4), "client", 6) ||
-            !is_name(PyList_GET_ITEM(fields, 6), "catcher", 7) || !is_name(PyList_GET_ITEM(fields, 8), "received", 8))
-            goto not_mine;
-        record = PyList_GET_ITEM(fields, 3);
-        client = PyList_GET_ITEM(fields, 5);
-        catcher = PyList_GET_ITEM(fields, 7);
-        received = PyList_GET_ITEM(fields, 9);
-        if (!PyBytes_CheckExact(record) || !PyBytes_CheckExact(client) || !PyBytes_CheckExact(catcher) ||
-            !PyBytes_CheckExact(received))
-            goto not_mine;
+        PyObject *id, *record, *client, *catcher, *received;
+        if (!usual_entry(item, &id, &record, &client, &catcher, &received)) goto not_mine;
         const char *text = PyBytes_AS_STRING(record);
         Py_ssize_t size = PyBytes_GET_SIZE(record);
         if (size < 2 || text[0] != '{' || text[size - 1] != '}') goto not_mine;
@@ -229,12 +153,7 @@ static PyObject *json_lines(PyObject *module, PyObject *const *args, Py_ssize_t 
         buffer_put(&out, END, sizeof END - 1);
         continue;
     not_mine:
-        if (flush_lines(&out, pieces) < 0) goto error;
-        PyObject *index = PyLong_FromSsize_t(i);
-        if (index == NULL) goto error;
-        int failed = PyList_Append(pieces, index);
-        Py_DECREF(index);
-        if (failed < 0) goto error;
+        if (leave_to_caller(&out, pieces, i) < 0) goto error;
     }
     if (flush_lines(&out, pieces) < 0) goto error;
     PyMem_Free(out.data);
@@ -286,6 +205,9 @@ static PyMethodDef methods[] = {
     {"json_lines", (PyCFunction)(void (*)(void))json_lines, METH_FASTCALL,
      "json_lines(items, metadata, is_object) -> [bytes | int]: JSON lines of the usual entries, "
      "the index of any other"},
+    {"text_lines", (PyCFunction)(void (*)(void))text_lines, METH_FASTCALL,
+     "text_lines(items, plan, metadata, second_text, is_object) -> [bytes | int]: text lines of the usual "
+     "entries, the index of any other"},
     {"bulk_ids", bulk_ids, METH_O, "bulk_ids(items) -> the entries' ids as RESP bulk strings, or None"},
     {NULL, NULL, 0, NULL},
 };

@@ -23,7 +23,7 @@ from typing import Any, Final, Protocol
 import orjson
 
 from consumers.jsoncheck import is_json_object
-from consumers.streamentries import Pieces, json_lines
+from consumers.streamentries import Pieces, TextPlan, json_lines, text_lines
 
 __all__ = [
     "DEFAULT_FORMAT",
@@ -31,6 +31,7 @@ __all__ = [
     "JsonLineFormatter",
     "LineFormatter",
     "build_formatter",
+    "text_plan",
 ]
 
 DEFAULT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s [%(client)s] %(message)s"
@@ -156,6 +157,16 @@ class _Metadata:
         attributes.update(self._shared)
         attributes["entry_id"] = entry_id.decode("ascii", "replace")
 
+    def texts(self, client: bytes, catcher: bytes, received: bytes) -> tuple[bytes, bytes, bytes]:
+        """How ``%(client)s``, ``%(catcher)s`` and ``%(received)s`` render for these values, as UTF-8."""
+        self._load_values(client, catcher, received)
+        shared = self._shared
+        return (
+            str(shared["client"]).encode("utf-8", "backslashreplace"),
+            str(shared["catcher"]).encode("utf-8", "backslashreplace"),
+            str(shared["received"]).encode("utf-8", "backslashreplace"),
+        )
+
     def shared_json(self, client: bytes, catcher: bytes, received: bytes) -> bytes:
         """``{"client":...,"catcher":...,"received":...`` (no closing brace): the part every entry of a read shares."""
         self._load_values(client, catcher, received)
@@ -216,10 +227,17 @@ class _TolerantFormatter(logging.Formatter):
         second = math.floor(created)
         cached_second, text = self._last_second
         if second != cached_second:
-            text = time.strftime(self.default_time_format, self.converter(second))
+            text = self.second_text(second)
             self._last_second = (second, text)
         msec_format = self.default_msec_format
         return msec_format % (text, msecs) if msec_format else text
+
+    def second_text(self, second: int) -> str:
+        """asctime of a record created in that second, without the milliseconds."""
+        return time.strftime(self.default_time_format, self.converter(second))
+
+    def second_bytes(self, second: int) -> bytes:
+        return self.second_text(second).encode("utf-8", "backslashreplace")
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         return self._message(record.__dict__)
@@ -275,6 +293,8 @@ class LineFormatter:
             raise ValueError(f"format string {fmt!r} names no record attribute, e.g. %(message)s")
         self._formatter = _TolerantFormatter(fmt, placeholder)
         self._metadata = _Metadata()
+        #: How the C renderer writes this format; None: every entry goes through Python.
+        self.plan = text_plan(fmt, placeholder) if text_lines is not None else None
 
     def format(self, entry_id: bytes, fields: dict[bytes, bytes]) -> bytes:
         attributes = load_record(_record_json(fields))
@@ -297,8 +317,29 @@ class LineFormatter:
         """The usual entries (the catcher's five fields, a complete record) without a LogRecord or
         ``logging.Formatter.format``; anything else, or anything that fails, is left to :meth:`format`.
 
-        tests/consumers/test_formatting.py checks both write the same.
+        Formats of plain ``%(name)s`` fields are rendered in C from the
+        record's JSON (:data:`consumers.streamentries.text_lines`); what it
+        leaves, and every other format, by :meth:`format_items_python`.
+        tests/consumers/test_formatting.py checks all three write the same.
         """
+        if self.plan is None or text_lines is None:
+            return self.format_items_python(items)
+        formatter = self._formatter
+        pieces = text_lines(items, self.plan, self._metadata.texts, formatter.second_bytes, is_json_object)
+        if all(type(piece) is bytes for piece in pieces):
+            return pieces
+        merged: Pieces = []
+        for piece in pieces:
+            if type(piece) is bytes:
+                merged.append(piece)
+                continue
+            assert isinstance(piece, int)
+            (found,) = self.format_items_python([items[piece]])
+            merged.append(found if type(found) is bytes else piece)
+        return merged
+
+    def format_items_python(self, items: list[Any]) -> Pieces:
+        """:meth:`format_items` in Python: a record's dict from orjson, the format applied to it."""
         pieces: Pieces = []
         lines: list[bytes] = []
         loads = orjson.loads
@@ -366,6 +407,61 @@ class JsonLineFormatter:
         # An empty object ("{}", "{ }") takes no comma.
         separator = b"," if len(stripped) > 16 or stripped[1:-1].strip() else b""
         return b"".join((memoryview(stripped)[:-1], separator, _METADATA_MEMBER, metadata, b"}\n"))
+
+
+#: How the C renderer codes the fields that are not record attributes (see _text_lines.c).
+_SPECIAL_FIELDS: Final = {"message": -1, "asctime": -2, "client": -3, "catcher": -4, "received": -5, "entry_id": -6}
+#: The attributes the renderer always finds, in its order: the message, the
+#: time and what format_attributes appends.
+_FIXED_KEYS: Final = ("msg", "created", "msecs", "exc_info", "exc_text", "stack_info")
+_LITERAL = re.compile(r"(?:[^%]|%%)*")
+
+
+def text_plan(fmt: str, placeholder: str) -> TextPlan | None:
+    """How the C renderer writes ``fmt``, or None if it does not take it.
+
+    It takes formats whose every field is a plain ``%(name)s`` and whose
+    other text has no ``%`` but ``%%``; ``%(args)s`` is left to Python (which
+    renders it None), and so is everything when logging's time formats are
+    not the defaults.  The plan: the format cut into literal text (bytes)
+    and fields (ints: an index into the keys, or a negative code for the
+    message, asctime and the relay metadata), the record attributes to find
+    (the six of :data:`_FIXED_KEYS`, then those of the format: first the
+    standard ones, which a record must carry, then extras, which may be
+    missing and render as the placeholder), how many are required, and the
+    placeholder.
+    """
+    if (
+        _TolerantFormatter.default_time_format != logging.Formatter.default_time_format
+        or _TolerantFormatter.default_msec_format != "%s,%03d"
+        or _TolerantFormatter.converter is not time.localtime
+    ):
+        return None
+    literal_parts: list[str] = []
+    fields: list[str] = []
+    position = 0
+    for match in _FIELD.finditer(fmt):
+        literal_parts.append(fmt[position : match.start()])
+        fields.append(match.group("name"))
+        if match.group("spec") != "s" or match.group("name") == "args":
+            return None
+        position = match.end()
+    literal_parts.append(fmt[position:])
+    if not all(_LITERAL.fullmatch(part) for part in literal_parts):
+        return None
+    attributes = [name for name in dict.fromkeys(fields) if name not in _SPECIAL_FIELDS and name not in _FIXED_KEYS]
+    standard = [name for name in attributes if name in _RECORD_ATTRIBUTES]
+    extras = [name for name in attributes if name not in _RECORD_ATTRIBUTES]
+    keys = [*_FIXED_KEYS, *standard, *extras]
+    index = {name: n for n, name in enumerate(keys)}
+    segments: list[bytes | int] = []
+    for literal, name in zip(literal_parts, [*fields, None], strict=True):
+        if literal:
+            segments.append(literal.replace("%%", "%").encode("utf-8", "backslashreplace"))
+        if name is not None:
+            segments.append(_SPECIAL_FIELDS[name] if name in _SPECIAL_FIELDS else index[name])
+    encoded = tuple(key.encode("utf-8", "backslashreplace") for key in keys)
+    return tuple(segments), encoded, len(_FIXED_KEYS) + len(standard), placeholder.encode("utf-8", "backslashreplace")
 
 
 def build_formatter(spec: str, placeholder: str = "-") -> EntryFormatter:

@@ -9,8 +9,10 @@ the reference, used where the extension is missing, under
 ``LOGRELAY_PURE_PYTHON=1``, and for any reply the C loop does not take.
 
 The same extension renders JSON lines straight from a reply's lists
-(:func:`json_lines`, for :class:`consumers.formatting.JsonLineFormatter`)
-and packs their ids for XACK (:func:`bulk_ids`).
+(:func:`json_lines`, for :class:`consumers.formatting.JsonLineFormatter`),
+text lines of formats made of plain ``%(name)s`` fields (:data:`text_lines`,
+for :class:`consumers.formatting.LineFormatter`; ``_text_lines.c``), and
+packs their ids for XACK (:func:`bulk_ids`).
 """
 
 from __future__ import annotations
@@ -21,12 +23,16 @@ from typing import Any, Final
 
 from relay.resp import bulk_string
 
-__all__ = ["IMPLEMENTATION", "bulk_ids", "entries", "entries_python", "json_lines"]
+__all__ = ["IMPLEMENTATION", "bulk_ids", "entries", "entries_python", "json_lines", "text_lines"]
 
 Fields = dict[bytes, bytes]
 #: Lines of consecutive entries (bytes), or the index of an entry left to the caller (int).
 Pieces = list[bytes | int]
 MetadataJson = Callable[[bytes, bytes, bytes], bytes]
+MetadataTexts = Callable[[bytes, bytes, bytes], tuple[bytes, bytes, bytes]]
+#: (segments, keys, required, placeholder): see consumers.formatting.text_plan.
+TextPlan = tuple[tuple[bytes | int, ...], tuple[bytes, ...], int, bytes]
+TextLines = Callable[[list[Any], TextPlan, MetadataTexts, Callable[[int], bytes], Callable[[bytes], bool]], Pieces]
 
 
 def entries_python(items: list[Any]) -> list[tuple[bytes, Fields | None]]:
@@ -85,6 +91,13 @@ IMPLEMENTATION: Final = "c" if _extension is not None else "none"
 json_lines: Final[Callable[[list[Any], MetadataJson, Callable[[bytes], bool]], Pieces]] = (
     _extension.json_lines if _extension is not None else json_lines_python
 )
+
+
+#: ``text_lines(items, plan, metadata, second_text, is_object)``: the text
+#: lines of a reply's usual entries, byte for byte what
+#: ``LineFormatter.format_items`` writes, and the index of every other entry
+#: (see ``_text_lines.c``); None where the extension is missing.
+text_lines: Final[TextLines | None] = _extension.text_lines if _extension is not None else None
 
 
 def entries(items: list[Any]) -> list[tuple[bytes, Fields | None]]:
