@@ -119,6 +119,24 @@ class CatcherProtocol(asyncio.BufferedProtocol):
     (``get_buffer``/``buffer_updated``); :meth:`data_received` takes the bytes.
     """
 
+    # One per connection, 10,000 idle ones included: no __dict__ each.
+    __slots__ = (
+        "_bad_frames",
+        "_decoder",
+        "_header_deadline",
+        "_paused",
+        "_proxy_parser",
+        "_publisher",
+        "_registry",
+        "_settings",
+        "_stats",
+        "_transport",
+        "client",
+        "frame_started",
+        "host",
+        "last_active",
+    )
+
     def __init__(self, settings: CatcherSettings, registry: ConnectionRegistry, publisher: StreamPublisher) -> None:
         self._settings = settings
         self._registry = registry
