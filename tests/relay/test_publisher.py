@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 import fakeredis
@@ -52,16 +52,18 @@ class RecordingFlow:
 
 
 class ReplyLosingPublisher(StreamPublisher):
-    """Its batches reach Redis and are applied; then the reply is lost, ``losses`` times."""
+    """Its batches reach Redis and are applied; the replies numbered in ``lost`` (from 1, over all attempts)
+    are then lost with the connection."""
 
-    def __init__(self, *args: Any, losses: int = 1, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, lost: Collection[int], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.losses = losses
+        self.lost = lost
+        self.replies = 0
 
     async def _reply(self, pipe: CommandPipeline) -> object:
         reply = await super()._reply(pipe)
-        if self.losses:
-            self.losses -= 1
+        self.replies += 1
+        if self.replies in self.lost:
             await pipe.reset()  # as a reset connection would: the other replies are gone too
             raise redis.exceptions.ConnectionError("connection reset after the command ran")
         return reply
@@ -146,7 +148,7 @@ async def test_entry_fields_follow_the_documented_format(client: fakeredis.FakeA
 
 async def test_a_batch_whose_reply_was_lost_is_not_added_twice(client: fakeredis.FakeAsyncRedis) -> None:
     publisher = ReplyLosingPublisher(
-        client, KEYS, catcher_id="test-catcher", buffer_bytes=64 * 1024 * 1024, batch_max_records=10, losses=2
+        client, KEYS, catcher_id="test-catcher", buffer_bytes=64 * 1024 * 1024, batch_max_records=10, lost={1, 2}
     )
     for seq in range(25):
         publisher.add_record(record(seq), "c", "1")
@@ -384,31 +386,14 @@ async def test_each_confirmed_batch_makes_room_for_the_next_behind_those_in_flig
     assert publisher.stats.batches_published == 8
 
 
-class NthReplyLost(StreamPublisher):
-    """The ``lost``-th reply read (counting from 1) is lost with its connection, after its batch ran."""
-
-    def __init__(self, *args: Any, lost: int, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.lost = lost
-        self.replies = 0
-
-    async def _reply(self, pipe: CommandPipeline) -> object:
-        reply = await super()._reply(pipe)
-        self.replies += 1
-        if self.replies == self.lost:
-            await pipe.reset()  # the replies behind it are gone too
-            raise redis.exceptions.ConnectionError("connection reset after the command ran")
-        return reply
-
-
 @pytest.mark.parametrize("lost", range(1, 7))
 async def test_a_connection_lost_anywhere_in_the_sliding_window_doubles_and_drops_nothing(
     client: fakeredis.FakeAsyncRedis, lost: int
 ) -> None:
     # Window 2, batches of 10: by the third reply the batches in flight were
     # sent behind ones already confirmed (pipelined), and are sent again so.
-    publisher = NthReplyLost(
-        client, KEYS, catcher_id="c", buffer_bytes=2**26, batch_max_records=10, window=2, lost=lost
+    publisher = ReplyLosingPublisher(
+        client, KEYS, catcher_id="c", buffer_bytes=2**26, batch_max_records=10, window=2, lost={lost}
     )
     for seq in range(55):
         publisher.add_record(record(seq), "c", "1")
