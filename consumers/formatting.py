@@ -49,8 +49,10 @@ _RECORD_ATTRIBUTES: Final = frozenset(logging.makeLogRecord({}).__dict__)
 #: Attributes the formatters set on every record: the message, the time and the relay metadata.
 _SET_HERE: Final = frozenset({"message", "asctime", "client", "catcher", "received", "entry_id"})
 
-# A %-style field: %(name)<flags><width><.precision><conversion>
-_FIELD = re.compile(r"%\((?P<name>[^)]*)\)(?P<spec>[#0 +-]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[diouxXeEfFgGcrsa%])")
+# A %-style field: %(name)<flags><width><.precision><conversion>; or "%%",
+# matched first so that "%%(x)s" is the text "%(x)s", as % formatting reads it
+# (a match without a name).
+_FIELD = re.compile(r"%%|%\((?P<name>[^)]*)\)(?P<spec>[#0 +-]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[diouxXeEfFgGcrsa%])")
 
 
 class EntryError(ValueError):
@@ -196,7 +198,9 @@ class _TolerantFormatter(logging.Formatter):
         self._last_second: tuple[int, str] = (-(2**63), "")
         self._fmt_text = fmt
         self._placeholder = placeholder.replace("%", "%%")
-        self._fields = frozenset(m.group("name") for m in _FIELD.finditer(fmt) if m.group("spec") != "%")
+        self._fields = frozenset(
+            m.group("name") for m in _FIELD.finditer(fmt) if m.group("name") is not None and m.group("spec") != "%"
+        )
         self._variants: dict[frozenset[str], str] = {}
         self._uses_time = super().usesTime()
         #: The attributes whose absence makeLogRecord would fill in visibly:
@@ -286,7 +290,7 @@ class LineFormatter:
 
     def __init__(self, fmt: str = DEFAULT_FORMAT, *, placeholder: str = "-") -> None:
         try:
-            fmt % {m.group("name"): 0 for m in _FIELD.finditer(fmt)}
+            fmt % {m.group("name"): 0 for m in _FIELD.finditer(fmt) if m.group("name") is not None}
         except (ValueError, TypeError, KeyError) as exc:
             raise ValueError(f"invalid format string {fmt!r}: {exc}") from exc
         if "%(" not in fmt:
@@ -441,6 +445,8 @@ def text_plan(fmt: str, placeholder: str) -> TextPlan | None:
     fields: list[str] = []
     position = 0
     for match in _FIELD.finditer(fmt):
+        if match.group("name") is None:
+            continue  # "%%": literal text
         literal_parts.append(fmt[position : match.start()])
         fields.append(match.group("name"))
         if match.group("spec") != "s" or match.group("name") == "args":

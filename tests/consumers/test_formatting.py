@@ -83,6 +83,20 @@ def test_message_with_percent_signs_is_not_formatted_again() -> None:
     assert line == b"100% of disk\n"
 
 
+@pytest.mark.parametrize(
+    "fmt", ["%%(x)s is literal: %(name)s", "100%% %(message)s %%", "%%%(name)s%%", "%%(name)s %(status)s"]
+)
+def test_doubled_percent_signs_are_literal_text_as_in_logging(fmt: str) -> None:
+    record = make_record()
+    formatter = LineFormatter(fmt)
+    # logging raises for a missing field; ours renders the placeholder there.
+    reference = logging.Formatter(fmt.replace("%(status)s", "-"))
+    expected = reference.format(logging.makeLogRecord(json.loads(entry_for(record)[b"record"])))
+    line = (expected + "\n").encode()
+    assert formatter.format(b"1-0", entry_for(record)) == line
+    assert all_at_once(formatter, [reply_item(b"1-0", entry_for(record))]) == [line]
+
+
 def test_non_ascii_survives() -> None:
     line = LineFormatter("%(name)s %(message)s").format(b"1-0", entry_for(make_record("Grüße %s", ("東京 ✓",))))
     assert line.decode() == "app.web Grüße 東京 ✓\n"
@@ -240,7 +254,9 @@ def one_by_one(formatter: EntryFormatter, items: list[list[object]]) -> list[byt
         assert isinstance(flat, list)
         fields = dict(zip(flat[::2], flat[1::2], strict=True))
         try:
-            lines += formatter.format(entry_id, fields).splitlines(keepends=True)
+            # Split at newlines only, as all_at_once does: a record may hold a
+            # bare \r as JSON whitespace, which splitlines() would split at.
+            lines += [line + b"\n" for line in formatter.format(entry_id, fields).split(b"\n")[:-1]]
         except Exception as exc:
             lines.append(f"error: {type(exc).__name__}: {exc}\n".encode())
     return lines
