@@ -324,16 +324,14 @@ class LineFormatter:
         Formats of plain ``%(name)s`` fields are rendered in C from the
         record's JSON (:data:`consumers.streamentries.text_lines`); what it
         leaves, and every other format, by :meth:`format_items_python`.
-        tests/consumers/test_formatting.py checks all three write the same.
+        tests/consumers/test_formatting.py and test_textlines.py check all
+        three write the same.
         """
         if self.plan is None or text_lines is None:
             return self.format_items_python(items)
         formatter = self._formatter
-        pieces = text_lines(items, self.plan, self._metadata.texts, formatter.second_bytes, is_json_object)
-        if all(type(piece) is bytes for piece in pieces):
-            return pieces
         merged: Pieces = []
-        for piece in pieces:
+        for piece in text_lines(items, self.plan, self._metadata.texts, formatter.second_bytes, is_json_object):
             if type(piece) is bytes:
                 merged.append(piece)
                 continue
@@ -426,20 +424,18 @@ def text_plan(fmt: str, placeholder: str) -> TextPlan | None:
 
     It takes formats whose every field is a plain ``%(name)s`` and whose
     other text has no ``%`` but ``%%``; ``%(args)s`` is left to Python (which
-    renders it None), and so is everything when logging's time formats are
-    not the defaults.  The plan: the format cut into literal text (bytes)
-    and fields (ints: an index into the keys, or a negative code for the
-    message, asctime and the relay metadata), the record attributes to find
+    renders it None), and so is everything when logging's millisecond format
+    is not the default ``%s,%03d`` (the renderer writes that one itself; the
+    text of each second comes from :meth:`_TolerantFormatter.second_bytes`).
+    The plan: the format cut into literal text (bytes) and fields (ints: an
+    index into the keys, or a negative code for the message, asctime and the
+    relay metadata), the record attributes to find
     (the six of :data:`_FIXED_KEYS`, then those of the format: first the
     standard ones, which a record must carry, then extras, which may be
     missing and render as the placeholder), how many are required, and the
     placeholder.
     """
-    if (
-        _TolerantFormatter.default_time_format != logging.Formatter.default_time_format
-        or _TolerantFormatter.default_msec_format != "%s,%03d"
-        or _TolerantFormatter.converter is not time.localtime
-    ):
+    if _TolerantFormatter.default_msec_format != "%s,%03d":
         return None
     literal_parts: list[str] = []
     fields: list[str] = []
