@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -14,11 +15,35 @@ import redis
 from tests.polling import wait_until
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A loopback port no one listens on, outside the kernel's ephemeral range.
+
+    A port the kernel hands out for ``bind(0)`` comes from the same range as
+    the source ports of outgoing connections: between this check and the
+    server's bind, a client connecting to Redis may take it as its source
+    port, and the server fails with "Address already in use" (seen in CI with
+    haproxy). Ports below the ephemeral range are only ever taken by listeners.
+    """
+    low, _ = _ephemeral_range()
+    candidates = range(20000, low) if low > 21000 else range(0)
+    for _ in range(200):
+        port = random.choice(candidates) if candidates else 0
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            chosen: int = sock.getsockname()[1]
+            return chosen
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 def redis_server_binary() -> str:

@@ -33,15 +33,9 @@ import pytest
 
 from relay.handlers import ReliableSocketHandler
 from tests.polling import wait_until
+from tests.realredis import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Receiver:
