@@ -1,7 +1,9 @@
 """``logrelay consume file``: the stream, through a consumer group, into one file.
 
-Per batch: render each entry (:mod:`consumers.formatting`), append the lines
-and move the checkpoint (:class:`consumers.filesink.FileSink`), then XACK.
+Per batch: render each entry (:mod:`consumers.formatting`), write the lines
+(:class:`consumers.filesink.FileSink`), and once a sync has made them durable
+and moved the checkpoint past them, XACK.  Syncs run beside the writes (group
+commit): a batch's lines reach the file while the batch before is fsynced.
 Entries that cannot be rendered go to the dead-letter stream; so do entries
 delivered more than ``max_deliveries`` times without being written (a record
 that crashes the consumer must not stop the file forever).
@@ -21,13 +23,14 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from consumers.filesink import Checkpoint, FileSink, FsyncPolicy
 from consumers.formatting import DEFAULT_FORMAT, build_formatter
+from consumers.groupcommit import GroupCommit, RenderedBatch
 from consumers.reader import Entry, GroupReader, Item
 from consumers.streamentries import bulk_ids
 from consumers.streamentries import entries as stream_entries
@@ -42,22 +45,14 @@ __all__ = ["FileConsumer", "FileConsumerSettings"]
 
 log = logging.getLogger("logrelay.consumer")
 
+#: Entries written and waiting for a sync, in batches of the configured size,
+#: before the next write waits: a stalled fsync holds up the file only after
+#: this many batches at full load (more, smaller ones at moderate rates).
+UNSYNCED_BATCHES = 8
+
 
 class _GivingUp(Exception):
     """A stop was requested while an operation kept failing."""
-
-
-class _RenderedBatch(NamedTuple):
-    """One batch, rendered: the lines to append and what to acknowledge."""
-
-    data: bytes
-    lines: int
-    dead: list[tuple[bytes, dict[bytes, bytes], str]]
-    #: The last entry not already in the file (None: all were), which the checkpoint moves to.
-    last_new: bytes | None
-    #: The ids of every entry of the batch, as RESP bulk strings (an XACK's arguments), and how many.
-    ack_ids: bytes
-    ack_count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +111,13 @@ class FileConsumer:
         self._stop = asyncio.Event()
         # Up to where batches were rendered, whether or not their write is done.
         self._rendered = Checkpoint()
-        self._acking: asyncio.Task[None] | None = None
+        self.commits = GroupCommit(
+            self.sink,
+            max_unsynced=UNSYNCED_BATCHES * settings.batch_size,
+            acknowledge=self._acknowledge,
+            pause=self._pause_or_give_up,
+            stats=self.stats,
+        )
         self._until_caught_up = False
         self._outage_since: float | None = None
         self.caught_up = asyncio.Event()
@@ -186,13 +187,13 @@ class FileConsumer:
                     if committing is not None:
                         await committing
                         committing = None
-                    await self._acknowledged()
+                    await self.commits.drained()
                     self.caught_up.set()
                 await self._trim_now_and_then()
             if committing is not None:
                 await committing
                 committing = None
-            await self._acknowledged()
+            await self.commits.drained()
             return 0
         except _GivingUp as exc:
             # Stopping during an outage: what is in hand stays unacknowledged
@@ -200,11 +201,12 @@ class FileConsumer:
             log.warning("stopping while %s is failing; the batch in hand will be read again on restart", exc)
             return 0
         finally:
-            for task in (prefetch, committing, self._acking, self._trimming):
+            for task in (prefetch, committing, self._trimming):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, _GivingUp, RedisError, OSError):
                         await task
+            await self.commits.close()
             if self._cleanup is not None:
                 self._cleanup.cancel()
             self.sink.close()
@@ -264,7 +266,7 @@ class FileConsumer:
         # a re-read of our own pending entries may return them again.
         return self.sink.checkpoint.covers(entry_id) or self._rendered.covers(entry_id)
 
-    def _render_items(self, items: list[Item]) -> _RenderedBatch:
+    def _render_items(self, items: list[Item]) -> RenderedBatch:
         """Turn a batch of read entries (in stream order, as the parser gave them) into lines and dead letters.
 
         The formatter renders the usual entries in one call
@@ -280,7 +282,7 @@ class FileConsumer:
         ack_ids = bulk_ids(items)
         new = items[start:] if start else items
         if not new:
-            return _RenderedBatch(b"", 0, [], None, ack_ids, len(items))
+            return RenderedBatch(b"", 0, [], None, ack_ids, len(items), items[-1][0])
         chunks: list[bytes] = []
         dead: list[tuple[bytes, dict[bytes, bytes], str]] = []
         for piece in self.formatter.format_items(new):
@@ -291,9 +293,9 @@ class FileConsumer:
                 self._line(entry_id, fields or {}, chunks, dead)
         last_new: bytes = new[-1][0]
         self._rendered = Checkpoint(last_id=last_new.decode())
-        return _RenderedBatch(b"".join(chunks), len(new) - len(dead), dead, last_new, ack_ids, len(items))
+        return RenderedBatch(b"".join(chunks), len(new) - len(dead), dead, last_new, ack_ids, len(items), items[-1][0])
 
-    def _render(self, entries: list[Entry], deliveries: dict[bytes, int]) -> _RenderedBatch:
+    def _render(self, entries: list[Entry], deliveries: dict[bytes, int]) -> RenderedBatch:
         """Turn a batch of entries taken over from the pending list into lines and dead letters."""
         lines: list[bytes] = []
         dead: list[tuple[bytes, dict[bytes, bytes], str]] = []
@@ -311,7 +313,7 @@ class FileConsumer:
         if last_new is not None:
             self._rendered = Checkpoint(last_id=last_new.decode())
         ack_ids = b"".join(bulk_string(entry_id) for entry_id, _ in entries)
-        return _RenderedBatch(b"".join(lines), len(lines), dead, last_new, ack_ids, len(entries))
+        return RenderedBatch(b"".join(lines), len(lines), dead, last_new, ack_ids, len(entries), entries[-1][0])
 
     def _line(
         self,
@@ -326,33 +328,19 @@ class FileConsumer:
         except Exception as exc:
             dead.append((entry_id, fields, f"cannot format: {type(exc).__name__}: {exc}"))
 
-    async def _commit(self, batch: _RenderedBatch) -> None:
-        """Dead-letter, write, checkpoint and acknowledge a rendered batch (one at a time, in stream order)."""
-        sink = self.sink
+    async def _commit(self, batch: RenderedBatch) -> None:
+        """Dead-letter and write a rendered batch (one at a time, in stream order).
+
+        Returns once the lines are in the file; the group commit makes them
+        durable and acknowledges them meanwhile (:mod:`consumers.groupcommit`).
+        """
         if batch.dead:
             await self._retrying(lambda: self._dead_letter(batch.dead))
-        last_new = batch.last_new
-        if last_new is not None:
-            data = batch.data
-            await self._retrying_io(lambda: sink.append(data, last_new) if data else sink.advance(last_new))
-            self.stats.lines_written += batch.lines
-        # The acknowledgement is off the path of the next write: the lines
-        # and the checkpoint are down, an XACK lost with a crash only leaves
-        # entries pending that the checkpoint covers (acknowledged on restart,
-        # never written twice).  One is in flight at a time.
-        await self._acknowledged()
-        self._acking = asyncio.create_task(self._acknowledge(batch.ack_ids, batch.ack_count))
-        self.stats.batches += 1
+        await self.commits.write(batch)
 
     async def _acknowledge(self, ids: bytes, count: int) -> None:
         await self._retrying(lambda: self.reader.ack_bulk(ids, count))
         self.stats.entries_acked += count
-
-    async def _acknowledged(self) -> None:
-        """Wait for the acknowledgement in flight, if any (raising what it raised)."""
-        if self._acking is not None:
-            acking, self._acking = self._acking, None
-            await acking
 
     async def _trim_now_and_then(self) -> None:
         """Start a trim every trim_interval seconds, beside the batches (one at a time)."""
@@ -422,19 +410,3 @@ class FileConsumer:
         if self._outage_since is None:
             self._outage_since = time.monotonic()
             log.error("Redis unavailable (%s: %s); retrying", type(exc).__name__, exc)
-
-    async def _retrying_io(self, operation: Any) -> None:
-        """Run a file operation in a thread until it succeeds (disk full, I/O errors)."""
-        failing_since: float | None = None
-        while True:
-            try:
-                await asyncio.to_thread(operation)
-            except OSError as exc:
-                if failing_since is None:
-                    failing_since = time.monotonic()
-                    log.error("cannot write %s (%s); nothing acknowledged, retrying", self.settings.output, exc)
-                await self._pause_or_give_up(1.0, str(self.settings.output))
-                continue
-            if failing_since is not None:
-                log.warning("writing %s again after %.1fs", self.settings.output, time.monotonic() - failing_since)
-            return

@@ -11,9 +11,14 @@ Exactly-once across crashes rests on three files next to each other:
   second consumer waits on it: a hot standby).  The kernel releases it when
   the holder dies, even by ``kill -9``.
 
-A batch is appended, flushed (and fsynced, per policy), then the checkpoint
-is written into the slot not holding the current one (and fdatasynced, per
-policy), and only then does the caller acknowledge the entries in Redis.  A
+Writing and making durable are two steps, so that lines reach readers
+without waiting for the disk: :meth:`FileSink.write` appends a batch (visible
+at once, in the page cache); :meth:`FileSink.sync` fsyncs (per policy) what
+was written before it started, then writes the checkpoint for exactly that
+into the slot not holding the current one (and fdatasyncs it, per policy).
+Only then does the caller acknowledge those entries in Redis.  One write and
+one sync may run at the same time, in two threads: a sync covers the batches
+whose write returned before it began (group commit).  A
 slot torn by a crash or power loss fails its CRC: the other slot, one batch
 older, is used, and that batch (not acknowledged yet) is written again.
 Each slot sits in its own 4 KiB block, so a torn write reaches one slot.
@@ -144,7 +149,10 @@ class FileSink:
         self._fd: int | None = None
         self._checkpoint_fd: int | None = None
         self._seq = 0
+        #: Durable: what the checkpoint file says.
         self.checkpoint = Checkpoint()
+        #: Written: the end of the last whole batch in the file (at or past the checkpoint).
+        self.written = Checkpoint()
 
     # -- ownership -------------------------------------------------------------
 
@@ -192,6 +200,7 @@ class FileSink:
             )
             self.checkpoint = Checkpoint(size, self.checkpoint.last_id)
         self._truncate_to_checkpoint()
+        self.written = self.checkpoint
         return self.checkpoint
 
     def close(self) -> None:
@@ -205,41 +214,89 @@ class FileSink:
 
     # -- writing ---------------------------------------------------------------
 
-    def append(self, data: bytes, last_id: bytes) -> None:
-        """Write ``data`` (whole lines) and move the checkpoint to ``last_id``.
+    def write(self, data: bytes, last_id: bytes) -> None:
+        """Append ``data`` (whole lines, for the entries up to ``last_id``) after the last whole batch.
 
-        On return the lines are in the file and the checkpoint says so; the
-        caller may acknowledge the entries.  On an exception nothing is
-        promised, and the next call (or recovery) first cuts the file back to
-        the last checkpoint, so a retry never doubles or tears a line.
+        The lines are visible to readers on return; they are durable, and
+        covered by the checkpoint, once a :meth:`sync` that starts after this
+        returns.  Empty ``data`` only moves ``last_id`` (entries that produce
+        no line: dead letters), never backwards.  On ``OSError`` (disk full)
+        the file is cut back to the last whole batch, so a retry neither
+        doubles nor tears a line.  One write at a time; it may overlap a sync.
         """
         assert self._fd is not None, "open() first"
-        self._truncate_to_checkpoint()
+        end = self.written.offset
+        if not data:
+            if stream_id_key(last_id) > self.written._last_key:
+                self.written = Checkpoint(end, last_id.decode())
+            return
         view = memoryview(data)
+        position = end
         try:
+            if os.fstat(self._fd).st_size != end:
+                # What a failed write left when cutting it back failed too.
+                os.ftruncate(self._fd, end)
             while view:
-                written = os.write(self._fd, view)
+                # pwrite at our own offset: nothing depends on the file position
+                # (a sync, or a failed write before, never moves it).
+                written = os.pwrite(self._fd, view, position)
                 view = view[written:]
-            if self.fsync is FsyncPolicy.BATCH:
-                os.fsync(self._fd)
+                position += written
         except OSError:
             # Disk full, I/O error: do not leave a torn batch in the file (and
             # its space taken) until the retry; cut back now.
             with contextlib.suppress(OSError):
-                self._truncate_to_checkpoint()
+                os.ftruncate(self._fd, end)
             raise
-        self._write_checkpoint(Checkpoint(self.checkpoint.offset + len(data), last_id.decode()))
+        # Published last, in one assignment: a sync in another thread reads
+        # either the end before this batch or the end after it, never between.
+        self.written = Checkpoint(position, last_id.decode())
+
+    def sync(self) -> Checkpoint:
+        """Make everything written so far durable (per policy) and checkpoint it; return the new checkpoint.
+
+        Covers the batches whose :meth:`write` returned before this call; a
+        write running meanwhile waits for the next sync.  After an ``OSError``
+        the kernel may have dropped the pages that failed, and a second fsync
+        can succeed without them: call :meth:`rewind` and write the batches
+        past the checkpoint again.
+        """
+        assert self._fd is not None, "open() first"
+        target = self.written  # read once: the fsync below covers every byte up to it
+        if target == self.checkpoint:
+            return target
+        if self.fsync is FsyncPolicy.BATCH and target.offset != self.checkpoint.offset:
+            os.fsync(self._fd)
+        self._write_checkpoint(target)
+        return target
+
+    def rewind(self) -> None:
+        """Forget what was written past the checkpoint and cut the file back to it (no write or sync running)."""
+        self.written = self.checkpoint
+        self._truncate_to_checkpoint()
+
+    def append(self, data: bytes, last_id: bytes) -> None:
+        """:meth:`write` then :meth:`sync`: on return the lines are durable and checkpointed.
+
+        On an exception nothing is promised: what was written past the
+        checkpoint is cut back (now, or by the next :meth:`open`).
+        """
+        try:
+            self.write(data, last_id)
+            self.sync()
+        except OSError:
+            with contextlib.suppress(OSError):
+                self.rewind()
+            raise
 
     def advance(self, last_id: bytes) -> None:
         """Move the checkpoint past entries that produce no line (dead-lettered ones)."""
-        if stream_id_key(last_id) > stream_id_key(self.checkpoint.last_id):
-            self._write_checkpoint(Checkpoint(self.checkpoint.offset, last_id.decode()))
+        self.append(b"", last_id)
 
     def _truncate_to_checkpoint(self) -> None:
         assert self._fd is not None
         if os.fstat(self._fd).st_size != self.checkpoint.offset:
             os.ftruncate(self._fd, self.checkpoint.offset)
-        os.lseek(self._fd, self.checkpoint.offset, os.SEEK_SET)
 
     def _write_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Write ``checkpoint`` into the slot that does not hold the current one."""

@@ -60,3 +60,5 @@ class ConsumerStats(Counters):
     dead_lettered: int = 0
     entries_trimmed: int = 0
     batches: int = 0
+    #: fsyncs (per policy) and checkpoints that covered at least one batch; several batches may share one.
+    syncs: int = 0

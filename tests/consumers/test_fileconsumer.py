@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
-from redis.asyncio import Redis
 
-from consumers.fileconsumer import FileConsumer, FileConsumerSettings
+from consumers.fileconsumer import FileConsumer
 from consumers.reader import Entry
-from relay.settings import RedisSettings
-from tests.realredis import RedisServer
+from tests.consumers.conftest import written
 
 
 def entries(first: int, count: int) -> list[Entry]:
@@ -20,24 +14,6 @@ def entries(first: int, count: int) -> list[Entry]:
         (f"1700000000000-{n}".encode(), {b"v": b"1", b"record": b'{"n":%d}' % n, b"client": b"c", b"received": b"1"})
         for n in range(first, first + count)
     ]
-
-
-@pytest.fixture
-async def consumer(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[FileConsumer]:
-    """A JSON-lines FileConsumer holding its file (tmp_path / "central.log"), opened, not running."""
-    settings = FileConsumerSettings(tmp_path / "central.log", RedisSettings(redis_server.url), format="json")
-    redis = Redis.from_url(redis_server.url)
-    consumer = FileConsumer(settings, redis)
-    assert consumer.sink.try_lock()
-    consumer.sink.open()
-    yield consumer
-    await consumer._acknowledged()  # the last batch's XACK, sent off the write path
-    consumer.sink.close()
-    await redis.aclose()
-
-
-def written(consumer: FileConsumer) -> list[int]:
-    return [json.loads(line)["n"] for line in consumer.settings.output.read_bytes().splitlines()]
 
 
 async def test_a_batch_rendered_again_before_its_write_finished_is_not_written_twice(consumer: FileConsumer) -> None:
@@ -55,7 +31,7 @@ async def test_a_batch_rendered_again_before_its_write_finished_is_not_written_t
         await consumer._commit(batch)
     assert written(consumer) == list(range(7))
     assert consumer.stats.already_written == 7
-    await consumer._acknowledged()
+    await consumer.commits.drained()
     assert consumer.stats.entries_acked == 14
 
 

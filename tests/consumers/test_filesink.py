@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -187,3 +190,66 @@ def test_a_checkpoint_of_an_earlier_version_is_read_and_converted(tmp_path: Path
     assert read_checkpoint(sink.checkpoint_path) == (1, Checkpoint(13, "8-0"))
     _, checkpoint = reopened(path)
     assert checkpoint == Checkpoint(13, "8-0")
+
+
+def test_written_lines_are_visible_at_once_and_checkpointed_by_the_next_sync(sink: FileSink) -> None:
+    sink.write(b"one\n", b"1-0")
+    sink.write(b"two\n", b"2-0")
+    assert sink.path.read_bytes() == b"one\ntwo\n"
+    assert sink.checkpoint == Checkpoint() == (read_checkpoint(sink.checkpoint_path) or (0, None))[1]
+    assert sink.sync() == Checkpoint(8, "2-0")
+    assert read_checkpoint(sink.checkpoint_path) == (1, Checkpoint(8, "2-0"))
+    assert sink.sync() == Checkpoint(8, "2-0")  # nothing new: no checkpoint written
+    assert read_checkpoint(sink.checkpoint_path) == (1, Checkpoint(8, "2-0"))
+    sink.write(b"", b"3-0")  # dead letters only: the checkpoint moves, the file does not
+    sink.write(b"", b"2-5")  # never backwards
+    assert sink.sync() == Checkpoint(8, "3-0")
+
+
+def test_lines_written_and_not_synced_are_cut_by_recovery(tmp_path: Path) -> None:
+    sink, _ = reopened(tmp_path / "central.log")
+    sink.write(b"synced\n", b"1-0")
+    sink.sync()
+    sink.write(b"not synced\n", b"2-0")
+    sink.close()  # a crash before the sync: the entry is still pending in Redis
+    again, checkpoint = reopened(tmp_path / "central.log")
+    assert checkpoint == Checkpoint(7, "1-0")
+    assert again.path.read_bytes() == b"synced\n"
+    again.close()
+
+
+def test_rewind_forgets_what_was_written_past_the_checkpoint(sink: FileSink) -> None:
+    sink.write(b"a\n", b"1-0")
+    sink.sync()
+    sink.write(b"b\n", b"2-0")
+    sink.rewind()
+    assert sink.path.read_bytes() == b"a\n"
+    assert sink.written == sink.checkpoint == Checkpoint(2, "1-0")
+    sink.write(b"b again\n", b"2-0")
+    sink.sync()
+    assert sink.path.read_bytes() == b"a\nb again\n"
+
+
+def test_a_sync_covers_the_writes_that_returned_before_it_began(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink, _ = reopened(tmp_path / "central.log")
+    sink.write(b"before\n", b"1-0")
+    in_fsync, release = threading.Event(), threading.Event()
+    real_fsync = os.fsync
+
+    def held_fsync(fd: int) -> None:
+        in_fsync.set()
+        assert release.wait(30)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", held_fsync)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        syncing = pool.submit(sink.sync)
+        assert in_fsync.wait(10)
+        sink.write(b"during\n", b"2-0")  # does not wait for the fsync
+        assert sink.path.read_bytes() == b"before\nduring\n"
+        release.set()
+        assert syncing.result(10) == Checkpoint(7, "1-0")  # not "during": it may not have reached the disk
+    assert sink.sync() == Checkpoint(14, "2-0")
+    sink.close()

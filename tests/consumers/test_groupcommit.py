@@ -1,0 +1,130 @@
+"""Group commit: a batch's lines reach the file while the batch before is fsynced; none is acknowledged before a sync
+covers it; what waits for a sync is bounded; a failed fsync writes the batches not synced again."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import threading
+
+import pytest
+
+from consumers.fileconsumer import UNSYNCED_BATCHES, FileConsumer
+from consumers.filesink import read_checkpoint
+from tests.consumers.conftest import ConsumerFactory, written
+
+
+class HeldFsync:
+    """``os.fsync`` as a slow disk on demand: each call waits, in its thread, until released, then really syncs.
+
+    ``lose_first``: the first call instead fails with EIO after the kernel
+    "dropped" the unsynced pages (the file is cut back to ``lose_first``
+    bytes), as a failed write-back may do.
+    """
+
+    real = staticmethod(os.fsync)
+
+    def __init__(self, *, held: bool = True, lose_first: int | None = None) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        if not held:
+            self.release.set()
+        self.lose_first = lose_first
+        self.calls = 0
+
+    def __call__(self, fd: int) -> None:
+        self.calls += 1
+        self.entered.set()
+        if self.lose_first is not None:
+            keep, self.lose_first = self.lose_first, None
+            os.ftruncate(fd, keep)
+            raise OSError(errno.EIO, "Input/output error")
+        assert self.release.wait(30), "never released"
+        self.real(fd)
+
+
+async def read_new(consumer: FileConsumer, first: int, count: int) -> list[object]:
+    """Add ``count`` records to the stream and read them through the consumer's group: pending for it."""
+    stream = consumer.settings.keys.records
+    for n in range(first, first + count):
+        await consumer._redis.xadd(stream, {b"v": b"1", b"record": b'{"n":%d}' % n, b"client": b"c", b"received": b"1"})
+    await consumer.reader.ensure_group()
+    items = await consumer.reader.new()
+    assert len(items) == count
+    return list(items)
+
+
+async def pending(consumer: FileConsumer) -> int:
+    info = await consumer._redis.xpending(consumer.settings.keys.records, consumer.settings.group)
+    return int(info["pending"])
+
+
+async def test_the_next_batch_reaches_the_file_while_the_one_before_is_fsynced(
+    consumer: FileConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fsync = HeldFsync()
+    monkeypatch.setattr(os, "fsync", fsync)
+    await consumer._commit(consumer._render_items(await read_new(consumer, 0, 5)))  # type: ignore[arg-type]
+    assert await asyncio.to_thread(fsync.entered.wait, 10), "the first batch's sync never started"
+    second = consumer._render_items(await read_new(consumer, 5, 5))  # type: ignore[arg-type]
+    await asyncio.wait_for(consumer._commit(second), 10)  # not waiting for the held fsync
+
+    # Both batches are in the file for readers; neither is durable, so none is checkpointed or acknowledged.
+    assert written(consumer) == list(range(10))
+    assert read_checkpoint(consumer.sink.checkpoint_path) == (0, consumer.sink.checkpoint)
+    assert consumer.sink.checkpoint.offset == 0
+    assert await pending(consumer) == 10
+    assert consumer.stats.entries_acked == 0
+
+    fsync.release.set()
+    await consumer.commits.drained()
+    assert await pending(consumer) == 0
+    found = read_checkpoint(consumer.sink.checkpoint_path)
+    assert found is not None
+    assert found[1].offset == consumer.settings.output.stat().st_size
+    assert written(consumer) == list(range(10))
+
+
+async def test_writes_wait_once_a_bounded_number_of_entries_wait_for_a_sync(
+    consumer_factory: ConsumerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer = await consumer_factory(batch_size=2)
+    fsync = HeldFsync()
+    monkeypatch.setattr(os, "fsync", fsync)
+    room = UNSYNCED_BATCHES * 2
+    for first in range(0, room, 2):
+        await consumer._commit(consumer._render_items(await read_new(consumer, first, 2)))  # type: ignore[arg-type]
+    assert await asyncio.to_thread(fsync.entered.wait, 10)
+    assert written(consumer) == list(range(room))
+
+    one_more = asyncio.create_task(consumer._commit(consumer._render_items(await read_new(consumer, room, 2))))  # type: ignore[arg-type]
+    done, _ = await asyncio.wait({one_more}, timeout=0.5)
+    assert not done, "a write went ahead with the sync stalled and the bound reached"
+    assert written(consumer) == list(range(room))
+
+    fsync.release.set()
+    await asyncio.wait_for(one_more, 10)
+    await consumer.commits.drained()
+    assert written(consumer) == list(range(room + 2))
+    assert await pending(consumer) == 0
+
+
+async def test_a_failed_fsync_writes_the_batches_not_yet_synced_again(
+    consumer: FileConsumer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The write-back fails and the kernel drops the dirty pages: a second
+    # fsync would "succeed" over a hole, so the batches are written again.
+    fsync = HeldFsync(held=False, lose_first=0)
+    monkeypatch.setattr(os, "fsync", fsync)
+    caplog.set_level(logging.INFO, "logrelay.consumer")
+    await consumer._commit(consumer._render_items(await read_new(consumer, 0, 5)))  # type: ignore[arg-type]
+    await consumer._commit(consumer._render_items(await read_new(consumer, 5, 5)))  # type: ignore[arg-type]
+    await asyncio.wait_for(consumer.commits.drained(), 30)
+
+    assert written(consumer) == list(range(10))
+    assert consumer.sink.checkpoint.offset == consumer.settings.output.stat().st_size
+    assert await pending(consumer) == 0
+    assert caplog.text.count("cannot write") == 1
+    assert "again after" in caplog.text
