@@ -143,16 +143,19 @@ class GroupCommit:
                 if not self._unsynced:
                     continue
                 checkpoint = await self._sync()
-                covered: list[RenderedBatch] = []
-                while self._unsynced and checkpoint.covers(self._unsynced[0].last_id):
-                    covered.append(self._unsynced.popleft())
-                    self._unsynced_entries -= covered[-1].ack_count
-                if covered:
+                if checkpoint.covers(self._unsynced[0].last_id):
                     # The lines and the checkpoint are down: an XACK lost with
                     # a crash only leaves entries pending that the checkpoint
                     # covers (acknowledged on restart, never written twice).
                     # One XACK for what one sync covered; one in flight.
                     await self._acknowledged()
+                    # From here to the new XACK's task, no await: drained()
+                    # never sees a batch gone from _unsynced whose XACK is
+                    # not in _acking.
+                    covered: list[RenderedBatch] = []
+                    while self._unsynced and checkpoint.covers(self._unsynced[0].last_id):
+                        covered.append(self._unsynced.popleft())
+                        self._unsynced_entries -= covered[-1].ack_count
                     ids = b"".join(batch.ack_ids for batch in covered)
                     self._acking = asyncio.create_task(self._acknowledge(ids, sum(b.ack_count for b in covered)))
                     self.stats.syncs += 1
