@@ -19,8 +19,9 @@ into the slot not holding the current one (and fdatasyncs it, per policy).
 Only then does the caller acknowledge those entries in Redis.  One write and
 one sync may run at the same time, in two threads: a sync covers the batches
 whose write returned before it began (group commit).  A
-slot torn by a crash or power loss fails its CRC: the other slot, one batch
-older, is used, and that batch (not acknowledged yet) is written again.
+slot torn by a crash or power loss fails its CRC: the other slot, one sync
+older, is used, and what it does not cover (not acknowledged yet) is
+written again.
 Each slot sits in its own 4 KiB block, so a torn write reaches one slot.
 One fdatasync per checkpoint, where replacing a file by rename took two
 fsyncs and a directory fsync (measured: README, "Performance").  Recovery
