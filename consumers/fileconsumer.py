@@ -282,7 +282,7 @@ class FileConsumer:
         ack_ids = bulk_ids(items)
         new = items[start:] if start else items
         if not new:
-            return RenderedBatch(b"", 0, [], None, ack_ids, len(items), items[-1][0])
+            return RenderedBatch(b"", 0, [], False, ack_ids, len(items), items[-1][0])
         chunks: list[bytes] = []
         dead: list[tuple[bytes, dict[bytes, bytes], str]] = []
         for piece in self.formatter.format_items(new):
@@ -291,9 +291,9 @@ class FileConsumer:
             else:
                 ((entry_id, fields),) = stream_entries([new[piece]])
                 self._line(entry_id, fields or {}, chunks, dead)
-        last_new: bytes = new[-1][0]
-        self._rendered = Checkpoint(last_id=last_new.decode())
-        return RenderedBatch(b"".join(chunks), len(new) - len(dead), dead, last_new, ack_ids, len(items), items[-1][0])
+        last_id: bytes = items[-1][0]
+        self._rendered = Checkpoint(last_id=last_id.decode())
+        return RenderedBatch(b"".join(chunks), len(new) - len(dead), dead, True, ack_ids, len(items), last_id)
 
     def _render(self, entries: list[Entry], deliveries: dict[bytes, int]) -> RenderedBatch:
         """Turn a batch of entries taken over from the pending list into lines and dead letters."""
@@ -313,7 +313,10 @@ class FileConsumer:
         if last_new is not None:
             self._rendered = Checkpoint(last_id=last_new.decode())
         ack_ids = b"".join(bulk_string(entry_id) for entry_id, _ in entries)
-        return RenderedBatch(b"".join(lines), len(lines), dead, last_new, ack_ids, len(entries), entries[-1][0])
+        # Once an entry is new, every later one is: last_new is the batch's last entry.
+        return RenderedBatch(
+            b"".join(lines), len(lines), dead, last_new is not None, ack_ids, len(entries), entries[-1][0]
+        )
 
     def _line(
         self,

@@ -42,13 +42,18 @@ class RenderedBatch(NamedTuple):
     data: bytes
     lines: int
     dead: list[tuple[bytes, dict[bytes, bytes], str]]
-    #: The last entry not already in the file (None: all were), which the checkpoint moves to.
-    last_new: bytes | None
+    #: Whether some entry is not already in the file (then the checkpoint moves to last_id).
+    has_new: bool
     #: The ids of every entry of the batch, as RESP bulk strings (an XACK's arguments), and how many.
     ack_ids: bytes
     ack_count: int
     #: The batch's last entry: the batch is acknowledged once the checkpoint covers it.
     last_id: bytes
+
+    @property
+    def last_new(self) -> bytes | None:
+        """The last entry not already in the file (None: all were): the last entry, once one is new."""
+        return self.last_id if self.has_new else None
 
 
 class GroupCommit:

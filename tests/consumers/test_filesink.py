@@ -8,13 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from consumers.filesink import SLOT_BLOCK, Checkpoint, FileSink, FsyncPolicy, read_checkpoint, stream_id_key
+from tests.consumers.conftest import HeldFsync
 from tests.polling import wait_until
 
 
@@ -235,21 +235,14 @@ def test_a_sync_covers_the_writes_that_returned_before_it_began(
 ) -> None:
     sink, _ = reopened(tmp_path / "central.log")
     sink.write(b"before\n", b"1-0")
-    in_fsync, release = threading.Event(), threading.Event()
-    real_fsync = os.fsync
-
-    def held_fsync(fd: int) -> None:
-        in_fsync.set()
-        assert release.wait(30)
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", held_fsync)
+    fsync = HeldFsync()
+    monkeypatch.setattr(os, "fsync", fsync)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         syncing = pool.submit(sink.sync)
-        assert in_fsync.wait(10)
+        assert fsync.entered.wait(10)
         sink.write(b"during\n", b"2-0")  # does not wait for the fsync
         assert sink.path.read_bytes() == b"before\nduring\n"
-        release.set()
+        fsync.release.set()
         assert syncing.result(10) == Checkpoint(7, "1-0")  # not "during": it may not have reached the disk
     assert sink.sync() == Checkpoint(14, "2-0")
     sink.close()

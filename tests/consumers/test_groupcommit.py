@@ -4,45 +4,14 @@ covers it; what waits for a sync is bounded; a failed fsync writes the batches n
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
-import threading
 
 import pytest
 
 from consumers.fileconsumer import UNSYNCED_BATCHES, FileConsumer
 from consumers.filesink import read_checkpoint
-from tests.consumers.conftest import ConsumerFactory, written
-
-
-class HeldFsync:
-    """``os.fsync`` as a slow disk on demand: each call waits, in its thread, until released, then really syncs.
-
-    ``lose_first``: the first call instead fails with EIO after the kernel
-    "dropped" the unsynced pages (the file is cut back to ``lose_first``
-    bytes), as a failed write-back may do.
-    """
-
-    real = staticmethod(os.fsync)
-
-    def __init__(self, *, held: bool = True, lose_first: int | None = None) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        if not held:
-            self.release.set()
-        self.lose_first = lose_first
-        self.calls = 0
-
-    def __call__(self, fd: int) -> None:
-        self.calls += 1
-        self.entered.set()
-        if self.lose_first is not None:
-            keep, self.lose_first = self.lose_first, None
-            os.ftruncate(fd, keep)
-            raise OSError(errno.EIO, "Input/output error")
-        assert self.release.wait(30), "never released"
-        self.real(fd)
+from tests.consumers.conftest import ConsumerFactory, HeldFsync, written
 
 
 async def read_new(consumer: FileConsumer, first: int, count: int) -> list[object]:
