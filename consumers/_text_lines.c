@@ -120,16 +120,21 @@ static inline const char *skip_space(const char *p, const char *end) {
     return p;
 }
 
-/* p at the opening quote: the closing quote, or NULL.  Notes a backslash. */
+/* p at the opening quote: the closing quote, or NULL.  Notes a backslash.
+ * memchr, not a byte loop: messages and tracebacks are most of a record. */
 static const char *string_end(const char *p, const char *end, int *escaped) {
-    for (p++; p < end; p++) {
-        if (*p == '"') return p;
-        if (*p == '\\') {
-            *escaped = 1;
-            p++;
+    const char *quote = NULL;
+    for (p++;;) {
+        /* The quote found last time stands unless an escape skipped it. */
+        if (quote == NULL || quote < p) {
+            quote = memchr(p, '"', (size_t)(end - p));
+            if (quote == NULL) return NULL;
         }
+        const char *backslash = memchr(p, '\\', (size_t)(quote - p));
+        if (backslash == NULL) return quote;
+        *escaped = 1;
+        p = backslash + 2; /* at most quote + 1, so never past end */
     }
-    return NULL;
 }
 
 /* p at a value: just after it, or NULL. */
@@ -206,7 +211,8 @@ static int find_keys(const Plan *plan, const char *p, const char *end, Value *va
         p = value_end(p, end, &value);
         if (p == NULL) return 0;
         for (Py_ssize_t k = 0; k < plan->count; k++) {
-            if (plan->key_size[k] == key_size && memcmp(plan->key[k], key, (size_t)key_size) == 0) {
+            if (plan->key_size[k] == key_size && plan->key[k][0] == key[0] &&
+                memcmp(plan->key[k], key, (size_t)key_size) == 0) {
                 values[k] = value;
                 break;
             }
@@ -326,6 +332,32 @@ static int put_value(Buffer *out, const Value *value) {
     }
 }
 
+/* floor() of a JSON number of the usual shape, digits[.digits] with at most
+ * 10 before the point (a Unix time, msecs), without parsing a double: 1, or
+ * 0 to leave it to number_value.  Exact: the integer part I is a double, and
+ * the number lies in [I, I + 1 - 1e-6) unless its fraction starts with six
+ * nines, while a double below 1e10 is within 1e-6 of it (half a unit in the
+ * last place is at most 2**-20), so its double's floor is I. */
+static int number_floor(const Value *value, long long *result) {
+    if (value->kind != V_NUMBER) return 0;
+    const char *p = value->start, *end = value->start + value->size;
+    long long whole = 0;
+    const char *digits = p;
+    while (p < end && *p >= '0' && *p <= '9') whole = whole * 10 + (*p++ - '0');
+    if (p == digits || p - digits > 10) return 0;
+    if (p < end) {
+        if (*p != '.') return 0; /* a sign or an exponent */
+        const char *fraction = ++p;
+        while (p < end && *p >= '0' && *p <= '9') p++;
+        if (p != end || p == fraction) return 0;
+        Py_ssize_t nines = 0;
+        while (nines < 6 && fraction + nines < end && fraction[nines] == '9') nines++;
+        if (nines == 6) return 0;
+    }
+    *result = whole;
+    return 1;
+}
+
 /* A JSON number as a double (either notation), or 0 if it is not one. */
 static int number_value(const Value *value, double *result) {
     char text[64];
@@ -350,10 +382,15 @@ typedef struct {
 
 /* "%s,%03d" % (second's text, msecs), as logging.Formatter.formatTime writes it.  1, 0 or -1. */
 static int put_asctime(Buffer *out, Clock *clock, const Value *created, const Value *msecs) {
-    double when, millis;
-    if (!number_value(created, &when) || !number_value(msecs, &millis)) return 0;
-    if (fabs(when) >= 1e15 || millis < 0 || millis >= 1000) return 0;
-    long long second = (long long)floor(when);
+    long long second, ms;
+    /* The usual numbers without a double (strtod was a tenth of the time here). */
+    if (!number_floor(created, &second) || !number_floor(msecs, &ms) || ms >= 1000) {
+        double when, millis;
+        if (!number_value(created, &when) || !number_value(msecs, &millis)) return 0;
+        if (fabs(when) >= 1e15 || millis < 0 || millis >= 1000) return 0;
+        second = (long long)floor(when);
+        ms = (long long)millis; /* %d of a float truncates: 999.9 is 999 */
+    }
     if (clock->text == NULL || second != clock->second) {
         PyObject *number = PyLong_FromLongLong(second);
         if (number == NULL) return -1;
@@ -368,7 +405,6 @@ static int put_asctime(Buffer *out, Clock *clock, const Value *created, const Va
         Py_XSETREF(clock->text, text);
         clock->second = second;
     }
-    int ms = (int)millis; /* %d of a float truncates: 999.9 is 999 */
     char tail[5] = {',', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 0};
     if (put(out, PyBytes_AS_STRING(clock->text), PyBytes_GET_SIZE(clock->text)) < 0 || put(out, tail, 4) < 0)
         return -1;

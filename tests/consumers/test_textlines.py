@@ -169,12 +169,43 @@ def test_numbers_whose_text_python_would_change_are_left_to_it(number: bytes) ->
 
 
 @needs_c
-def test_escapes_and_non_ascii_are_decoded_as_python_decodes_them() -> None:
-    text = 'tab\tquote" back\\ slash/ nul\x00 é 東京 🎉 \u2028'
+@pytest.mark.parametrize(
+    "text",
+    [
+        'tab\tquote" back\\ slash/ nul\x00 é 東京 🎉 \u2028',
+        "ends in a backslash\\",
+        '\\"\\\\""',  # escaped backslashes and quotes back to back
+        '"' * 3 + "x" * 300 + "\\",  # escapes on both sides of a long plain stretch
+    ],
+)
+def test_escapes_and_non_ascii_are_decoded_as_python_decodes_them(text: str) -> None:
     items = [item(0, json.dumps({**BASE, "msg": text}, ensure_ascii=ascii).encode()) for ascii in (True, False)]
-    formatter = LineFormatter("%(message)s")
+    formatter = LineFormatter("%(message)s|%(name)s")
     pieces = formatter.format_items(items)
-    assert pieces == [(text + "\n").encode() * 2]
+    assert pieces == [(text + "|" + BASE["name"] + "\n").encode() * 2]
+
+
+@needs_c
+@pytest.mark.parametrize(
+    ("created", "msecs"),
+    [
+        (b"1700000000", b"0"),
+        (b"1700000000.9999989", b"999.9999989"),  # near the next second, below it as a double too
+        (b"1700000000.99999999999", b"999.9"),  # as a double, the next second
+        (b"1700000000.5", b"999.99999999999999"),  # as a double, msecs is 1000.0
+        (b"9999999999.25", b"250"),
+        (b"99999999999.999995", b"250"),  # eleven digits: as a double, the next second
+        (b"-1.5", b"500"),
+        (b"17e8", b"5e2"),
+    ],
+)
+def test_asctime_follows_the_double_of_created_and_msecs(created: bytes, msecs: bytes) -> None:
+    # The renderer takes the usual numbers' seconds from their digits; where
+    # the digits and the double could disagree, it asks the double.
+    record = json.dumps(BASE).encode()[:-1] + b', "created": ' + created + b', "msecs": ' + msecs + b"}"
+    formatter = LineFormatter("%(asctime)s %(message)s")
+    items = [item(0, record)]
+    assert all_at_once(formatter, items) == python_lines(formatter, items)
 
 
 @needs_c
