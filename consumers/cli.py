@@ -50,6 +50,13 @@ FILE_OPTIONS = [
     click.option("--batch-size", type=click.IntRange(1), default=1000, help="Most entries read per batch."),
     click.option("--block-ms", type=click.IntRange(1), default=1000, help="Longest wait for new entries per read."),
     click.option(
+        "--sync-interval-ms",
+        type=click.IntRange(0),
+        default=10,
+        help="Least time between two syncs (fsync, checkpoint, acknowledgement) while entries keep coming; "
+        "lines are written at once.",
+    ),
+    click.option(
         "--trim-interval",
         type=click.FloatRange(0),
         default=10.0,
@@ -79,6 +86,7 @@ def file_consumer_settings(options: dict[str, Any], redis: RedisSettings | None 
         block_ms=options["block_ms"],
         max_deliveries=options["max_deliveries"],
         trim_interval=options["trim_interval"],
+        sync_interval_ms=options["sync_interval_ms"],
         **extra,
     )
 

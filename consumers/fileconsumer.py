@@ -70,14 +70,16 @@ class FileConsumerSettings:
     batch_size: int = 1000
     block_ms: int = 1000
     max_deliveries: int = 10
+    # Least milliseconds between two syncs (fsync, checkpoint, XACK) under load.
+    sync_interval_ms: int = 10
     # Seconds between trims of what every group acknowledged (0: never trim).
     trim_interval: float = 10.0
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0 or self.block_ms <= 0 or self.max_deliveries <= 0:
             raise ValueError("batch-size, block-ms and max-deliveries must be positive")
-        if self.trim_interval < 0:
-            raise ValueError("trim-interval must not be negative")
+        if self.trim_interval < 0 or self.sync_interval_ms < 0:
+            raise ValueError("trim-interval and sync-interval-ms must not be negative")
         if not self.group or not self.consumer:
             raise ValueError("group and consumer names must not be empty")
         build_formatter(self.format, self.placeholder)  # validates the format string
@@ -114,6 +116,7 @@ class FileConsumer:
         self.commits = GroupCommit(
             self.sink,
             max_unsynced=UNSYNCED_BATCHES * settings.batch_size,
+            sync_interval=settings.sync_interval_ms / 1000,
             acknowledge=self._acknowledge,
             pause=self._pause_or_give_up,
             stats=self.stats,

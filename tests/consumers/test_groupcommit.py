@@ -4,14 +4,17 @@ covers it; what waits for a sync is bounded; a failed fsync writes the batches n
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
+import time
 
 import pytest
 
 from consumers.fileconsumer import UNSYNCED_BATCHES, FileConsumer
 from consumers.filesink import read_checkpoint
 from tests.consumers.conftest import ConsumerFactory, HeldFsync, written
+from tests.polling import async_wait_until
 
 
 async def read_new(consumer: FileConsumer, first: int, count: int) -> list[object]:
@@ -97,3 +100,53 @@ async def test_a_failed_fsync_writes_the_batches_not_yet_synced_again(
     assert await pending(consumer) == 0
     assert caplog.text.count("cannot write") == 1
     assert "again after" in caplog.text
+
+
+async def commit_new(consumer: FileConsumer, first: int, count: int) -> None:
+    await consumer._commit(consumer._render_items(await read_new(consumer, first, count)))  # type: ignore[arg-type]
+
+
+async def test_syncs_start_the_interval_apart_while_batches_keep_coming(
+    consumer_factory: ConsumerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer = await consumer_factory(sync_interval_ms=300)
+    starts: list[float] = []
+    sync = consumer.sink.sync
+
+    def timed_sync() -> object:
+        starts.append(time.monotonic())
+        return sync()
+
+    monkeypatch.setattr(consumer.sink, "sync", timed_sync)
+    for first in range(0, 20, 5):
+        await commit_new(consumer, first, 5)
+        assert written(consumer)[-1] == first + 4  # the lines do not wait for the interval
+    await async_wait_until(lambda: consumer.stats.entries_acked == 20, timeout=10, what="every entry acknowledged")
+
+    assert len(starts) >= 2
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.3, gaps
+    assert await pending(consumer) == 0
+    assert written(consumer) == list(range(20))
+
+
+async def test_drained_syncs_at_once_whatever_the_interval(consumer_factory: ConsumerFactory) -> None:
+    consumer = await consumer_factory(sync_interval_ms=600_000)
+    await commit_new(consumer, 0, 5)  # the first sync starts at once
+    await commit_new(consumer, 5, 5)  # the next would wait ten minutes
+    await asyncio.wait_for(consumer.commits.drained(), 10)
+    assert await pending(consumer) == 0
+    assert consumer.sink.checkpoint.offset == consumer.settings.output.stat().st_size
+
+
+async def test_half_the_bound_waiting_syncs_at_once_whatever_the_interval(consumer_factory: ConsumerFactory) -> None:
+    consumer = await consumer_factory(sync_interval_ms=600_000, batch_size=2)
+    await commit_new(consumer, 0, 2)
+    await async_wait_until(lambda: consumer.stats.syncs == 1, timeout=10, what="the first sync")
+    half = UNSYNCED_BATCHES * 2 // 2
+    for first in range(2, 2 + half, 2):
+        await commit_new(consumer, first, 2)
+    await async_wait_until(
+        lambda: consumer.stats.entries_acked == 2 + half, timeout=10, what="a sync before the interval"
+    )
+    assert await pending(consumer) == 0
