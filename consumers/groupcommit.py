@@ -64,10 +64,11 @@ class GroupCommit:
     """Writes rendered batches to ``sink`` in order; a syncer task makes them durable and acknowledges them.
 
     ``sync_interval``: least seconds between the starts of two syncs, unless
-    one is urgent (see the module's docstring).  ``acknowledge(ids, count)`` sends one XACK (retrying as the caller sees
-    fit); ``pause(seconds, what)`` waits before a retry of a failed write or
-    sync, and raises to give up (a stop was requested).  Whatever ends the
-    syncer is raised to the next :meth:`write` or :meth:`drained`.
+    one is urgent (see the module's docstring).  ``acknowledge(ids, count)``
+    sends one XACK (retrying as the caller sees fit); ``pause(seconds, what)``
+    waits before a retry of a failed write or sync, and raises to give up (a
+    stop was requested).  Whatever ends the syncer is raised to the next
+    :meth:`write` or :meth:`drained`.
     """
 
     def __init__(
