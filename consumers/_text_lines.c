@@ -343,8 +343,11 @@ static int number_floor(const Value *value, long long *result) {
     const char *p = value->start, *end = value->start + value->size;
     long long whole = 0;
     const char *digits = p;
-    while (p < end && *p >= '0' && *p <= '9') whole = whole * 10 + (*p++ - '0');
-    if (p == digits || p - digits > 10) return 0;
+    while (p < end && *p >= '0' && *p <= '9') {
+        if (p - digits == 10) return 0; /* checked before it could overflow */
+        whole = whole * 10 + (*p++ - '0');
+    }
+    if (p == digits) return 0;
     if (p < end) {
         if (*p != '.') return 0; /* a sign or an exponent */
         const char *fraction = ++p;

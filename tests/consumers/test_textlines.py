@@ -197,6 +197,7 @@ def test_escapes_and_non_ascii_are_decoded_as_python_decodes_them(text: str) -> 
         (b"99999999999.999995", b"250"),  # eleven digits: as a double, the next second
         (b"-1.5", b"500"),
         (b"17e8", b"5e2"),
+        (b"1700000000", b"123456789012345678901234567890"),  # more digits than a long long holds
     ],
 )
 def test_asctime_follows_the_double_of_created_and_msecs(created: bytes, msecs: bytes) -> None:
