@@ -158,8 +158,8 @@ class GroupCommit:
             while True:
                 await self._sync_wanted.wait()
                 delay = last_start + self.sync_interval - time.monotonic()
-                if delay > 0 and not self._sync_urgent.is_set() and self._unsynced_entries < self.max_unsynced // 2:
-                    # Batches written meanwhile join this sync.
+                if delay > 0 and not self._sync_urgent.is_set():
+                    # Batches written meanwhile join this sync (write() makes it urgent at half the bound).
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._sync_urgent.wait(), delay)
                 self._sync_wanted.clear()
