@@ -276,24 +276,6 @@ class FileSink:
         self.written = self.checkpoint
         self._truncate_to_checkpoint()
 
-    def append(self, data: bytes, last_id: bytes) -> None:
-        """:meth:`write` then :meth:`sync`: on return the lines are durable and checkpointed.
-
-        On an exception nothing is promised: what was written past the
-        checkpoint is cut back (now, or by the next :meth:`open`).
-        """
-        try:
-            self.write(data, last_id)
-            self.sync()
-        except OSError:
-            with contextlib.suppress(OSError):
-                self.rewind()
-            raise
-
-    def advance(self, last_id: bytes) -> None:
-        """Move the checkpoint past entries that produce no line (dead-lettered ones)."""
-        self.append(b"", last_id)
-
     def _truncate_to_checkpoint(self) -> None:
         assert self._fd is not None
         if os.fstat(self._fd).st_size != self.checkpoint.offset:

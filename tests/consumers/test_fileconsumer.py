@@ -40,7 +40,8 @@ async def test_entries_up_to_the_checkpoint_are_skipped_at_the_head_of_a_batch(
     consumer: FileConsumer, skipped: int
 ) -> None:
     if skipped:
-        consumer.sink.append(b'{"n":0}\n{"n":1}\n', b"1700000000000-1")
+        consumer.sink.write(b'{"n":0}\n{"n":1}\n', b"1700000000000-1")
+        consumer.sink.sync()
     batch = consumer._render(entries(0, 5), {})
     assert batch.lines == 5 - skipped
     await consumer._commit(batch)

@@ -27,9 +27,15 @@ def sink(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FileSink]:
     sink.close()
 
 
+def append(sink: FileSink, data: bytes, last_id: bytes) -> None:
+    """A batch made durable as the group commit makes it: written, then synced."""
+    sink.write(data, last_id)
+    sink.sync()
+
+
 def test_append_writes_lines_then_the_checkpoint(sink: FileSink) -> None:
-    sink.append(b"one\ntwo\n", b"1700000000000-1")
-    sink.append(b"three\n", b"1700000000001-0")
+    append(sink, b"one\ntwo\n", b"1700000000000-1")
+    append(sink, b"three\n", b"1700000000001-0")
     assert sink.path.read_bytes() == b"one\ntwo\nthree\n"
     found = read_checkpoint(sink.checkpoint_path)
     assert found is not None
@@ -42,7 +48,7 @@ def test_recovery_cuts_what_was_written_after_the_checkpoint(tmp_path: Path) -> 
     first = FileSink(tmp_path / "central.log")
     assert first.try_lock()
     first.open()
-    first.append(b"kept\n", b"5-0")
+    append(first, b"kept\n", b"5-0")
     # A crash between write and checkpoint: a whole line and a torn one.
     with first.path.open("ab") as raw:
         raw.write(b"not checkpointed\ntorn li")
@@ -53,23 +59,23 @@ def test_recovery_cuts_what_was_written_after_the_checkpoint(tmp_path: Path) -> 
     checkpoint = second.open()
     assert checkpoint == Checkpoint(5, "5-0")
     assert second.path.read_bytes() == b"kept\n"
-    second.append(b"next\n", b"6-0")
+    append(second, b"next\n", b"6-0")
     assert second.path.read_bytes() == b"kept\nnext\n"
     second.close()
 
 
 def test_a_failed_append_is_cut_before_the_retry(sink: FileSink) -> None:
-    sink.append(b"a\n", b"1-0")
+    append(sink, b"a\n", b"1-0")
     with sink.path.open("ab") as raw:  # what a write interrupted by ENOSPC leaves
         raw.write(b"half a li")
-    sink.append(b"b\n", b"2-0")
+    append(sink, b"b\n", b"2-0")
     assert sink.path.read_bytes() == b"a\nb\n"
 
 
-def test_advance_moves_the_checkpoint_without_writing(sink: FileSink) -> None:
-    sink.append(b"a\n", b"1-0")
-    sink.advance(b"3-0")
-    sink.advance(b"2-0")  # never backwards
+def test_a_batch_without_lines_moves_the_checkpoint_without_writing(sink: FileSink) -> None:
+    append(sink, b"a\n", b"1-0")
+    append(sink, b"", b"3-0")
+    append(sink, b"", b"2-0")  # never backwards
     assert sink.checkpoint == Checkpoint(2, "3-0")
     assert sink.path.read_bytes() == b"a\n"
 
@@ -80,7 +86,7 @@ def test_an_existing_file_without_checkpoint_is_kept_and_appended_to(tmp_path: P
     sink = FileSink(path)
     assert sink.try_lock()
     assert sink.open() == Checkpoint(21, "0-0")
-    sink.append(b"new\n", b"1-0")
+    append(sink, b"new\n", b"1-0")
     assert path.read_bytes() == b"from before logrelay\nnew\n"
     sink.close()
 
@@ -90,13 +96,13 @@ def test_a_file_shorter_than_its_checkpoint_is_appended_at_its_end(tmp_path: Pat
     sink = FileSink(path)
     assert sink.try_lock()
     sink.open()
-    sink.append(b"0123456789\n", b"1-0")
+    append(sink, b"0123456789\n", b"1-0")
     sink.close()
     path.write_bytes(b"short\n")  # replaced behind our back
     sink = FileSink(path)
     assert sink.try_lock()
     assert sink.open() == Checkpoint(6, "1-0")
-    sink.append(b"more\n", b"2-0")
+    append(sink, b"more\n", b"2-0")
     assert path.read_bytes() == b"short\nmore\n"
     sink.close()
 
@@ -149,7 +155,7 @@ def reopened(path: Path) -> tuple[FileSink, Checkpoint]:
 
 def test_checkpoints_alternate_between_two_slots_and_the_newest_wins(sink: FileSink) -> None:
     for n in range(5):
-        sink.append(b"line %d\n" % n, b"%d-0" % (n + 1))
+        append(sink, b"line %d\n" % n, b"%d-0" % (n + 1))
         seq, checkpoint = read_checkpoint(sink.checkpoint_path) or (None, None)
         assert checkpoint == sink.checkpoint
         assert seq is not None
@@ -163,8 +169,8 @@ def test_checkpoints_alternate_between_two_slots_and_the_newest_wins(sink: FileS
 def test_a_torn_newest_slot_falls_back_to_the_one_before(tmp_path: Path, damage: bytes) -> None:
     path = tmp_path / "central.log"
     sink, _ = reopened(path)
-    sink.append(b"first\n", b"1-0")
-    sink.append(b"second\n", b"2-0")  # its slot is the newest
+    append(sink, b"first\n", b"1-0")
+    append(sink, b"second\n", b"2-0")  # its slot is the newest
     sink.close()
     newest_slot = (read_checkpoint(sink.checkpoint_path) or (0, None))[0] % 2
     with sink.checkpoint_path.open("r+b") as raw:  # what a torn write or power loss may leave
@@ -173,7 +179,7 @@ def test_a_torn_newest_slot_falls_back_to_the_one_before(tmp_path: Path, damage:
     again, checkpoint = reopened(path)
     assert checkpoint == Checkpoint(6, "1-0")
     assert path.read_bytes() == b"first\n"  # "second" was not acknowledged: it is read and written again
-    again.append(b"second\n", b"2-0")
+    append(again, b"second\n", b"2-0")
     assert path.read_bytes() == b"first\nsecond\n"
     again.close()
 
@@ -185,7 +191,7 @@ def test_a_checkpoint_of_an_earlier_version_is_read_and_converted(tmp_path: Path
     sink, checkpoint = reopened(path)
     assert checkpoint == Checkpoint(9, "7-3")
     assert path.read_bytes() == b"old line\n"
-    sink.append(b"new\n", b"8-0")
+    append(sink, b"new\n", b"8-0")
     sink.close()
     assert read_checkpoint(sink.checkpoint_path) == (1, Checkpoint(13, "8-0"))
     _, checkpoint = reopened(path)
