@@ -9,7 +9,7 @@ every line's latency.  Here a syncer task runs beside the writes: each sync
 covers every batch written before it began (several at a time when the disk
 is slow), and the entries of those batches go out in one XACK.  Syncs start
 at most once per ``sync_interval`` while writes keep coming (at 50k records/s
-a sync took ~80 entries and cost a quarter of the consumer's CPU); at once
+a sync took ~80 entries; pacing them saved a fifth of the consumer's CPU); at once
 when half of ``max_unsynced`` waits or someone waits in :meth:`drained`.
 Lines never wait for that: only their acknowledgement does.
 
