@@ -423,6 +423,12 @@ def test_while_the_disk_is_full_the_file_holds_only_whole_checkpointed_lines(
     consumer = fill_the_disk(redis_server, catcher, consumer_factory, small_disk)
     output = consumer.output
     try:
+        # Syncs are paced: the batches written before the disk filled may still be due for theirs.
+        wait_until(
+            lambda: output.stat().st_size == checkpoint_offset(output),
+            timeout=10,
+            what="the batches written before the disk filled, checkpointed",
+        )
         full_until = time.monotonic() + 2.5  # a few retries
         while time.monotonic() < full_until:
             # A reader (tail -f, a log shipper) must never see a torn line, nor lines that will be cut and rewritten.
