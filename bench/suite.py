@@ -57,6 +57,7 @@ from bench.ingest import cpu_seconds, peak_rss_mib
 from bench.loadgen import run_handlers, send_frames, send_paced
 from bench.reference import FORMAT as COOKBOOK_FORMAT
 from bench.reference import check_lines
+from bench.stalls import StallWatch
 from relay.pickleops import IMPLEMENTATION as SCAN_IMPLEMENTATION
 from tests.integration.clients import read_stream
 from tests.polling import wait_until
@@ -64,6 +65,7 @@ from tests.processes import CatcherProcess, ConsumerProcess
 from tests.realredis import RedisServer
 
 TIMEOUT = 180.0  # any one run; a stuck run fails instead of hanging the suite
+SLOW = 0.025  # the latency target: records slower than this are counted per second of the run
 
 
 # --------------------------------------------------------------------------- watching a file
@@ -385,10 +387,19 @@ def latency(rate: float, seconds: float, system: str) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         port, output, _ = stack.enter_context(receiver(system))
         watch = stack.enter_context(FileWatch(output, keep=True))
-        sent = send_paced(port, count, rate, 8, 2, timeout=TIMEOUT)
+        with StallWatch() as stalls:
+            sent = send_paced(port, count, rate, 8, 2, timeout=TIMEOUT)
         watch.wait_lines(count, f"{system} lines")
-    delays = sorted(seen - json.loads(line)["created"] for seen, line in line_times(watch.chunks))
-    assert_exactly_once([json.loads(line)["bench_seq"] for _, line in line_times(watch.chunks)], count, "latency")
+    assert stalls.report is not None
+    records = [json.loads(line) | {"seen": seen} for seen, line in line_times(watch.chunks)]
+    assert_exactly_once([r["bench_seq"] for r in records], count, "latency")
+    delays = sorted(r["seen"] - r["created"] for r in records)
+    # Where in the run the tail is: a stall at start-up reads differently from one mid-run.
+    first = min(r["created"] for r in records)
+    over = [0] * (int(max(r["created"] for r in records) - first) + 1)
+    for r in records:
+        if r["seen"] - r["created"] > SLOW:
+            over[int(r["created"] - first)] += 1
     return {
         "system": system,
         "rate": rate,
@@ -396,6 +407,10 @@ def latency(rate: float, seconds: float, system: str) -> dict[str, Any]:
         "records": count,
         **{f"p{q}_ms": percentile(delays, q) * 1000 for q in (50, 90, 99, 99.9)},
         "max_ms": delays[-1] * 1000,
+        "slow_by_second": over,
+        # Gaps in which a CPU ran nothing of this machine's (bench.stalls), from the run's first record.
+        "host_stalls": stalls.report.summary()
+        | {"at": [(round(at - first, 2), round(gap * 1000, 1)) for at, gap, _ in stalls.report.stalls if at >= first]},
     }
 
 
@@ -525,6 +540,15 @@ def table(results: dict[str, Any]) -> str:
             (f"latency at {r['rate']:,.0f}/s, {system}", f"p50 {r['p50_ms']:.1f} / p99 {r['p99_ms']:.1f} ms",
              f"p99 {r['p99_ms'] / lat['naive']['p99_ms']:.2f}x naive")
         )  # fmt: skip
+        if any(r.get("slow_by_second", ())):
+            by_second = " ".join(map(str, r["slow_by_second"]))
+            rows.append((f"  records over {SLOW * 1000:.0f} ms, by second of the run", "", by_second))
+        host = r.get("host_stalls")
+        if host:
+            watcher = "real-time" if host["realtime"] else "normal priority"
+            when = " ".join(f"{at}s:{ms:.0f}ms" for at, ms in host["at"])
+            found = f"{host['count']}, longest {host['longest_ms']:.0f} ms"
+            rows.append((f"  CPU stalls of the machine ({watcher} watcher)", found, when))
     peak = max(r["catcher_peak_rss_mib"] for r in results["ingest"])
     rows.append(("catcher peak RSS under load", f"{peak:.0f} MiB", ""))
     if "idle" in results:
@@ -559,6 +583,8 @@ def main() -> None:
             print(json.dumps(found))
             p50, p99 = found["p50_ms"], found["p99_ms"]
             print(f"latency at {args.latency_at:,.0f}/s, {system}: p50 {p50:.1f} / p99 {p99:.1f} ms")
+            print(f"  records over {SLOW * 1000:.0f} ms, by second of the run: {found['slow_by_second']}")
+            print(f"  CPU stalls of the machine (s into the run, ms): {found['host_stalls']}")
         return
     started = time.monotonic()
     results = run_suite(args.records, quick=args.quick)
