@@ -55,6 +55,10 @@ class StallReport:
     def total_ms(self) -> float:
         return sum(gap for _, gap, _ in self.stalls) * 1000
 
+    def since(self, start: float) -> StallReport:
+        """The stalls that began at or after ``start`` (wall clock)."""
+        return StallReport(self.realtime, self.seconds, [stall for stall in self.stalls if stall[0] >= start])
+
     def summary(self) -> dict[str, object]:
         return {
             "realtime": self.realtime,

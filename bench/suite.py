@@ -408,9 +408,10 @@ def latency(rate: float, seconds: float, system: str) -> dict[str, Any]:
         **{f"p{q}_ms": percentile(delays, q) * 1000 for q in (50, 90, 99, 99.9)},
         "max_ms": delays[-1] * 1000,
         "slow_by_second": over,
-        # Gaps in which a CPU ran nothing of this machine's (bench.stalls), from the run's first record.
-        "host_stalls": stalls.report.summary()
-        | {"at": [(round(at - first, 2), round(gap * 1000, 1)) for at, gap, _ in stalls.report.stalls if at >= first]},
+        # Gaps in which a CPU ran nothing of this machine's (bench.stalls) while records were sent:
+        # not while the senders built them, both CPUs busy.
+        "host_stalls": stalls.report.since(first).summary()
+        | {"at": [(round(at - first, 2), round(gap * 1000, 1)) for at, gap, _ in stalls.report.since(first).stalls]},
     }
 
 

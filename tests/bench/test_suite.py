@@ -44,10 +44,11 @@ def test_latency_is_measured_from_emit_to_line() -> None:
     assert result["records"] == 1000
     assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
     # Where the tail is, and whether the machine itself stalled meanwhile.
-    assert len(result["slow_by_second"]) >= 2 and sum(result["slow_by_second"]) <= result["records"]
+    assert len(result["slow_by_second"]) >= 2
+    assert sum(result["slow_by_second"]) <= result["records"]
     if result["max_ms"] <= suite.SLOW * 1000:
         assert sum(result["slow_by_second"]) == 0
-    assert result["host_stalls"]["count"] >= len(result["host_stalls"]["at"])
+    assert result["host_stalls"]["count"] == len(result["host_stalls"]["at"])
 
 
 def test_a_run_that_lost_a_record_reports_no_rate() -> None:
