@@ -122,16 +122,17 @@ class CatcherProtocol(asyncio.BufferedProtocol):
     # One per connection, 10,000 idle ones included: no __dict__ each.
     __slots__ = (
         "_bad_frames",
+        "_client",
         "_decoder",
         "_header_deadline",
         "_paused",
+        "_peer",
         "_proxy_parser",
         "_publisher",
         "_registry",
         "_settings",
         "_stats",
         "_transport",
-        "client",
         "frame_started",
         "host",
         "last_active",
@@ -142,10 +143,13 @@ class CatcherProtocol(asyncio.BufferedProtocol):
         self._registry = registry
         self._publisher = publisher
         self._stats = registry.stats
-        self._decoder = FrameDecoder(settings.limits)
+        # Made on the first bytes: an idle connection (10,000 of them, say)
+        # holds no decoder, no buffer and no formatted address.
+        self._decoder: FrameDecoder | None = None
         self._transport: asyncio.Transport | None = None
         self._paused = False
-        self.client = "unknown"
+        self._peer: Any = None  # the transport's own peername object
+        self._client: str | None = None
         self.host = ""  # the client's address without port: the per-client limit counts by it
         self.last_active = time.monotonic()
         # When the frame being received started arriving; None on a frame boundary.
@@ -159,8 +163,7 @@ class CatcherProtocol(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport (uvloop's do not subclass asyncio.Transport).
         self._transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        self.client = format_peer(peer)
+        peer = self._peer = transport.get_extra_info("peername")
         self.host = str(peer[0]) if isinstance(peer, tuple) else self.client
         refusal = self._registry.add(self)
         if refusal is None and not self._settings.proxy_protocol:
@@ -175,6 +178,13 @@ class CatcherProtocol(asyncio.BufferedProtocol):
             self._proxy_parser = ProxyHeaderParser()
             self._header_deadline = asyncio.get_running_loop().call_later(PROXY_HEADER_DEADLINE, self._header_too_slow)
 
+    @property
+    def client(self) -> str:
+        """The sender as records and logs name it: ``host:port`` (from the PROXY header when one came)."""
+        if self._client is None:
+            self._client = format_peer(self._peer)
+        return self._client
+
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._registry.read_buffer
 
@@ -188,14 +198,17 @@ class CatcherProtocol(asyncio.BufferedProtocol):
             data = self._proxy_header(data)
             if not data:
                 return
+        decoder = self._decoder
+        if decoder is None:
+            decoder = self._decoder = FrameDecoder(self._settings.limits)
         try:
-            events = self._decoder.feed(data)
+            events = decoder.feed(data)
         except FrameTooLarge as exc:
             self._stats.oversize_frames += 1
             log.warning("closing connection from %s: %s (max-frame-bytes)", self.client, exc)
             self.abort()
             events = exc.events  # complete frames before the bad header still count
-        if self._decoder.pending_bytes:
+        if decoder.pending_bytes:
             if self.frame_started is None or events:
                 self.frame_started = self.last_active
         else:
@@ -229,7 +242,7 @@ class CatcherProtocol(asyncio.BufferedProtocol):
         if self._header_deadline is not None:
             self._header_deadline.cancel()
         if header.source is not None:
-            self.client = format_peer(header.source)
+            self._client = format_peer(header.source)
             refusal = self._not_allowed(header.source[0]) or self._registry.rehome(self, header.source[0])
             if refusal is not None:
                 self._refuse(refusal)
@@ -271,7 +284,7 @@ class CatcherProtocol(asyncio.BufferedProtocol):
         self._registry.discard(self)
         if self._header_deadline is not None:
             self._header_deadline.cancel()
-        pending = self._decoder.pending_bytes
+        pending = self._decoder.pending_bytes if self._decoder is not None else 0
         if pending:
             self._stats.partial_frames_dropped += 1
             log.info("connection from %s closed inside a frame: %d bytes dropped", self.client, pending)
@@ -282,7 +295,7 @@ class CatcherProtocol(asyncio.BufferedProtocol):
 
     @property
     def at_frame_boundary(self) -> bool:
-        return self._decoder.pending_bytes == 0
+        return self._decoder is None or self._decoder.pending_bytes == 0
 
     def pause(self) -> None:
         if not self._paused and self._transport is not None and not self._transport.is_closing():

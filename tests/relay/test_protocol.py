@@ -193,6 +193,32 @@ async def test_a_partial_frame_at_disconnect_is_counted(parts: Any) -> None:
     assert registry.stats.connections == 0
 
 
+async def test_a_connection_that_never_sends_closes_cleanly_and_one_that_sends_late_is_served(
+    parts: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Idle connections hold no decoder until their first bytes: nothing about them may change for it.
+    _, registry, publisher, client = parts
+    idle, _ = connect(parts, ("192.0.2.8", 41000))
+    late, _ = connect(parts, ("192.0.2.9", 42000))
+    assert idle.at_frame_boundary
+    assert idle.client == "192.0.2.8:41000"
+    with caplog.at_level(logging.INFO, logger="logrelay.catcher"):
+        idle.connection_lost(None)
+    assert registry.stats.partial_frames_dropped == 0
+    assert "closed inside a frame" not in caplog.text
+    late.data_received(frame("after a silence")[:10])
+    assert not late.at_frame_boundary
+    late.data_received(frame("after a silence")[10:])
+    assert late.at_frame_boundary
+    task = asyncio.create_task(publisher.run())
+    await async_wait_until(lambda: publisher.buffered == 0, what="published")
+    publisher.close()
+    await task
+    (entry,) = await client.xrange("logs")
+    assert entry[1][b"client"] == b"192.0.2.9:42000"
+    assert json.loads(entry[1][b"record"])["msg"] == "after a silence"
+
+
 @pytest.mark.parametrize(
     ("peer", "text"),
     [(("10.0.0.1", 5), "10.0.0.1:5"), (("::1", 5, 0, 0), "[::1]:5"), ("/run/sock", "/run/sock"), (None, "unknown")],
