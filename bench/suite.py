@@ -490,9 +490,13 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
              f"here {scaled:,.0f}/s", f"{consumer[fmt]:,.0f}/s", consumer[fmt] >= scaled)
         )  # fmt: skip
     (ours,) = [r for r in results["latency"] if r["system"] == "logrelay"]
+    measured = f"{ours['p99_ms']:.1f} ms"
+    if ours.get("host_stalls", {}).get("count"):
+        # Not an excuse, an attribution: a tail the machine made reads differently from one we made.
+        stalls = ours["host_stalls"]
+        measured += f" (the machine stalled {stalls['count']} times meanwhile, longest {stalls['longest_ms']:.0f} ms)"
     found.append(
-        (f"p99 emit -> line <= 25 ms at half the best rate ({ours['rate']:,.0f}/s)", f"{ours['p99_ms']:.1f} ms",
-         ours["p99_ms"] <= 25)
+        (f"p99 emit -> line <= 25 ms at half the best rate ({ours['rate']:,.0f}/s)", measured, ours["p99_ms"] <= 25)
     )  # fmt: skip
     if "idle" in results:
         megabytes = results["idle"]["rss_with_idle_mib"] * 2**20 / 1e6

@@ -128,3 +128,17 @@ def test_the_table_ends_with_the_targets() -> None:
     assert "0.50x the milestone's machine" in table
     assert "  met  end to end >= 1.2x naive, 64 connections: 1.30x" in table
     assert "  NOT MET  consumer text >= 120k lines/s where format does 115k: here 60,000/s: 59,000/s" in table
+
+
+def test_a_p99_miss_says_whether_the_machine_stalled_during_the_run_and_still_counts_as_a_miss() -> None:
+    results = half_speed_results()
+    results["latency"][0] |= {
+        "p99_ms": 40.0,
+        "slow_by_second": [0, 120, 0],
+        "host_stalls": {"realtime": True, "count": 2, "total_ms": 45.0, "longest_ms": 31.0, "at": [[1.2, 14], [1.5, 31]]},
+    }
+    (p99,) = [t for t in suite.targets(results) if t[0].startswith("p99")]
+    assert p99[1:] == ("40.0 ms (the machine stalled 2 times meanwhile, longest 31 ms)", False)
+    table = suite.table(results)
+    assert "0 120 0" in table
+    assert "1.2s:14ms 1.5s:31ms" in table
