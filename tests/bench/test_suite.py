@@ -135,7 +135,13 @@ def test_a_p99_miss_says_whether_the_machine_stalled_during_the_run_and_still_co
     results["latency"][0] |= {
         "p99_ms": 40.0,
         "slow_by_second": [0, 120, 0],
-        "host_stalls": {"realtime": True, "count": 2, "total_ms": 45.0, "longest_ms": 31.0, "at": [[1.2, 14], [1.5, 31]]},
+        "host_stalls": {
+            "realtime": True,
+            "count": 2,
+            "total_ms": 45.0,
+            "longest_ms": 31.0,
+            "at": [[1.2, 14], [1.5, 31]],
+        },
     }
     (p99,) = [t for t in suite.targets(results) if t[0].startswith("p99")]
     assert p99[1:] == ("40.0 ms (the machine stalled 2 times meanwhile, longest 31 ms)", False)
