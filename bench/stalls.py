@@ -112,12 +112,12 @@ class StallWatch:
         realtime = True
         stalls: list[tuple[float, float, int]] = []
         for process, receiving in self._watchers:
-            if receiving.poll(10):
-                rt, found = receiving.recv()
-                realtime = realtime and rt
-                stalls += found
-            else:
-                realtime = False
+            try:
+                rt, found = receiving.recv() if receiving.poll(10) else (False, [])
+            except (EOFError, OSError):  # the watcher died: what it saw is lost, the run is not
+                rt, found = False, []
+            realtime = realtime and rt
+            stalls += found
             receiving.close()
             process.join(5)
         self.report = StallReport(realtime, time.monotonic() - self._started, sorted(stalls))

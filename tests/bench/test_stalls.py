@@ -58,3 +58,13 @@ def test_an_undisturbed_watch_reports_only_gaps_over_the_threshold() -> None:
     assert report is not None
     assert report.seconds >= 0.3
     assert all(gap > THRESHOLD for _, gap, _ in report.stalls)
+
+
+def test_a_watcher_that_dies_costs_its_report_not_the_run() -> None:
+    with StallWatch() as watch:
+        process, _ = watch._watchers[0]
+        process.kill()
+        process.join(5)
+    report = watch.report
+    assert report is not None
+    assert not report.realtime  # what the dead watcher saw is unknown: the report does not claim it
