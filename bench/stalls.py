@@ -20,6 +20,7 @@ to a machine whose CPUs are all busy.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import multiprocessing.connection
@@ -75,6 +76,7 @@ def _watch(cpu: int, stop: multiprocessing.synchronize.Event, out: multiprocessi
         realtime = True
     except PermissionError:
         realtime = False
+    out.send("watching")
     stalls: list[tuple[float, float, int]] = []
     previous = time.perf_counter()
     while not stop.is_set():
@@ -88,7 +90,10 @@ def _watch(cpu: int, stop: multiprocessing.synchronize.Event, out: multiprocessi
 
 
 class StallWatch:
-    """A context manager: one watcher per CPU from ``__enter__`` to ``__exit__``; then :attr:`report`."""
+    """A context manager: one watcher per CPU from ``__enter__`` to ``__exit__``; then :attr:`report`.
+
+    ``__enter__`` returns once every watcher is watching, so the body is watched whole.
+    """
 
     def __init__(self) -> None:
         self.report: StallReport | None = None
@@ -105,6 +110,11 @@ class StallWatch:
             process.start()
             sending.close()
             self._watchers.append((process, receiving))
+        for _, receiving in self._watchers:
+            # A watcher that does not start is reported by __exit__ (not real-time, nothing seen).
+            with contextlib.suppress(EOFError, OSError):
+                if receiving.poll(10):
+                    receiving.recv()
         return self
 
     def __exit__(self, *exc: object) -> None:
