@@ -89,6 +89,19 @@ def _watch(cpu: int, stop: multiprocessing.synchronize.Event, out: multiprocessi
     out.close()
 
 
+def _final_report(receiving: multiprocessing.connection.Connection) -> tuple[bool, list[tuple[float, float, int]]]:
+    """A watcher's (realtime, stalls); (False, []) if it died or never answered: what it saw is lost, the run is not."""
+    try:
+        while receiving.poll(10):
+            message = receiving.recv()
+            if isinstance(message, tuple):
+                return message
+            # "watching", when __enter__ gave up waiting for it: the report follows.
+    except (EOFError, OSError):
+        pass
+    return False, []
+
+
 class StallWatch:
     """A context manager: one watcher per CPU from ``__enter__`` to ``__exit__``; then :attr:`report`.
 
@@ -122,10 +135,7 @@ class StallWatch:
         realtime = True
         stalls: list[tuple[float, float, int]] = []
         for process, receiving in self._watchers:
-            try:
-                rt, found = receiving.recv() if receiving.poll(10) else (False, [])
-            except (EOFError, OSError):  # the watcher died: what it saw is lost, the run is not
-                rt, found = False, []
+            rt, found = _final_report(receiving)
             realtime = realtime and rt
             stalls += found
             receiving.close()
