@@ -400,6 +400,10 @@ def latency(rate: float, seconds: float, system: str) -> dict[str, Any]:
     for r in records:
         if r["seen"] - r["created"] > SLOW:
             over[int(r["created"] - first)] += 1
+    # Gaps in which a CPU ran nothing of this machine's (bench.stalls) while records were sent:
+    # not while the senders built them, both CPUs busy.
+    during = stalls.report.since(first)
+    stalled_at = [(round(at - first, 2), round(gap * 1000, 1)) for at, gap, _ in during.stalls]
     return {
         "system": system,
         "rate": rate,
@@ -408,10 +412,7 @@ def latency(rate: float, seconds: float, system: str) -> dict[str, Any]:
         **{f"p{q}_ms": percentile(delays, q) * 1000 for q in (50, 90, 99, 99.9)},
         "max_ms": delays[-1] * 1000,
         "slow_by_second": over,
-        # Gaps in which a CPU ran nothing of this machine's (bench.stalls) while records were sent:
-        # not while the senders built them, both CPUs busy.
-        "host_stalls": stalls.report.since(first).summary()
-        | {"at": [(round(at - first, 2), round(gap * 1000, 1)) for at, gap, _ in stalls.report.since(first).stalls]},
+        "host_stalls": during.summary() | {"at": stalled_at},
     }
 
 
@@ -496,7 +497,8 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
         stalls = ours["host_stalls"]
         measured += f" (the machine stalled {stalls['count']} times meanwhile, longest {stalls['longest_ms']:.0f} ms)"
     found.append(
-        (f"p99 emit -> line <= 25 ms at half the best rate ({ours['rate']:,.0f}/s)", measured, ours["p99_ms"] <= 25)
+        (f"p99 emit -> line <= {SLOW * 1000:.0f} ms at half the best rate ({ours['rate']:,.0f}/s)", measured,
+         ours["p99_ms"] <= SLOW * 1000)
     )  # fmt: skip
     if "idle" in results:
         megabytes = results["idle"]["rss_with_idle_mib"] * 2**20 / 1e6
