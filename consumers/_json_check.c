@@ -118,25 +118,43 @@ static long hex4(Ptr p) {
     return value;
 }
 
-/* Whether all eight bytes of w are C_PLAIN: none below 0x20, none at or
- * above 0x80, no '"' and no '\\'.  The usual bit tricks: (x - 0x01..) & ~x
- * sets a byte's high bit where x has a zero byte (exact as to whether there
- * is one, which is all that is asked), x ^ '"'.. turns quotes into zeros,
- * and (w - 0x20..) & ~w does the same for bytes below 0x20. */
-static inline int plain8(uint64_t w) {
+/* The bytes of w that are not C_PLAIN (below 0x20, at or above 0x80, '"'
+ * or '\\'), as their high bits.  The usual bit tricks: (x - 0x01..) & ~x
+ * sets a byte's high bit where x has a zero byte, x ^ '"'.. turns quotes
+ * into zeros, and (w - 0x20..) & ~w does the same for bytes below 0x20.  A
+ * borrow may also mark bytes above a marked one, never below: the lowest
+ * mark is exact, which is all scan_string uses. */
+static inline uint64_t special8(uint64_t w) {
     const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
     uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
     uint64_t found = ((w - ones * 0x20) & ~w) | ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) | w;
-    return (found & high) == 0;
+    return found & high;
 }
+
+/* The index of the first byte that special8 marked, where the first byte in
+ * memory is the lowest (little-endian); elsewhere the byte loop finds it. */
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define FIRST_MARKED(special) (__builtin_ctzll(special) >> 3)
+#endif
 
 /* p is just past the opening quote; returns just past the closing one, or NULL. */
 static Ptr scan_string(Ptr p, Ptr end) {
     for (;;) {
-        /* Most of a record is plain ASCII text: skip it eight bytes at a
-         * time (memcpy: no alignment assumed), then byte by byte. */
-        uint64_t w;
-        while (end - p >= 8 && (memcpy(&w, p, 8), plain8(w))) p += 8;
+        /* Most of a record is plain ASCII text: eight bytes at a time
+         * (memcpy: no alignment assumed), straight to the first byte that
+         * is not plain (its index is the lowest mark's, little-endian). */
+        while (end - p >= 8) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            uint64_t special = special8(w);
+            if (special) {
+#ifdef FIRST_MARKED
+                p += FIRST_MARKED(special);
+#endif
+                break;
+            }
+            p += 8;
+        }
         while (p < end && string_class[*p] == C_PLAIN) p++;
         if (p >= end) return NULL;
         int c = string_class[*p];

@@ -333,6 +333,19 @@ def test_a_special_byte_anywhere_in_long_text_agrees_with_orjson(special: bytes)
 
 
 @needs_c
+def test_the_first_of_two_special_bytes_in_a_word_decides() -> None:
+    # The scan jumps to the first byte of a word that is not plain; a later
+    # one in the same word (or a borrow it causes) must not be taken first:
+    # a quote before a control byte ends the string, an escape before a quote
+    # escapes it, and so on.
+    specials = [b'"', b"\\", b"\x01", b"\x1f", b"\x80", b"\xc3\xa9", b"\n"]
+    for first, second in itertools.product(specials, repeat=2):
+        for before, between in itertools.product(range(9), range(8)):
+            data = in_string(b"x" * before + first + b"y" * between + second + b"z" * 3)
+            assert is_json_object(data) == orjson_object(data), data
+
+
+@needs_c
 def test_unicode_escapes_and_surrogate_pairs_agree_with_orjson() -> None:
     units = ["0000", "0041", "00e9", "D7FF", "d800", "DBFF", "DC00", "dfff", "E000", "FFFF"]
     follows = ["", "x", "\\n", "\\", "\\u", "\\u00", *(f"\\u{unit}" for unit in units)]
