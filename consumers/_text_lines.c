@@ -432,9 +432,8 @@ typedef struct {
 
 static int load_metadata(Metadata *m, PyObject *client, PyObject *catcher, PyObject *received) {
     if (m->texts != NULL && client == m->client && catcher == m->catcher && received == m->received) return 0;
-    if (m->texts != NULL && PyObject_RichCompareBool(client, m->client, Py_EQ) == 1 &&
-        PyObject_RichCompareBool(catcher, m->catcher, Py_EQ) == 1 &&
-        PyObject_RichCompareBool(received, m->received, Py_EQ) == 1) {
+    if (m->texts != NULL && same_bytes(client, m->client) && same_bytes(catcher, m->catcher) &&
+        same_bytes(received, m->received)) {
         m->client = client, m->catcher = catcher, m->received = received;
         return 0;
     }

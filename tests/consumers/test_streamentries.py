@@ -98,6 +98,13 @@ def test_ids_are_packed_as_the_python_reference_packs_them(reply: list[Any]) -> 
     assert bulk_ids(reply) == bulk_ids_python(reply) == b"".join(bulk_string(item[0]) for item in reply)
 
 
+@pytest.mark.parametrize("length", [0, 1, 9, 10, 41, 99, 100, 1000])
+def test_ids_of_every_length_digit_count_are_packed_exactly(length: int) -> None:
+    # The lengths' digits are written by hand in C: one, two, three and four digits.
+    reply: list[Any] = [[b"7" * length, [b"a", b"1"]], [b"1-0", None]]
+    assert bulk_ids(reply) == b"$%d\r\n%b\r\n$3\r\n1-0\r\n" % (length, b"7" * length)
+
+
 async def test_an_xack_of_packed_ids_acknowledges_exactly_the_entries_read(redis_server: RedisServer) -> None:
     client = Redis.from_url(redis_server.url)
     try:
