@@ -30,11 +30,13 @@ setup(
             optional=True,
         ),
         Extension("relay._resp", ["relay/_resp.c"], optional=True),
-        Extension("consumers._json_check", ["consumers/_json_check.c"], optional=True),
+        Extension(
+            "consumers._json_check", ["consumers/_json_check.c"], depends=["consumers/_json_scan.h"], optional=True
+        ),
         Extension(
             "consumers._stream_entries",
             ["consumers/_stream_entries.c", "consumers/_text_lines.c"],
-            depends=["consumers/_stream_entries.h"],
+            depends=["consumers/_stream_entries.h", "consumers/_json_scan.h"],
             optional=True,
         ),
     ]

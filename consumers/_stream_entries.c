@@ -16,6 +16,13 @@
 #define _GNU_SOURCE /* memmem */
 #include "_stream_entries.h"
 
+#include "_json_scan.h"
+
+int record_check(PyObject *record, int *names_logrelay) {
+    const unsigned char *start = (const unsigned char *)PyBytes_AS_STRING(record);
+    return json_object_check(start, start + PyBytes_GET_SIZE(record), names_logrelay);
+}
+
 
 static PyObject *entries(PyObject *module, PyObject *items) {
     (void)module;
@@ -71,7 +78,9 @@ error:
  * the entries a catcher writes: fields exactly v=1, record, client, catcher,
  * received (in that order), an id of digits and one dash, a record that
  * starts with '{', ends with '}', has no "logrelay" member name in it and
- * for which is_object(record) is True.  Each such entry becomes
+ * for which is_object(record) is True; is_object None means the check of
+ * _json_scan.h in C, which also finds any "logrelay" (no separate search,
+ * no call per record).  Each such entry becomes
  *
  *     record-without-its-'}' [","] "logrelay": METADATA ,"entry_id":"ID"}}\n
  *
@@ -108,12 +117,18 @@ static PyObject *json_lines(PyObject *module, PyObject *const *args, Py_ssize_t 
         const char *text = PyBytes_AS_STRING(record);
         Py_ssize_t size = PyBytes_GET_SIZE(record);
         if (size < 2 || text[0] != '{' || text[size - 1] != '}') goto not_mine;
-        if (memmem(text, (size_t)size, METADATA_NAME, sizeof METADATA_NAME - 1) != NULL) goto not_mine;
-        PyObject *verdict = PyObject_CallOneArg(is_object, record);
-        if (verdict == NULL) goto error;
-        int sure = verdict == Py_True;
-        Py_DECREF(verdict);
-        if (!sure) goto not_mine;
+        if (is_object == Py_None) {
+            /* the check in C, which also marks where "logrelay" may occur */
+            int names_logrelay = 0;
+            if (!record_check(record, &names_logrelay) || names_logrelay) goto not_mine;
+        } else {
+            if (memmem(text, (size_t)size, METADATA_NAME, sizeof METADATA_NAME - 1) != NULL) goto not_mine;
+            PyObject *verdict = PyObject_CallOneArg(is_object, record);
+            if (verdict == NULL) goto error;
+            int sure = verdict == Py_True;
+            Py_DECREF(verdict);
+            if (!sure) goto not_mine;
+        }
         if (meta == NULL || client != meta_client || catcher != meta_catcher || received != meta_received) {
             if (meta != NULL && same_bytes(client, meta_client) && same_bytes(catcher, meta_catcher) &&
                 same_bytes(received, meta_received)) {
@@ -227,4 +242,7 @@ static struct PyModuleDef module_def = {
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__stream_entries(void) { return PyModule_Create(&module_def); }
+PyMODINIT_FUNC PyInit__stream_entries(void) {
+    json_scan_init();
+    return PyModule_Create(&module_def);
+}

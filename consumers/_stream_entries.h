@@ -115,4 +115,8 @@ static inline int leave_to_caller(Buffer *out, PyObject *pieces, Py_ssize_t inde
 
 PyObject *text_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
+/* The JSON object check of _json_scan.h on a bytes record (1: sure it is
+ * one); names_logrelay as there, or NULL. */
+int record_check(PyObject *record, int *names_logrelay);
+
 #endif

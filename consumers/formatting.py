@@ -331,7 +331,7 @@ class LineFormatter:
             return self.format_items_python(items)
         formatter = self._formatter
         merged: Pieces = []
-        for piece in text_lines(items, self.plan, self._metadata.texts, formatter.second_bytes, is_json_object):
+        for piece in text_lines(items, self.plan, self._metadata.texts, formatter.second_bytes, None):
             if type(piece) is bytes:
                 merged.append(piece)
                 continue
@@ -382,7 +382,8 @@ class JsonLineFormatter:
 
     def format_items(self, items: list[Any]) -> Pieces:
         # The usual entries are rendered in C, byte for byte as format() would.
-        return json_lines(items, self._metadata.shared_json, is_json_object)
+        # None: the record check in C, the one is_json_object makes.
+        return json_lines(items, self._metadata.shared_json, None)
 
     def format(self, entry_id: bytes, fields: dict[bytes, bytes]) -> bytes:
         record = _record_json(fields)

@@ -32,7 +32,11 @@ MetadataJson = Callable[[bytes, bytes, bytes], bytes]
 MetadataTexts = Callable[[bytes, bytes, bytes], tuple[bytes, bytes, bytes]]
 #: (segments, keys, required, placeholder): see consumers.formatting.text_plan.
 TextPlan = tuple[tuple[bytes | int, ...], tuple[bytes, ...], int, bytes]
-TextLines = Callable[[list[Any], TextPlan, MetadataTexts, Callable[[int], bytes], Callable[[bytes], bool]], Pieces]
+#: The record check of the renderers: a callable, or None for the check in C
+#: (``_json_scan.h``, the one ``consumers.jsoncheck`` calls), made without a
+#: call per record.
+RecordCheck = Callable[[bytes], bool] | None
+TextLines = Callable[[list[Any], TextPlan, MetadataTexts, Callable[[int], bytes], RecordCheck], Pieces]
 
 
 def entries_python(items: list[Any]) -> list[tuple[bytes, Fields | None]]:
@@ -55,7 +59,7 @@ def entries_python(items: list[Any]) -> list[tuple[bytes, Fields | None]]:
     return result
 
 
-def json_lines_python(items: list[Any], metadata: MetadataJson, is_object: Callable[[bytes], bool]) -> Pieces:
+def json_lines_python(items: list[Any], metadata: MetadataJson, is_object: RecordCheck) -> Pieces:
     """Where the extension is missing: every entry is left to the caller's formatter."""
     return list(range(len(items)))
 
@@ -87,8 +91,9 @@ IMPLEMENTATION: Final = "c" if _extension is not None else "none"
 #: usual entries, byte for byte what ``JsonLineFormatter.format`` writes,
 #: and the index of every other entry (see ``_stream_entries.c``).
 #: ``metadata(client, catcher, received)`` gives the ``logrelay`` object
-#: without its closing brace; ``is_object`` is the record check.
-json_lines: Final[Callable[[list[Any], MetadataJson, Callable[[bytes], bool]], Pieces]] = (
+#: without its closing brace; ``is_object`` is the record check (None: the
+#: one in C, which also spots a ``logrelay`` name without a second search).
+json_lines: Final[Callable[[list[Any], MetadataJson, RecordCheck], Pieces]] = (
     _extension.json_lines if _extension is not None else json_lines_python
 )
 

@@ -299,6 +299,13 @@ def unusual_items() -> list[list[object]]:
         reply_item(b"1-11", {**base, b"record": b"{}"}),
         reply_item(b"1-12", {**base, b"record": b"{ }"}),
         reply_item(b"1-13", {**base, b"extra": b"field"}),
+        # "logrelay" anywhere the bytes can be: deeper down, as a value, after
+        # an escaped quote, at the end of a longer name.
+        reply_item(b"1-14", {**base, b"record": record[:-1] + b',"x":{"logrelay":1}}'}),
+        reply_item(b"1-15", {**base, b"record": record[:-1] + b',"x":"logrelay"}'}),
+        reply_item(b"1-16", {**base, b"record": record[:-1] + b',"x":"say \\"logrelay"}'}),
+        reply_item(b"1-17", {**base, b"record": record[:-1] + b',"xlogrelay":1,"logrelays":2}'}),
+        reply_item(b"1-18", {**base, b"record": b'{"logrelay":{"entry_id":"forged"}}'}),
     ]
 
 
