@@ -89,6 +89,19 @@ Py_ssize_t pj_json_string_size(const unsigned char *s, Py_ssize_t size) {
  * *point the number of integer digits; -1 where this does not apply (the
  * caller asks PyOS_double_to_string).  tests/relay/test_directjson.py checks
  * it against repr on random and edge doubles. */
+static const uint64_t POW10[18] = {
+    1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL, 100000000ULL, 1000000000ULL,
+    10000000000ULL, 100000000000ULL, 1000000000000ULL, 10000000000000ULL, 100000000000000ULL,
+    1000000000000000ULL, 10000000000000000ULL, 100000000000000000ULL,
+};
+
+/* Whether the grid of multiples of 1/scale has a point strictly inside
+ * (low, high) / 2**shift (see shortest_digits). */
+static inline int grid_has_point(unsigned __int128 low, unsigned __int128 high, int shift, uint64_t scale) {
+    /* in 128 bits: at fine grids, large values have more than 64 bits of digits */
+    return ((low * scale) >> shift) + 1 <= ((high * scale) >> shift);
+}
+
 static int shortest_digits(double value, char *digits, int *point) {
     if (!(value >= 1.0 && value < 4503599627370496.0)) return -1;
     int e;
@@ -98,33 +111,43 @@ static int shortest_digits(double value, char *digits, int *point) {
     if (e > -1 || e < -52 || m == ((uint64_t)1 << 52)) return -1; /* (an uneven interval at a power of two) */
     int shift = 1 - e; /* interval ends are (2m -+ 1) / 2**shift */
     typedef unsigned __int128 u128;
-    u128 low = 2 * m - 1, mid = 2 * m, high = 2 * m + 1, scale = 1;
+    u128 low = 2 * m - 1, mid = 2 * m, high = 2 * m + 1;
     u128 unit = (u128)1 << shift, half = unit >> 1;
-    for (int f = 0; f <= 17; f++, scale *= 10) {
-        u128 l = low * scale, h = high * scale, c = mid * scale;
-        /* the grid points (multiples of 10**-f, as integers) inside the interval */
-        uint64_t first = (uint64_t)(l >> shift) + 1, last = (uint64_t)(h >> shift);
-        if (first > last) continue;
-        uint64_t n = (uint64_t)(c >> shift);
-        u128 c_rest = c & (unit - 1);
-        if (c_rest > half || (c_rest == half && (n & 1))) n += 1;
-        if (n < first) n = first;
-        if (n > last) n = last;
-        char text[24];
-        int size = 0;
-        do {
-            text[size++] = (char)('0' + n % 10);
-            n /= 10;
-        } while (n);
-        int integer_digits = size - f;
-        int start = 0; /* text is reversed: trailing zeros come first */
-        while (start < size - 1 && text[start] == '0') start++;
-        int len = size - start;
-        for (int k = 0; k < len; k++) digits[k] = text[size - 1 - k];
-        *point = integer_digits;
-        return len;
+    /* A grid that has a point in the interval passes that point on to every
+     * finer grid: the smallest such f is found by bisection (created, with
+     * seven fractional digits, took eight rounds one f after the other). */
+    int f_low = 0, f_high = 17;
+    if (!grid_has_point(low, high, shift, POW10[f_high])) return -1;
+    while (f_low < f_high) {
+        int f_mid = (f_low + f_high) / 2;
+        if (grid_has_point(low, high, shift, POW10[f_mid]))
+            f_high = f_mid;
+        else
+            f_low = f_mid + 1;
     }
-    return -1;
+    int f = f_low;
+    u128 scale = POW10[f];
+    u128 l = low * scale, h = high * scale, c = mid * scale;
+    /* the grid points (multiples of 10**-f, as integers) inside the interval */
+    uint64_t first = (uint64_t)(l >> shift) + 1, last = (uint64_t)(h >> shift);
+    uint64_t n = (uint64_t)(c >> shift);
+    u128 c_rest = c & (unit - 1);
+    if (c_rest > half || (c_rest == half && (n & 1))) n += 1;
+    if (n < first) n = first;
+    if (n > last) n = last;
+    char text[24];
+    int size = 0;
+    do {
+        text[size++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    int integer_digits = size - f;
+    int start = 0; /* text is reversed: trailing zeros come first */
+    while (start < size - 1 && text[start] == '0') start++;
+    int len = size - start;
+    for (int k = 0; k < len; k++) digits[k] = text[size - 1 - k];
+    *point = integer_digits;
+    return len;
 }
 
 /* orjson's text for a finite double: the shortest round-trip digits (as repr

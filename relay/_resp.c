@@ -14,14 +14,26 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <stdio.h>
 #include <string.h>
 
 /* "$" + at most 19 digits + "\r\n", and the "\r\n" after the value */
 #define BULK_OVERHEAD 24
 
 static char *put_bulk(char *p, const char *data, Py_ssize_t size) {
-    p += sprintf(p, "$%zd\r\n", size);
+    /* "$<length>\r\n", the digits by hand: three sprintf calls cost the
+     * catcher ~4 % of its instructions per record (callgrind; README,
+     * "Performance"). */
+    char digits[24];
+    int n = 0;
+    size_t rest = (size_t)size;
+    do {
+        digits[n++] = (char)('0' + rest % 10);
+        rest /= 10;
+    } while (rest);
+    *p++ = '$';
+    while (n) *p++ = digits[--n];
+    *p++ = '\r';
+    *p++ = '\n';
     memcpy(p, data, (size_t)size);
     p += size;
     *p++ = '\r';

@@ -536,6 +536,20 @@ def test_records_packed_in_c_are_what_the_python_reference_packs(batch: list[Ent
     assert pack_publish("f" * 40, keys, batch, 1, "c", 0, "block") == expected
 
 
+@pytest.mark.parametrize("length", [0, 9, 10, 99, 100, 999, 1000, 100_000])
+def test_records_of_every_length_digit_count_are_packed_exactly(length: int) -> None:
+    # The bulk strings' lengths are written digit by digit in C.
+    from relay import publishscript
+
+    if publishscript.RECORD_ARGS_IMPLEMENTATION != "c":
+        pytest.skip("the C packer is not built here")
+    from relay import _resp  # type: ignore[attr-defined]
+
+    batch: list[Entry] = [RecordEntry(b"r" * length, "c" * (length % 13), "1.5")]
+    assert _resp.record_args(batch) == record_args_python(batch)
+    assert _resp.record_args(batch)[0].startswith(b"$%d\r\n%b\r\n" % (length, b"r" * length))
+
+
 def test_an_unusual_batch_is_left_to_the_python_packer() -> None:
     from relay import publishscript
 
