@@ -445,22 +445,12 @@ static PyObject *configure(PyObject *module, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
-static PyObject *convert(PyObject *module, PyObject *args) {
-    Py_buffer view;
-    int max_depth;
-    Py_ssize_t max_bytes;
-    if (max_numbers < 0) {
-        PyErr_SetString(PyExc_RuntimeError, "configure() first");
-        return NULL;
-    }
-    if (!PyArg_ParseTuple(args, "y*in", &view, &max_depth, &max_bytes)) return NULL;
-    Parser *p = PyMem_Malloc(sizeof(Parser));
-    if (p == NULL) {
-        PyBuffer_Release(&view);
-        return PyErr_NoMemory();
-    }
-    p->data = view.buf;
-    p->end = view.len;
+/* The JSON of one payload: a new bytes, Py_None (new reference: the Python
+ * path decides), or NULL with an exception.  p is the caller's, reset here. */
+static PyObject *convert_payload(Parser *p, const unsigned char *data, Py_ssize_t size, int max_depth,
+                                 Py_ssize_t max_bytes) {
+    p->data = data;
+    p->end = size;
     p->nodes = p->inline_nodes;
     p->count = 0;
     p->capacity = INLINE_NODES;
@@ -478,17 +468,16 @@ static PyObject *convert(PyObject *module, PyObject *args) {
     }
     if (rc == 0) {
         Py_ssize_t walk_cost = 0;
-        Py_ssize_t size = pj_measure(p, root, 1, max_depth, &walk_cost);
+        Py_ssize_t size_out = pj_measure(p, root, 1, max_depth, &walk_cost);
         /* Both the flat path (JSON size) and the walk (its charge) must be
          * within the budget: near it, Python decides and words the refusal. */
-        if (size >= 0 && size <= max_bytes && walk_cost <= max_bytes) {
-            result = PyBytes_FromStringAndSize(NULL, size);
+        if (size_out >= 0 && size_out <= max_bytes && walk_cost <= max_bytes) {
+            result = PyBytes_FromStringAndSize(NULL, size_out);
             if (result == NULL) goto done;
             char *end = pj_write_node(p, root, PyBytes_AS_STRING(result));
-            if (end != PyBytes_AS_STRING(result) + size) {
+            if (end != PyBytes_AS_STRING(result) + size_out) {
                 Py_CLEAR(result);
                 PyErr_SetString(PyExc_SystemError, "pickle to JSON: measured and written sizes differ");
-                goto done;
             }
             goto done;
         }
@@ -497,15 +486,116 @@ static PyObject *convert(PyObject *module, PyObject *args) {
 done:
     if (p->nodes != p->inline_nodes) PyMem_Free(p->nodes);
     if (p->stack != p->inline_stack) PyMem_Free(p->stack);
+    return result;
+}
+
+static PyObject *convert(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_buffer view;
+    int max_depth;
+    Py_ssize_t max_bytes;
+    if (max_numbers < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "configure() first");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "y*in", &view, &max_depth, &max_bytes)) return NULL;
+    Parser *p = PyMem_Malloc(sizeof(Parser));
+    PyObject *result = p == NULL ? PyErr_NoMemory() : convert_payload(p, view.buf, view.len, max_depth, max_bytes);
     PyMem_Free(p);
     PyBuffer_Release(&view);
     return result;
+}
+
+/* feed_frames(buffer, need, max_frame, max_depth, max_decoded, floor, factor)
+ *     -> (events, consumed, need, oversize, left)
+ *
+ * relay.wire.FrameDecoder.feed's loop over the frames in a bytearray, in C:
+ * frames are a 4-byte big-endian length and a pickle.  need is the payload
+ * size of the frame whose header was read already, or -1.  Each complete
+ * payload becomes, in order, its JSON (bytes, as convert() makes it with a
+ * budget of min(max_decoded, floor + factor * size)), or, where convert()
+ * would answer None, a 1-tuple holding a copy of the payload: the caller
+ * decodes those in Python.  Stops at the first incomplete frame, or at a
+ * header declaring more than max_frame bytes (oversize is then that size,
+ * else -1; the header is not consumed).  consumed: bytes of buffer used up;
+ * the caller deletes them; left: how many 1-tuples there are.  Nothing here
+ * resizes the buffer.
+ */
+static PyObject *feed_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (max_numbers < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "configure() first");
+        return NULL;
+    }
+    if (nargs != 7 || !PyByteArray_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "feed_frames(buffer: bytearray, need, max_frame, max_depth, max_decoded, floor, factor)");
+        return NULL;
+    }
+    Py_ssize_t need = PyLong_AsSsize_t(args[1]), max_frame = PyLong_AsSsize_t(args[2]);
+    long max_depth = PyLong_AsLong(args[3]);
+    Py_ssize_t max_decoded = PyLong_AsSsize_t(args[4]), floor_bytes = PyLong_AsSsize_t(args[5]),
+               factor = PyLong_AsSsize_t(args[6]);
+    if (PyErr_Occurred()) return NULL;
+    if (max_depth < 0 || max_depth > INT_MAX || factor < 0 || floor_bytes < 0) {
+        PyErr_SetString(PyExc_ValueError, "feed_frames: limits out of range");
+        return NULL;
+    }
+    const unsigned char *data = (const unsigned char *)PyByteArray_AS_STRING(args[0]);
+    Py_ssize_t end = PyByteArray_GET_SIZE(args[0]), offset = 0, oversize = -1, left = 0;
+    PyObject *events = PyList_New(0);
+    if (events == NULL) return NULL;
+    Parser *p = PyMem_Malloc(sizeof(Parser)); /* one for all the frames of this call */
+    if (p == NULL) {
+        Py_DECREF(events);
+        return PyErr_NoMemory();
+    }
+    for (;;) {
+        if (need < 0) {
+            if (end - offset < 4) break;
+            need = (Py_ssize_t)((uint32_t)data[offset] << 24 | (uint32_t)data[offset + 1] << 16 |
+                                (uint32_t)data[offset + 2] << 8 | (uint32_t)data[offset + 3]);
+            if (need > max_frame) {
+                oversize = need;
+                need = -1;
+                break;
+            }
+            offset += 4;
+        }
+        if (end - offset < need) break;
+        /* min(max_decoded, floor + factor * need), without overflowing */
+        Py_ssize_t budget = max_decoded;
+        if (floor_bytes <= max_decoded && (factor == 0 || need <= (max_decoded - floor_bytes) / factor))
+            budget = floor_bytes + factor * need;
+        PyObject *event = convert_payload(p, data + offset, need, (int)max_depth, budget);
+        if (event == Py_None) {
+            Py_DECREF(event);
+            PyObject *payload = PyBytes_FromStringAndSize((const char *)data + offset, need);
+            event = payload == NULL ? NULL : PyTuple_Pack(1, payload);
+            Py_XDECREF(payload);
+            left++;
+        }
+        if (event == NULL || PyList_Append(events, event) < 0) {
+            Py_XDECREF(event);
+            PyMem_Free(p);
+            Py_DECREF(events);
+            return NULL;
+        }
+        Py_DECREF(event);
+        offset += need;
+        need = -1;
+    }
+    PyMem_Free(p);
+    return Py_BuildValue("(Nnnnn)", events, offset, need, oversize, left);
 }
 
 static PyMethodDef methods[] = {
     {"convert", convert, METH_VARARGS,
      "convert(data, max_depth, max_bytes) -> the record's JSON (bytes), or None: let Python decide"},
     {"configure", configure, METH_O, "configure(max_numbers: int): the scan's limit on numbers per record"},
+    {"feed_frames", (PyCFunction)(void (*)(void))feed_frames, METH_FASTCALL,
+     "feed_frames(buffer, need, max_frame, max_depth, max_decoded, floor, factor) -> (events, consumed, need, "
+     "oversize, left): FrameDecoder.feed's loop over the complete frames of a bytearray"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from relay.pickleops import MAX_NUMBERS
 
-__all__ = ["IMPLEMENTATION", "pickle_to_json"]
+__all__ = ["IMPLEMENTATION", "feed_frames", "pickle_to_json"]
 
 
-def _load() -> Callable[[bytes, int, int], bytes | None] | None:
+def _load() -> Any:
     if os.environ.get("LOGRELAY_PURE_PYTHON"):
         return None
     try:
@@ -35,8 +35,7 @@ def _load() -> Callable[[bytes, int, int], bytes | None] | None:
     except ImportError:
         return None
     _pickle_json.configure(MAX_NUMBERS)
-    convert: Callable[[bytes, int, int], bytes | None] = _pickle_json.convert
-    return convert
+    return _pickle_json
 
 
 def _python_path_only(payload: bytes, max_depth: int, max_bytes: int) -> None:
@@ -44,7 +43,10 @@ def _python_path_only(payload: bytes, max_depth: int, max_bytes: int) -> None:
     return None
 
 
-_convert: Final = _load()
+_pickle_json_module: Final = _load()
+_convert: Final[Callable[[bytes, int, int], bytes | None] | None] = (
+    _pickle_json_module.convert if _pickle_json_module is not None else None
+)
 
 #: "c", or "none" where only the Python path exists.
 IMPLEMENTATION: Final = "c" if _convert is not None else "none"
@@ -55,3 +57,11 @@ IMPLEMENTATION: Final = "c" if _convert is not None else "none"
 #: payload; a record anywhere near them gets None.  Bound to the C function
 #: itself: no Python frame per record.
 pickle_to_json: Final = _convert if _convert is not None else _python_path_only
+
+#: ``feed_frames(buffer, need, max_frame, max_depth, max_decoded, floor,
+#: factor) -> (events, consumed, need, oversize, left)``: the frame loop of
+#: :meth:`relay.wire.FrameDecoder.feed` in C (see ``_pickle_json.c``); None
+#: where the extension is not built.
+feed_frames: Final[Callable[..., tuple[list[bytes | tuple[bytes]], int, int, int, int]] | None] = (
+    _pickle_json_module.feed_frames if _pickle_json_module is not None else None
+)

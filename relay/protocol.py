@@ -216,12 +216,12 @@ class CatcherProtocol(asyncio.BufferedProtocol):
         if not events:
             return
         received = f"{time.time():.6f}"
-        bad = [event for event in events if type(event) is BadFrame]
-        if bad:
+        if decoder.bad_frames_fed:
             # Dead letters go to their own stream: their order relative to
             # records is not kept anywhere, only the records' own order is.
-            for frame in bad:
-                self._bad_frame(frame.raw, frame.reason, received)
+            for frame in events:
+                if type(frame) is BadFrame:
+                    self._bad_frame(frame.raw, frame.reason, received)
             events = [event for event in events if type(event) is not BadFrame]
         self._publisher.add_records(cast(list[Record], events), self.client, received)
 

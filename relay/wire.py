@@ -18,11 +18,11 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass
-from typing import ClassVar, Final, NamedTuple, TypeAlias
+from typing import ClassVar, Final, NamedTuple, TypeAlias, cast
 
 import orjson
 
-from relay.directjson import pickle_to_json
+from relay.directjson import feed_frames, pickle_to_json
 from relay.jsonvalue import DecodeLimitExceeded, flat_record_json, to_json_value
 from relay.pickleops import SHARES_OBJECTS
 from relay.safepickle import UnsafePickle, load_record
@@ -164,6 +164,18 @@ def decode_payload_python(payload: bytes, limits: DecodeLimits) -> bytes:
         return text.encode("utf-8", "backslashreplace")
 
 
+def _decode_or_bad_frame(payload: bytes, limits: DecodeLimits) -> Record | BadFrame:
+    """A payload the C path left: its record by the Python path, or the bad frame it is."""
+    try:
+        return decode_payload_python(payload, limits)
+    except (ValueError, UnsafePickle, DecodeLimitExceeded) as exc:
+        return BadFrame(payload, str(exc))
+    except Exception as exc:
+        # A decoding path we did not foresee: still one bad frame,
+        # never a dead connection that loses its good neighbours.
+        return BadFrame(payload, f"undecodable record: {type(exc).__name__}: {exc}")
+
+
 class FrameDecoder:
     """Incremental decoder for one connection's byte stream.
 
@@ -173,7 +185,7 @@ class FrameDecoder:
     the header.
     """
 
-    __slots__ = ("_buffer", "_limits", "_need")
+    __slots__ = ("_buffer", "_limits", "_need", "bad_frames_fed")
 
     def __init__(self, limits: DecodeLimits | None = None) -> None:
         self._limits = limits or DecodeLimits()
@@ -181,6 +193,9 @@ class FrameDecoder:
         # Bytes of payload the frame at the head of the buffer needs, once
         # its header has been read; -1 while waiting for a header.
         self._need = -1
+        #: How many of the events the last :meth:`feed` returned are
+        #: :class:`BadFrame`: callers skip looking through the usual all-good batch.
+        self.bad_frames_fed = 0
 
     @property
     def pending_bytes(self) -> int:
@@ -196,6 +211,9 @@ class FrameDecoder:
         """
         buffer = self._buffer
         buffer += data
+        self.bad_frames_fed = 0
+        if feed_frames is not None:
+            return self._feed_in_c(buffer)
         events: list[Record | BadFrame] = []
         offset = 0
         end = len(buffer)
@@ -223,15 +241,41 @@ class FrameDecoder:
             if text is not None:
                 events.append(text)
                 continue
-            try:
-                events.append(decode_payload_python(payload, limits))
-            except (ValueError, UnsafePickle, DecodeLimitExceeded) as exc:
-                events.append(BadFrame(payload, str(exc)))
-            except Exception as exc:
-                # A decoding path we did not foresee: still one bad frame,
-                # never a dead connection that loses its good neighbours.
-                events.append(BadFrame(payload, f"undecodable record: {type(exc).__name__}: {exc}"))
+            event = _decode_or_bad_frame(payload, limits)
+            if type(event) is BadFrame:
+                self.bad_frames_fed += 1
+            events.append(event)
         self._need = need
         if offset:
             del buffer[:offset]
+        return events
+
+    def _feed_in_c(self, buffer: bytearray) -> list[Record | BadFrame]:
+        """:meth:`feed`'s loop in C (``feed_frames``): one call per chunk, not a Python round per frame.
+
+        What C leaves (a 1-tuple holding the payload: convert() said None)
+        takes the Python path here, in place, as the loop above does.
+        """
+        assert feed_frames is not None
+        limits = self._limits
+        found, consumed, self._need, oversize, left = feed_frames(
+            buffer,
+            self._need,
+            limits.max_frame_bytes,
+            limits.max_depth,
+            limits.max_decoded_bytes,
+            EXPANSION_FLOOR,
+            EXPANSION_FACTOR,
+        )
+        if consumed:
+            del buffer[:consumed]
+        events = cast(list[Record | BadFrame], found)
+        if left:
+            for index, event in enumerate(found):
+                if type(event) is tuple:
+                    decoded = events[index] = _decode_or_bad_frame(event[0], limits)
+                    if type(decoded) is BadFrame:
+                        self.bad_frames_fed += 1
+        if oversize >= 0:
+            raise FrameTooLarge(oversize, limits.max_frame_bytes, events)
         return events

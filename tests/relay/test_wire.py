@@ -32,6 +32,19 @@ import pytest
 
 from relay.wire import BadFrame, DecodeLimits, FrameDecoder, FrameTooLarge, Record, decode_payload
 
+
+@pytest.fixture(autouse=True, params=["c-loop", "python-loop"])
+def frame_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs with FrameDecoder.feed's frame loop in C and in Python (as without the extension)."""
+    from relay import wire
+
+    if request.param == "c-loop" and wire.feed_frames is None:
+        pytest.skip("the C frame loop is not built here")
+    if request.param == "python-loop":
+        monkeypatch.setattr(wire, "feed_frames", None)
+    return str(request.param)
+
+
 Event = Record | BadFrame
 
 DEFAULT_MAX_FRAME = 1024 * 1024
@@ -718,6 +731,18 @@ def test_bad_frame_between_good_frames_loses_nothing_valid(bad: bytes, reason: s
         assert isinstance(events[1], BadFrame)
         assert events[1].raw == bad
         assert reason in events[1].reason
+
+
+def test_bad_frames_fed_counts_the_bad_frames_of_the_last_feed_only() -> None:
+    # The catcher looks for dead letters only when this says there are some.
+    good, bad = make_frame(log_record("good")), frame_of(BAD_PAYLOADS[0].values[0])
+    decoder = FrameDecoder()
+    assert decoder.feed(good + bad + bad + good[:10]) and decoder.bad_frames_fed == 2
+    assert decoder.feed(good[10:] + good) and decoder.bad_frames_fed == 0
+    with pytest.raises(FrameTooLarge) as raised:
+        decoder.feed(bad + (DEFAULT_MAX_FRAME + 1).to_bytes(4, "big"))
+    assert [type(event) for event in raised.value.events] == [BadFrame]
+    assert decoder.bad_frames_fed == 1
 
 
 def test_truncated_pickle_inside_a_complete_frame_is_a_bad_frame() -> None:
