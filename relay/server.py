@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from relay.connections import create_redis
 from relay.health import HealthServer, Readiness
 from relay.lifecycle import serve_with_signals
+from relay.listener import Listener
 from relay.protocol import CatcherProtocol, ConnectionRegistry, format_peer
 from relay.publisher import StreamPublisher
 from relay.settings import CatcherSettings
@@ -39,6 +40,8 @@ log = logging.getLogger("logrelay.catcher")
 DRAIN_QUIET_SECONDS = 0.25
 # How often readiness asks Redis whether it answers.
 REDIS_CHECK_SECONDS = 1.0
+# Connections the kernel queues before we accept them (bursts of reconnects after a failover).
+LISTEN_BACKLOG = 1024
 
 
 class CatcherServer:
@@ -65,7 +68,7 @@ class CatcherServer:
             max_stream_length=settings.max_stream_length,
             full_policy=settings.full_policy,
         )
-        self._server: asyncio.Server | None = None
+        self._server: asyncio.Server | Listener | None = None
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self.bound: list[tuple[str, int]] = []
@@ -120,15 +123,24 @@ class CatcherServer:
         ]
         if settings.stats_interval:
             self._tasks.append(asyncio.create_task(self._log_stats(), name="stats"))
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: CatcherProtocol(settings, self.registry, self.publisher),
-            settings.listen.host,
-            settings.listen.port,
-            backlog=1024,
-            reuse_address=True,
-            ssl=settings.tls.context() if settings.tls else None,
-        )
+
+        def new_protocol() -> CatcherProtocol:
+            return CatcherProtocol(settings, self.registry, self.publisher)
+
+        if settings.tls:
+            # asyncio's transports do the TLS handshake and record layer.
+            self._server = await asyncio.get_running_loop().create_server(
+                new_protocol,
+                settings.listen.host,
+                settings.listen.port,
+                backlog=LISTEN_BACKLOG,
+                reuse_address=True,
+                ssl=settings.tls.context(),
+            )
+        else:
+            # Plain TCP: a read-only transport of a third the memory per connection.
+            self._server = Listener(new_protocol, backlog=LISTEN_BACKLOG)
+            await self._server.open(settings.listen.host, settings.listen.port)
         self.bound = [sock.getsockname()[:2] for sock in self._server.sockets]
         if self.health is not None:
             await self.health.start()

@@ -305,7 +305,7 @@ def unusual_items() -> list[list[object]]:
         reply_item(b"1-15", {**base, b"record": record[:-1] + b',"x":"logrelay"}'}),
         reply_item(b"1-16", {**base, b"record": record[:-1] + b',"x":"say \\"logrelay"}'}),
         reply_item(b"1-17", {**base, b"record": record[:-1] + b',"xlogrelay":1,"logrelays":2}'}),
-        reply_item(b"1-18", {**base, b"record": b'{"logrelay":{"entry_id":"forged"}}'}),
+        reply_item(b"1-18", {**base, b"record": b'{"created":1.5,"msecs":500.0,"logrelay":{"entry_id":"forged"}}'}),
     ]
 
 

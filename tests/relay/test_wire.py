@@ -737,8 +737,10 @@ def test_bad_frames_fed_counts_the_bad_frames_of_the_last_feed_only() -> None:
     # The catcher looks for dead letters only when this says there are some.
     good, bad = make_frame(log_record("good")), frame_of(BAD_PAYLOADS[0].values[0])
     decoder = FrameDecoder()
-    assert decoder.feed(good + bad + bad + good[:10]) and decoder.bad_frames_fed == 2
-    assert decoder.feed(good[10:] + good) and decoder.bad_frames_fed == 0
+    assert decoder.feed(good + bad + bad + good[:10])
+    assert decoder.bad_frames_fed == 2
+    assert decoder.feed(good[10:] + good)
+    assert decoder.bad_frames_fed == 0
     with pytest.raises(FrameTooLarge) as raised:
         decoder.feed(bad + (DEFAULT_MAX_FRAME + 1).to_bytes(4, "big"))
     assert [type(event) for event in raised.value.events] == [BadFrame]
