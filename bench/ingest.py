@@ -1,11 +1,13 @@
 """Catcher ingest rate into Redis: pre-encoded frames over C connections from separate processes.
 
-    python -m bench.ingest [--records 200000] [--connections 64] [--processes 2]
+    python -m bench.ingest [--records 200000] [--connections 64] [--processes 2] [--idle N]
 
 Starts its own redis-server and one ``logrelay catch`` process, sends the
 frames as fast as the catcher reads them, and reports records/s from the first
 byte sent until the last record is in the stream, after checking that every
-record is there exactly once.  Also reports the catcher's peak RSS.
+record is there exactly once.  Also reports the catcher's peak RSS and the CPU
+the catcher and Redis spent per record.  ``--idle N`` holds N more
+connections open and silent through the run.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import redis
 
 from bench.frames import build_frames
+from relay.server import raise_fd_limit
 from tests.integration.clients import read_stream
 from tests.polling import wait_until
 from tests.processes import CatcherProcess
@@ -55,13 +58,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run(records: int, connections: int, processes: int, extra_args: list[str]) -> dict[str, float]:
+def run(records: int, connections: int, processes: int, extra_args: list[str], idle: int = 0) -> dict[str, float]:
     frames = build_frames(records)
+    if idle:
+        raise_fd_limit(idle + 1024)
+        extra_args = ["--max-connections", str(idle + connections + 100), "--max-connections-per-client", "0",
+                      *extra_args]  # fmt: skip
+    held: list[socket.socket] = []
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp) / "redis").start()
         catcher = CatcherProcess(server.url, extra_args, Path(tmp) / "catcher.log")
         try:
             catcher.start()
+            # Connections that stay silent through the run (a fleet's quiet services).
+            held = [socket.create_connection(("127.0.0.1", catcher.port)) for _ in range(idle)]
             assert catcher.process is not None
             start = time.time() + 0.5
             share = len(frames) // processes
@@ -89,6 +99,8 @@ def run(records: int, connections: int, processes: int, extra_args: list[str]) -
             rss = peak_rss_mib(catcher.process.pid)
             assert catcher.stop() == 0
         finally:
+            for sock in held:
+                sock.close()
             catcher.kill()
             server.stop()
     return {
@@ -106,13 +118,16 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--idle", type=int, default=0, help="connections held open and silent during the run")
     parser.add_argument("catcher_args", nargs="*", help="extra arguments for logrelay catch (after --)")
     args = parser.parse_args()
-    result = run(args.records, args.connections, args.processes, args.catcher_args)
+    result = run(args.records, args.connections, args.processes, args.catcher_args, args.idle)
     print(json.dumps(result))
     print(
         f"catcher ingest: {result['records_per_s']:,.0f} records/s "
-        f"({args.records:,} records over {args.connections} connections), peak RSS {result['peak_rss_mib']:.0f} MiB"
+        f"({args.records:,} records over {args.connections} connections, {args.idle} idle), "
+        f"peak RSS {result['peak_rss_mib']:.0f} MiB, CPU per record: "
+        f"catcher {result['catcher_cpu_us_per_record']:.2f}, Redis {result['redis_cpu_us_per_record']:.2f} µs"
     )
 
 

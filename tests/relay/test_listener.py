@@ -136,6 +136,29 @@ async def test_paused_reading_leaves_bytes_in_the_kernel_until_resumed(serving: 
     assert not transport.is_reading()
 
 
+async def test_pausing_a_reading_connection_reads_nothing_and_leaves_the_selector_only_when_bytes_wait(
+    serving: Any,
+) -> None:
+    _, port, recorders = await serving()
+    client = connect(serving, port)
+    await async_wait_until(lambda: recorders, what="the connection")
+    transport = recorders[0].transport
+    assert transport is not None
+    # Paused and resumed while idle (the publisher's backpressure, on every
+    # connection at once): the selector is not touched.
+    transport.pause_reading()
+    transport.resume_reading()
+    assert transport._registered
+    assert transport.is_reading()
+
+    transport.pause_reading()
+    client.sendall(b"wait for it")
+    await async_wait_until(lambda: not transport._registered, what="the paused socket leaving the selector")
+    assert recorders[0].data == b""
+    transport.resume_reading()
+    await async_wait_until(lambda: recorders[0].data == b"wait for it", what="the bytes after resuming")
+
+
 async def test_a_reset_connection_reports_its_error(serving: Any) -> None:
     _, port, recorders = await serving()
     client = connect(serving, port)
