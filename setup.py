@@ -29,14 +29,15 @@ setup(
             depends=["relay/_pickle_json.h"],
             optional=True,
         ),
-        Extension("relay._resp", ["relay/_resp.c"], optional=True),
+        Extension("relay._resp", ["relay/_resp.c"], depends=["relay/_resp_bulk.h"], optional=True),
         Extension(
             "consumers._json_check", ["consumers/_json_check.c"], depends=["consumers/_json_scan.h"], optional=True
         ),
         Extension(
             "consumers._stream_entries",
             ["consumers/_stream_entries.c", "consumers/_text_lines.c"],
-            depends=["consumers/_stream_entries.h", "consumers/_json_scan.h"],
+            depends=["consumers/_stream_entries.h", "consumers/_json_scan.h", "relay/_resp_bulk.h"],
+            include_dirs=["relay"],
             optional=True,
         ),
     ]

@@ -17,6 +17,7 @@
 #include "_stream_entries.h"
 
 #include "_json_scan.h"
+#include "_resp_bulk.h" /* relay/, shared with relay._resp */
 
 int record_check(PyObject *record, int *names_logrelay) {
     const unsigned char *start = (const unsigned char *)PyBytes_AS_STRING(record);
@@ -193,8 +194,7 @@ static PyObject *bulk_ids(PyObject *module, PyObject *items) {
         PyObject *item = PyList_GET_ITEM(items, i);
         if (!PyList_CheckExact(item) || PyList_GET_SIZE(item) < 1 || !PyBytes_CheckExact(PyList_GET_ITEM(item, 0)))
             Py_RETURN_NONE;
-        /* "$" + up to 20 digits + 2 x "\r\n" */
-        total += PyBytes_GET_SIZE(PyList_GET_ITEM(item, 0)) + 25;
+        total += PyBytes_GET_SIZE(PyList_GET_ITEM(item, 0)) + RESP_BULK_OVERHEAD;
     }
     PyObject *result = PyBytes_FromStringAndSize(NULL, total);
     if (result == NULL) return NULL;
@@ -202,23 +202,7 @@ static PyObject *bulk_ids(PyObject *module, PyObject *items) {
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *id = PyList_GET_ITEM(PyList_GET_ITEM(items, i), 0);
         Py_ssize_t size = PyBytes_GET_SIZE(id);
-        /* "$<length>\r\n", the digits by hand: sprintf cost more than the
-         * rest of the loop (measured: README, "Performance"). */
-        char digits[24];
-        int n = 0;
-        size_t rest = (size_t)size;
-        do {
-            digits[n++] = (char)('0' + rest % 10);
-            rest /= 10;
-        } while (rest);
-        *p++ = '$';
-        while (n) *p++ = digits[--n];
-        *p++ = '\r';
-        *p++ = '\n';
-        memcpy(p, PyBytes_AS_STRING(id), (size_t)size);
-        p += size;
-        *p++ = '\r';
-        *p++ = '\n';
+        p = resp_put_bulk(p, PyBytes_AS_STRING(id), (size_t)size);
     }
     if (_PyBytes_Resize(&result, p - PyBytes_AS_STRING(result)) < 0) return NULL;
     return result;

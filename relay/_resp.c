@@ -16,30 +16,7 @@
 #include <Python.h>
 #include <string.h>
 
-/* "$" + at most 19 digits + "\r\n", and the "\r\n" after the value */
-#define BULK_OVERHEAD 24
-
-static char *put_bulk(char *p, const char *data, Py_ssize_t size) {
-    /* "$<length>\r\n", the digits by hand: three sprintf calls cost the
-     * catcher ~4 % of its instructions per record (callgrind; README,
-     * "Performance"). */
-    char digits[24];
-    int n = 0;
-    size_t rest = (size_t)size;
-    do {
-        digits[n++] = (char)('0' + rest % 10);
-        rest /= 10;
-    } while (rest);
-    *p++ = '$';
-    while (n) *p++ = digits[--n];
-    *p++ = '\r';
-    *p++ = '\n';
-    memcpy(p, data, (size_t)size);
-    p += size;
-    *p++ = '\r';
-    *p++ = '\n';
-    return p;
-}
+#include "_resp_bulk.h"
 
 static PyObject *record_args(PyObject *module, PyObject *batch) {
     (void)module;
@@ -60,7 +37,7 @@ static PyObject *record_args(PyObject *module, PyObject *batch) {
         /* UTF-8, cached in the str: consecutive records share these objects */
         if (PyUnicode_AsUTF8AndSize(client, &client_size) == NULL) return NULL;
         if (PyUnicode_AsUTF8AndSize(received, &received_size) == NULL) return NULL;
-        total += PyBytes_GET_SIZE(record) + client_size + received_size + 3 * BULK_OVERHEAD;
+        total += PyBytes_GET_SIZE(record) + client_size + received_size + 3 * RESP_BULK_OVERHEAD;
     }
     PyObject *result = PyBytes_FromStringAndSize(NULL, total);
     if (result == NULL) return NULL;
@@ -70,11 +47,11 @@ static PyObject *record_args(PyObject *module, PyObject *batch) {
         if (PyTuple_GET_SIZE(entry) != 3) continue;
         PyObject *record = PyTuple_GET_ITEM(entry, 0);
         Py_ssize_t size;
-        p = put_bulk(p, PyBytes_AS_STRING(record), PyBytes_GET_SIZE(record));
+        p = resp_put_bulk(p, PyBytes_AS_STRING(record), (size_t)PyBytes_GET_SIZE(record));
         const char *text = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(entry, 1), &size);
-        p = put_bulk(p, text, size);
+        p = resp_put_bulk(p, text, (size_t)size);
         text = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(entry, 2), &size);
-        p = put_bulk(p, text, size);
+        p = resp_put_bulk(p, text, (size_t)size);
     }
     if (_PyBytes_Resize(&result, p - PyBytes_AS_STRING(result)) < 0) return NULL;
     return Py_BuildValue("(Nn)", result, records);
