@@ -1,7 +1,7 @@
 /* Stream entries from an XREADGROUP or XAUTOCLAIM reply, as plain lists.
  *
  * entries(items: list) -> list[tuple[bytes, dict[bytes, bytes] | None]] | None
- * json_lines(items: list, metadata, is_object) -> list[bytes | int]
+ * json_lines(items: list, metadata) -> list[bytes | int]
  * text_lines(items: list, plan, metadata, second_text, is_object) -> list[bytes | int]  (_text_lines.c)
  * bulk_ids(items: list) -> bytes | None
  *
@@ -13,7 +13,6 @@
  * reference (consumers.streamentries.entries_python) decides, errors included.
  * tests/consumers/test_streamentries.py checks the two agree.
  */
-#define _GNU_SOURCE /* memmem */
 #include "_stream_entries.h"
 
 #include "_json_scan.h"
@@ -23,7 +22,6 @@ int record_check(PyObject *record, int *names_logrelay) {
     const unsigned char *start = (const unsigned char *)PyBytes_AS_STRING(record);
     return json_object_check(start, start + PyBytes_GET_SIZE(record), names_logrelay);
 }
-
 
 static PyObject *entries(PyObject *module, PyObject *items) {
     (void)module;
@@ -73,15 +71,14 @@ error:
 
 /* ---------------------------------------------------------------- JSON lines
  *
- * json_lines(items, metadata, is_object) -> pieces
+ * json_lines(items, metadata) -> pieces
  *
  * The file consumer's JSON lines, straight from a reply's entry list, for
  * the entries a catcher writes: fields exactly v=1, record, client, catcher,
  * received (in that order), an id of digits and one dash, a record that
- * starts with '{', ends with '}', has no "logrelay" member name in it and
- * for which is_object(record) is True; is_object None means the check of
- * _json_scan.h in C, which also finds any "logrelay" (no separate search,
- * no call per record).  Each such entry becomes
+ * starts with '{', ends with '}' and passes the JSON object check of
+ * _json_scan.h with no string ending in logrelay (which covers every place
+ * a "logrelay" member name could be).  Each such entry becomes
  *
  *     record-without-its-'}' [","] "logrelay": METADATA ,"entry_id":"ID"}}\n
  *
@@ -95,15 +92,13 @@ error:
  * agree.
  */
 
-static const char METADATA_NAME[] = "\"logrelay\"";
-
 static PyObject *json_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    if (nargs != 3 || !PyList_CheckExact(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "json_lines(items: list, metadata, is_object)");
+    if (nargs != 2 || !PyList_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "json_lines(items: list, metadata)");
         return NULL;
     }
-    PyObject *items = args[0], *metadata = args[1], *is_object = args[2];
+    PyObject *items = args[0], *metadata = args[1];
     PyObject *pieces = PyList_New(0);
     if (pieces == NULL) return NULL;
     Buffer out = {NULL, 0, 0};
@@ -118,18 +113,9 @@ static PyObject *json_lines(PyObject *module, PyObject *const *args, Py_ssize_t 
         const char *text = PyBytes_AS_STRING(record);
         Py_ssize_t size = PyBytes_GET_SIZE(record);
         if (size < 2 || text[0] != '{' || text[size - 1] != '}') goto not_mine;
-        if (is_object == Py_None) {
-            /* the check in C, which also marks where "logrelay" may occur */
-            int names_logrelay = 0;
-            if (!record_check(record, &names_logrelay) || names_logrelay) goto not_mine;
-        } else {
-            if (memmem(text, (size_t)size, METADATA_NAME, sizeof METADATA_NAME - 1) != NULL) goto not_mine;
-            PyObject *verdict = PyObject_CallOneArg(is_object, record);
-            if (verdict == NULL) goto error;
-            int sure = verdict == Py_True;
-            Py_DECREF(verdict);
-            if (!sure) goto not_mine;
-        }
+        /* the JSON check, which also marks where "logrelay" may occur */
+        int names_logrelay = 0;
+        if (!record_check(record, &names_logrelay) || names_logrelay) goto not_mine;
         if (meta == NULL || client != meta_client || catcher != meta_catcher || received != meta_received) {
             if (meta != NULL && same_bytes(client, meta_client) && same_bytes(catcher, meta_catcher) &&
                 same_bytes(received, meta_received)) {
@@ -212,7 +198,7 @@ static PyMethodDef methods[] = {
     {"entries", entries, METH_O,
      "entries(items) -> [(id, {field: value} or None), ...], or None if the reply is not of that shape"},
     {"json_lines", (PyCFunction)(void (*)(void))json_lines, METH_FASTCALL,
-     "json_lines(items, metadata, is_object) -> [bytes | int]: JSON lines of the usual entries, "
+     "json_lines(items, metadata) -> [bytes | int]: JSON lines of the usual entries, "
      "the index of any other"},
     {"text_lines", (PyCFunction)(void (*)(void))text_lines, METH_FASTCALL,
      "text_lines(items, plan, metadata, second_text, is_object) -> [bytes | int]: text lines of the usual "

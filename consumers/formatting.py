@@ -382,8 +382,7 @@ class JsonLineFormatter:
 
     def format_items(self, items: list[Any]) -> Pieces:
         # The usual entries are rendered in C, byte for byte as format() would.
-        # None: the record check in C, the one is_json_object makes.
-        return json_lines(items, self._metadata.shared_json, None)
+        return json_lines(items, self._metadata.shared_json)
 
     def format(self, entry_id: bytes, fields: dict[bytes, bytes]) -> bytes:
         record = _record_json(fields)

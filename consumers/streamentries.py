@@ -59,7 +59,7 @@ def entries_python(items: list[Any]) -> list[tuple[bytes, Fields | None]]:
     return result
 
 
-def json_lines_python(items: list[Any], metadata: MetadataJson, is_object: RecordCheck) -> Pieces:
+def json_lines_python(items: list[Any], metadata: MetadataJson) -> Pieces:
     """Where the extension is missing: every entry is left to the caller's formatter."""
     return list(range(len(items)))
 
@@ -87,13 +87,13 @@ _convert: Final[Callable[[list[Any]], list[tuple[bytes, Fields | None]] | None] 
 #: "c", or "none" where only the Python loop exists.
 IMPLEMENTATION: Final = "c" if _extension is not None else "none"
 
-#: ``json_lines(items, metadata, is_object)``: the JSON lines of a reply's
+#: ``json_lines(items, metadata)``: the JSON lines of a reply's
 #: usual entries, byte for byte what ``JsonLineFormatter.format`` writes,
 #: and the index of every other entry (see ``_stream_entries.c``).
 #: ``metadata(client, catcher, received)`` gives the ``logrelay`` object
-#: without its closing brace; ``is_object`` is the record check (None: the
-#: one in C, which also spots a ``logrelay`` name without a second search).
-json_lines: Final[Callable[[list[Any], MetadataJson, RecordCheck], Pieces]] = (
+#: without its closing brace.  Records are checked in C (``_json_scan.h``,
+#: the check ``consumers.jsoncheck`` calls).
+json_lines: Final[Callable[[list[Any], MetadataJson], Pieces]] = (
     _extension.json_lines if _extension is not None else json_lines_python
 )
 

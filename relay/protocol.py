@@ -5,8 +5,9 @@ PROXY protocol header, then SocketHandler frames through
 :class:`relay.wire.FrameDecoder` into the publisher.  :class:`ConnectionRegistry`
 holds every open connection and the server-wide reading state (the
 publisher's flow control pauses them all), and enforces the connection
-limits.  No sockets here beyond the transport asyncio hands us, so tests
-drive it with a fake transport.
+limits.  No sockets here beyond the transport it is handed
+(:class:`relay.listener.SocketReader`, or asyncio's for TLS), so tests drive
+it with a fake transport.
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ class ConnectionRegistry:
         self.stats = stats
         self.reading_paused = False
         self._per_host: Counter[str] = Counter()
-        # One read buffer for every connection: asyncio fills it and hands it
-        # over in one callback (get_buffer, recv_into, buffer_updated), so it
+        # One read buffer for every connection: the transport fills it and
+        # hands it over in one callback (get_buffer, recv_into, buffer_updated), so it
         # is never in use twice; a buffer each would cost 10,000 idle
         # connections 160 MiB.
         self.read_buffer = memoryview(bytearray(READ_SIZE))

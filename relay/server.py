@@ -138,7 +138,7 @@ class CatcherServer:
                 ssl=settings.tls.context(),
             )
         else:
-            # Plain TCP: a read-only transport of a third the memory per connection.
+            # Plain TCP: a read-only transport, about half the memory per connection.
             self._server = Listener(new_protocol, backlog=LISTEN_BACKLOG)
             await self._server.open(settings.listen.host, settings.listen.port)
         self.bound = [sock.getsockname()[:2] for sock in self._server.sockets]
