@@ -35,7 +35,7 @@ setup(
         ),
         Extension(
             "consumers._stream_entries",
-            ["consumers/_stream_entries.c", "consumers/_text_lines.c"],
+            ["consumers/_stream_entries.c", "consumers/_text_lines.c", "consumers/_stream_reply.c"],
             depends=["consumers/_stream_entries.h", "consumers/_json_scan.h", "relay/_resp_bulk.h"],
             include_dirs=["relay"],
             optional=True,

@@ -18,9 +18,9 @@
 #include "_json_scan.h"
 #include "_resp_bulk.h" /* relay/, shared with relay._resp */
 
-int record_check(PyObject *record, int *names_logrelay) {
-    const unsigned char *start = (const unsigned char *)PyBytes_AS_STRING(record);
-    return json_object_check(start, start + PyBytes_GET_SIZE(record), names_logrelay);
+int record_check(Span record, int *names_logrelay) {
+    const unsigned char *start = (const unsigned char *)record.p;
+    return json_object_check(start, start + record.n, names_logrelay);
 }
 
 static PyObject *entries(PyObject *module, PyObject *items) {
@@ -94,42 +94,29 @@ error:
 
 static PyObject *json_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    if (nargs != 2 || !PyList_CheckExact(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "json_lines(items: list, metadata)");
+    Py_ssize_t count = nargs == 2 ? entries_count(args[0]) : -1;
+    if (count < 0) {
+        PyErr_SetString(PyExc_TypeError, "json_lines(items: list | ReplyEntries, metadata)");
         return NULL;
     }
-    PyObject *items = args[0], *metadata = args[1];
+    PyObject *items = args[0];
     PyObject *pieces = PyList_New(0);
     if (pieces == NULL) return NULL;
     Buffer out = {NULL, 0, 0};
-    /* The metadata of the current run, and the values it was made from
-     * (borrowed: the items hold them). */
-    PyObject *meta = NULL, *meta_client = NULL, *meta_catcher = NULL, *meta_received = NULL;
-    Py_ssize_t count = PyList_GET_SIZE(items);
+    MetadataRun run = {args[1], NULL, {NULL, 0}, {NULL, 0}, {NULL, 0}};
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *item = PyList_GET_ITEM(items, i);
-        PyObject *id, *record, *client, *catcher, *received;
-        if (!usual_entry(item, &id, &record, &client, &catcher, &received)) goto not_mine;
-        const char *text = PyBytes_AS_STRING(record);
-        Py_ssize_t size = PyBytes_GET_SIZE(record);
+        Usual entry;
+        if (!usual_at(items, i, &entry)) goto not_mine;
+        const char *text = entry.record.p;
+        Py_ssize_t size = entry.record.n;
         if (size < 2 || text[0] != '{' || text[size - 1] != '}') goto not_mine;
         /* the JSON check, which also marks where "logrelay" may occur */
         int names_logrelay = 0;
-        if (!record_check(record, &names_logrelay) || names_logrelay) goto not_mine;
-        if (meta == NULL || client != meta_client || catcher != meta_catcher || received != meta_received) {
-            if (meta != NULL && same_bytes(client, meta_client) && same_bytes(catcher, meta_catcher) &&
-                same_bytes(received, meta_received)) {
-                meta_client = client, meta_catcher = catcher, meta_received = received;
-            } else {
-                Py_XDECREF(meta);
-                meta = PyObject_CallFunctionObjArgs(metadata, client, catcher, received, NULL);
-                if (meta == NULL) goto error;
-                if (!PyBytes_CheckExact(meta)) {
-                    PyErr_SetString(PyExc_TypeError, "json_lines: metadata() must return bytes");
-                    goto error;
-                }
-                meta_client = client, meta_catcher = catcher, meta_received = received;
-            }
+        if (!record_check(entry.record, &names_logrelay) || names_logrelay) goto not_mine;
+        if (metadata_for(&run, &entry) < 0) goto error;
+        if (!PyBytes_CheckExact(run.value)) {
+            PyErr_SetString(PyExc_TypeError, "json_lines: metadata() must return bytes");
+            goto error;
         }
         /* Is there anything but whitespace between the braces?  Then a comma. */
         int members = 0;
@@ -139,17 +126,17 @@ static PyObject *json_lines(PyObject *module, PyObject *const *args, Py_ssize_t 
                 break;
             }
         }
-        Py_ssize_t id_size = PyBytes_GET_SIZE(id), meta_size = PyBytes_GET_SIZE(meta);
+        Py_ssize_t meta_size = PyBytes_GET_SIZE(run.value);
         static const char NAME[] = "\"logrelay\":", ID[] = ",\"entry_id\":\"", END[] = "\"}}\n";
-        if (buffer_reserve(&out, size + 1 + (Py_ssize_t)sizeof NAME + meta_size + (Py_ssize_t)sizeof ID + id_size +
-                                     (Py_ssize_t)sizeof END) < 0)
+        if (buffer_reserve(&out, size + 1 + (Py_ssize_t)sizeof NAME + meta_size + (Py_ssize_t)sizeof ID +
+                                     entry.id.n + (Py_ssize_t)sizeof END) < 0)
             goto error;
         buffer_put(&out, text, size - 1);
         if (members) buffer_put(&out, ",", 1);
         buffer_put(&out, NAME, sizeof NAME - 1);
-        buffer_put(&out, PyBytes_AS_STRING(meta), meta_size);
+        buffer_put(&out, PyBytes_AS_STRING(run.value), meta_size);
         buffer_put(&out, ID, sizeof ID - 1);
-        buffer_put(&out, PyBytes_AS_STRING(id), id_size);
+        buffer_put(&out, entry.id.p, entry.id.n);
         buffer_put(&out, END, sizeof END - 1);
         continue;
     not_mine:
@@ -157,11 +144,11 @@ static PyObject *json_lines(PyObject *module, PyObject *const *args, Py_ssize_t 
     }
     if (flush_lines(&out, pieces) < 0) goto error;
     PyMem_Free(out.data);
-    Py_XDECREF(meta);
+    Py_XDECREF(run.value);
     return pieces;
 error:
     PyMem_Free(out.data);
-    Py_XDECREF(meta);
+    Py_XDECREF(run.value);
     Py_DECREF(pieces);
     return NULL;
 }
@@ -172,23 +159,31 @@ error:
  * ($<length>\r\n<id>\r\n), concatenated, for an XACK packed by the caller;
  * None if an item is not [id, ...] with a bytes id.
  */
+/* Entry i's id, if it is bytes ({NULL, -1} if not). */
+static Span id_at(PyObject *items, Py_ssize_t i) {
+    Span none = {NULL, -1};
+    if (!PyList_CheckExact(items)) return reply_id_at(items, i);
+    PyObject *item = PyList_GET_ITEM(items, i);
+    if (!PyList_CheckExact(item) || PyList_GET_SIZE(item) < 1 || !PyBytes_CheckExact(PyList_GET_ITEM(item, 0)))
+        return none;
+    return span_of(PyList_GET_ITEM(item, 0));
+}
+
 static PyObject *bulk_ids(PyObject *module, PyObject *items) {
     (void)module;
-    if (!PyList_CheckExact(items)) Py_RETURN_NONE;
-    Py_ssize_t count = PyList_GET_SIZE(items), total = 0;
+    Py_ssize_t count = entries_count(items), total = 0;
+    if (count < 0) Py_RETURN_NONE;
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *item = PyList_GET_ITEM(items, i);
-        if (!PyList_CheckExact(item) || PyList_GET_SIZE(item) < 1 || !PyBytes_CheckExact(PyList_GET_ITEM(item, 0)))
-            Py_RETURN_NONE;
-        total += PyBytes_GET_SIZE(PyList_GET_ITEM(item, 0)) + RESP_BULK_OVERHEAD;
+        Span id = id_at(items, i);
+        if (id.n < 0) Py_RETURN_NONE;
+        total += id.n + RESP_BULK_OVERHEAD;
     }
     PyObject *result = PyBytes_FromStringAndSize(NULL, total);
     if (result == NULL) return NULL;
     char *p = PyBytes_AS_STRING(result);
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *id = PyList_GET_ITEM(PyList_GET_ITEM(items, i), 0);
-        Py_ssize_t size = PyBytes_GET_SIZE(id);
-        p = resp_put_bulk(p, PyBytes_AS_STRING(id), (size_t)size);
+        Span id = id_at(items, i);
+        p = resp_put_bulk(p, id.p, (size_t)id.n);
     }
     if (_PyBytes_Resize(&result, p - PyBytes_AS_STRING(result)) < 0) return NULL;
     return result;
@@ -214,5 +209,7 @@ static struct PyModuleDef module_def = {
 
 PyMODINIT_FUNC PyInit__stream_entries(void) {
     json_scan_init();
-    return PyModule_Create(&module_def);
+    PyObject *module = PyModule_Create(&module_def);
+    if (module != NULL && add_reply_types(module) < 0) Py_CLEAR(module);
+    return module;
 }

@@ -57,50 +57,117 @@ static inline int is_name(PyObject *value, const char *name, Py_ssize_t size) {
            memcmp(PyBytes_AS_STRING(value), name, (size_t)size) == 0;
 }
 
+/* Bytes in place: in a bytes object, or in the buffer of a ReplyEntries. */
+typedef struct {
+    const char *p;
+    Py_ssize_t n;
+} Span;
+
+static inline Span span_of(PyObject *bytes) {
+    Span span = {PyBytes_AS_STRING(bytes), PyBytes_GET_SIZE(bytes)};
+    return span;
+}
+
+static inline int same_span(Span a, Span b) {
+    return a.n == b.n && (a.p == b.p || memcmp(a.p, b.p, (size_t)a.n) == 0);
+}
+
 /* A stream id as Redis writes them: digits, one dash, digits. */
-static inline int is_stream_id(PyObject *value) {
-    if (!PyBytes_CheckExact(value)) return 0;
-    const char *p = PyBytes_AS_STRING(value);
-    Py_ssize_t n = PyBytes_GET_SIZE(value);
+static inline int is_stream_id_span(Span id) {
     int dashes = 0;
-    if (n < 3 || p[0] == '-' || p[n - 1] == '-') return 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (p[i] == '-') dashes++;
-        else if (p[i] < '0' || p[i] > '9') return 0;
+    if (id.n < 3 || id.p[0] == '-' || id.p[id.n - 1] == '-') return 0;
+    for (Py_ssize_t i = 0; i < id.n; i++) {
+        if (id.p[i] == '-') dashes++;
+        else if (id.p[i] < '0' || id.p[i] > '9') return 0;
     }
     return dashes == 1;
 }
 
-/* Two bytes objects (the caller checked both are) with the same contents:
- * without PyObject_RichCompareBool's generic dispatch, which the renderers
- * paid three times per entry (the parser makes new objects for every entry,
- * so the identity check before this one rarely hits). */
-static inline int same_bytes(PyObject *a, PyObject *b) {
-    return a == b || (PyBytes_GET_SIZE(a) == PyBytes_GET_SIZE(b) &&
-                      memcmp(PyBytes_AS_STRING(a), PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(a)) == 0);
-}
+static inline int is_stream_id(PyObject *value) { return PyBytes_CheckExact(value) && is_stream_id_span(span_of(value)); }
 
 static inline int is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-/* The usual entry's fields, as a catcher writes them: v=1, record, client,
- * catcher, received, in that order, all bytes, under an id of digits and one
- * dash.  Sets the four values (borrowed); 0 if the item is anything else. */
-static inline int usual_entry(PyObject *item, PyObject **id, PyObject **record, PyObject **client,
-                              PyObject **catcher, PyObject **received) {
+/* The values of the usual entry, as a catcher writes it: fields exactly v=1,
+ * record, client, catcher, received, in that order, under an id of digits
+ * and one dash. */
+typedef struct {
+    Span id, record, client, catcher, received;
+} Usual;
+
+/* _stream_reply.c: the entries of a reply read from its bytes. */
+int is_reply_entries(PyObject *object);
+Py_ssize_t reply_entries_count(PyObject *object);
+int reply_usual_at(PyObject *object, Py_ssize_t i, Usual *usual);
+Span reply_id_at(PyObject *object, Py_ssize_t i); /* n == -1: the entry has no bytes id */
+int add_reply_types(PyObject *module);
+
+/* How many entries a reply's entry list holds: a list (as hiredis makes
+ * it) or a ReplyEntries; -1 for anything else. */
+static inline Py_ssize_t entries_count(PyObject *items) {
+    if (PyList_CheckExact(items)) return PyList_GET_SIZE(items);
+    if (is_reply_entries(items)) return reply_entries_count(items);
+    return -1;
+}
+
+/* Entry i of items (entries_count said it is one of the two), if it is the
+ * usual entry: sets its values (borrowed: items holds them); 0 if it is
+ * anything else. */
+static inline int usual_at(PyObject *items, Py_ssize_t i, Usual *usual) {
+    if (!PyList_CheckExact(items)) return reply_usual_at(items, i, usual);
+    PyObject *item = PyList_GET_ITEM(items, i);
     if (!PyList_CheckExact(item) || PyList_GET_SIZE(item) != 2) return 0;
-    PyObject *fields = PyList_GET_ITEM(item, 1);
-    *id = PyList_GET_ITEM(item, 0);
-    if (!is_stream_id(*id) || !PyList_CheckExact(fields) || PyList_GET_SIZE(fields) != 10) return 0;
-    if (!is_name(PyList_GET_ITEM(fields, 0), "v", 1) || !is_name(PyList_GET_ITEM(fields, 1), "1", 1) ||
-        !is_name(PyList_GET_ITEM(fields, 2), "record", 6) || !is_name(PyList_GET_ITEM(fields, 4), "client", 6) ||
-        !is_name(PyList_GET_ITEM(fields, 6), "catcher", 7) || !is_name(PyList_GET_ITEM(fields, 8), "received", 8))
+    PyObject *id = PyList_GET_ITEM(item, 0), *fields = PyList_GET_ITEM(item, 1);
+    if (!is_stream_id(id) || !PyList_CheckExact(fields) || PyList_GET_SIZE(fields) != 10) return 0;
+    for (Py_ssize_t k = 0; k < 10; k++)
+        if (!PyBytes_CheckExact(PyList_GET_ITEM(fields, k))) return 0;
+    static const struct {
+        const char *text;
+        Py_ssize_t size;
+    } names[5] = {{"v", 1}, {"1", 1}, {"record", 6}, {"client", 6}, {"catcher", 7}};
+    for (Py_ssize_t k = 0; k < 5; k++) {
+        /* fields 0 and 1 are v=1; then the names at 2, 4, 6 */
+        Py_ssize_t at = k < 2 ? k : 2 * (k - 1);
+        Span name = span_of(PyList_GET_ITEM(fields, at));
+        if (name.n != names[k].size || memcmp(name.p, names[k].text, (size_t)name.n) != 0) return 0;
+    }
+    Span received_name = span_of(PyList_GET_ITEM(fields, 8));
+    if (received_name.n != 8 || memcmp(received_name.p, "received", 8) != 0) return 0;
+    usual->id = span_of(id);
+    usual->record = span_of(PyList_GET_ITEM(fields, 3));
+    usual->client = span_of(PyList_GET_ITEM(fields, 5));
+    usual->catcher = span_of(PyList_GET_ITEM(fields, 7));
+    usual->received = span_of(PyList_GET_ITEM(fields, 9));
+    return 1;
+}
+
+/* The metadata of a run of entries sharing client, catcher and received:
+ * metadata(client, catcher, received) called once per run, its result kept. */
+typedef struct {
+    PyObject *function;
+    PyObject *value; /* the current run's, or NULL */
+    Span client, catcher, received; /* what it was made from (items hold them) */
+} MetadataRun;
+
+/* Load the run's metadata for this entry: 0 (value set) or -1. */
+static inline int metadata_for(MetadataRun *run, const Usual *usual) {
+    if (run->value != NULL && same_span(usual->client, run->client) && same_span(usual->catcher, run->catcher) &&
+        same_span(usual->received, run->received)) {
+        run->client = usual->client, run->catcher = usual->catcher, run->received = usual->received;
         return 0;
-    *record = PyList_GET_ITEM(fields, 3);
-    *client = PyList_GET_ITEM(fields, 5);
-    *catcher = PyList_GET_ITEM(fields, 7);
-    *received = PyList_GET_ITEM(fields, 9);
-    return PyBytes_CheckExact(*record) && PyBytes_CheckExact(*client) && PyBytes_CheckExact(*catcher) &&
-           PyBytes_CheckExact(*received);
+    }
+    PyObject *client = PyBytes_FromStringAndSize(usual->client.p, usual->client.n);
+    PyObject *catcher = PyBytes_FromStringAndSize(usual->catcher.p, usual->catcher.n);
+    PyObject *received = PyBytes_FromStringAndSize(usual->received.p, usual->received.n);
+    PyObject *value = NULL;
+    if (client != NULL && catcher != NULL && received != NULL)
+        value = PyObject_CallFunctionObjArgs(run->function, client, catcher, received, NULL);
+    Py_XDECREF(client);
+    Py_XDECREF(catcher);
+    Py_XDECREF(received);
+    if (value == NULL) return -1;
+    Py_XSETREF(run->value, value);
+    run->client = usual->client, run->catcher = usual->catcher, run->received = usual->received;
+    return 0;
 }
 
 /* Append the index of an entry left to the caller, after the lines before it. */
@@ -115,8 +182,8 @@ static inline int leave_to_caller(Buffer *out, PyObject *pieces, Py_ssize_t inde
 
 PyObject *text_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
-/* The JSON object check of _json_scan.h on a bytes record (1: sure it is
- * one); names_logrelay as there, or NULL. */
-int record_check(PyObject *record, int *names_logrelay);
+/* The JSON object check of _json_scan.h on a record (1: sure it is one);
+ * names_logrelay as there, or NULL. */
+int record_check(Span record, int *names_logrelay);
 
 #endif

@@ -424,30 +424,18 @@ static int put_appendix(Buffer *out, Py_ssize_t line_start, const Value *value) 
     return put_string(out, value);
 }
 
-/* The metadata texts of the current run, and the values they were made from (borrowed). */
-typedef struct {
-    PyObject *metadata;
-    PyObject *texts; /* (client, catcher, received) texts, or NULL */
-    PyObject *client, *catcher, *received;
-} Metadata;
-
-static int load_metadata(Metadata *m, PyObject *client, PyObject *catcher, PyObject *received) {
-    if (m->texts != NULL && client == m->client && catcher == m->catcher && received == m->received) return 0;
-    if (m->texts != NULL && same_bytes(client, m->client) && same_bytes(catcher, m->catcher) &&
-        same_bytes(received, m->received)) {
-        m->client = client, m->catcher = catcher, m->received = received;
-        return 0;
-    }
-    PyObject *texts = PyObject_CallFunctionObjArgs(m->metadata, client, catcher, received, NULL);
-    if (texts == NULL) return -1;
+/* The run's (client, catcher, received) texts, checked once per run. */
+static int load_metadata(MetadataRun *run, const Usual *entry) {
+    PyObject *before = run->value;
+    if (metadata_for(run, entry) < 0) return -1;
+    PyObject *texts = run->value;
+    if (texts == before) return 0;
     if (!PyTuple_CheckExact(texts) || PyTuple_GET_SIZE(texts) != 3 || !PyBytes_CheckExact(PyTuple_GET_ITEM(texts, 0)) ||
         !PyBytes_CheckExact(PyTuple_GET_ITEM(texts, 1)) || !PyBytes_CheckExact(PyTuple_GET_ITEM(texts, 2))) {
-        Py_DECREF(texts);
+        Py_CLEAR(run->value);
         PyErr_SetString(PyExc_TypeError, "text_lines: metadata() must return three bytes");
         return -1;
     }
-    Py_XSETREF(m->texts, texts);
-    m->client = client, m->catcher = catcher, m->received = received;
     return 0;
 }
 
@@ -457,11 +445,10 @@ static int put_text_of(Buffer *out, PyObject *texts, Py_ssize_t index) {
 }
 
 /* One entry's line(s) at the end of out.  1 written, 0 not ours (out as it was), -1 error. */
-static int render(Buffer *out, const Plan *plan, Clock *clock, Metadata *meta, PyObject *id, PyObject *record,
-                  PyObject *client, PyObject *catcher, PyObject *received) {
+static int render(Buffer *out, const Plan *plan, Clock *clock, MetadataRun *meta, const Usual *entry) {
     Value values[MAX_KEYS];
-    const char *text = PyBytes_AS_STRING(record);
-    if (!find_keys(plan, text, text + PyBytes_GET_SIZE(record), values)) return 0;
+    const char *text = entry->record.p;
+    if (!find_keys(plan, text, text + entry->record.n, values)) return 0;
     for (Py_ssize_t k = 0; k < plan->required; k++)
         if (values[k].kind == V_MISSING) return 0;
     if (values[KEY_EXC_INFO].kind != V_NULL) return 0;
@@ -482,11 +469,10 @@ static int render(Buffer *out, const Plan *plan, Clock *clock, Metadata *meta, P
         case FIELD_CLIENT:
         case FIELD_CATCHER:
         case FIELD_RECEIVED:
-            done = load_metadata(meta, client, catcher, received) < 0 ? -1
-                                                                       : put_text_of(out, meta->texts, FIELD_CLIENT - code);
+            done = load_metadata(meta, entry) < 0 ? -1 : put_text_of(out, meta->value, FIELD_CLIENT - code);
             break;
         case FIELD_ENTRY_ID:
-            done = put(out, PyBytes_AS_STRING(id), PyBytes_GET_SIZE(id)) < 0 ? -1 : 1;
+            done = put(out, entry->id.p, entry->id.n) < 0 ? -1 : 1;
             break;
         default:
             if (values[code].kind == V_MISSING)
@@ -504,8 +490,10 @@ static int render(Buffer *out, const Plan *plan, Clock *clock, Metadata *meta, P
 
 PyObject *text_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    if (nargs != 5 || !PyList_CheckExact(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "text_lines(items: list, plan, metadata, second_text, is_object)");
+    Py_ssize_t count = nargs == 5 ? entries_count(args[0]) : -1;
+    if (count < 0) {
+        PyErr_SetString(PyExc_TypeError,
+                        "text_lines(items: list | ReplyEntries, plan, metadata, second_text, is_object)");
         return NULL;
     }
     PyObject *items = args[0], *is_object = args[4];
@@ -515,22 +503,24 @@ PyObject *text_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
     if (pieces == NULL) return NULL;
     Buffer out = {NULL, 0, 0};
     Clock clock = {args[3], 0, NULL};
-    Metadata meta = {args[2], NULL, NULL, NULL, NULL};
-    Py_ssize_t count = PyList_GET_SIZE(items);
+    MetadataRun meta = {args[2], NULL, {NULL, 0}, {NULL, 0}, {NULL, 0}};
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *id, *record, *client, *catcher, *received;
+        Usual entry;
         int done = 0;
-        if (usual_entry(PyList_GET_ITEM(items, i), &id, &record, &client, &catcher, &received)) {
+        if (usual_at(items, i, &entry)) {
             int sure;
             if (is_object == Py_None) {
-                sure = record_check(record, NULL);
+                sure = record_check(entry.record, NULL);
             } else {
+                PyObject *record = PyBytes_FromStringAndSize(entry.record.p, entry.record.n);
+                if (record == NULL) goto error;
                 PyObject *verdict = PyObject_CallOneArg(is_object, record);
+                Py_DECREF(record);
                 if (verdict == NULL) goto error;
                 sure = verdict == Py_True;
                 Py_DECREF(verdict);
             }
-            if (sure) done = render(&out, &plan, &clock, &meta, id, record, client, catcher, received);
+            if (sure) done = render(&out, &plan, &clock, &meta, &entry);
         }
         if (done < 0) goto error;
         if (done == 0 && leave_to_caller(&out, pieces, i) < 0) goto error;
@@ -538,12 +528,12 @@ PyObject *text_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
     if (flush_lines(&out, pieces) < 0) goto error;
     PyMem_Free(out.data);
     Py_XDECREF(clock.text);
-    Py_XDECREF(meta.texts);
+    Py_XDECREF(meta.value);
     return pieces;
 error:
     PyMem_Free(out.data);
     Py_XDECREF(clock.text);
-    Py_XDECREF(meta.texts);
+    Py_XDECREF(meta.value);
     Py_DECREF(pieces);
     return NULL;
 }

@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 from consumers.filesink import Checkpoint, FileSink, FsyncPolicy
 from consumers.formatting import DEFAULT_FORMAT, build_formatter
 from consumers.groupcommit import GroupCommit, RenderedBatch
-from consumers.reader import Entry, GroupReader, Item
+from consumers.reader import Entry, GroupReader, Items
 from consumers.streamentries import bulk_ids
 from consumers.streamentries import entries as stream_entries
 from consumers.trimmer import StreamTrimmer
@@ -143,7 +143,7 @@ class FileConsumer:
         return await serve_with_signals(self.run, self.request_stop)
 
     async def run(self) -> int:
-        prefetch: asyncio.Task[list[Item]] | None = None
+        prefetch: asyncio.Task[Items] | None = None
         committing: asyncio.Task[None] | None = None
         try:
             if not await self._take_the_file():
@@ -269,7 +269,7 @@ class FileConsumer:
         # a re-read of our own pending entries may return them again.
         return self.sink.checkpoint.covers(entry_id) or self._rendered.covers(entry_id)
 
-    def _render_items(self, items: list[Item]) -> RenderedBatch:
+    def _render_items(self, items: Items) -> RenderedBatch:
         """Turn a batch of read entries (in stream order, as the parser gave them) into lines and dead letters.
 
         The formatter renders the usual entries in one call

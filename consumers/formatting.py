@@ -18,6 +18,7 @@ import logging
 import math
 import re
 import time
+from collections.abc import Sequence
 from typing import Any, Final, Protocol
 
 import orjson
@@ -64,7 +65,7 @@ class EntryFormatter(Protocol):
         """Return the entry as one or more complete lines (ending with a newline)."""
         ...
 
-    def format_items(self, items: list[Any]) -> Pieces:
+    def format_items(self, items: Sequence[Any]) -> Pieces:
         """Lines for a read reply's entries (``[id, [field, value, ...]]``, as the parser gave them), in order.
 
         Bytes hold the lines of consecutive entries; an int is the index of
@@ -317,7 +318,7 @@ class LineFormatter:
         text = self._formatter.format(record)
         return text.encode("utf-8", "backslashreplace") + b"\n"
 
-    def format_items(self, items: list[Any]) -> Pieces:
+    def format_items(self, items: Sequence[Any]) -> Pieces:
         """The usual entries (the catcher's five fields, a complete record) without a LogRecord or
         ``logging.Formatter.format``; anything else, or anything that fails, is left to :meth:`format`.
 
@@ -340,7 +341,7 @@ class LineFormatter:
             merged.append(found if type(found) is bytes else piece)
         return merged
 
-    def format_items_python(self, items: list[Any]) -> Pieces:
+    def format_items_python(self, items: Sequence[Any]) -> Pieces:
         """:meth:`format_items` in Python: a record's dict from orjson, the format applied to it."""
         pieces: Pieces = []
         lines: list[bytes] = []
@@ -380,7 +381,7 @@ class JsonLineFormatter:
     def __init__(self) -> None:
         self._metadata = _Metadata()
 
-    def format_items(self, items: list[Any]) -> Pieces:
+    def format_items(self, items: Sequence[Any]) -> Pieces:
         # The usual entries are rendered in C, byte for byte as format() would.
         return json_lines(items, self._metadata.shared_json)
 

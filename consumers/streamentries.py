@@ -12,18 +12,20 @@ The same extension renders JSON lines straight from a reply's lists
 (:func:`json_lines`, for :class:`consumers.formatting.JsonLineFormatter`),
 text lines of formats made of plain ``%(name)s`` fields (:data:`text_lines`,
 for :class:`consumers.formatting.LineFormatter`; ``_text_lines.c``), and
-packs their ids for XACK (:func:`bulk_ids`).
+packs their ids for XACK (:func:`bulk_ids`).  All of these take a reply's
+entries either as hiredis's lists or as a :data:`ReplyReader`'s
+``ReplyEntries`` (the entries kept in the reply's bytes, ``_stream_reply.c``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from relay.resp import bulk_string
 
-__all__ = ["IMPLEMENTATION", "bulk_ids", "entries", "entries_python", "json_lines", "text_lines"]
+__all__ = ["IMPLEMENTATION", "ReplyReader", "bulk_ids", "entries", "entries_python", "json_lines", "text_lines"]
 
 Fields = dict[bytes, bytes]
 #: Lines of consecutive entries (bytes), or the index of an entry left to the caller (int).
@@ -36,7 +38,7 @@ TextPlan = tuple[tuple[bytes | int, ...], tuple[bytes, ...], int, bytes]
 #: (``_json_scan.h``, the one ``consumers.jsoncheck`` calls), made without a
 #: call per record.
 RecordCheck = Callable[[bytes], bool] | None
-TextLines = Callable[[list[Any], TextPlan, MetadataTexts, Callable[[int], bytes], RecordCheck], Pieces]
+TextLines = Callable[[Sequence[Any], TextPlan, MetadataTexts, Callable[[int], bytes], RecordCheck], Pieces]
 
 
 def entries_python(items: list[Any]) -> list[tuple[bytes, Fields | None]]:
@@ -59,12 +61,12 @@ def entries_python(items: list[Any]) -> list[tuple[bytes, Fields | None]]:
     return result
 
 
-def json_lines_python(items: list[Any], metadata: MetadataJson) -> Pieces:
+def json_lines_python(items: Sequence[Any], metadata: MetadataJson) -> Pieces:
     """Where the extension is missing: every entry is left to the caller's formatter."""
     return list(range(len(items)))
 
 
-def bulk_ids_python(items: list[Any]) -> bytes:
+def bulk_ids_python(items: Sequence[Any]) -> bytes:
     """Each entry's id as a RESP bulk string, concatenated (the arguments of an XACK)."""
     return b"".join(bulk_string(item[0]) for item in items)
 
@@ -87,13 +89,19 @@ _convert: Final[Callable[[list[Any]], list[tuple[bytes, Fields | None]] | None] 
 #: "c", or "none" where only the Python loop exists.
 IMPLEMENTATION: Final = "c" if _extension is not None else "none"
 
+#: ``ReplyReader()``: ``feed(data)`` gives None until a reply's bytes are
+#: whole, then ``(kind, value)``: ``(0, ReplyEntries)``, ``(1, None)`` (nil),
+#: ``(2, message)`` (an error reply), ``(3, raw)`` (any other reply).  None
+#: where the extension is missing.
+ReplyReader: Final[Any] = _extension.ReplyReader if _extension is not None else None
+
 #: ``json_lines(items, metadata)``: the JSON lines of a reply's
 #: usual entries, byte for byte what ``JsonLineFormatter.format`` writes,
 #: and the index of every other entry (see ``_stream_entries.c``).
 #: ``metadata(client, catcher, received)`` gives the ``logrelay`` object
 #: without its closing brace.  Records are checked in C (``_json_scan.h``,
 #: the check ``consumers.jsoncheck`` calls).
-json_lines: Final[Callable[[list[Any], MetadataJson], Pieces]] = (
+json_lines: Final[Callable[[Sequence[Any], MetadataJson], Pieces]] = (
     _extension.json_lines if _extension is not None else json_lines_python
 )
 
@@ -114,7 +122,7 @@ def entries(items: list[Any]) -> list[tuple[bytes, Fields | None]]:
     return entries_python(items)
 
 
-def bulk_ids(items: list[Any]) -> bytes:
+def bulk_ids(items: Sequence[Any]) -> bytes:
     """:func:`bulk_ids_python`, in C when every item is ``[bytes id, ...]``."""
     if _extension is not None:
         packed: bytes | None = _extension.bulk_ids(items)

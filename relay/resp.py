@@ -10,12 +10,20 @@ callbacks (measured: README, "Performance").
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError, ResponseError
+from redis.exceptions import ConnectionError, InvalidResponse, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ["CommandPipeline", "bulk_string", "pack_command", "send_packed", "send_pipeline"]
+
+T = TypeVar("T")
+
+# Most bytes taken from the connection's stream per read of reply_bytes.
+_READ_SIZE = 1 << 20
 
 
 def bulk_string(value: bytes | str | int) -> bytes:
@@ -95,6 +103,66 @@ class CommandPipeline:
             raise
         return reply
 
+    def reads_bytes(self) -> bool:
+        """Whether :meth:`reply_bytes` can read this connection (a command sent, no reply pending but its own).
+
+        It can where redis-py reads through an asyncio stream with hiredis
+        and nothing is left in hiredis's buffer: the next bytes on the stream
+        are the reply's.  Not through fakeredis or redis-py's Python parsers.
+        """
+        connection = self._connection
+        parser = getattr(connection, "_parser", None)
+        buffered = getattr(parser, "_reader", None)
+        return (
+            isinstance(getattr(connection, "_reader", None), asyncio.StreamReader)
+            and type(parser).__name__ == "_AsyncHiredisParser"
+            and getattr(parser, "_stream", None) is connection._reader
+            and buffered is not None
+            and not buffered.has_data()
+        )
+
+    async def reply_bytes(self, feed: Callable[[bytes], T | None]) -> T:
+        """The next reply, read as bytes: fed chunk by chunk to ``feed`` until it returns a result, which is returned.
+
+        Only where :meth:`reads_bytes`.  As redis-py's reads: bounded by the
+        connection's socket timeout (``redis.exceptions.TimeoutError``), a
+        closed or reset connection is a ``ConnectionError``, and what
+        ``feed`` refuses (``ValueError``) an ``InvalidResponse``; each drops
+        the connection, since what is left on it is unknown.
+        """
+        connection = self._connection
+        if connection is None:
+            raise ConnectionError("no command in flight: the connection was reset")
+        stream: asyncio.StreamReader = connection._reader
+        try:
+            async with asyncio.timeout(connection.socket_timeout):
+                while True:
+                    chunk = await stream.read(_READ_SIZE)
+                    if not chunk:
+                        raise ConnectionError("Connection closed by server.")
+                    found = feed(chunk)
+                    if found is not None:
+                        return found
+        except TimeoutError as exc:  # before OSError, its base class
+            await self.reset()
+            raise RedisTimeoutError(f"Timeout reading from {_where(connection)}") from exc
+        except OSError as exc:
+            await self.reset()
+            raise ConnectionError(f"Error while reading from {_where(connection)}: {exc}") from exc
+        except ValueError as exc:
+            await self.reset()
+            raise InvalidResponse(str(exc)) from exc
+        except BaseException:
+            await self.reset()
+            raise
+
+    def error_reply(self, message: bytes | str) -> ResponseError:
+        """The exception redis-py makes of an error reply's message (``NOGROUP ...`` and the like)."""
+        if isinstance(message, bytes):
+            message = message.decode("utf-8", "replace")
+        error: ResponseError = self._connection._parser.parse_error(message)
+        return error
+
     async def reset(self) -> None:
         """Drop the connection: replies still pending on it are lost with it."""
         connection, self._connection = self._connection, None
@@ -108,3 +176,9 @@ class CommandPipeline:
         connection, self._connection = self._connection, None
         if connection is not None:
             await self._pool.release(connection)
+
+
+def _where(connection: Any) -> str:
+    """The connection's address, as redis-py words it in its errors."""
+    describe = getattr(connection, "_host_error", None)
+    return str(describe()) if callable(describe) else "Redis"
