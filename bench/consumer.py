@@ -5,8 +5,9 @@
 Fills a stream (its own redis-server) with the entries a catcher makes of the
 benchmark frames, then runs ``logrelay consume file`` once per format and
 reports lines/s from the first entry delivered until the last line is in the
-file (and, apart, with the process start), after checking that the file
-holds each record exactly once.
+file (and, apart, with the process start) and the consumer's CPU time per
+line (start-up included), after checking that the file holds each record
+exactly once.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import redis
 
 from bench.frames import build_frames
+from bench.ingest import cpu_seconds
 from relay.wire import FrameDecoder, Record
 from tests.polling import wait_until
 from tests.processes import ConsumerProcess
@@ -67,13 +69,16 @@ def run(records: int, fsync: str, extra_args: tuple[str, ...] = ()) -> list[dict
 
                 wait_until(done, timeout=600, max_delay=0.01, what=f"{name} consumer done")
                 end = time.perf_counter()
+                # Less noisy than the rate on a shared machine (start-up included).
+                cpu = cpu_seconds(consumer.pid)
                 assert consumer.stop() == 0
                 if name == "json":
                     seqs = sorted(json.loads(line)["bench_seq"] for line in output.read_bytes().splitlines())
                     assert seqs == list(range(records)), "records missing or doubled"
                 results.append({"format": name, "fsync": fsync, "records": records, "seconds": end - first_read,
                                 "start_seconds": first_read - start, "lines_per_s": records / (end - first_read),
-                                "lines_per_s_with_start": records / (end - start)})  # fmt: skip
+                                "lines_per_s_with_start": records / (end - start),
+                                "cpu_us_per_line_with_start": cpu / records * 1e6})  # fmt: skip
         finally:
             server.stop()
     return results
@@ -109,7 +114,8 @@ def main() -> None:
     for result in results:
         print(
             f"consumer {result['format']:>4} (fsync {args.fsync}): {result['lines_per_s']:,.0f} lines/s "
-            f"({result['lines_per_s_with_start']:,.0f} counting the {result['start_seconds']:.2f} s process start)"
+            f"({result['lines_per_s_with_start']:,.0f} counting the {result['start_seconds']:.2f} s process start); "
+            f"CPU {result['cpu_us_per_line_with_start']:.2f} µs per line, start-up included"
         )
 
 

@@ -412,8 +412,30 @@ def latency(rate: float, seconds: float, system: str) -> dict[str, Any]:
         **{f"p{q}_ms": percentile(delays, q) * 1000 for q in (50, 90, 99, 99.9)},
         "max_ms": delays[-1] * 1000,
         "slow_by_second": over,
+        "slow_stages": slow_stages(records),
         "host_stalls": during.summary() | {"at": stalled_at},
     }
+
+
+def slow_stages(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Where the time of the records slower than the target went: p50 and max of each stage, in ms.
+
+    Before the XADD (senders, catcher, Redis) or after it (Redis, consumer,
+    disk): a logrelay line names its entry, whose id is the time of its XADD
+    in ms (Redis's clock, on this machine).  Empty for other receivers' lines.
+    """
+    before: list[float] = []
+    after: list[float] = []
+    for r in records:
+        if r["seen"] - r["created"] > SLOW and "logrelay" in r:
+            added = int(r["logrelay"]["entry_id"].split("-")[0]) / 1000
+            before.append((added - r["created"]) * 1000)
+            after.append((r["seen"] - added) * 1000)
+    found: dict[str, dict[str, float]] = {}
+    for stage, values in (("before_xadd_ms", sorted(before)), ("after_xadd_ms", sorted(after))):
+        if values:
+            found[stage] = {"p50": percentile(values, 50), "max": values[-1]}
+    return found
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -550,6 +572,12 @@ def table(results: dict[str, Any]) -> str:
         if any(r.get("slow_by_second", ())):
             by_second = " ".join(map(str, r["slow_by_second"]))
             rows.append((f"  records over {SLOW * 1000:.0f} ms, by second of the run", "", by_second))
+        if r.get("slow_stages"):
+            split = ", ".join(
+                f"{stage.replace('_ms', '').replace('_', ' ')} p50 {v['p50']:.1f} / max {v['max']:.1f} ms"
+                for stage, v in r["slow_stages"].items()
+            )
+            rows.append(("  where those records' time went", "", split))
         host = r.get("host_stalls")
         if host:
             watcher = "real-time" if host["realtime"] else "normal priority"
@@ -591,6 +619,7 @@ def main() -> None:
             p50, p99 = found["p50_ms"], found["p99_ms"]
             print(f"latency at {args.latency_at:,.0f}/s, {system}: p50 {p50:.1f} / p99 {p99:.1f} ms")
             print(f"  records over {SLOW * 1000:.0f} ms, by second of the run: {found['slow_by_second']}")
+            print(f"  where those records' time went (XADD as the mark): {found['slow_stages']}")
             print(f"  CPU stalls of the machine (s into the run, ms): {found['host_stalls']}")
         return
     started = time.monotonic()

@@ -148,3 +148,23 @@ def test_a_p99_miss_says_whether_the_machine_stalled_during_the_run_and_still_co
     table = suite.table(results)
     assert "0 120 0" in table
     assert "1.2s:14ms 1.5s:31ms" in table
+
+
+def test_the_time_of_slow_records_is_split_at_their_xadd() -> None:
+    def line(created: float, added_ms: int, seen: float) -> dict[str, Any]:
+        return {"created": created, "seen": seen, "logrelay": {"entry_id": f"{added_ms}-0"}}
+
+    records = [
+        line(100.000, 100_002, 100.004),  # 4 ms: not slow
+        line(100.000, 100_030, 100.035),  # 35 ms, 30 of them before the XADD
+        line(101.000, 101_001, 101.041),  # 41 ms, 40 after
+        {"created": 102.0, "seen": 102.5},  # another receiver's line: no entry id
+    ]
+    stages = suite.slow_stages(records)
+    assert stages["before_xadd_ms"]["max"] == pytest.approx(30, abs=0.01)
+    assert stages["after_xadd_ms"]["max"] == pytest.approx(40, abs=0.01)
+    assert stages["before_xadd_ms"]["p50"] == pytest.approx(30, abs=0.01)  # of the two slow records
+    assert suite.slow_stages(records[:1]) == {}
+    results = half_speed_results()
+    results["latency"][0] |= {"slow_by_second": [1, 1], "slow_stages": stages}
+    assert "before xadd p50 30.0 / max 30.0 ms, after xadd p50 40.0 / max 40.0 ms" in suite.table(results)
