@@ -86,7 +86,10 @@ class FileConsumerSettings:
 
 
 class FileConsumer:
-    def __init__(self, settings: FileConsumerSettings, redis: Redis | None = None) -> None:
+    def __init__(
+        self, settings: FileConsumerSettings, redis: Redis | None = None, *, shares_loop: bool = False
+    ) -> None:
+        """``shares_loop``: other work runs on this event loop (``logrelay up``'s catcher)."""
         self.settings = settings
         # XREADGROUP blocks server-side for block_ms: the socket must wait longer.
         redis_settings = settings.redis
@@ -120,6 +123,9 @@ class FileConsumer:
             acknowledge=self._acknowledge,
             pause=self._pause_or_give_up,
             stats=self.stats,
+            # On the loop's own thread where syncs keep the dirty pages few
+            # and nothing else waits on this loop (see GroupCommit).
+            write_on_loop=settings.fsync is FsyncPolicy.BATCH and not shares_loop,
         )
         self._until_caught_up = False
         self._outage_since: float | None = None

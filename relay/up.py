@@ -46,7 +46,7 @@ class UpRunner:
         self.embedded = embedded
         shared = embedded_redis() if embedded else None
         self.catcher = CatcherServer(catcher, redis=shared)
-        self.consumer = FileConsumer(consumer, redis=shared)
+        self.consumer = FileConsumer(consumer, redis=shared, shares_loop=True)
         self._signals = 0
 
     def _on_signal(self) -> None:

@@ -23,20 +23,21 @@ ConsumerFactory = Callable[..., Awaitable[FileConsumer]]
 async def consumer_factory(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[ConsumerFactory]:
     """Makes JSON-lines FileConsumers holding their file (tmp_path / "central.log"), opened, not running.
 
-    Keyword arguments override FileConsumerSettings.  On teardown each one
+    Keyword arguments override FileConsumerSettings (``shares_loop`` goes to
+    FileConsumer).  On teardown each one
     finishes its syncs and acknowledgements, releases the file and closes its
     Redis connection.
     """
     made: list[tuple[FileConsumer, Redis]] = []
 
-    async def make(**overrides: object) -> FileConsumer:
+    async def make(*, shares_loop: bool = False, **overrides: object) -> FileConsumer:
         settings = FileConsumerSettings(
             tmp_path / "central.log",
             RedisSettings(redis_server.url),
             **{"format": "json", **overrides},  # type: ignore[arg-type]
         )
         redis = Redis.from_url(redis_server.url)
-        consumer = FileConsumer(settings, redis)
+        consumer = FileConsumer(settings, redis, shares_loop=shares_loop)
         made.append((consumer, redis))
         assert consumer.sink.try_lock()
         consumer.sink.open()

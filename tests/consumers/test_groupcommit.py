@@ -4,15 +4,17 @@ covers it; what waits for a sync is bounded; a failed fsync writes the batches n
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import logging
 import os
+import threading
 import time
 
 import pytest
 
 from consumers.fileconsumer import UNSYNCED_BATCHES, FileConsumer
-from consumers.filesink import read_checkpoint
+from consumers.filesink import FsyncPolicy, read_checkpoint
 from tests.consumers.conftest import ConsumerFactory, HeldFsync, written
 from tests.polling import async_wait_until
 
@@ -150,3 +152,54 @@ async def test_half_the_bound_waiting_syncs_at_once_whatever_the_interval(consum
         lambda: consumer.stats.entries_acked == 2 + half, timeout=10, what="a sync before the interval"
     )
     assert await pending(consumer) == 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "on_loop"),
+    [({}, True), ({"fsync": FsyncPolicy.NEVER}, False), ({"shares_loop": True}, False)],
+    ids=["fsync-batch", "fsync-never", "shares-the-loop"],
+)
+async def test_writes_run_on_the_loops_thread_only_where_syncs_bound_the_dirty_pages_and_the_loop_is_ours(
+    consumer_factory: ConsumerFactory, monkeypatch: pytest.MonkeyPatch, overrides: dict[str, object], on_loop: bool
+) -> None:
+    # A write the kernel holds (dirty-page throttling) holds the thread it runs
+    # on: the loop's own only where syncs keep dirty pages few (--fsync batch)
+    # and no catcher shares the loop (logrelay up).
+    consumer = await consumer_factory(**overrides)
+    threads: list[int] = []
+    real_write = consumer.sink.write
+
+    def write(data: bytes, last_id: bytes) -> None:
+        threads.append(threading.get_ident())
+        real_write(data, last_id)
+
+    monkeypatch.setattr(consumer.sink, "write", write)
+    await commit_new(consumer, 0, 3)
+    await commit_new(consumer, 3, 3)
+    await consumer.commits.drained()
+    assert written(consumer) == list(range(6))
+    assert len(threads) == 2
+    assert all((thread == threading.get_ident()) is on_loop for thread in threads)
+
+
+async def test_a_write_on_the_loop_that_fails_is_retried_and_lands_once(
+    consumer: FileConsumer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert consumer.commits.write_on_loop
+    caplog.set_level(logging.INFO, "logrelay.consumer")
+    real_write = consumer.sink.write
+    failures = iter([OSError(errno.ENOSPC, "No space left on device")])
+
+    def write(data: bytes, last_id: bytes) -> None:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        real_write(data, last_id)
+
+    monkeypatch.setattr(consumer.sink, "write", write)
+    await asyncio.wait_for(commit_new(consumer, 0, 4), 30)
+    await consumer.commits.drained()
+    assert written(consumer) == [0, 1, 2, 3]
+    assert await pending(consumer) == 0
+    assert caplog.text.count("cannot write") == 1
+    assert "again after" in caplog.text
