@@ -192,12 +192,13 @@ Span reply_id_at(PyObject *object, Py_ssize_t i) {
     ReplyEntries *entries = (ReplyEntries *)object;
     const EntryRow *row = &entries->rows[i];
     if (row->usual) return row_span(entries, row, 0);
-    /* [id, ...]: the id is the first bulk of the entry (checked when read) */
+    /* [id, ...] with a bulk id: its first element */
     const char *p = entries->data + row->begin, *end = entries->data + row->end;
     long long n;
     Span id = {NULL, -1};
+    if (*p != '*') return id;
     p = read_header(p, end, &n);
-    if (!FAILED(p)) take_bulk(&p, end, &id);
+    if (!FAILED(p) && n >= 1) take_bulk(&p, end, &id); /* leaves id as it is if not a bulk */
     return id;
 }
 
@@ -349,7 +350,10 @@ typedef struct {
 } ReplyReader;
 
 static PyObject *reader_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
-    if (!_PyArg_NoPositional("ReplyReader", args) || !_PyArg_NoKeywords("ReplyReader", kwargs)) return NULL;
+    if (PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "ReplyReader() takes no arguments");
+        return NULL;
+    }
     ReplyReader *reader = (ReplyReader *)type->tp_alloc(type, 0);
     if (reader != NULL) reader->stage = AT_HEAD;
     return (PyObject *)reader;

@@ -296,6 +296,15 @@ odd = st.one_of(
 )
 
 
+def test_ids_of_entries_that_are_not_lists_are_not_read_from_their_contents() -> None:
+    # A bulk entry whose bytes look like a bulk string: no id in it.
+    entries = [[b"1-1", usual_list(b"{}")], b"$1\r\nx\r\n", [b"2-2", None]]
+    _, got = feed_in_chunks(encode(entries), [])
+    lists = hiredis_entries(encode(entries))
+    assert outcome(bulk_ids, got) == outcome(bulk_ids, lists)
+    assert outcome(bulk_ids, got[2:]) == bulk_ids(lists[2:]) == b"$3\r\n2-2\r\n"
+
+
 def outcome(function: Any, *args: Any) -> object:
     try:
         return function(*args)
