@@ -13,7 +13,7 @@ import itertools
 import json
 import random
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import hiredis
@@ -360,56 +360,66 @@ def test_any_bytes_give_what_hiredis_gives_or_a_valueerror(blob: bytes, data: st
 # ------------------------------------------------------------------ through redis-py's connection
 
 
+@pytest.fixture
+async def client_factory(stream: RedisServer) -> AsyncIterator[Callable[..., Redis]]:
+    """asyncio clients of the test's redis-server (URL query and options as given); each closed at teardown."""
+    made: list[Redis] = []
+
+    def make(query: str = "", **options: Any) -> Redis:
+        made.append(Redis.from_url(stream.url + query, **options))
+        return made[-1]
+
+    yield make
+    for redis in made:
+        await redis.aclose()
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("protocol", [2, 3])
-async def test_the_group_reader_reads_entries_in_place_on_a_real_connection(stream: RedisServer, protocol: int) -> None:
+async def test_the_group_reader_reads_entries_in_place_on_a_real_connection(
+    stream: RedisServer, client_factory: Callable[..., Redis], protocol: int
+) -> None:
     expected = hiredis_parse(raw_reply(stream, "XRANGE", "s", "-", "+"))
-    redis = Redis.from_url(f"{stream.url}?protocol={protocol}")
-    try:
-        reader = GroupReader(redis, "s", "g", "c", batch_size=30, block_ms=50)
-        first = await reader.new()
-        assert type(first).__name__ == "ReplyEntries"
-        second = await reader.new()
-        assert list(first) + list(second) == expected
-        assert list(await reader.new()) == []  # a nil reply, after block_ms
-        assert await redis.ping()  # the connection is in a usable state
-    finally:
-        await redis.aclose()
+    redis = client_factory(f"?protocol={protocol}")
+    reader = GroupReader(redis, "s", "g", "c", batch_size=30, block_ms=50)
+    first = await reader.new()
+    assert type(first).__name__ == "ReplyEntries"
+    second = await reader.new()
+    assert list(first) + list(second) == expected
+    assert list(await reader.new()) == []  # a nil reply, after block_ms
+    assert await redis.ping()  # the connection is in a usable state
 
 
 @pytest.mark.integration
-async def test_an_error_reply_read_as_bytes_is_raised_and_the_connection_stays_usable(stream: RedisServer) -> None:
-    redis = Redis.from_url(stream.url, max_connections=1)
-    try:
-        reader = GroupReader(redis, "s", "nogroup", "c", batch_size=10, block_ms=50)
-        with pytest.raises(ResponseError, match="NOGROUP"):
-            await reader.new()
-        assert await redis.xlen("s") == 54
-    finally:
-        await redis.aclose()
+async def test_an_error_reply_read_as_bytes_is_raised_and_the_connection_stays_usable(
+    client_factory: Callable[..., Redis],
+) -> None:
+    redis = client_factory(max_connections=1)
+    reader = GroupReader(redis, "s", "nogroup", "c", batch_size=10, block_ms=50)
+    with pytest.raises(ResponseError, match="NOGROUP"):
+        await reader.new()
+    assert await redis.xlen("s") == 54
 
 
 @pytest.mark.integration
-async def test_a_connection_killed_while_blocked_is_a_connection_error_and_is_dropped(stream: RedisServer) -> None:
-    redis = Redis.from_url(stream.url, max_connections=2)
-    try:
-        reader = GroupReader(redis, "s", "g", "c", batch_size=100, block_ms=60_000)
-        await reader.ack_items(await reader.new())  # everything, acknowledged: the next read blocks
-        blocked = asyncio.create_task(reader.new())
+async def test_a_connection_killed_while_blocked_is_a_connection_error_and_is_dropped(
+    stream: RedisServer, client_factory: Callable[..., Redis]
+) -> None:
+    reader = GroupReader(client_factory(max_connections=2), "s", "g", "c", batch_size=100, block_ms=60_000)
+    await reader.ack_items(await reader.new())  # everything, acknowledged: the next read blocks
+    blocked = asyncio.create_task(reader.new())
 
-        def blocked_in_xreadgroup() -> bool:
-            with stream.client() as client:
-                return any(c["cmd"] == "xreadgroup" for c in client.client_list())
+    def blocked_in_xreadgroup() -> bool:
+        with stream.client() as client:
+            return any(c["cmd"] == "xreadgroup" for c in client.client_list())
 
-        await asyncio.to_thread(wait_until, blocked_in_xreadgroup, timeout=10, what="XREADGROUP blocked")
-        with stream.client() as client:
-            assert client.client_kill_filter(_type="normal", skipme=True) >= 1
-        with pytest.raises(ConnectionError):
-            await asyncio.wait_for(blocked, 10)
-        # the next read takes a new connection and reads on
-        with stream.client() as client:
-            client.xadd("s", usual_fields(500))  # type: ignore[arg-type]
-        items = await reader.new()
-        assert [json.loads(item[1][3])["seq"] for item in items] == [500]
-    finally:
-        await redis.aclose()
+    await asyncio.to_thread(wait_until, blocked_in_xreadgroup, timeout=10, what="XREADGROUP blocked")
+    with stream.client() as client:
+        assert client.client_kill_filter(_type="normal", skipme=True) >= 1
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(blocked, 10)
+    # the next read takes a new connection and reads on
+    with stream.client() as client:
+        client.xadd("s", usual_fields(500))  # type: ignore[arg-type]
+    items = await reader.new()
+    assert [json.loads(item[1][3])["seq"] for item in items] == [500]
