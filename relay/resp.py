@@ -106,15 +106,19 @@ class CommandPipeline:
     def reads_bytes(self) -> bool:
         """Whether :meth:`reply_bytes` can read this connection (a command sent, no reply pending but its own).
 
-        It can where redis-py reads through an asyncio stream with hiredis
-        and nothing is left in hiredis's buffer: the next bytes on the stream
-        are the reply's.  Not through fakeredis or redis-py's Python parsers.
+        It can where redis-py reads through an asyncio stream with hiredis,
+        without decoding replies to str, and nothing is left in hiredis's
+        buffer: the next bytes on the stream are the reply's.  Not through
+        fakeredis or redis-py's Python parsers.
         """
         connection = self._connection
         parser = getattr(connection, "_parser", None)
         buffered = getattr(parser, "_reader", None)
+        encoder = getattr(connection, "encoder", None)
         return (
             isinstance(getattr(connection, "_reader", None), asyncio.StreamReader)
+            and encoder is not None
+            and not encoder.decode_responses
             and type(parser).__name__ == "_AsyncHiredisParser"
             and getattr(parser, "_stream", None) is connection._reader
             and buffered is not None

@@ -391,6 +391,16 @@ async def test_the_group_reader_reads_entries_in_place_on_a_real_connection(
 
 
 @pytest.mark.integration
+async def test_a_client_that_decodes_replies_gets_them_decoded_as_before(
+    stream: RedisServer, client_factory: Callable[..., Redis]
+) -> None:
+    reader = GroupReader(client_factory(decode_responses=True), "s", "g", "c", batch_size=2, block_ms=50)
+    items = await reader.new()
+    assert type(items) is list
+    assert items[0][1][:4] == ["v", "1", "record", usual_fields(0)["record"]]
+
+
+@pytest.mark.integration
 async def test_an_error_reply_read_as_bytes_is_raised_and_the_connection_stays_usable(
     client_factory: Callable[..., Redis],
 ) -> None:
