@@ -129,30 +129,60 @@ typedef struct {
     int usual;
 } EntryRow;
 
-/* [begin, end) is one complete element: note whether it is the usual entry. */
-static void describe_entry(const char *data, Py_ssize_t begin, Py_ssize_t end, EntryRow *row) {
-    const char *p = data + begin, *stop = data + end;
+/* What read_usual_entry returns for anything but the usual entry. */
+static const char not_usual_;
+#define NOT_USUAL (&not_usual_)
+
+/* The bulk string at p, complete: its span, and the position past it. */
+static const char *usual_bulk(const char *p, const char *end, Span *span) {
     long long n;
-    row->begin = begin, row->end = end, row->usual = 0;
-    if (*p != '*') return;
-    p = read_header(p, stop, &n);
-    if (FAILED(p) || n != 2) return;
+    if (p >= end) return INCOMPLETE;
+    if (*p != '$') return NOT_USUAL;
+    const char *q = read_header(p, end, &n);
+    if (q == INCOMPLETE) return INCOMPLETE;
+    if (q == MALFORMED || n < 0) return NOT_USUAL;
+    if (end - q < n + 2) return INCOMPLETE;
+    if (q[n] != '\r' || q[n + 1] != '\n') return NOT_USUAL; /* resp_skip then says what is wrong */
+    span->p = q;
+    span->n = (Py_ssize_t)n;
+    return q + n + 2;
+}
+
+/* The usual entry at p, [id, [v, 1, record, R, client, C, catcher, K,
+ * received, T]], in one pass: fills row and returns the position past it;
+ * INCOMPLETE if the bytes end before it does (read again from p with more);
+ * NOT_USUAL for any other element, which the caller reads with resp_skip. */
+static const char *read_usual_entry(const char *data, const char *p, const char *end, EntryRow *row) {
+    long long n;
+    const char *begin = p;
     Span id, fields[10];
-    if (!take_bulk(&p, stop, &id) || *p != '*') return;
-    p = read_header(p, stop, &n);
-    if (FAILED(p) || n != 10) return;
-    for (int k = 0; k < 10; k++)
-        if (!take_bulk(&p, stop, &fields[k])) return;
+    if (p >= end) return INCOMPLETE;
+    if (*p != '*') return NOT_USUAL;
+    p = read_header(p, end, &n);
+    if (p == INCOMPLETE || p == MALFORMED) return p == INCOMPLETE ? INCOMPLETE : NOT_USUAL;
+    if (n != 2) return NOT_USUAL;
+    p = usual_bulk(p, end, &id);
+    if (FAILED(p) || p == NOT_USUAL) return p == INCOMPLETE ? INCOMPLETE : NOT_USUAL;
+    if (p >= end) return INCOMPLETE;
+    if (*p != '*') return NOT_USUAL;
+    p = read_header(p, end, &n);
+    if (p == INCOMPLETE || p == MALFORMED) return p == INCOMPLETE ? INCOMPLETE : NOT_USUAL;
+    if (n != 10) return NOT_USUAL;
+    for (int k = 0; k < 10; k++) {
+        p = usual_bulk(p, end, &fields[k]);
+        if (p == INCOMPLETE || p == NOT_USUAL) return p;
+    }
     if (!span_is(fields[0], "v", 1) || !span_is(fields[1], "1", 1) || !span_is(fields[2], "record", 6) ||
-        !span_is(fields[4], "client", 6) || !span_is(fields[6], "catcher", 7) || !span_is(fields[8], "received", 8))
-        return;
-    if (!is_stream_id_span(id)) return;
+        !span_is(fields[4], "client", 6) || !span_is(fields[6], "catcher", 7) || !span_is(fields[8], "received", 8) ||
+        !is_stream_id_span(id))
+        return NOT_USUAL;
     const Span values[5] = {id, fields[3], fields[5], fields[7], fields[9]};
     for (int k = 0; k < 5; k++) {
         row->offset[k] = values[k].p - data;
         row->size[k] = values[k].n;
     }
-    row->usual = 1;
+    row->begin = begin - data, row->end = p - data, row->usual = 1;
+    return p;
 }
 
 /* ------------------------------------------------------------ ReplyEntries */
@@ -469,10 +499,6 @@ static PyObject *read_head(ReplyReader *reader) {
 static PyObject *read_entries(ReplyReader *reader) {
     const char *end = reader->data + reader->size;
     while (reader->count < reader->announced) {
-        const char *p = reader->data + reader->position;
-        const char *q = resp_skip(p, end, 3);
-        if (q == INCOMPLETE) Py_RETURN_NONE;
-        if (q == MALFORMED) return malformed("stream entry");
         if (reader->count == reader->rows_capacity) {
             Py_ssize_t capacity = reader->rows_capacity ? reader->rows_capacity * 2 : 256;
             if (capacity > reader->announced) capacity = reader->announced;
@@ -481,7 +507,17 @@ static PyObject *read_entries(ReplyReader *reader) {
             reader->rows = rows;
             reader->rows_capacity = capacity;
         }
-        describe_entry(reader->data, p - reader->data, q - reader->data, &reader->rows[reader->count++]);
+        const char *p = reader->data + reader->position;
+        EntryRow *row = &reader->rows[reader->count];
+        const char *q = read_usual_entry(reader->data, p, end, row);
+        if (q == INCOMPLETE) Py_RETURN_NONE;
+        if (q == NOT_USUAL) {
+            q = resp_skip(p, end, 3);
+            if (q == INCOMPLETE) Py_RETURN_NONE;
+            if (q == MALFORMED) return malformed("stream entry");
+            row->begin = p - reader->data, row->end = q - reader->data, row->usual = 0;
+        }
+        reader->count++;
         reader->position = q - reader->data;
     }
     if (ends_at(reader, reader->data + reader->position) < 0) return NULL;
