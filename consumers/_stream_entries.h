@@ -2,6 +2,7 @@
  *
  *   _stream_entries.c  the module: entries, JSON lines, XACK ids
  *   _text_lines.c      text lines of a logging format
+ *   _stream_reply.c    ReplyReader, ReplyEntries: a read reply kept as its bytes
  */
 #ifndef CONSUMERS_STREAM_ENTRIES_H
 #define CONSUMERS_STREAM_ENTRIES_H
@@ -50,11 +51,6 @@ static inline int flush_lines(Buffer *b, PyObject *pieces) {
     Py_DECREF(chunk);
     b->size = 0;
     return failed;
-}
-
-static inline int is_name(PyObject *value, const char *name, Py_ssize_t size) {
-    return PyBytes_CheckExact(value) && PyBytes_GET_SIZE(value) == size &&
-           memcmp(PyBytes_AS_STRING(value), name, (size_t)size) == 0;
 }
 
 /* Bytes in place: in a bytes object, or in the buffer of a ReplyEntries. */
@@ -109,6 +105,21 @@ static inline Py_ssize_t entries_count(PyObject *items) {
     return -1;
 }
 
+/* Whether an entry's ten fields are the usual names: v=1, record, client,
+ * catcher, received, in that order (values at 3, 5, 7 and 9). */
+static inline int usual_fields(const Span fields[10]) {
+    static const struct {
+        int at;
+        const char *text;
+        Py_ssize_t size;
+    } names[6] = {{0, "v", 1}, {1, "1", 1}, {2, "record", 6}, {4, "client", 6}, {6, "catcher", 7}, {8, "received", 8}};
+    for (int k = 0; k < 6; k++) {
+        Span name = fields[names[k].at];
+        if (name.n != names[k].size || memcmp(name.p, names[k].text, (size_t)name.n) != 0) return 0;
+    }
+    return 1;
+}
+
 /* Entry i of items (entries_count said it is one of the two), if it is the
  * usual entry: sets its values (borrowed: items holds them); 0 if it is
  * anything else. */
@@ -116,27 +127,20 @@ static inline int usual_at(PyObject *items, Py_ssize_t i, Usual *usual) {
     if (!PyList_CheckExact(items)) return reply_usual_at(items, i, usual);
     PyObject *item = PyList_GET_ITEM(items, i);
     if (!PyList_CheckExact(item) || PyList_GET_SIZE(item) != 2) return 0;
-    PyObject *id = PyList_GET_ITEM(item, 0), *fields = PyList_GET_ITEM(item, 1);
-    if (!is_stream_id(id) || !PyList_CheckExact(fields) || PyList_GET_SIZE(fields) != 10) return 0;
-    for (Py_ssize_t k = 0; k < 10; k++)
-        if (!PyBytes_CheckExact(PyList_GET_ITEM(fields, k))) return 0;
-    static const struct {
-        const char *text;
-        Py_ssize_t size;
-    } names[5] = {{"v", 1}, {"1", 1}, {"record", 6}, {"client", 6}, {"catcher", 7}};
-    for (Py_ssize_t k = 0; k < 5; k++) {
-        /* fields 0 and 1 are v=1; then the names at 2, 4, 6 */
-        Py_ssize_t at = k < 2 ? k : 2 * (k - 1);
-        Span name = span_of(PyList_GET_ITEM(fields, at));
-        if (name.n != names[k].size || memcmp(name.p, names[k].text, (size_t)name.n) != 0) return 0;
+    PyObject *id = PyList_GET_ITEM(item, 0), *list = PyList_GET_ITEM(item, 1);
+    if (!is_stream_id(id) || !PyList_CheckExact(list) || PyList_GET_SIZE(list) != 10) return 0;
+    Span fields[10];
+    for (Py_ssize_t k = 0; k < 10; k++) {
+        PyObject *field = PyList_GET_ITEM(list, k);
+        if (!PyBytes_CheckExact(field)) return 0;
+        fields[k] = span_of(field);
     }
-    Span received_name = span_of(PyList_GET_ITEM(fields, 8));
-    if (received_name.n != 8 || memcmp(received_name.p, "received", 8) != 0) return 0;
+    if (!usual_fields(fields)) return 0;
     usual->id = span_of(id);
-    usual->record = span_of(PyList_GET_ITEM(fields, 3));
-    usual->client = span_of(PyList_GET_ITEM(fields, 5));
-    usual->catcher = span_of(PyList_GET_ITEM(fields, 7));
-    usual->received = span_of(PyList_GET_ITEM(fields, 9));
+    usual->record = fields[3];
+    usual->client = fields[5];
+    usual->catcher = fields[7];
+    usual->received = fields[9];
     return 1;
 }
 

@@ -118,10 +118,6 @@ static int take_bulk(const char **p, const char *end, Span *span) {
     return 1;
 }
 
-static int span_is(Span s, const char *text, Py_ssize_t size) {
-    return s.n == size && memcmp(s.p, text, (size_t)size) == 0;
-}
-
 /* Offsets into the reply's buffer (it moves while the reply is read). */
 typedef struct {
     Py_ssize_t begin, end; /* the whole entry, [id, [field, value, ...]] */
@@ -172,10 +168,7 @@ static const char *read_usual_entry(const char *data, const char *p, const char 
         p = usual_bulk(p, end, &fields[k]);
         if (p == INCOMPLETE || p == NOT_USUAL) return p;
     }
-    if (!span_is(fields[0], "v", 1) || !span_is(fields[1], "1", 1) || !span_is(fields[2], "record", 6) ||
-        !span_is(fields[4], "client", 6) || !span_is(fields[6], "catcher", 7) || !span_is(fields[8], "received", 8) ||
-        !is_stream_id_span(id))
-        return NOT_USUAL;
+    if (!usual_fields(fields) || !is_stream_id_span(id)) return NOT_USUAL;
     const Span values[5] = {id, fields[3], fields[5], fields[7], fields[9]};
     for (int k = 0; k < 5; k++) {
         row->offset[k] = values[k].p - data;
