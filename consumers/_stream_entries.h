@@ -79,7 +79,9 @@ static inline int is_stream_id_span(Span id) {
     return dashes == 1;
 }
 
-static inline int is_stream_id(PyObject *value) { return PyBytes_CheckExact(value) && is_stream_id_span(span_of(value)); }
+static inline int is_stream_id(PyObject *value) {
+    return PyBytes_CheckExact(value) && is_stream_id_span(span_of(value));
+}
 
 static inline int is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
