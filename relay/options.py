@@ -17,9 +17,11 @@ from typing import Any, TypeVar
 import click
 
 from relay.settings import (
+    DEFAULT_LINGER_MS,
     DEFAULT_LISTEN,
     DEFAULT_REDIS_URL,
     DEFAULT_STREAM,
+    MAX_LINGER_MS,
     CatcherSettings,
     ListenAddress,
     RedisSettings,
@@ -146,6 +148,14 @@ CATCHER_OPTIONS = [
         help="Batches in flight to Redis at once, sent ahead of their replies; also bounds the read-ahead.",
     ),
     click.option(
+        "--linger-ms",
+        type=click.FloatRange(0, MAX_LINGER_MS),
+        default=DEFAULT_LINGER_MS,
+        show_default=True,
+        help="How long a partial batch waits for more records before it is sent (0: at once); "
+        "fewer, larger batches cost Redis and the consumer less CPU per record.",
+    ),
+    click.option(
         "--max-connections",
         type=click.IntRange(1),
         default=10_000,
@@ -261,6 +271,7 @@ def catcher_settings(options: dict[str, Any], redis: RedisSettings | None = None
         full_policy=options["full_policy"],
         batch_max_records=options["batch_max_records"],
         publish_window=options["publish_window"],
+        linger_ms=options["linger_ms"],
         max_connections=options["max_connections"],
         max_connections_per_client=options["max_connections_per_client"],
         frame_timeout=options["frame_timeout"],

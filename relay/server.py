@@ -63,6 +63,7 @@ class CatcherServer:
             batch_max_records=settings.batch_max_records,
             batch_max_bytes=settings.batch_max_bytes,
             window=settings.publish_window,
+            linger=settings.linger_ms / 1000,
             stats=self.stats,
             flow=self.registry,
             max_stream_length=settings.max_stream_length,

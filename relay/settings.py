@@ -20,8 +20,10 @@ from relay.publishscript import FullPolicy
 from relay.wire import DecodeLimits
 
 __all__ = [
+    "DEFAULT_LINGER_MS",
     "DEFAULT_LISTEN",
     "DEFAULT_STREAM",
+    "MAX_LINGER_MS",
     "CatcherSettings",
     "ListenAddress",
     "RedisSettings",
@@ -36,6 +38,9 @@ DEFAULT_PORT: Final = 9020
 DEFAULT_LISTEN: Final = f"127.0.0.1:{DEFAULT_PORT}"
 DEFAULT_STREAM: Final = "logrelay"
 DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"
+#: A partial batch's wait for more records (README, "Performance": what it buys), and its ceiling.
+DEFAULT_LINGER_MS: Final = 2.0
+MAX_LINGER_MS: Final = 1000.0
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 _UNITS: Final = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -197,6 +202,8 @@ class CatcherSettings:
     batch_max_bytes: int = 1024 * 1024
     # Batches in flight to Redis at once, sent ahead of their replies (relay.publisher).
     publish_window: int = 16
+    # Milliseconds a partial batch waits for more records (relay.publisher); 0: sent at once.
+    linger_ms: float = DEFAULT_LINGER_MS
     max_connections: int = 10_000
     # Per client address (after the PROXY header, if any); 0: no limit.
     max_connections_per_client: int = 1000
@@ -225,6 +232,8 @@ class CatcherSettings:
             raise ValueError("--proxy-protocol with TLS on the catcher is not supported: terminate TLS at the balancer")
         if self.max_stream_length < 0:
             raise ValueError("max-stream-length must not be negative")
+        if not 0 <= self.linger_ms <= MAX_LINGER_MS:
+            raise ValueError(f"linger-ms must be between 0 and {MAX_LINGER_MS}")
         if self.full_policy not in ("block", "shed"):
             raise ValueError("full-policy must be block or shed")
         if self.max_connections_per_client < 0:

@@ -62,6 +62,13 @@ def test_derived_keys_carry_the_stream_as_hash_tag() -> None:
         StreamKeys("")
 
 
+def test_linger_is_bounded() -> None:
+    with pytest.raises(ValueError, match="linger-ms"):
+        CatcherSettings(linger_ms=-0.1)
+    with pytest.raises(ValueError, match="linger-ms"):
+        CatcherSettings(linger_ms=1000.1)
+
+
 def test_buffer_must_hold_one_maximum_record() -> None:
     with pytest.raises(ValueError, match="buffer-bytes"):
         CatcherSettings(buffer_bytes=1024)
@@ -74,16 +81,18 @@ def test_cli_defaults_build_default_settings() -> None:
     assert settings.keys.records == "logrelay"
     assert settings.limits.max_frame_bytes == 1 << 20
     assert settings.buffer_bytes == CatcherSettings().buffer_bytes
+    assert settings.linger_ms == CatcherSettings().linger_ms == 2.0
 
 
 def test_cli_options_map_onto_settings() -> None:
     args = ["--listen", "[::1]:7000", "--stream", "s", "--max-frame-bytes", "64KiB", "--buffer-bytes", "8MiB"]
-    ctx = main.commands["catch"].make_context("catch", args)
+    ctx = main.commands["catch"].make_context("catch", [*args, "--linger-ms", "0.5"])
     settings = catcher_settings(ctx.params)
     assert (settings.listen.host, settings.listen.port) == ("::1", 7000)
     assert settings.keys.records == "s"
     assert settings.limits.max_frame_bytes == 64 * 1024
     assert settings.buffer_bytes == 8 << 20
+    assert settings.linger_ms == 0.5
 
 
 @pytest.mark.parametrize(
@@ -93,6 +102,8 @@ def test_cli_options_map_onto_settings() -> None:
         (["--max-frame-bytes", "big"], "not a byte size"),
         (["--redis-url", "http://x"], "unsupported Redis URL scheme"),
         (["--buffer-bytes", "1KiB"], "buffer-bytes must hold"),
+        (["--linger-ms", "-1"], "--linger-ms"),
+        (["--linger-ms", "5000"], "--linger-ms"),
     ],
 )
 def test_bad_options_are_one_line_errors(args: list[str], message: str) -> None:
