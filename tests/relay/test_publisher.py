@@ -10,6 +10,7 @@ tests/integration/test_catch.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Collection
@@ -121,38 +122,54 @@ async def test_records_are_published_in_order_in_batches(client: fakeredis.FakeA
     assert publisher.buffered_bytes == 0
 
 
-async def test_after_a_batch_records_linger_until_a_batch_is_full(client: fakeredis.FakeAsyncRedis) -> None:
-    publisher = make_publisher(client, batch_max_records=10, linger=60)
+@contextlib.asynccontextmanager
+async def running(publisher: StreamPublisher) -> AsyncIterator[asyncio.Task[None]]:
+    """``publisher.run()`` as a task, cancelled on the way out."""
     task = asyncio.create_task(publisher.run())
     try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def add(publisher: StreamPublisher, seqs: range) -> None:
+    for seq in seqs:
+        publisher.add_record(record(seq), "10.0.0.1:5000", "1700000000.000001")
+
+
+async def published(publisher: StreamPublisher, count: int, what: str) -> None:
+    await async_wait_until(lambda: publisher.stats.records_published == count, timeout=10, what=what)
+
+
+async def test_after_a_batch_records_linger_until_a_batch_is_full(client: fakeredis.FakeAsyncRedis) -> None:
+    publisher = make_publisher(client, batch_max_records=10, linger=60)
+    async with running(publisher):
         # After a quiet spell a record goes at once...
-        publisher.add_record(record(0), "10.0.0.1:5000", "1700000000.000001")
-        await async_wait_until(lambda: publisher.stats.records_published == 1, timeout=10, what="the first record")
+        add(publisher, range(1))
+        await published(publisher, 1, "the first record")
         # ...and the records after it wait for company.
-        for seq in range(1, 4):
-            publisher.add_record(record(seq), "10.0.0.1:5000", "1700000000.000001")
+        add(publisher, range(1, 4))
         await async_wait_until(lambda: publisher.lingering, timeout=10, what="the partial batch lingering")
         assert await client.xlen("logs") == 1
         # A batch's worth wakes it long before the linger is over.
-        for seq in range(4, 14):
-            publisher.add_record(record(seq), "10.0.0.1:5000", "1700000000.000001")
-        await async_wait_until(lambda: publisher.stats.records_published == 14, timeout=10, what="a full batch")
+        add(publisher, range(4, 14))
+        await published(publisher, 14, "a full batch")
         assert publisher.stats.batches_published == 3  # [0], [1..10], and [11..13] sent with it
         assert [r["seq"] for r in await stream_records(client)] == list(range(14))
-    finally:
-        task.cancel()
 
 
 class ArrivalsInFlightPublisher(StreamPublisher):
     """Records ``arrivals`` are added while the first batch is in flight (before its reply is read)."""
 
-    def __init__(self, *args: Any, arrivals: list[bytes], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, arrivals: range, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.arrivals = arrivals
 
     async def _reply(self, pipe: CommandPipeline) -> object:
-        self.add_records(self.arrivals, "10.0.0.1:5000", "1700000000.000001")
-        self.arrivals = []
+        add(self, self.arrivals)
+        self.arrivals = range(0)
         return await super()._reply(pipe)
 
 
@@ -162,53 +179,41 @@ async def test_records_arriving_while_a_batch_is_in_flight_wait_for_the_linger(
 ) -> None:
     publisher = ArrivalsInFlightPublisher(
         client, KEYS, catcher_id="test-catcher", buffer_bytes=2**26, batch_max_records=10, linger=linger,
-        arrivals=[record(seq) for seq in range(10, 13)],
+        arrivals=range(10, 13),
     )  # fmt: skip
-    for seq in range(10):
-        publisher.add_record(record(seq), "10.0.0.1:5000", "1700000000.000001")
-    task = asyncio.create_task(publisher.run())
-    try:
+    add(publisher, range(10))
+    async with running(publisher) as task:
         if linger:
             # The full batch went at once; the three behind it wait for company.
             await async_wait_until(lambda: publisher.lingering, timeout=10, what="the rest lingering")
             assert publisher.stats.batches_published == 1
             assert publisher.buffered == 3
-            # Closing (SIGTERM) sends what lingers at once.
-            publisher.close()
         else:
-            await async_wait_until(lambda: publisher.stats.records_published == 13, timeout=10, what="13 records")
-            publisher.close()
+            await published(publisher, 13, "13 records")
+        # Closing (SIGTERM) sends what lingers at once.
+        publisher.close()
         await asyncio.wait_for(task, 10)
         assert publisher.stats.batches_published == 2
         assert [r["seq"] for r in await stream_records(client)] == list(range(13))
-    finally:
-        task.cancel()
 
 
 async def test_a_partial_batch_is_sent_when_its_linger_is_over(client: fakeredis.FakeAsyncRedis) -> None:
     publisher = make_publisher(client, batch_max_records=10, linger=0.02)
-    task = asyncio.create_task(publisher.run())
-    try:
-        publisher.add_record(record(0), "10.0.0.1:5000", "1700000000.000001")
-        await async_wait_until(lambda: publisher.stats.records_published == 1, timeout=10, what="the first record")
-        publisher.add_record(record(1), "10.0.0.1:5000", "1700000000.000001")
-        await async_wait_until(lambda: publisher.stats.records_published == 2, timeout=10, what="the lingering one")
+    async with running(publisher):
+        add(publisher, range(1))
+        await published(publisher, 1, "the first record")
+        add(publisher, range(1, 2))
+        await published(publisher, 2, "the lingering one")
         assert publisher.stats.batches_published == 2
-    finally:
-        task.cancel()
 
 
 async def test_without_a_linger_each_turn_sends_what_is_buffered(client: fakeredis.FakeAsyncRedis) -> None:
     publisher = make_publisher(client, batch_max_records=10, linger=0)
-    task = asyncio.create_task(publisher.run())
-    try:
-        for seq in range(3):
-            publisher.add_record(record(seq), "10.0.0.1:5000", "1700000000.000001")
-        await async_wait_until(lambda: publisher.stats.records_published == 3, timeout=10, what="the partial batch")
+    async with running(publisher):
+        add(publisher, range(3))
+        await published(publisher, 3, "the partial batch")
         assert not publisher.lingering
         assert publisher.stats.batches_published == 1
-    finally:
-        task.cancel()
 
 
 async def test_entry_fields_follow_the_documented_format(client: fakeredis.FakeAsyncRedis) -> None:
