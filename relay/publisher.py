@@ -18,14 +18,8 @@ a sequence number; the script stores the last applied number and skips a
 batch it has already applied.  So when replies are lost (timeout,
 connection reset, Redis stalled) everything in flight is simply sent again.
 
-A partial batch lingers: once a batch was made, the next one goes when it
-is full (``batch_max_records`` or ``batch_max_bytes``) or when ``linger``
-has passed since, whichever is first; after a quiet spell a record goes at
-once.  Each script call, each reply and each wake-up of the consumer's
-blocked read costs the same for 10 records as for 100, so at moderate rates
-(tens of thousands a second) fewer, fuller batches cut the CPU per record of
-the catcher, Redis and the consumer alike, for at most ``linger`` of
-latency (README, "Performance").
+A partial batch lingers for more records (``linger``), and how the buffer
+is cut into batches is :mod:`relay.batching`'s.
 
 Two limits stop the reading of sockets (through :class:`FlowControl`, all
 connections at once; TCP then pushes back on senders):
@@ -43,7 +37,6 @@ Nothing that was added is dropped while the process runs.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import random
 import secrets
@@ -55,6 +48,7 @@ from typing import Final, Protocol
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
+from relay.batching import ENTRY_OVERHEAD, Batch, BatchCutter
 from relay.publishscript import (
     PUBLISH_SCRIPT,
     SCHEMA_VERSION,
@@ -77,9 +71,6 @@ log = logging.getLogger("logrelay.publisher")
 
 _new_tuple: Final = tuple.__new__
 
-# Rough per-entry memory besides its payload (tuple, str objects, deque slot).
-ENTRY_OVERHEAD: Final = 120
-
 #: Batches sent before waiting for their replies.
 DEFAULT_WINDOW: Final = 16
 
@@ -98,19 +89,6 @@ class _NoFlowControl:
 
     def resume_reading(self) -> None:
         pass
-
-
-class _Batch:
-    """Entries at the head of the buffer, sent as one script call."""
-
-    __slots__ = ("entries", "packed", "pipelined", "seq", "size")
-
-    def __init__(self, entries: list[Entry], size: int, seq: int, pipelined: bool) -> None:
-        self.entries = entries
-        self.size = size  # their share of buffered_bytes
-        self.seq = seq
-        self.pipelined = pipelined  # sent behind the batch before it, before its reply
-        self.packed: bytes | None = None  # its EVALSHA, once packed (for the script loaded then)
 
 
 class StreamPublisher:
@@ -150,19 +128,15 @@ class StreamPublisher:
         self._high_water = buffer_bytes
         self._low_water = buffer_bytes // 2
         self._read_ahead = min(buffer_bytes, window * batch_max_bytes)
-        self._batch_max_records = batch_max_records
-        self._batch_max_bytes = batch_max_bytes
-        self._window = window
-        self._linger = linger
-        # When the last batch was made (time.monotonic()).
-        self._last_batch_at = float("-inf")
+        self._batches = BatchCutter(
+            max_records=batch_max_records, max_bytes=batch_max_bytes, window=window, linger=linger
+        )
         # run() waits out a linger: only a batch's worth of entries wakes it early.
         self._lingering = False
         self.stats = stats or CatcherStats()
         self.flow: FlowControl = flow or _NoFlowControl()
         self._paused = False
         self._full = False
-        self._seq = 0
         self._script_sha: str | None = None
         self._wakeup = asyncio.Event()
         self._closing = False
@@ -230,19 +204,7 @@ class StreamPublisher:
 
     def _batch_ready(self) -> bool:
         # While run() lingers nothing is in flight: the whole buffer is unsent.
-        return len(self._buffer) >= self._batch_max_records or self._buffered_bytes >= self._batch_max_bytes
-
-    def _linger_left(self) -> float:
-        """Seconds a partial batch still waits for more records (0 or less: it may go now).
-
-        Counted from the last batch made: while records keep coming, at most
-        one partial batch goes per ``linger``, and none waits longer than
-        that; a record after a quiet spell goes at once.  Full batches never
-        wait, and nothing does once :meth:`close` was called.
-        """
-        if self._linger <= 0 or self._closing:
-            return 0.0
-        return self._last_batch_at + self._linger - time.monotonic()
+        return self._batches.is_full(len(self._buffer), self._buffered_bytes)
 
     # -- flow control ----------------------------------------------------------
 
@@ -300,7 +262,7 @@ class StreamPublisher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            wait = self._linger_left()
+            wait = 0.0 if self._closing else self._batches.linger_left()
             if wait > 0 and not self._batch_ready():
                 await self._linger_for(wait)
             held = await self._publish()
@@ -349,7 +311,7 @@ class StreamPublisher:
         When the connection fails, which ran is unknown: all in flight are
         sent again (the script skips what it applied).
         """
-        in_flight: deque[_Batch] = deque()
+        in_flight: deque[Batch] = deque()
         held: list[RecordEntry] = []
         pipe = CommandPipeline(self._redis)
         attempt = 0
@@ -412,50 +374,12 @@ class StreamPublisher:
             else:
                 await pipe.close()
 
-    def _more_batches(self, in_flight: deque[_Batch], *, hold_partial: bool) -> list[_Batch]:
-        """Batches of the entries behind those in flight, as many as the window has room for.
+    def _more_batches(self, in_flight: deque[Batch], *, hold_partial: bool) -> list[Batch]:
+        """The next batches (:meth:`BatchCutter.take`); a partial one is never held on :meth:`_publish`'s
+        first call, which run() makes once the linger is over or a batch is full, nor once closing."""
+        return self._batches.take(self._buffer, in_flight, hold_partial=hold_partial and not self._closing)
 
-        ``hold_partial``: leave a last, partial batch in the buffer while
-        :meth:`_linger_left` says it waits.  Never on :meth:`_publish`'s first call, which run()
-        makes once the linger is over or a batch is full: then everything
-        goes, and run() cannot spin on a buffer it never sends.
-        """
-        room = self._window - len(in_flight)
-        if room <= 0:
-            return []
-        start = sum(len(batch.entries) for batch in in_flight)
-        batches: list[_Batch] = []
-        entries: list[Entry] = []
-        size = 0
-        max_records, max_bytes = self._batch_max_records, self._batch_max_bytes
-        pipelined = bool(in_flight)
-        for entry in itertools.islice(self._buffer, start, start + room * max_records):
-            entry_size = len(entry[0]) + ENTRY_OVERHEAD
-            if type(entry) is DeadLetterEntry:
-                entry_size += len(entry.reason)
-            # Always take at least one entry, however large.
-            if entries and (len(entries) >= max_records or size + entry_size > max_bytes):
-                batches.append(self._batch(entries, size, pipelined or bool(batches)))
-                if len(batches) == room:
-                    return batches
-                entries, size = [], 0
-            entries.append(entry)
-            size += entry_size
-        if entries:
-            # Behind batches in flight, a partial batch waits out its linger
-            # (in run(), once they are confirmed) rather than go at once.
-            if hold_partial and len(entries) < max_records and size < max_bytes and self._linger_left() > 0:
-                return batches
-            batches.append(self._batch(entries, size, pipelined or bool(batches)))
-        if batches:
-            self._last_batch_at = time.monotonic()
-        return batches
-
-    def _batch(self, entries: list[Entry], size: int, pipelined: bool) -> _Batch:
-        self._seq += 1
-        return _Batch(entries, size, self._seq, pipelined)
-
-    def _packed(self, batch: _Batch) -> bytes:
+    def _packed(self, batch: Batch) -> bytes:
         if batch.packed is None:
             assert self._script_sha is not None
             keys = [self._keys.records, self._keys.dead_letters, self._producer_key]
@@ -471,7 +395,7 @@ class StreamPublisher:
             )
         return batch.packed
 
-    def _confirm(self, batch: _Batch, reply: object, held: list[RecordEntry]) -> BaseException | None:
+    def _confirm(self, batch: Batch, reply: object, held: list[RecordEntry]) -> BaseException | None:
         """Release a batch Redis confirmed (adding what it held to ``held``); or say why it was not applied."""
         if isinstance(reply, ResponseError):
             return reply
@@ -498,7 +422,7 @@ class StreamPublisher:
         """The reply to the oldest batch in flight (an error reply as a value)."""
         return await pipe.reply()
 
-    def _note_success(self, batch: _Batch, result: BatchResult) -> int:
+    def _note_success(self, batch: Batch, result: BatchResult) -> int:
         """Count a confirmed batch; return how many of its records it held."""
         stats = self.stats
         if result.duplicate:
