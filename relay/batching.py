@@ -97,7 +97,10 @@ class BatchCutter:
         max_records, max_bytes = self.max_records, self.max_bytes
         pipelined = bool(in_flight)
         for entry in itertools.islice(buffer, start, start + room * max_records):
-            this = entry_size(entry)
+            # entry_size(), inlined: this runs per record (a call was ~30 ns of ~135 per entry).
+            this = len(entry[0]) + ENTRY_OVERHEAD
+            if type(entry) is DeadLetterEntry:
+                this += len(entry.reason)
             # Always take at least one entry, however large.
             if entries and (len(entries) >= max_records or size + this > max_bytes):
                 batches.append(self._batch(entries, size, pipelined or bool(batches)))
