@@ -152,8 +152,8 @@ CATCHER_OPTIONS = [
         type=click.FloatRange(0, MAX_LINGER_MS),
         default=DEFAULT_LINGER_MS,
         show_default=True,
-        help="How long a partial batch waits for more records before it is sent (0: at once); "
-        "fewer, larger batches cost Redis and the consumer less CPU per record.",
+        help="After a batch, how long the next, partial one waits for more records (0: never); "
+        "fewer, fuller batches cost the catcher, Redis and the consumer less CPU per record.",
     ),
     click.option(
         "--max-connections",
