@@ -30,14 +30,6 @@ __all__ = ["ENTRY_OVERHEAD", "Batch", "BatchCutter"]
 ENTRY_OVERHEAD: Final = 120
 
 
-def entry_size(entry: Entry) -> int:
-    """An entry's share of the buffer's bytes."""
-    size = len(entry[0]) + ENTRY_OVERHEAD
-    if type(entry) is DeadLetterEntry:
-        size += len(entry.reason)
-    return size
-
-
 class Batch:
     """Entries at the head of the buffer, sent as one script call."""
 
@@ -97,7 +89,8 @@ class BatchCutter:
         max_records, max_bytes = self.max_records, self.max_bytes
         pipelined = bool(in_flight)
         for entry in itertools.islice(buffer, start, start + room * max_records):
-            # entry_size(), inlined: this runs per record (a call was ~30 ns of ~135 per entry).
+            # The entry's share of the buffer's bytes, as the publisher counts it
+            # (inline: this runs per record; a function call was ~30 ns of ~135).
             this = len(entry[0]) + ENTRY_OVERHEAD
             if type(entry) is DeadLetterEntry:
                 this += len(entry.reason)

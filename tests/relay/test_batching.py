@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from relay.batching import ENTRY_OVERHEAD, Batch, BatchCutter, entry_size
+from relay.batching import ENTRY_OVERHEAD, Batch, BatchCutter
 from relay.publishscript import DeadLetterEntry, Entry, RecordEntry
 
 
@@ -24,8 +24,7 @@ def test_batches_are_cut_by_count_numbered_in_order_and_pipelined_behind_the_fir
 
 
 def test_batches_are_cut_by_bytes_and_an_oversized_entry_still_goes_alone() -> None:
-    size = entry_size(records(1, 400)[0])
-    assert size == 400 + ENTRY_OVERHEAD
+    size = 400 + ENTRY_OVERHEAD
     batches = cutter(max_bytes=2 * size).take(records(5, 400), deque(), hold_partial=False)
     assert [len(b.entries) for b in batches] == [2, 2, 1]
     assert [b.size for b in batches] == [2 * size, 2 * size, size]
@@ -33,9 +32,10 @@ def test_batches_are_cut_by_bytes_and_an_oversized_entry_still_goes_alone() -> N
     assert len(alone.entries) == 1
 
 
-def test_a_dead_letters_reason_counts_in_its_size() -> None:
+def test_a_dead_letters_reason_counts_in_its_batchs_size() -> None:
     entry = DeadLetterEntry(b"raw", "not a pickle", "10.0.0.1:5000", "1700000000.0")
-    assert entry_size(entry) == 3 + len("not a pickle") + ENTRY_OVERHEAD
+    (batch,) = cutter().take(deque([entry]), deque(), hold_partial=False)
+    assert batch.size == 3 + len("not a pickle") + ENTRY_OVERHEAD
 
 
 def test_the_window_bounds_the_batches_in_flight_and_they_are_skipped() -> None:

@@ -104,10 +104,10 @@ async def run_until_published(publisher: StreamPublisher, expected: int, timeout
         task.cancel()
 
 
-def make_publisher(client: Any, **kwargs: Any) -> StreamPublisher:
+def make_publisher(client: Any, cls: type[StreamPublisher] = StreamPublisher, **kwargs: Any) -> StreamPublisher:
     options: dict[str, Any] = {"catcher_id": "test-catcher", "buffer_bytes": 64 * 1024 * 1024}
     options.update(kwargs)
-    return StreamPublisher(client, KEYS, **options)
+    return cls(client, KEYS, **options)
 
 
 async def test_records_are_published_in_order_in_batches(client: fakeredis.FakeAsyncRedis) -> None:
@@ -177,10 +177,9 @@ class ArrivalsInFlightPublisher(StreamPublisher):
 async def test_records_arriving_while_a_batch_is_in_flight_wait_for_the_linger(
     client: fakeredis.FakeAsyncRedis, linger: float
 ) -> None:
-    publisher = ArrivalsInFlightPublisher(
-        client, KEYS, catcher_id="test-catcher", buffer_bytes=2**26, batch_max_records=10, linger=linger,
-        arrivals=range(10, 13),
-    )  # fmt: skip
+    publisher = make_publisher(
+        client, ArrivalsInFlightPublisher, batch_max_records=10, linger=linger, arrivals=range(10, 13)
+    )
     add(publisher, range(10))
     async with running(publisher) as task:
         if linger:
