@@ -119,8 +119,8 @@ class GroupCommit:
                 if self.write_on_loop:
                     # The hop to a worker and back (GIL hand-offs, two futex
                     # wakes) cost more than the write: at 46k records/s in
-                    # batches of ~50, consumer CPU per record 10.8-11.2 ->
-                    # 8.7-8.9 µs (README, "Performance").
+                    # batches of ~50, consumer CPU per record 10.3-11.4 ->
+                    # 8.9-9.0 µs (README, "Performance").
                     try:
                         sink.write(data, last_new)
                     except OSError as exc:
