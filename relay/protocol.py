@@ -52,7 +52,7 @@ def format_peer(peer: Any) -> str:
 class ConnectionRegistry:
     """The open connections, the server-wide reading state, and the connection limits.
 
-    Implements :class:`relay.publisher.FlowControl`: when the publisher's
+    Implements :class:`relay.readgate.FlowControl`: when the publisher's
     buffer is full, every connection stops reading; new connections start
     paused until it has room again.
     """

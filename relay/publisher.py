@@ -19,17 +19,8 @@ batch it has already applied.  So when replies are lost (timeout,
 connection reset, Redis stalled) everything in flight is simply sent again.
 
 A partial batch lingers for more records (``linger``), and how the buffer
-is cut into batches is :mod:`relay.batching`'s.
-
-Two limits stop the reading of sockets (through :class:`FlowControl`, all
-connections at once; TCP then pushes back on senders):
-
-* read-ahead: while Redis answers, at most about one window of records
-  (``window`` x ``batch_max_bytes``) waits unsent; reading resumes once
-  half of it is sent.  Decoding far ahead of Redis only costs memory (and
-  starves the publishing task of turns of the event loop).
-* the buffer: while Redis is away (a publish failed), records are held up
-  to ``buffer_bytes`` in all; reading resumes once it is half empty.
+is cut into batches is :mod:`relay.batching`'s.  When reading stops for the
+buffer's sake (ahead of Redis, or Redis away) is :mod:`relay.readgate`'s.
 
 Nothing that was added is dropped while the process runs.
 """
@@ -43,7 +34,7 @@ import secrets
 import time
 from collections import deque
 from itertools import repeat
-from typing import Final, Protocol
+from typing import Final
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
@@ -61,11 +52,12 @@ from relay.publishscript import (
     pack_publish,
     parse_result,
 )
+from relay.readgate import FlowControl, ReadGate
 from relay.resp import CommandPipeline
 from relay.settings import StreamKeys
 from relay.stats import CatcherStats
 
-__all__ = ["DEFAULT_WINDOW", "PUBLISH_SCRIPT", "SCHEMA_VERSION", "FlowControl", "StreamPublisher"]
+__all__ = ["DEFAULT_WINDOW", "PUBLISH_SCRIPT", "SCHEMA_VERSION", "StreamPublisher"]
 
 log = logging.getLogger("logrelay.publisher")
 
@@ -73,22 +65,6 @@ _new_tuple: Final = tuple.__new__
 
 #: Batches sent before waiting for their replies.
 DEFAULT_WINDOW: Final = 16
-
-
-class FlowControl(Protocol):
-    """What the publisher needs from the server to push back on senders."""
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
-
-
-class _NoFlowControl:
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 class StreamPublisher:
@@ -125,18 +101,15 @@ class StreamPublisher:
         self._buffered_bytes = 0
         # Of those, the entries of the batches in flight to Redis.
         self._in_flight_bytes = 0
-        self._high_water = buffer_bytes
-        self._low_water = buffer_bytes // 2
-        self._read_ahead = min(buffer_bytes, window * batch_max_bytes)
         self._batches = BatchCutter(
             max_records=batch_max_records, max_bytes=batch_max_bytes, window=window, linger=linger
         )
         # run() waits out a linger: only a batch's worth of entries wakes it early.
         self._lingering = False
         self.stats = stats or CatcherStats()
-        self.flow: FlowControl = flow or _NoFlowControl()
-        self._paused = False
-        self._full = False
+        self._gate = ReadGate(
+            buffer_bytes=buffer_bytes, read_ahead=window * batch_max_bytes, flow=flow, stats=self.stats
+        )
         self._script_sha: str | None = None
         self._wakeup = asyncio.Event()
         self._closing = False
@@ -146,7 +119,6 @@ class StreamPublisher:
         self.full_policy: FullPolicy = full_policy
         self._last_shed_log = -60.0
         self._full_attempts = 0
-        self._last_pause_log = -60.0
 
     # -- the producer side (called from protocol callbacks) -----------------
 
@@ -161,13 +133,13 @@ class StreamPublisher:
 
     @property
     def paused(self) -> bool:
-        """Whether reading is stopped, for either limit."""
-        return self._paused
+        """Whether reading is stopped, for either limit (:mod:`relay.readgate`)."""
+        return self._gate.paused
 
     @property
     def full(self) -> bool:
         """Whether reading is stopped because the buffer is full (not only read-ahead)."""
-        return self._paused and self._full
+        return self._gate.full
 
     @property
     def lingering(self) -> bool:
@@ -209,47 +181,14 @@ class StreamPublisher:
     # -- flow control ----------------------------------------------------------
 
     def _check_limits(self) -> None:
-        """Stop reading at either limit (see the module docstring)."""
-        if self._buffered_bytes >= self._high_water:
-            if not self.full:
-                self._pause(full=True)
-        elif (
-            not self._paused
-            and self._outage_since is None
-            and self._buffered_bytes - self._in_flight_bytes >= self._read_ahead
-        ):
-            self._pause(full=False)
+        buffered = self._buffered_bytes
+        self._gate.check(
+            buffered, buffered - self._in_flight_bytes, outage=self._outage_since is not None, records=len(self._buffer)
+        )
 
     def _check_resume(self) -> None:
-        """Read again once under half of every limit that applies."""
-        if not self._paused or self._buffered_bytes > self._low_water:
-            return
-        if self._outage_since is None and self._buffered_bytes - self._in_flight_bytes > self._read_ahead // 2:
-            return
-        self._paused = self._full = False
-        log.debug("buffer drained to %d records: reading again", len(self._buffer))
-        self.flow.resume_reading()
-
-    def _pause(self, *, full: bool) -> None:
-        already = self._paused
-        self._paused = True
-        self._full = full
-        if full:
-            self.stats.backpressure_pauses += 1
-            now = time.monotonic()
-            # Under sustained load a small buffer fills and drains many times a
-            # second: say it once per half minute, the count is in the stats.
-            if now - self._last_pause_log >= 30:
-                self._last_pause_log = now
-                log.warning(
-                    "buffer full (%d records, %.1f MiB): pausing reads until Redis catches up",
-                    len(self._buffer),
-                    self._buffered_bytes / 2**20,
-                )
-        else:
-            self.stats.read_ahead_pauses += 1
-        if not already:
-            self.flow.pause_reading()
+        buffered = self._buffered_bytes
+        self._gate.check_resume(buffered, buffered - self._in_flight_bytes, outage=self._outage_since is not None)
 
     # -- the consumer side (one task) ---------------------------------------
 
@@ -349,7 +288,7 @@ class StreamPublisher:
                     in_flight.popleft()
                     self._in_flight_bytes -= batch.size
                     attempt = 0
-                    if self._paused:
+                    if self._gate.paused:
                         self._check_resume()
                     continue
                 resend = True
@@ -465,14 +404,14 @@ class StreamPublisher:
                     "buffering up to %.0f MiB, then pushing back on senders (policy block)",
                     self._keys.records,
                     self.max_stream_length,
-                    self._high_water / 2**20,
+                    self._gate.high_water / 2**20,
                 )
             else:
                 log.error(
                     "cannot publish to Redis (%s: %s); buffering up to %.0f MiB and retrying",
                     type(exc).__name__,
                     exc,
-                    self._high_water / 2**20,
+                    self._gate.high_water / 2**20,
                 )
         elif now - self._last_outage_log >= 30:
             # A reminder, not a line per record or per retry.
