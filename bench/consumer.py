@@ -1,13 +1,17 @@
 """File consumer rate: a pre-filled stream into the central file.
 
-    python -m bench.consumer [--records 100000]
+    python -m bench.consumer [--records 100000] [--repeat 3]
 
 Fills a stream (its own redis-server) with the entries a catcher makes of the
-benchmark frames, then runs ``logrelay consume file`` once per format and
-reports lines/s from the first entry delivered until the last line is in the
-file (and, apart, with the process start) and the consumer's CPU time per
-line (start-up included), after checking that the file holds each record
-exactly once.
+benchmark frames, then runs ``logrelay consume file`` ``repeat`` times per
+format (each pass in a consumer group of its own, into a file of its own)
+and reports lines/s from the first entry delivered until the last line is in
+the file (and, apart, with the process start) and the consumer's CPU time
+per line (start-up included), after checking that the file holds each record
+exactly once.  The figure is the best pass, as the suite's reference loops
+take the best of theirs (``bench.suite.calibration``); every pass's rate is
+kept beside it.  At 100,000 records a pass lasts under half a second, so a
+single pass is at the mercy of one hiccup of the machine.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ def fill(client: redis.Redis, records: int) -> None:
     pipe.execute()
 
 
-def run(records: int, fsync: str, extra_args: tuple[str, ...] = ()) -> list[dict[str, object]]:
+def run(records: int, fsync: str, extra_args: tuple[str, ...] = (), *, repeat: int = 1) -> list[dict[str, object]]:
+    """One result per format: its best pass of ``repeat``, with every pass's lines/s in ``passes``."""
     results: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp) / "redis").start()
@@ -50,38 +55,50 @@ def run(records: int, fsync: str, extra_args: tuple[str, ...] = ()) -> list[dict
             with server.client() as client:
                 fill(client, records)
             for name, spec in FORMATS.items():
-                output = Path(tmp) / f"central-{name}.log"
-                args = ["--format", spec, "--group", name, "--fsync", fsync, *extra_args]
-                consumer = ConsumerProcess(server.url, output, args, Path(tmp) / f"{name}.log")
-                start = time.perf_counter()
-                consumer.start(wait_ready=False)
-
-                def reading(group: str = name) -> bool:
-                    return _entries_read(server, group) > 0
-
-                # The rate counts from the first entry delivered: process
-                # start (imports, ~0.3 s) is reported apart, not as throughput.
-                wait_until(reading, timeout=60, max_delay=0.002, what=f"{name} consumer reading")
-                first_read = time.perf_counter()
-
-                def done(group: str = name) -> bool:
-                    return _group_done(server, group, records)
-
-                wait_until(done, timeout=600, max_delay=0.01, what=f"{name} consumer done")
-                end = time.perf_counter()
-                # Less noisy than the rate on a shared machine (start-up included).
-                cpu = cpu_seconds(consumer.pid)
-                assert consumer.stop() == 0
-                if name == "json":
-                    seqs = sorted(json.loads(line)["bench_seq"] for line in output.read_bytes().splitlines())
-                    assert seqs == list(range(records)), "records missing or doubled"
-                results.append({"format": name, "fsync": fsync, "records": records, "seconds": end - first_read,
-                                "start_seconds": first_read - start, "lines_per_s": records / (end - first_read),
-                                "lines_per_s_with_start": records / (end - start),
-                                "cpu_us_per_line_with_start": cpu / records * 1e6})  # fmt: skip
+                passes = [
+                    _one_pass(server, Path(tmp), name, spec, f"{name}-{n}", records, fsync, extra_args)
+                    for n in range(repeat)
+                ]
+                best = max(passes, key=lambda p: float(p["lines_per_s"]))
+                results.append(best | {"passes": [p["lines_per_s"] for p in passes]})
         finally:
             server.stop()
     return results
+
+
+def _one_pass(
+    server: RedisServer,
+    tmp: Path,
+    name: str,
+    spec: str,
+    group: str,
+    records: int,
+    fsync: str,
+    extra_args: tuple[str, ...],
+) -> dict[str, object]:
+    """``logrelay consume file`` over the whole stream once, in consumer group ``group``."""
+    output = tmp / f"central-{group}.log"
+    args = ["--format", spec, "--group", group, "--fsync", fsync, *extra_args]
+    consumer = ConsumerProcess(server.url, output, args, tmp / f"{group}.log")
+    start = time.perf_counter()
+    consumer.start(wait_ready=False)
+    # The rate counts from the first entry delivered: process start
+    # (imports, ~0.3 s) is reported apart, not as throughput.
+    wait_until(lambda: _entries_read(server, group) > 0, timeout=60, max_delay=0.002, what=f"{group} consumer reading")
+    first_read = time.perf_counter()
+    wait_until(lambda: _group_done(server, group, records), timeout=600, max_delay=0.01, what=f"{group} consumer done")
+    end = time.perf_counter()
+    # Less noisy than the rate on a shared machine (start-up included).
+    cpu = cpu_seconds(consumer.pid)
+    assert consumer.stop() == 0
+    if name == "json":
+        seqs = sorted(json.loads(line)["bench_seq"] for line in output.read_bytes().splitlines())
+        assert seqs == list(range(records)), "records missing or doubled"
+    output.unlink()  # the next pass writes a file of its own: keep the disk's page cache to one
+    return {"format": name, "fsync": fsync, "records": records, "seconds": end - first_read,
+            "start_seconds": first_read - start, "lines_per_s": records / (end - first_read),
+            "lines_per_s_with_start": records / (end - start),
+            "cpu_us_per_line_with_start": cpu / records * 1e6}  # fmt: skip
 
 
 def _entries_read(server: RedisServer, group: str) -> int:
@@ -106,16 +123,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--fsync", default="batch", choices=["batch", "never"])
+    parser.add_argument("--repeat", type=int, default=3, help="passes per format; the best is reported")
     parser.add_argument("consumer_args", nargs="*", help="extra arguments for logrelay consume file (after --)")
     args = parser.parse_args()
-    results = run(args.records, args.fsync, tuple(args.consumer_args))
+    results = run(args.records, args.fsync, tuple(args.consumer_args), repeat=args.repeat)
     for result in results:
         print(json.dumps(result))
     for result in results:
         print(
             f"consumer {result['format']:>4} (fsync {args.fsync}): {result['lines_per_s']:,.0f} lines/s "
             f"({result['lines_per_s_with_start']:,.0f} counting the {result['start_seconds']:.2f} s process start); "
-            f"CPU {result['cpu_us_per_line_with_start']:.2f} µs per line, start-up included"
+            f"CPU {result['cpu_us_per_line_with_start']:.2f} µs per line, start-up included; "
+            f"passes {', '.join(f'{rate:,.0f}' for rate in result['passes'])}"
         )
 
 
