@@ -421,20 +421,26 @@ def latency(rate: float, seconds: float, system: str) -> dict[str, Any]:
 def slow_stages(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Where the time of the records slower than the target went: p50 and max of each stage, in ms.
 
-    Before the XADD (senders, catcher, Redis) or after it (Redis, consumer,
-    disk): a logrelay line names its entry, whose id is the time of its XADD
-    in ms (Redis's clock, on this machine).  Empty for other receivers' lines.
+    A logrelay line names its entry, whose id is the time of its XADD in ms
+    (Redis's clock, on this machine), and the time the catcher read it
+    (``received``).  So a slow record's time splits into: to the catcher
+    (senders, the kernel, the catcher's event loop), in the catcher (its
+    buffer and linger, the script's turn in Redis), and after the XADD
+    (Redis, the consumer, the disk, the file watcher).  Empty for other
+    receivers' lines.
     """
-    before: list[float] = []
-    after: list[float] = []
+    stages: dict[str, list[float]] = {"to_catcher_ms": [], "in_catcher_ms": [], "after_xadd_ms": []}
     for r in records:
         if r["seen"] - r["created"] > SLOW and "logrelay" in r:
             added = int(r["logrelay"]["entry_id"].split("-")[0]) / 1000
-            before.append((added - r["created"]) * 1000)
-            after.append((r["seen"] - added) * 1000)
+            received = float(r["logrelay"]["received"])
+            stages["to_catcher_ms"].append((received - r["created"]) * 1000)
+            stages["in_catcher_ms"].append((added - received) * 1000)
+            stages["after_xadd_ms"].append((r["seen"] - added) * 1000)
     found: dict[str, dict[str, float]] = {}
-    for stage, values in (("before_xadd_ms", sorted(before)), ("after_xadd_ms", sorted(after))):
+    for stage, values in stages.items():
         if values:
+            values.sort()
             found[stage] = {"p50": percentile(values, 50), "max": values[-1]}
     return found
 
@@ -621,7 +627,7 @@ def main() -> None:
             p50, p99 = found["p50_ms"], found["p99_ms"]
             print(f"latency at {args.latency_at:,.0f}/s, {system}: p50 {p50:.1f} / p99 {p99:.1f} ms")
             print(f"  records over {SLOW * 1000:.0f} ms, by second of the run: {found['slow_by_second']}")
-            print(f"  where those records' time went (XADD as the mark): {found['slow_stages']}")
+            print(f"  where those records' time went (ms): {found['slow_stages']}")
             print(f"  CPU stalls of the machine (s into the run, ms): {found['host_stalls']}")
         return
     started = time.monotonic()

@@ -150,21 +150,30 @@ def test_a_p99_miss_says_whether_the_machine_stalled_during_the_run_and_still_co
     assert "1.2s:14ms 1.5s:31ms" in table
 
 
-def test_the_time_of_slow_records_is_split_at_their_xadd() -> None:
-    def line(created: float, added_ms: int, seen: float) -> dict[str, Any]:
-        return {"created": created, "seen": seen, "logrelay": {"entry_id": f"{added_ms}-0"}}
+def test_the_time_of_slow_records_is_split_at_the_catcher_and_at_their_xadd() -> None:
+    def line(created: float, received: float, added_ms: int, seen: float) -> dict[str, Any]:
+        return {
+            "created": created,
+            "seen": seen,
+            "logrelay": {"entry_id": f"{added_ms}-0", "received": received},
+        }
 
     records = [
-        line(100.000, 100_002, 100.004),  # 4 ms: not slow
-        line(100.000, 100_030, 100.035),  # 35 ms, 30 of them before the XADD
-        line(101.000, 101_001, 101.041),  # 41 ms, 40 after
+        line(100.000, 100.001, 100_002, 100.004),  # 4 ms: not slow
+        line(100.000, 100.020, 100_030, 100.035),  # 35 ms: 20 to the catcher, 10 in it, 5 after the XADD
+        line(101.000, 101.000, 101_001, 101.041),  # 41 ms, 40 after
         {"created": 102.0, "seen": 102.5},  # another receiver's line: no entry id
     ]
     stages = suite.slow_stages(records)
-    assert stages["before_xadd_ms"]["max"] == pytest.approx(30, abs=0.01)
+    assert stages["to_catcher_ms"]["max"] == pytest.approx(20, abs=0.01)
+    assert stages["in_catcher_ms"]["max"] == pytest.approx(10, abs=0.01)
     assert stages["after_xadd_ms"]["max"] == pytest.approx(40, abs=0.01)
-    assert stages["before_xadd_ms"]["p50"] == pytest.approx(30, abs=0.01)  # of the two slow records
+    # p50 of the two slow records (the upper one of two).
+    assert stages["after_xadd_ms"]["p50"] == pytest.approx(40, abs=0.01)
     assert suite.slow_stages(records[:1]) == {}
     results = half_speed_results()
     results["latency"][0] |= {"slow_by_second": [1, 1], "slow_stages": stages}
-    assert "before xadd p50 30.0 / max 30.0 ms, after xadd p50 40.0 / max 40.0 ms" in suite.table(results)
+    assert (
+        "to catcher p50 20.0 / max 20.0 ms, in catcher p50 10.0 / max 10.0 ms, after xadd p50 40.0 / max 40.0 ms"
+        in suite.table(results)
+    )
