@@ -36,20 +36,10 @@ from relay.publishscript import (
 from relay.resp import CommandPipeline
 from relay.settings import StreamKeys
 from tests.polling import async_wait_until
+from tests.relay.recordingflow import RecordingFlow
 from tests.relay.test_fuzz import fuzz
 
 KEYS = StreamKeys("logs")
-
-
-class RecordingFlow:
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-    def pause_reading(self) -> None:
-        self.events.append("pause")
-
-    def resume_reading(self) -> None:
-        self.events.append("resume")
 
 
 class ReplyLosingPublisher(StreamPublisher):

@@ -10,19 +10,9 @@ import pytest
 
 from relay.readgate import ReadGate
 from relay.stats import CatcherStats
+from tests.relay.recordingflow import RecordingFlow
 
 MIB = 1 << 20
-
-
-class RecordingFlow:
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-    def pause_reading(self) -> None:
-        self.events.append("pause")
-
-    def resume_reading(self) -> None:
-        self.events.append("resume")
 
 
 @pytest.fixture
