@@ -570,7 +570,7 @@ def table(results: dict[str, Any]) -> str:
         rows.append((f"real SocketHandler clients, {system}", rate(value), f"{value / handlers['naive']:.2f}x naive"))
     for r in results["consumer"]:
         passes = ", ".join(f"{value / 1000:.0f}k" for value in r.get("passes", ()))
-        rows.append((f"consumer, {r['format']} lines", rate(r["lines_per_s"]), f"best of {passes}"))
+        rows.append((f"consumer, {r['format']} lines", rate(r["lines_per_s"]), f"best of {passes}" if passes else ""))
     lat = {r["system"]: r for r in results["latency"]}
     for system, r in lat.items():
         rows.append(
