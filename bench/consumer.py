@@ -94,7 +94,7 @@ def _one_pass(
     if name == "json":
         seqs = sorted(json.loads(line)["bench_seq"] for line in output.read_bytes().splitlines())
         assert seqs == list(range(records)), "records missing or doubled"
-    output.unlink()  # checked: the passes of a run do not pile up on the disk
+    output.unlink()  # checked above; a run's passes must not pile up on the disk
     return {"format": name, "fsync": fsync, "records": records, "seconds": end - first_read,
             "start_seconds": first_read - start, "lines_per_s": records / (end - first_read),
             "lines_per_s_with_start": records / (end - start),
