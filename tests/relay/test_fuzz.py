@@ -761,19 +761,19 @@ def colliding_keys(count: int) -> bytes:
     return bytes(body + b"us.")
 
 
-def test_colliding_int_keys_beyond_the_number_limit_are_refused_by_the_scan() -> None:
+def test_colliding_int_keys_beyond_the_hash_budget_are_refused_by_the_scan() -> None:
     # Keys that all hash alike cost quadratic time in a dict; the scan, which
-    # builds nothing, caps numbers per record so that no such dict is built.
-    payload = colliding_keys(pickleops.MAX_NUMBERS + 1)
-    with pytest.raises(pickleops.UnsafePickle, match=f"more than {pickleops.MAX_NUMBERS} numbers"):
+    # builds nothing, caps the non-string keys per record so that no such dict is built.
+    payload = colliding_keys(pickleops.MAX_HASHED + 1)
+    with pytest.raises(pickleops.UnsafePickle, match=f"weigh more than {pickleops.MAX_HASHED}"):
         pickleops.scan(payload)
-    with pytest.raises(ValueError, match=f"more than {pickleops.MAX_NUMBERS} numbers"):
+    with pytest.raises(ValueError, match=f"weigh more than {pickleops.MAX_HASHED}"):
         decode_payload(payload, DEFAULT_LIMITS)
 
 
-def test_colliding_int_keys_within_the_limit_still_decode() -> None:
-    decoded = json.loads(decode_payload(colliding_keys(pickleops.MAX_NUMBERS - 1), DEFAULT_LIMITS))
-    assert len(decoded["v"]) == pickleops.MAX_NUMBERS - 1
+def test_colliding_int_keys_within_the_hash_budget_still_decode() -> None:
+    decoded = json.loads(decode_payload(colliding_keys(pickleops.MAX_HASHED), DEFAULT_LIMITS))
+    assert len(decoded["v"]) == pickleops.MAX_HASHED
 
 
 # --------------------------------------------------------------------------- the C scan against its reference
