@@ -152,18 +152,25 @@ static int shortest_digits(double value, char *digits, int *point) {
 
 /* orjson's text for a finite double: the shortest round-trip digits (as repr
  * finds them), positioned the way orjson does (checked against orjson on
- * random doubles by tests/relay/test_directjson.py). */
+ * random doubles by tests/relay/test_directjson.py).  Writes at most
+ * FLOAT_TEXT bytes to out, no NUL, and returns how many; -1 when out of
+ * memory, -2 for a text longer than FLOAT_TEXT (none is: the caller bails). */
 int pj_format_float(double value, char *out) {
-    if (value == floor(value) && fabs(value) < 1e15 && (value != 0 || !signbit(value))) {
-        /* integral (msecs is, often): its digits and ".0", without dtoa */
-        int size = pj_format_int((int64_t)value, out);
-        memcpy(out + size, ".0", 2);
-        return size + 2;
-    }
-    char *o = out;
+    char buffer[FLOAT_SCRATCH];
     char digits[32];
+    /* the longest text any branch below writes: a sign, "0." and four zeros,
+     * or 16 integer digits and a point, every digit held, an exponent */
+    _Static_assert(FLOAT_SCRATCH >= 1 + 16 + 2 + (int)sizeof digits + 6, "FLOAT_SCRATCH too small");
+    char *o = buffer;
     int kk, len;
     const char *dg = digits;
+    if (value == floor(value) && fabs(value) < 1e15 && (value != 0 || !signbit(value))) {
+        /* integral (msecs is, often): its digits and ".0", without dtoa */
+        int size = pj_format_int((int64_t)value, buffer);
+        memcpy(buffer + size, ".0", 2);
+        len = size + 2;
+        goto copy;
+    }
     len = shortest_digits(value, digits, &kk);
     if (len < 0) {
         char *repr = PyOS_double_to_string(value, 'r', 0, 0, NULL);
@@ -188,7 +195,9 @@ int pj_format_float(double value, char *out) {
         dg = digits + start;
         if (len == 1 && dg[0] == '0') {
             memcpy(o, "0.0", 3);
-            return (int)(o - out) + 3;
+            o += 3;
+            len = (int)(o - buffer);
+            goto copy;
         }
     }
     if (kk > 0 && kk <= 16) {
@@ -218,9 +227,17 @@ int pj_format_float(double value, char *out) {
             memcpy(o, dg + 1, (size_t)(len - 1));
             o += len - 1;
         }
-        o += sprintf(o, "e%c%d", kk - 1 > 0 ? '+' : '-', abs(kk - 1));
+        /* the exponent of a double has at most 3 digits */
+        int exponent = kk - 1;
+        *o++ = 'e';
+        *o++ = exponent > 0 ? '+' : '-';
+        o += pj_format_int(exponent < 0 ? -exponent : exponent, o);
     }
-    return (int)(o - out);
+    len = (int)(o - buffer);
+copy:
+    if (len > FLOAT_TEXT) return -2;
+    memcpy(out, buffer, (size_t)len);
+    return len;
 }
 
 

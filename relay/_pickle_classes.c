@@ -42,6 +42,8 @@ int pj_push_class(Parser *p, const unsigned char *module, Py_ssize_t module_size
 /* The bytes a datetime state holds: raw bytes (protocol 3+), or the str that
  * _codecs.encode(str, "latin1") turns into bytes (protocols 0-2). */
 static int state_bytes(const Parser *p, const Node *node, unsigned char *out, int want) {
+    /* only string-like nodes have an offset into the pickle: check the kind first */
+    if (node->kind != N_BYTES && node->kind != N_LATIN1) return -1;
     const unsigned char *s = p->data + node->u.s.offset;
     Py_ssize_t size = node->u.s.size;
     if (node->kind == N_BYTES) {
@@ -49,7 +51,6 @@ static int state_bytes(const Parser *p, const Node *node, unsigned char *out, in
         memcpy(out, s, (size_t)want);
         return 0;
     }
-    if (node->kind != N_LATIN1) return -1;
     int n = 0;
     /* valid UTF-8 (push_string checked): code points below 256 take 1 or 2 bytes */
     for (Py_ssize_t i = 0; i < size; n++) {

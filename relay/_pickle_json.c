@@ -26,6 +26,25 @@
  */
 #include "_pickle_json.h"
 
+Parser *pj_parser_new(void) {
+    Parser *p = PyMem_Calloc(1, sizeof(Parser));
+    if (p == NULL) return NULL;
+    p->first_nodes = PyMem_Malloc(sizeof(Node) * INLINE_NODES);
+    p->first_stack = PyMem_Malloc(sizeof(int32_t) * INLINE_NODES);
+    if (p->first_nodes == NULL || p->first_stack == NULL) {
+        pj_parser_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void pj_parser_free(Parser *p) {
+    if (p == NULL) return;
+    PyMem_Free(p->first_nodes);
+    PyMem_Free(p->first_stack);
+    PyMem_Free(p);
+}
+
 int32_t pj_new_node(Parser *p, int kind) {
     if (p->count == p->capacity) {
         if (p->capacity >= MAX_NODES) return BAIL;
@@ -33,12 +52,13 @@ int32_t pj_new_node(Parser *p, int kind) {
         Node *grown = PyMem_Malloc(sizeof(Node) * (size_t)capacity);
         if (grown == NULL) return ERROR;
         memcpy(grown, p->nodes, sizeof(Node) * (size_t)p->count);
-        if (p->nodes != p->inline_nodes) PyMem_Free(p->nodes);
+        if (p->nodes != p->first_nodes) PyMem_Free(p->nodes);
         p->nodes = grown;
         p->capacity = capacity;
     }
     Node *node = &p->nodes[p->count];
     node->kind = kind;
+    node->text_size = 0;
     node->next = -1;
     if (kind >= N_LIST) {
         node->u.c.first = node->u.c.last = -1;
@@ -56,7 +76,7 @@ int pj_push(Parser *p, int32_t entry) {
         int32_t *grown = PyMem_Malloc(sizeof(int32_t) * (size_t)capacity);
         if (grown == NULL) return ERROR;
         memcpy(grown, p->stack, sizeof(int32_t) * (size_t)p->depth);
-        if (p->stack != p->inline_stack) PyMem_Free(p->stack);
+        if (p->stack != p->first_stack) PyMem_Free(p->stack);
         p->stack = grown;
         p->stack_capacity = capacity;
     }
@@ -101,21 +121,73 @@ static uint64_t key_bit(const Parser *p, const Node *key) {
     return (uint64_t)1 << (shape % 64u);
 }
 
-/* Add key/value to a dict node.  BAIL unless the key is a str not already there. */
+static int same_text(const Parser *p, const Node *a, const Node *b) {
+    return a->u.s.size == b->u.s.size &&
+           memcmp(p->data + a->u.s.offset, p->data + b->u.s.offset, (size_t)a->u.s.size) == 0;
+}
+
+/* The key set's hash of a key of a dict: Python's keyed hash of the bytes
+ * (SipHash, seeded per process), so a sender cannot choose collisions. */
+static size_t key_hash(const Parser *p, int32_t dict, const Node *key) {
+    Py_hash_t h = _Py_HashBytes(p->data + key->u.s.offset, key->u.s.size);
+    return (size_t)h ^ ((size_t)(uint32_t)dict * (size_t)0x9E3779B97F4A7C15ULL);
+}
+
+/* Put (dict, key) into the key set.  1 if the dict already has that key,
+ * 0 once added, ERROR when out of memory. */
+static int keys_add(Parser *p, int32_t dict, int32_t key) {
+    if ((p->keys_used + 1) * 2 > p->keys_capacity) {
+        /* keys_used < MAX_NODES: the capacity stays far below overflow */
+        Py_ssize_t capacity = p->keys_capacity ? p->keys_capacity * 2 : 64;
+        KeySlot *grown = PyMem_Malloc(sizeof(KeySlot) * (size_t)capacity);
+        if (grown == NULL) return ERROR;
+        for (Py_ssize_t i = 0; i < capacity; i++) grown[i].key = -1;
+        for (Py_ssize_t i = 0; i < p->keys_capacity; i++) {
+            if (p->keys[i].key < 0) continue;
+            size_t slot = key_hash(p, p->keys[i].dict, &p->nodes[p->keys[i].key]) & (size_t)(capacity - 1);
+            while (grown[slot].key >= 0) slot = (slot + 1) & (size_t)(capacity - 1);
+            grown[slot] = p->keys[i];
+        }
+        PyMem_Free(p->keys);
+        p->keys = grown;
+        p->keys_capacity = capacity;
+    }
+    const Node *k = &p->nodes[key];
+    size_t mask = (size_t)(p->keys_capacity - 1), slot = key_hash(p, dict, k) & mask;
+    for (; p->keys[slot].key >= 0; slot = (slot + 1) & mask)
+        if (p->keys[slot].dict == dict && same_text(p, &p->nodes[p->keys[slot].key], k)) return 1;
+    p->keys[slot].dict = dict;
+    p->keys[slot].key = key;
+    p->keys_used++;
+    return 0;
+}
+
+/* Add key/value to a dict node.  BAIL unless the key is a str not already there.
+ * Up to LINEAR_KEYS keys a bloom filter of their shapes and a comparison with
+ * the earlier keys decide; past it the dict's keys are in the key set, where a
+ * lookup costs the same however many keys share a shape. */
 static int dict_add(Parser *p, int32_t dict, int32_t key, int32_t value) {
     Node *k = &p->nodes[key];
     if (k->kind != N_STR) return BAIL;
-    uint64_t bit = key_bit(p, k);
     Node *d = &p->nodes[dict];
-    if (d->u.c.key_bloom & bit) {
-        const unsigned char *text = p->data + k->u.s.offset;
-        for (int32_t other = d->u.c.first; other >= 0; other = p->nodes[p->nodes[other].next].next) {
-            const Node *o = &p->nodes[other];
-            if (o->u.s.size == k->u.s.size && memcmp(p->data + o->u.s.offset, text, (size_t)k->u.s.size) == 0)
-                return BAIL; /* pickle.loads keeps the first position and the last value */
+    if (d->text_size) {
+        int rc = keys_add(p, dict, key);
+        if (rc) return rc == 1 ? BAIL : rc; /* a duplicate: pickle.loads keeps the first position, the last value */
+    } else {
+        uint64_t bit = key_bit(p, k);
+        if (d->u.c.key_bloom & bit) {
+            for (int32_t other = d->u.c.first; other >= 0; other = p->nodes[p->nodes[other].next].next)
+                if (same_text(p, &p->nodes[other], k)) return BAIL;
+        }
+        d->u.c.key_bloom |= bit;
+        if (d->u.c.count / 2 + 1 > LINEAR_KEYS) {
+            /* this key makes the dict big: index its keys, this one included */
+            for (int32_t other = d->u.c.first; other >= 0; other = p->nodes[p->nodes[other].next].next)
+                if (keys_add(p, dict, other) == ERROR) return ERROR;
+            if (keys_add(p, dict, key) == ERROR) return ERROR;
+            p->nodes[dict].text_size = 1;
         }
     }
-    d->u.c.key_bloom |= bit;
     link_child(p, dict, key);
     link_child(p, dict, value);
     return 0;
@@ -302,7 +374,8 @@ static int parse(Parser *p, long max_numbers, int32_t *root) {
             int32_t index = pj_new_node(p, N_FLOAT);
             if (index < 0) return index;
             int size = pj_format_float(value, p->nodes[index].u.text);
-            if (size < 0) return ERROR;
+            if (size == -1) return ERROR;
+            if (size < 0) return BAIL; /* longer than orjson ever writes: not ours to decide */
             p->nodes[index].text_size = (int16_t)size;
             rc = pj_push(p, index);
             break;
@@ -451,13 +524,15 @@ static PyObject *convert_payload(Parser *p, const unsigned char *data, Py_ssize_
                                  Py_ssize_t max_bytes) {
     p->data = data;
     p->end = size;
-    p->nodes = p->inline_nodes;
+    p->nodes = p->first_nodes;
     p->count = 0;
     p->capacity = INLINE_NODES;
-    p->stack = p->inline_stack;
+    p->stack = p->first_stack;
     p->depth = 0;
     p->stack_capacity = INLINE_NODES;
     p->numbers = 0;
+    p->keys = NULL;
+    p->keys_used = p->keys_capacity = 0;
 
     PyObject *result = NULL;
     int32_t root = -1;
@@ -484,8 +559,10 @@ static PyObject *convert_payload(Parser *p, const unsigned char *data, Py_ssize_
     }
     result = Py_NewRef(Py_None);
 done:
-    if (p->nodes != p->inline_nodes) PyMem_Free(p->nodes);
-    if (p->stack != p->inline_stack) PyMem_Free(p->stack);
+    if (p->nodes != p->first_nodes) PyMem_Free(p->nodes);
+    if (p->stack != p->first_stack) PyMem_Free(p->stack);
+    PyMem_Free(p->keys);
+    p->keys = NULL;
     return result;
 }
 
@@ -499,9 +576,9 @@ static PyObject *convert(PyObject *module, PyObject *args) {
         return NULL;
     }
     if (!PyArg_ParseTuple(args, "y*in", &view, &max_depth, &max_bytes)) return NULL;
-    Parser *p = PyMem_Malloc(sizeof(Parser));
+    Parser *p = pj_parser_new();
     PyObject *result = p == NULL ? PyErr_NoMemory() : convert_payload(p, view.buf, view.len, max_depth, max_bytes);
-    PyMem_Free(p);
+    pj_parser_free(p);
     PyBuffer_Release(&view);
     return result;
 }
@@ -545,7 +622,7 @@ static PyObject *feed_frames(PyObject *module, PyObject *const *args, Py_ssize_t
     Py_ssize_t end = PyByteArray_GET_SIZE(args[0]), offset = 0, oversize = -1, left = 0;
     PyObject *events = PyList_New(0);
     if (events == NULL) return NULL;
-    Parser *p = PyMem_Malloc(sizeof(Parser)); /* one for all the frames of this call */
+    Parser *p = pj_parser_new(); /* one for all the frames of this call */
     if (p == NULL) {
         Py_DECREF(events);
         return PyErr_NoMemory();
@@ -577,7 +654,7 @@ static PyObject *feed_frames(PyObject *module, PyObject *const *args, Py_ssize_t
         }
         if (event == NULL || PyList_Append(events, event) < 0) {
             Py_XDECREF(event);
-            PyMem_Free(p);
+            pj_parser_free(p);
             Py_DECREF(events);
             return NULL;
         }
@@ -585,7 +662,7 @@ static PyObject *feed_frames(PyObject *module, PyObject *const *args, Py_ssize_t
         offset += need;
         need = -1;
     }
-    PyMem_Free(p);
+    pj_parser_free(p);
     return Py_BuildValue("(Nnnnn)", events, offset, need, oversize, left);
 }
 

@@ -33,13 +33,15 @@ enum { C_DATETIME, C_DATE, C_TIMEZONE, C_TIMEDELTA, C_DECIMAL, C_ENCODE, C_SET, 
 #define MAX_LEVELS 128
 #define INLINE_NODES 256
 
-/* orjson's text of a double is at most 24 characters:
- * "-1.2345678901234567e-308", "-0.00001234567890123456" */
+/* orjson's text of a double is at most 24 characters, without a NUL:
+ * "-1.2345678901234567e-308", "-0.00001234567890123456".  pj_format_float
+ * formats into a larger temporary and copies exactly this many at most. */
 #define FLOAT_TEXT 24
+#define FLOAT_SCRATCH 64
 
 typedef struct {
     int16_t kind;
-    int16_t text_size; /* floats: length of u.text */
+    int16_t text_size; /* floats: length of u.text; big dicts: 1 once their keys are in the key set */
     int32_t next;      /* next sibling in the parent container, -1 for none */
     union {
         int64_t i;
@@ -60,6 +62,15 @@ typedef struct {
     } u;
 } Node;
 
+/* A slot of the key set: a dict node and one of its key nodes; key -1 when free. */
+typedef struct {
+    int32_t dict, key;
+} KeySlot;
+
+/* Keys past this many in one dict go into the parser's key set (a hash set);
+ * up to it, a new key is compared with the earlier ones of its dict. */
+#define LINEAR_KEYS 16
+
 typedef struct {
     const unsigned char *data;
     Py_ssize_t end;
@@ -68,9 +79,18 @@ typedef struct {
     int32_t *stack; /* node indexes; MARK_ENTRY for a mark */
     Py_ssize_t depth, stack_capacity;
     long numbers;
-    Node inline_nodes[INLINE_NODES];
-    int32_t inline_stack[INLINE_NODES];
+    KeySlot *keys; /* the key set of big dicts: open addressing, a power-of-two capacity */
+    Py_ssize_t keys_used, keys_capacity;
+    /* The first blocks of nodes and stack, INLINE_NODES each, allocated once
+     * per call and reused by every frame of it.  Separate heap blocks, not
+     * arrays inside this struct, so that AddressSanitizer sees a write past
+     * either one. */
+    Node *first_nodes;
+    int32_t *first_stack;
 } Parser;
+
+Parser *pj_parser_new(void);
+void pj_parser_free(Parser *p);
 
 #define MARK_ENTRY (-1)
 #define BAIL (-2) /* not for this path: let Python decide */
