@@ -3,10 +3,13 @@
 The unpickler's output is a graph, not a tree: one object can be referenced
 many times (a few hundred bytes of pickle can describe a structure whose
 expansion is exponential) and can reference itself.  :func:`to_json_value`
-walks it once, charging every node and every character against a budget and
-refusing to nest deeper than a limit, so the encoded entry is never larger
-than the caller's byte limit and the walk never overflows the
-stack.
+walks it once, charging every value it visits (:data:`MAX_VISITS`, a
+repeated reference counting as every value it repeats) and every character
+against budgets and refusing to nest deeper than a limit, so the encoded
+entry is never larger than the caller's byte limit, the walk's time is
+bounded by its visits, and it never overflows the stack.  A stand-in is
+rebuilt once per object, however often it is referenced, after its
+arguments' sizes were charged; time zones are looked up once per record.
 
 Value types rebuilt by :mod:`relay.safepickle` are rendered readably:
 ``datetime``/``date``/``time`` as ISO 8601, ``Decimal`` as its digits,
@@ -24,9 +27,25 @@ from typing import Any
 
 import orjson
 
-from relay.standins import LazyBytes, LazyMapping, LazySequence, OpaqueObject, ValueStandIn
+from relay.pickleops import MAX_OBJECTS
+from relay.standins import (
+    LazyBytes,
+    LazyMapping,
+    LazySequence,
+    OpaqueObject,
+    ValueStandIn,
+    ZoneLimitExceeded,
+    ZoneLookup,
+)
 
-__all__ = ["RECURSIVE_REFERENCE", "DecodeLimitExceeded", "flat_record_json", "to_json_value"]
+__all__ = [
+    "MAX_BIG_INT_WORK",
+    "MAX_VISITS",
+    "RECURSIVE_REFERENCE",
+    "DecodeLimitExceeded",
+    "flat_record_json",
+    "to_json_value",
+]
 
 RECURSIVE_REFERENCE = "<recursive reference>"
 
@@ -34,24 +53,46 @@ RECURSIVE_REFERENCE = "<recursive reference>"
 # roughly its size once encoded as JSON.
 _NODE_COST = 8
 
+#: Values one walk may visit, a value reached twice counting twice: the
+#: objects the scan lets a record create (relay.pickleops.MAX_OBJECTS).
+MAX_VISITS = MAX_OBJECTS
+#: Writing an int in decimal costs time quadratic in its digits (4,000
+#: digits: ~0.25 ms): the squares of the digits of a record's ints beyond
+#: 64 bits may add up to this (~8 ms of writing; a thousand 128-bit ints use 0.3 %).
+MAX_BIG_INT_WORK = 1 << 29
+
+_REBUILD_FAILED = object()
+
 
 class DecodeLimitExceeded(ValueError):
     """The decoded record would be larger or deeper than the configured limits."""
 
 
 class _Walker:
-    __slots__ = ("budget", "max_depth", "path")
+    __slots__ = ("big_int_work", "budget", "max_depth", "path", "rebuilt_values", "visits", "zones")
 
     def __init__(self, max_depth: int, max_bytes: int) -> None:
         self.budget = max_bytes
+        self.visits = MAX_VISITS
+        self.big_int_work = MAX_BIG_INT_WORK
         self.max_depth = max_depth
         # ids of the containers on the current path, to spot self-reference
         self.path: set[int] = set()
+        # id of a stand-in -> its rendered text (or _REBUILD_FAILED): one rebuild per object
+        self.rebuilt_values: dict[int, object] = {}
+        self.zones = ZoneLookup()
 
     def charge(self, cost: int) -> None:
         self.budget -= cost
+        self.visits -= 1
         if self.budget < 0:
             raise DecodeLimitExceeded("decoded record exceeds the maximum decoded size")
+        if self.visits < 0:
+            raise DecodeLimitExceeded(f"record expands to more than {MAX_VISITS} values")
+
+    def visit(self) -> None:
+        """One value visited that costs no text (a mapping expanded into its parent)."""
+        self.charge(0)
 
     def value(self, obj: Any, depth: int) -> Any:
         kind = type(obj)
@@ -75,6 +116,10 @@ class _Walker:
         if digits > 4000:
             self.charge(_NODE_COST * 4)
             return f"<int of {obj.bit_length()} bits>"
+        if digits > 20:
+            self.big_int_work -= digits * digits
+            if self.big_int_work < 0:
+                raise DecodeLimitExceeded("record's big integers have too many digits to write")
         self.charge(digits)
         return obj
 
@@ -98,19 +143,22 @@ class _Walker:
         if kind in (list, tuple, set, frozenset):
             return [self.value(item, depth) for item in obj]
         if kind in (bytes, bytearray):
-            text = repr(bytes(obj))
-            self.charge(len(text))
-            return text
+            # repr() of bytes is at most 4 characters per byte: pay before making it.
+            self.charge(len(obj) * 4 + 3)
+            return repr(bytes(obj))
         if isinstance(obj, LazySequence | LazyMapping | LazyBytes):
             return self.lazy(obj, depth)
         if isinstance(obj, ValueStandIn):
-            try:
-                rebuilt = obj.rebuild()
-            except Exception:
+            text = self.rebuilt_values.get(id(obj))
+            if text is None:
+                text = self.rebuild(obj)
+            if text is _REBUILD_FAILED:
                 # Arguments that are not what this type's pickles contain
                 # (missing, wrong type, out of range): keep them, inert.
                 return self.opaque(obj, depth)
-            return self.rebuilt(rebuilt)
+            assert isinstance(text, str)
+            self.charge(len(text) + 2)
+            return text
         if isinstance(obj, OpaqueObject):
             return self.opaque(obj, depth)
         if isinstance(obj, type):
@@ -121,11 +169,30 @@ class _Walker:
         name = getattr(type(obj), "qualname", type(obj).__name__)
         return self.opaque_dict(str(name))
 
+    def rebuild(self, obj: ValueStandIn) -> object:
+        """The text of a stand-in's value (or _REBUILD_FAILED), rebuilt once per object.
+
+        The rebuild reads its arguments (a Decimal's digits, a path's parts):
+        their sizes are charged first, so that a thousand stand-ins sharing
+        one long string through the memo cannot make it read a thousand times.
+        """
+        self.charge(sum(len(arg) + 1 if isinstance(arg, str | bytes) else 1 for arg in obj.args))
+        text: object
+        try:
+            value = obj.rebuild(self.zones)
+            text = value.isoformat() if isinstance(value, dt.date | dt.time) else str(value)
+        except ZoneLimitExceeded as exc:
+            raise DecodeLimitExceeded(str(exc)) from None
+        except Exception:
+            text = _REBUILD_FAILED
+        self.rebuilt_values[id(obj)] = text
+        return text
+
     def lazy(self, obj: LazySequence | LazyMapping | LazyBytes, depth: int) -> Any:
         """Expand a container or bytes the unpickler left unbuilt, paying as we go."""
         try:
             if isinstance(obj, LazyMapping):
-                return self.mapping(obj.pairs(), depth)
+                return self.mapping(obj.pairs(self.visit), depth)
             if isinstance(obj, LazySequence):
                 return [self.value(item, depth) for item in obj.iterable()]
             # repr() of bytes is at most 4 characters per byte: pay before encoding.
@@ -137,10 +204,15 @@ class _Walker:
 
     def mapping(self, pairs: Iterable[tuple[Any, Any]], depth: int) -> dict[str, Any]:
         # Hot path: a record is one dict of mostly strings and small numbers,
-        # so scalars are costed inline and only containers recurse.
+        # so scalars are costed inline and only containers recurse.  Each
+        # pair is one visit, counted as it comes: a lazy mapping's pairs
+        # are not bounded by any container's size.
         out: dict[str, Any] = {}
         cost = 0
         for key, item in pairs:
+            self.visits -= 1
+            if self.visits < 0:
+                raise DecodeLimitExceeded(f"record expands to more than {MAX_VISITS} values")
             if type(key) is not str:
                 key = self.key(key, depth)
             cost += len(key) + 3
@@ -156,11 +228,6 @@ class _Walker:
             out[key] = item
         self.charge(cost)
         return out
-
-    def rebuilt(self, value: Any) -> str:
-        text = value.isoformat() if isinstance(value, dt.date | dt.time) else str(value)
-        self.charge(len(text) + 2)
-        return text
 
     def opaque(self, obj: OpaqueObject, depth: int) -> dict[str, Any]:
         out = self.opaque_dict(obj.qualname)

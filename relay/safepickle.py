@@ -33,7 +33,7 @@ import io
 import pickle
 from typing import Any, Final
 
-from relay.pickleops import NAMES_CLASSES, UnsafePickle, scan
+from relay.pickleops import MAX_NAME_BYTES, NAMES_CLASSES, UnsafePickle, scan
 from relay.standins import KNOWN, OpaqueObject, ValueStandIn
 
 __all__ = [
@@ -114,7 +114,7 @@ class RecordUnpickler(pickle.Unpickler):
             # Protocols < 4 spell ``Class.method`` as getattr(Class, "method")
             # (zoneinfo.ZoneInfo._unpickle does).  Our getattr only ever
             # names an attribute of an opaque class; it looks nothing up.
-            return lambda owner, attribute: self._opaque_attribute(owner, attribute, spelled)
+            return _AttributeOf(self, spelled)
         if _is_forbidden(module, name):
             raise ForbiddenGlobal(f"pickle names forbidden global {spelled}")
         return self._opaque_class(meant)
@@ -134,11 +134,33 @@ class RecordUnpickler(pickle.Unpickler):
         if not (opaque and isinstance(attribute, str)):
             raise ForbiddenGlobal(f"pickle names forbidden global {spelled}, applied to {type(owner).__name__}")
         if attribute.startswith("__"):
-            raise ForbiddenGlobal(f"pickle names forbidden global {spelled}, for {owner.qualname}.{attribute}")
+            raise ForbiddenGlobal(f"pickle names forbidden global {spelled}, for {owner.qualname}.{attribute:.100}")
+        if len(attribute) > MAX_NAME_BYTES:
+            raise UnsafePickle(f"attribute name longer than {MAX_NAME_BYTES} characters")
         return self._opaque_class(f"{owner.qualname}.{attribute}")
 
     def persistent_load(self, pid: Any, /) -> Any:
         raise UnsafePickle("persistent ids are not allowed")
+
+
+class _AttributeOf:
+    """Our ``getattr``, one per unpickler: ``getattr(OpaqueClass, "name")`` names the opaque ``Class.name``.
+
+    It holds the unpickler of its own frame and nothing shared, and refuses
+    BUILD (its ``__setstate__``), so a frame can change nothing through it.
+    """
+
+    __slots__ = ("_spelled", "_unpickler")
+
+    def __init__(self, unpickler: RecordUnpickler, spelled: str) -> None:
+        self._unpickler = unpickler
+        self._spelled = spelled
+
+    def __call__(self, owner: Any, attribute: Any) -> type[OpaqueObject]:
+        return self._unpickler._opaque_attribute(owner, attribute, self._spelled)
+
+    def __setstate__(self, state: Any) -> None:
+        raise UnsafePickle("pickle sets state on getattr")
 
 
 def load_record(data: bytes) -> tuple[Any, int]:

@@ -7,6 +7,16 @@ their types (:meth:`ValueStandIn.rebuild`, called when the record is turned
 into JSON); everything else gets an :class:`OpaqueObject` subclass that only
 remembers the class name, arguments and state.  :data:`KNOWN` maps pickle
 names (both Python 3 and the Python 2 spellings protocols 0-2 use) to them.
+
+Nothing a frame does reaches another frame.  A pickle can only touch what
+it created (instances, per record) and the classes ``find_class`` hands it;
+those classes are shared by every frame, so they are frozen: every one is a
+:class:`FrozenClass`, whose attributes cannot be set or deleted (the
+unpickler's BUILD would ``setattr`` slot state onto a class that has no
+``__setstate__``), and each has ``__setstate__`` (inherited), so BUILD on
+the class itself fails.  :data:`KNOWN` is a read-only mapping.  The cost
+scan (:mod:`relay.pickleops`) also relies on every stand-in hashing and
+comparing by identity (``object.__hash__`` and ``object.__eq__``).
 """
 
 from __future__ import annotations
@@ -18,13 +28,35 @@ import pathlib
 import re
 import uuid
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar, Final
 
-__all__ = ["KNOWN", "LazyBytes", "LazyMapping", "LazySequence", "OpaqueObject", "ValueStandIn"]
+__all__ = [
+    "KNOWN",
+    "MAX_ZONES",
+    "FrozenClass",
+    "LazyBytes",
+    "LazyMapping",
+    "LazySequence",
+    "OpaqueObject",
+    "ValueStandIn",
+    "ZoneLimitExceeded",
+    "ZoneLookup",
+]
 
 
-class OpaqueObject:
+class FrozenClass(type):
+    """The metaclass of every stand-in: a class whose attributes nothing can set or delete after it is made."""
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        raise TypeError(f"stand-in class {cls.__name__} is immutable (setting {name!r})")
+
+    def __delattr__(cls, name: str) -> None:
+        raise TypeError(f"stand-in class {cls.__name__} is immutable (deleting {name!r})")
+
+
+class OpaqueObject(metaclass=FrozenClass):
     """An inert stand-in for an instance of a class we do not import.
 
     It remembers what the pickle said about the object, nothing more: the
@@ -69,17 +101,56 @@ class OpaqueObject:
         return f"<{self.qualname} (opaque)>"
 
 
+class ZoneLimitExceeded(ValueError):
+    """A record names more time zones than :data:`MAX_ZONES`."""
+
+
+#: Distinct time zones one record may name.
+MAX_ZONES: Final = 8
+
+
+class ZoneLookup:
+    """The IANA time zones one record names, each looked up once, at most :data:`MAX_ZONES` of them.
+
+    A lookup reads the system's tz database (a miss also tries to import
+    ``tzdata``: ~60 µs); one per record, not one per datetime that names it.
+    """
+
+    __slots__ = ("_found",)
+
+    def __init__(self) -> None:
+        self._found: dict[str, dt.tzinfo | None] = {}
+
+    def get(self, key: str) -> dt.tzinfo | None:
+        """The zone ``key`` names, or None where the system has no such zone."""
+        if key in self._found:
+            return self._found[key]
+        if len(self._found) >= MAX_ZONES:
+            raise ZoneLimitExceeded(f"more than {MAX_ZONES} time zones in one record")
+        zone: dt.tzinfo | None
+        try:
+            # Reads the system's tz database by a validated key; the set of
+            # zones (and ZoneInfo's own cache) is bounded by that database.
+            zone = zoneinfo.ZoneInfo(key)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            zone = None
+        self._found[key] = zone
+        return zone
+
+
 class ValueStandIn(OpaqueObject):
     """Base of stand-ins whose arguments/state we rebuild into a real value.
 
-    Subclasses implement :meth:`rebuild`; it runs once, after unpickling, when
-    the record is converted to JSON, and raises ``ValueError``/``TypeError``
-    when the arguments are not what that type's pickles contain.
+    Subclasses implement :meth:`rebuild`; the walk (relay.jsonvalue) calls it
+    once per object, after unpickling, when the record is converted to JSON,
+    having charged its budget for the arguments' sizes first; it raises
+    ``ValueError``/``TypeError`` when the arguments are not what that type's
+    pickles contain.  ``zones`` looks up the time zones a datetime names.
     """
 
     __slots__ = ()
 
-    def rebuild(self) -> Any:
+    def rebuild(self, zones: ZoneLookup | None = None) -> Any:
         raise NotImplementedError
 
 
@@ -98,9 +169,9 @@ class _DateTime(ValueStandIn):
     __slots__ = ()
     qualname = "datetime.datetime"
 
-    def rebuild(self) -> dt.datetime:
+    def rebuild(self, zones: ZoneLookup | None = None) -> dt.datetime:
         b = _datetime_fields(self.args[0], 10)
-        tz = _rebuild_tz(self.args[1]) if len(self.args) > 1 else None
+        tz = _rebuild_tz(self.args[1], zones) if len(self.args) > 1 else None
         month, fold = b[2] & 0x7F, b[2] >> 7
         usec = (b[7] << 16) | (b[8] << 8) | b[9]
         return dt.datetime((b[0] << 8) | b[1], month, b[3], b[4], b[5], b[6], usec, tz, fold=fold)
@@ -110,7 +181,7 @@ class _Date(ValueStandIn):
     __slots__ = ()
     qualname = "datetime.date"
 
-    def rebuild(self) -> dt.date:
+    def rebuild(self, zones: ZoneLookup | None = None) -> dt.date:
         b = _datetime_fields(self.args[0], 4)
         return dt.date((b[0] << 8) | b[1], b[2], b[3])
 
@@ -119,9 +190,9 @@ class _Time(ValueStandIn):
     __slots__ = ()
     qualname = "datetime.time"
 
-    def rebuild(self) -> dt.time:
+    def rebuild(self, zones: ZoneLookup | None = None) -> dt.time:
         b = _datetime_fields(self.args[0], 6)
-        tz = _rebuild_tz(self.args[1]) if len(self.args) > 1 else None
+        tz = _rebuild_tz(self.args[1], zones) if len(self.args) > 1 else None
         hour, fold = b[0] & 0x7F, b[0] >> 7
         return dt.time(hour, b[1], b[2], (b[3] << 16) | (b[4] << 8) | b[5], tz, fold=fold)
 
@@ -130,7 +201,7 @@ class _TimeDelta(ValueStandIn):
     __slots__ = ()
     qualname = "datetime.timedelta"
 
-    def rebuild(self) -> dt.timedelta:
+    def rebuild(self, zones: ZoneLookup | None = None) -> dt.timedelta:
         _check(all(type(a) is int for a in self.args) and len(self.args) <= 3, self.qualname)
         return dt.timedelta(*self.args)
 
@@ -139,7 +210,7 @@ class _TimeZone(ValueStandIn):
     __slots__ = ()
     qualname = "datetime.timezone"
 
-    def rebuild(self) -> dt.timezone:
+    def rebuild(self, zones: ZoneLookup | None = None) -> dt.timezone:
         offset = self.args[0] if self.args else None
         if not isinstance(offset, _TimeDelta):
             raise ValueError(f"unexpected pickle arguments for {self.qualname}")
@@ -153,7 +224,7 @@ class _TimeZone(ValueStandIn):
 _ZONE_KEY = re.compile(r"^[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*$")
 
 
-def _rebuild_tz(tz: Any) -> dt.tzinfo | None:
+def _rebuild_tz(tz: Any, zones: ZoneLookup | None) -> dt.tzinfo | None:
     if tz is None:
         return None
     if isinstance(tz, _TimeZone):
@@ -161,12 +232,7 @@ def _rebuild_tz(tz: Any) -> dt.tzinfo | None:
     if isinstance(tz, OpaqueObject) and tz.qualname == "zoneinfo.ZoneInfo._unpickle":
         key = tz.args[0] if tz.args else None
         if isinstance(key, str) and len(key) < 64 and _ZONE_KEY.match(key):
-            try:
-                # Reads the system's tz database by a validated key; the set
-                # of zones (and ZoneInfo's cache) is bounded by that database.
-                return zoneinfo.ZoneInfo(key)
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-                return None
+            return (zones or ZoneLookup()).get(key)
     # Third-party tzinfo classes (pytz, dateutil) are not rebuilt: the
     # datetime is kept naive rather than guessing its offset.
     return None
@@ -176,7 +242,7 @@ class _Decimal(ValueStandIn):
     __slots__ = ()
     qualname = "decimal.Decimal"
 
-    def rebuild(self) -> decimal.Decimal:
+    def rebuild(self, zones: ZoneLookup | None = None) -> decimal.Decimal:
         _check(len(self.args) == 1 and isinstance(self.args[0], str), self.qualname)
         return decimal.Decimal(self.args[0])
 
@@ -185,7 +251,7 @@ class _UUID(ValueStandIn):
     __slots__ = ()
     qualname = "uuid.UUID"
 
-    def rebuild(self) -> uuid.UUID:
+    def rebuild(self, zones: ZoneLookup | None = None) -> uuid.UUID:
         state = self.state
         _check(isinstance(state, dict) and type(state.get("int")) is int, self.qualname)
         return uuid.UUID(int=state["int"])
@@ -196,7 +262,7 @@ class _PosixPath(ValueStandIn):
     qualname = "pathlib.PurePosixPath"
     flavour: ClassVar[type[pathlib.PurePath]] = pathlib.PurePosixPath
 
-    def rebuild(self) -> str:
+    def rebuild(self, zones: ZoneLookup | None = None) -> str:
         _check(all(isinstance(a, str) for a in self.args), self.qualname)
         # Pure paths only join strings; they never touch the file system.
         return str(self.flavour(*self.args))
@@ -212,7 +278,7 @@ class _IPAddress(ValueStandIn):
     __slots__ = ()
     qualname = "ipaddress.ip_address"
 
-    def rebuild(self) -> str:
+    def rebuild(self, zones: ZoneLookup | None = None) -> str:
         _check(len(self.args) == 1 and type(self.args[0]) in (int, str, bytes), self.qualname)
         address = self.args[0]
         _check(not isinstance(address, str | bytes) or len(address) <= 64, self.qualname)
@@ -223,7 +289,7 @@ class _Complex(ValueStandIn):
     __slots__ = ()
     qualname = "builtins.complex"
 
-    def rebuild(self) -> str:
+    def rebuild(self, zones: ZoneLookup | None = None) -> str:
         _check(all(type(a) in (int, float) for a in self.args) and len(self.args) <= 2, self.qualname)
         return str(complex(*self.args))
 
@@ -263,7 +329,7 @@ class LazyBytes(ValueStandIn):
         first = node.args[0] if node.args else b""
         return len(first) if isinstance(first, str | bytes | bytearray) else 0
 
-    def rebuild(self) -> bytes:
+    def rebuild(self, zones: ZoneLookup | None = None) -> bytes:
         args = self._innermost().args
         if not args:
             return b""
@@ -319,18 +385,36 @@ class LazyMapping(ValueStandIn):
     __slots__ = ()
     qualname = "builtins.dict"
 
-    def pairs(self) -> Any:
-        """Yield (key, value) pairs in pickle order, without building a merged dict."""
-        yield from self._pairs(0)
+    def pairs(self, visit: Callable[[], None] | None = None) -> Iterator[tuple[Any, Any]]:
+        """Yield (key, value) pairs in pickle order, without building a merged dict.
 
-    def _pairs(self, depth: int) -> Any:
-        if depth >= MAX_STAND_IN_CHAIN:
-            raise ValueError(f"stand-ins nested more than {MAX_STAND_IN_CHAIN} deep")
+        A mapping built from mappings (``OrderedDict(other)``, nested at most
+        :data:`MAX_STAND_IN_CHAIN` deep) is expanded with a stack of our
+        own, so each pair costs the same however deep it sits; ``visit`` is
+        called once per mapping expanded, so that a caller counting its work
+        also counts mappings that hold no pairs.
+        """
+        todo: list[Iterator[Any]] = [self._parts()]
+        while todo:
+            part = next(todo[-1], None)
+            if part is None:
+                todo.pop()
+            elif isinstance(part, LazyMapping):
+                if len(todo) >= MAX_STAND_IN_CHAIN:
+                    raise ValueError(f"stand-ins nested more than {MAX_STAND_IN_CHAIN} deep")
+                if visit is not None:
+                    visit()
+                todo.append(part._parts())
+            else:
+                yield part
+
+    def _parts(self) -> Iterator[Any]:
+        """This mapping's own parts: pairs, and the mappings its pairs come from."""
         for arg in self.args:
             if isinstance(arg, dict):
                 yield from arg.items()
             elif isinstance(arg, LazyMapping):
-                yield from arg._pairs(depth + 1)
+                yield arg
         for item in self.items:
             if isinstance(item, tuple) and len(item) == 2:
                 yield item
@@ -363,24 +447,37 @@ def _as_bytes(value: Any) -> bytes:
     return value if isinstance(value, bytes) else b""
 
 
-class _Object:
-    """Stand-in for ``builtins.object``, the base argument of ``copyreg._reconstructor``."""
+def _builtin_type(qualname: str) -> type[OpaqueObject]:
+    """A stand-in for a builtin type named as a value or as a base (``copyreg._reconstructor(cls, object, None)``)."""
+    # type() finds the metaclass (FrozenClass) from the base, as a class statement would.
+    return type(qualname.rpartition(".")[2], (OpaqueObject,), {"__slots__": (), "qualname": qualname})
 
 
-def _reconstructor(cls: Any, base: Any, state: Any = None) -> OpaqueObject:
-    """Stand-in for ``copyreg._reconstructor``, how protocols 0-1 spell a class instance."""
-    if not (isinstance(cls, type) and issubclass(cls, OpaqueObject)):
-        raise ValueError("unexpected pickle arguments for copyreg._reconstructor")
-    obj = cls.__new__(cls)
-    if state is not None:
-        # A subclass of a builtin (``class Tag(str)``) carries its value here.
-        obj.args = (state,)
-    return obj
+class _Reconstructor(OpaqueObject):
+    """Stand-in for ``copyreg._reconstructor``, how protocols 0-1 spell a class instance.
+
+    A class, so that it is frozen like every other stand-in; calling it
+    returns an instance of the (opaque) class named, never of this one.
+    """
+
+    __slots__ = ()
+    qualname = "copyreg._reconstructor"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        target = args[0] if args else None
+        if kwargs or not 2 <= len(args) <= 3 or not (isinstance(target, type) and issubclass(target, OpaqueObject)):
+            raise ValueError("unexpected pickle arguments for copyreg._reconstructor")
+        obj = OpaqueObject.__new__(target)
+        state = args[2] if len(args) > 2 else None
+        if state is not None:
+            # A subclass of a builtin (``class Tag(str)``) carries its value here.
+            obj.args = (state,)
+        return obj
 
 
 # The well-known names and what we map them to.  Python 2 spellings
 # (``__builtin__``, ``copy_reg``) are translated by the unpickler before lookup.
-KNOWN: Final[dict[tuple[str, str], Any]] = {
+_KNOWN: Final[dict[tuple[str, str], type[OpaqueObject]]] = {
     ("datetime", "datetime"): _DateTime,
     ("datetime", "date"): _Date,
     ("datetime", "time"): _Time,
@@ -391,7 +488,7 @@ KNOWN: Final[dict[tuple[str, str], Any]] = {
     ("uuid", "UUID"): _UUID,
     ("_codecs", "encode"): LazyBytes,
     ("codecs", "encode"): LazyBytes,
-    ("copyreg", "_reconstructor"): _reconstructor,
+    ("copyreg", "_reconstructor"): _Reconstructor,
     ("collections", "OrderedDict"): _OrderedDict,
     ("collections", "defaultdict"): _DefaultDict,
     ("collections", "Counter"): _Counter,
@@ -403,16 +500,12 @@ KNOWN: Final[dict[tuple[str, str], Any]] = {
     ("builtins", "bytes"): LazyBytes,
     ("builtins", "bytearray"): _ByteArray,
     ("builtins", "complex"): _Complex,
-    ("builtins", "object"): _Object,
     # Base-type arguments of copyreg._reconstructor for builtin subclasses.
-    ("builtins", "str"): _Object,
-    ("builtins", "int"): _Object,
-    ("builtins", "float"): _Object,
-    ("builtins", "tuple"): _Object,
+    **{("builtins", name): _builtin_type(f"builtins.{name}") for name in ("object", "str", "int", "float", "tuple")},
     ("builtins", "list"): LazySequence,
     ("builtins", "dict"): LazyMapping,
+    **{("pathlib", name): _PosixPath for name in ("PosixPath", "PurePosixPath", "Path", "PurePath")},
+    **{("pathlib", name): _WindowsPath for name in ("WindowsPath", "PureWindowsPath")},
 }
-for _path in ("PosixPath", "PurePosixPath", "Path", "PurePath"):
-    KNOWN[("pathlib", _path)] = _PosixPath
-for _path in ("WindowsPath", "PureWindowsPath"):
-    KNOWN[("pathlib", _path)] = _WindowsPath
+#: The well-known names, read-only: nothing at run time adds to or changes them.
+KNOWN: Final[Mapping[tuple[str, str], type[OpaqueObject]]] = MappingProxyType(_KNOWN)
