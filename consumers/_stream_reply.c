@@ -10,6 +10,25 @@
  * before the reply are skipped: the consumer's connection subscribes to
  * nothing.
  *
+ * Each entry must be what Redis 6 and 7 send, in RESP2 and RESP3 alike
+ * (t_stream.c: addReplyStreamID, addReplyBulkCBuffer, addReplyNullArray):
+ *
+ *   entry       an array of 2: [id, fields]
+ *   id          a bulk string
+ *   fields      an array of an even count of bulk strings (field, value, ...),
+ *               or a null (`*-1` in RESP2, `_` in RESP3: a pending entry that
+ *               was trimmed), given as None
+ *
+ * Anything else there (sets, maps, attributes, pushes, doubles, big numbers,
+ * booleans, verbatim strings, errors, integers, simple strings, nulls where
+ * no null belongs, an entry of another length) is refused by feed() with a
+ * ValueError naming the entry, the place and what was found (check_entry),
+ * not accepted and left to fail when the entry is built: the caller turns
+ * that ValueError into redis-py's InvalidResponse and reads again on another
+ * connection, and every entry it is handed can be built, rendered and
+ * acknowledged.  consumers.streamreply.ReplyReaderPython is the reference
+ * of all of this, message for message.
+ *
  * Why: hiredis makes two lists and eleven bytes objects of every entry, and
  * creating and freeing them was about a quarter of the file consumer's CPU
  * (perf).  Here an entry is a row of offsets into the one buffer the reply
@@ -105,17 +124,154 @@ static const char *resp_skip(const char *p, const char *end, int depth) {
     }
 }
 
-/* The bulk string at *p (within an element known complete): its span; 0 if
- * the element there is anything else.  Moves *p past it. */
+/* The bulk string at *p, whole before end: its span, and *p moved past it;
+ * 0 if there is none (never in an entry check_entry passed).  The length is
+ * checked against end before q + n is formed: it comes from the network. */
 static int take_bulk(const char **p, const char *end, Span *span) {
     long long n;
-    if (**p != '$') return 0;
+    if (*p >= end || **p != '$') return 0;
     const char *q = read_header(*p, end, &n);
-    if (FAILED(q) || n < 0) return 0;
+    if (FAILED(q) || n < 0 || end - q < n + 2) return 0;
     span->p = q;
     span->n = (Py_ssize_t)n;
     *p = q + n + 2;
     return 1;
+}
+
+/* ------------------------------------------------------------ the entry check */
+
+/* Where in an entry check_entry stopped, and why: the error message. */
+enum { POS_ENTRY, POS_ID, POS_FIELDS, POS_FIELD };
+enum { FAULT_TYPE, FAULT_HEADER, FAULT_LENGTH, FAULT_BULK_END };
+
+typedef struct {
+    int position; /* POS_* */
+    Py_ssize_t field; /* POS_FIELD: the element's index in the field list */
+    int fault; /* FAULT_* */
+    char type; /* the element's type byte */
+    long long length; /* FAULT_LENGTH: the count or length its header gave */
+} EntryFault;
+
+static const char *entry_fault(EntryFault *fault, int what, char type, long long length) {
+    fault->fault = what, fault->type = type, fault->length = length;
+    return MALFORMED;
+}
+
+/* The bulk string at p, checked (fault->position set by the caller): past it,
+ * INCOMPLETE or MALFORMED. */
+static const char *check_bulk(const char *p, const char *end, EntryFault *fault) {
+    long long n;
+    if (p >= end) return INCOMPLETE;
+    if (*p != '$') return entry_fault(fault, FAULT_TYPE, *p, 0);
+    const char *q = read_header(p, end, &n);
+    if (q == INCOMPLETE) return q;
+    if (q == MALFORMED) return entry_fault(fault, FAULT_HEADER, '$', 0);
+    if (n < 0) return entry_fault(fault, FAULT_LENGTH, '$', n);
+    if (end - q < n + 2) return INCOMPLETE;
+    if (q[n] != '\r' || q[n + 1] != '\n') return entry_fault(fault, FAULT_BULK_END, '$', n);
+    return q + n + 2;
+}
+
+/* The entry at p as Redis sends it (the grammar at the top): the position
+ * past it; INCOMPLETE if the bytes end before it does; MALFORMED, with fault
+ * set, as soon as a byte shows it is anything else.  Every entry a
+ * ReplyEntries holds passed this: entry_object and reply_id_at read only
+ * these shapes. */
+static const char *check_entry(const char *p, const char *end, EntryFault *fault) {
+    long long n;
+    const char *q;
+    fault->position = POS_ENTRY;
+    if (p >= end) return INCOMPLETE;
+    if (*p != '*') return entry_fault(fault, FAULT_TYPE, *p, 0);
+    q = read_header(p, end, &n);
+    if (q == INCOMPLETE) return q;
+    if (q == MALFORMED) return entry_fault(fault, FAULT_HEADER, '*', 0);
+    if (n != 2) return entry_fault(fault, FAULT_LENGTH, '*', n);
+    fault->position = POS_ID;
+    q = check_bulk(q, end, fault);
+    if (FAILED(q)) return q;
+    fault->position = POS_FIELDS;
+    if (q >= end) return INCOMPLETE;
+    if (*q == '_') { /* RESP3's null: exactly "_\r\n" */
+        if (end - q < 3) return INCOMPLETE;
+        if (q[1] != '\r' || q[2] != '\n') return entry_fault(fault, FAULT_HEADER, '_', 0);
+        return q + 3;
+    }
+    if (*q != '*') return entry_fault(fault, FAULT_TYPE, *q, 0);
+    p = q;
+    q = read_header(p, end, &n);
+    if (q == INCOMPLETE) return q;
+    if (q == MALFORMED) return entry_fault(fault, FAULT_HEADER, '*', 0);
+    if (n == -1) return q; /* RESP2's null array */
+    if (n < 0 || n % 2 != 0) return entry_fault(fault, FAULT_LENGTH, '*', n);
+    fault->position = POS_FIELD;
+    for (fault->field = 0; fault->field < n; fault->field++) {
+        q = check_bulk(q, end, fault);
+        if (FAILED(q)) return q;
+    }
+    return q;
+}
+
+/* What a RESP type byte is, with its article; NULL for a byte that is none. */
+static const char *type_name(char type) {
+    switch (type) {
+    case '*': return "an array";
+    case '$': return "a bulk string";
+    case '~': return "a set";
+    case '%': return "a map";
+    case '|': return "an attribute";
+    case '>': return "a push";
+    case ',': return "a double";
+    case '(': return "a big number";
+    case '#': return "a boolean";
+    case '=': return "a verbatim string";
+    case '!': return "a blob error";
+    case '_': return "a null";
+    case ':': return "an integer";
+    case '+': return "a simple string";
+    case '-': return "an error";
+    default: return NULL;
+    }
+}
+
+/* ValueError: entry `index` is not what Redis sends (fault says how). */
+static PyObject *entry_malformed(Py_ssize_t index, const EntryFault *fault) {
+    static const char *const where[] = {"the entry", "its id", "its field list"};
+    static const char *const expected[] = {"an array of 2 (id, fields)", "a bulk string",
+                                           "an array of field-value pairs, or a null", "a bulk string"};
+    const char *head = "malformed reply from Redis: stream entry", *wanted = expected[fault->position];
+    PyObject *place = fault->position == POS_FIELD
+                          ? PyUnicode_FromFormat("element %zd of its field list", fault->field)
+                          : PyUnicode_FromString(where[fault->position]);
+    PyObject *what = NULL;
+    if (place == NULL) return NULL;
+    switch (fault->fault) {
+    case FAULT_HEADER:
+        PyErr_Format(PyExc_ValueError, "%s %zd: %U has a malformed header ('%c')", head, index, place, fault->type);
+        goto done;
+    case FAULT_BULK_END:
+        PyErr_Format(PyExc_ValueError, "%s %zd: %U does not end where its length says", head, index, place);
+        goto done;
+    case FAULT_LENGTH:
+        if (fault->length == -1)
+            what = PyUnicode_FromString(fault->type == '*' ? "a null array" : "a null bulk string");
+        else if (fault->type == '*')
+            what = PyUnicode_FromFormat("an array of %lld elements", fault->length);
+        else
+            what = PyUnicode_FromFormat("a bulk string of length %lld", fault->length);
+        break;
+    default: /* FAULT_TYPE */
+        if (type_name(fault->type) != NULL)
+            what = PyUnicode_FromFormat("%s ('%c')", type_name(fault->type), fault->type);
+        else
+            what = PyUnicode_FromFormat("the byte 0x%x, no RESP type", (unsigned char)fault->type);
+    }
+    if (what != NULL)
+        PyErr_Format(PyExc_ValueError, "%s %zd: %U is %U; Redis sends %s there", head, index, place, what, wanted);
+done:
+    Py_DECREF(place);
+    Py_XDECREF(what);
+    return NULL;
 }
 
 /* Offsets into the reply's buffer (it moves while the reply is read). */
@@ -138,7 +294,7 @@ static const char *usual_bulk(const char *p, const char *end, Span *span) {
     if (q == INCOMPLETE) return INCOMPLETE;
     if (q == MALFORMED || n < 0) return NOT_USUAL;
     if (end - q < n + 2) return INCOMPLETE;
-    if (q[n] != '\r' || q[n + 1] != '\n') return NOT_USUAL; /* resp_skip then says what is wrong */
+    if (q[n] != '\r' || q[n + 1] != '\n') return NOT_USUAL; /* check_entry then says what is wrong */
     span->p = q;
     span->n = (Py_ssize_t)n;
     return q + n + 2;
@@ -147,7 +303,7 @@ static const char *usual_bulk(const char *p, const char *end, Span *span) {
 /* The usual entry at p, [id, [v, 1, record, R, client, C, catcher, K,
  * received, T]], in one pass: fills row and returns the position past it;
  * INCOMPLETE if the bytes end before it does (read again from p with more);
- * NOT_USUAL for any other element, which the caller reads with resp_skip. */
+ * NOT_USUAL for any other element, which the caller reads with check_entry. */
 static const char *read_usual_entry(const char *data, const char *p, const char *end, EntryRow *row) {
     long long n;
     const char *begin = p;
@@ -211,75 +367,61 @@ int reply_usual_at(PyObject *object, Py_ssize_t i, Usual *usual) {
     return 1;
 }
 
+/* The id of a checked entry, [id, ...]: its first element, a bulk string. */
 Span reply_id_at(PyObject *object, Py_ssize_t i) {
     ReplyEntries *entries = (ReplyEntries *)object;
     const EntryRow *row = &entries->rows[i];
     if (row->usual) return row_span(entries, row, 0);
-    /* [id, ...] with a bulk id: its first element */
     const char *p = entries->data + row->begin, *end = entries->data + row->end;
     long long n;
-    Span id = {NULL, -1};
-    if (*p != '*') return id;
+    Span id = {NULL, -1}; /* only if the row were not a checked entry */
     p = read_header(p, end, &n);
-    if (!FAILED(p) && n >= 1) take_bulk(&p, end, &id); /* leaves id as it is if not a bulk */
+    if (!FAILED(p)) take_bulk(&p, end, &id);
     return id;
 }
 
-/* The element at *p as hiredis makes it (without an encoding): lists,
- * bytes, None, ints.  The element is complete (resp_skip said so). */
-static PyObject *to_python(const char **p, const char *end, int depth) {
-    long long n;
-    const char *q;
-    char type = **p;
-    if (type == '$') {
-        q = read_header(*p, end, &n);
-        if (FAILED(q)) goto bad;
-        if (n < 0) {
-            *p = q;
-            Py_RETURN_NONE;
-        }
-        *p = q + n + 2;
-        return PyBytes_FromStringAndSize(q, (Py_ssize_t)n);
-    }
-    if (type == '*') {
-        q = read_header(*p, end, &n);
-        if (FAILED(q) || depth >= MAX_DEPTH) goto bad;
-        *p = q;
-        if (n < 0) Py_RETURN_NONE;
-        PyObject *list = PyList_New((Py_ssize_t)n);
-        if (list == NULL) return NULL;
-        for (Py_ssize_t k = 0; k < (Py_ssize_t)n; k++) {
-            PyObject *item = to_python(p, end, depth + 1);
-            if (item == NULL) {
-                Py_DECREF(list);
-                return NULL;
-            }
-            PyList_SET_ITEM(list, k, item);
-        }
-        return list;
-    }
-    if (type == ':') {
-        q = read_integer(*p, end, &n, 18);
-        if (FAILED(q)) goto bad;
-        *p = q;
-        return PyLong_FromLongLong(n);
-    }
-    if (type == '+') {
-        q = skip_line(*p, end);
-        if (FAILED(q)) goto bad;
-        const char *text = *p + 1;
-        *p = q;
-        return PyBytes_FromStringAndSize(text, q - 2 - text);
-    }
-bad:
-    PyErr_Format(PyExc_ValueError, "stream entry: unexpected RESP element of type %c", type);
-    return NULL;
-}
-
+/* Entry i as hiredis makes it (without an encoding): [id, [field, value,
+ * ...]] of bytes, or [id, None].  The row passed check_entry, so the reads
+ * below cannot fail; each is still bounded by the row's end. */
 static PyObject *entry_object(ReplyEntries *entries, Py_ssize_t i) {
     const EntryRow *row = &entries->rows[i];
-    const char *p = entries->data + row->begin;
-    return to_python(&p, entries->data + row->end, 0);
+    const char *p = entries->data + row->begin, *end = entries->data + row->end;
+    long long n;
+    Span id, field;
+    PyObject *fields = NULL, *id_bytes = NULL, *entry;
+    p = read_header(p, end, &n); /* "*2" */
+    if (FAILED(p) || !take_bulk(&p, end, &id) || p >= end) goto broken;
+    if (*p == '_') {
+        fields = Py_NewRef(Py_None);
+    } else {
+        p = read_header(p, end, &n);
+        if (FAILED(p) || n < -1 || n > end - p) goto broken;
+        if (n == -1) {
+            fields = Py_NewRef(Py_None);
+        } else {
+            fields = PyList_New((Py_ssize_t)n);
+            if (fields == NULL) return NULL;
+            for (Py_ssize_t k = 0; k < (Py_ssize_t)n; k++) {
+                if (!take_bulk(&p, end, &field)) goto broken;
+                PyObject *value = PyBytes_FromStringAndSize(field.p, field.n);
+                if (value == NULL) goto error;
+                PyList_SET_ITEM(fields, k, value);
+            }
+        }
+    }
+    id_bytes = PyBytes_FromStringAndSize(id.p, id.n);
+    if (id_bytes == NULL) goto error;
+    entry = PyList_New(2);
+    if (entry == NULL) goto error;
+    PyList_SET_ITEM(entry, 0, id_bytes);
+    PyList_SET_ITEM(entry, 1, fields);
+    return entry;
+broken:
+    PyErr_Format(PyExc_SystemError, "ReplyEntries: entry %zd is not one check_entry passed", i);
+error:
+    Py_XDECREF(fields);
+    Py_XDECREF(id_bytes);
+    return NULL;
 }
 
 static Py_ssize_t entries_length(PyObject *self) { return ((ReplyEntries *)self)->count; }
@@ -326,7 +468,8 @@ static PyObject *entries_subscript(PyObject *self, PyObject *key) {
     if (slice == NULL) return NULL;
     slice->owner = Py_NewRef(entries->owner != NULL ? entries->owner : self);
     slice->data = entries->data;
-    slice->rows = entries->rows + start;
+    /* No entries, no rows: rows may be NULL, and NULL + 0 is undefined. */
+    slice->rows = length > 0 ? entries->rows + start : NULL;
     slice->count = length;
     return (PyObject *)slice;
 }
@@ -505,9 +648,10 @@ static PyObject *read_entries(ReplyReader *reader) {
         const char *q = read_usual_entry(reader->data, p, end, row);
         if (q == INCOMPLETE) Py_RETURN_NONE;
         if (q == NOT_USUAL) {
-            q = resp_skip(p, end, 3);
+            EntryFault fault;
+            q = check_entry(p, end, &fault);
             if (q == INCOMPLETE) Py_RETURN_NONE;
-            if (q == MALFORMED) return malformed("stream entry");
+            if (q == MALFORMED) return entry_malformed(reader->count, &fault);
             row->begin = p - reader->data, row->end = q - reader->data, row->usual = 0;
         }
         reader->count++;
@@ -534,9 +678,15 @@ static PyObject *reader_feed(PyObject *self, PyObject *arg) {
         return NULL;
     }
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    if (view.len > PY_SSIZE_T_MAX - reader->size) {
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
     if (reader->size + view.len > reader->capacity) {
         Py_ssize_t capacity = reader->capacity ? reader->capacity : 65536;
-        while (capacity < reader->size + view.len) capacity *= 2;
+        /* doubling, but never past what a Py_ssize_t holds */
+        while (capacity < reader->size + view.len)
+            capacity = capacity > PY_SSIZE_T_MAX / 2 ? reader->size + view.len : capacity * 2;
         char *data = PyMem_Realloc(reader->data, (size_t)capacity);
         if (data == NULL) {
             PyBuffer_Release(&view);

@@ -16,7 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import InvalidResponse, ResponseError
 
-from consumers.streamentries import ReplyReader, bulk_ids
+from consumers.streamentries import ReplyReader, bulk_ids, check_items
 from relay.resp import CommandPipeline, bulk_string, pack_command, send_packed
 
 __all__ = ["Entry", "GroupReader", "Item", "PendingBatch"]
@@ -171,10 +171,28 @@ class GroupReader:
 
     @staticmethod
     def _entries_of(reply: Any) -> list[Item]:
+        """The entries of a read reply as a parser made it (hiredis), each as Redis sends it, or ``InvalidResponse``.
+
+        A reply of another shape, or an entry holding a type Redis never sends
+        there (:func:`~consumers.streamentries.check_items`), is refused as the
+        C reader refuses such bytes: before the renderers or the XACK ids see
+        it, as a ``RedisError`` the caller's retries handle.
+        """
         if not reply:
             return []
         # RESP2 answers a list of [stream, entries]; RESP3 a map.
-        items: list[Item] = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
+        if type(reply) is dict and len(reply) == 1:
+            items = next(iter(reply.values()))
+        elif type(reply) is list and len(reply) == 1 and type(reply[0]) is list and len(reply[0]) == 2:
+            items = reply[0][1]
+        else:
+            raise InvalidResponse(f"malformed reply from Redis: not the entries of one stream: {reply!r:.200}")
+        if type(items) is not list:
+            raise InvalidResponse(f"malformed reply from Redis: the stream's entries are not an array: {items!r:.200}")
+        try:
+            check_items(items)
+        except ValueError as exc:
+            raise InvalidResponse(str(exc)) from None
         return items
 
     async def ack(self, ids: list[bytes]) -> None:

@@ -21,11 +21,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from relay.resp import bulk_string
 
-__all__ = ["IMPLEMENTATION", "ReplyReader", "bulk_ids", "entries", "entries_python", "json_lines", "text_lines"]
+__all__ = [
+    "IMPLEMENTATION",
+    "ReplyReader",
+    "bulk_ids",
+    "check_items",
+    "entries",
+    "entries_python",
+    "json_lines",
+    "text_lines",
+]
 
 Fields = dict[bytes, bytes]
 #: Lines of consecutive entries (bytes), or the index of an entry left to the caller (int).
@@ -61,6 +70,75 @@ def entries_python(items: list[Any]) -> list[tuple[bytes, Fields | None]]:
     return result
 
 
+_SHOWN: Final = {
+    bytes: "a bulk string",
+    str: "a bulk string",
+    int: "an integer",
+    float: "a double",
+    bool: "a boolean",
+    dict: "a map",
+    set: "a set",
+    type(None): "a null",
+}
+
+
+def _shown_as(value: object, text: type = bytes) -> str:
+    """What a value hiredis made is, in the words of the C reader's messages (``type_name``)."""
+    if type(value) in (bytes, str) and type(value) is not text:
+        return f"a bulk string as {type(value).__name__} among {text.__name__}"  # a parser mixing them: never
+    if type(value) is list:
+        return f"an array of {len(value)} elements"
+    if isinstance(value, list):
+        return "a push"  # hiredis.PushNotification
+    if isinstance(value, Exception):
+        return "an error"  # hiredis.ReplyError
+    return _SHOWN.get(type(value), f"a {type(value).__name__}")
+
+
+def check_items(items: list[Any]) -> None:
+    """Raise ``ValueError`` unless every item is what Redis 6 and 7 send in a read reply, as a parser made it.
+
+    That is ``[id, [field, value, ...]]`` or ``[id, None]`` (a pending entry
+    trimmed from the stream), the id, fields and values all bytes (or all
+    str, for a client that decodes replies): the rule the C reader applies to
+    a reply's bytes (``check_entry`` in ``_stream_reply.c``), for replies
+    hiredis read instead.  hiredis gives a RESP3 set or attribute as a list,
+    and a simple string, a verbatim string or a big number as bytes, so
+    those pass here (as values the renderers and XACK handle); every other
+    type Redis never sends in an entry is refused before anything is built
+    from it.
+    """
+    text: type = str if items and type(items[0]) is list and items[0] and type(items[0][0]) is str else bytes
+    # The plain loop first (0.3 us per usual entry); the message only for a refusal.
+    for index, item in enumerate(items):
+        if type(item) is not list or len(item) != 2 or type(item[0]) is not text:
+            _refuse(index, item, text)
+        fields = item[1]
+        if fields is None:
+            continue
+        if type(fields) is not list or len(fields) % 2:
+            _refuse(index, item, text)
+        for value in fields:
+            if type(value) is not text:
+                _refuse(index, item, text)
+
+
+def _refuse(index: int, item: Any, text: type) -> NoReturn:
+    """The ``ValueError`` of :func:`check_items` for entry ``index``, worded as the C reader's."""
+    head = f"malformed reply from Redis: stream entry {index}"
+    if type(item) is not list or len(item) != 2:
+        raise ValueError(f"{head}: the entry is {_shown_as(item, text)}; Redis sends an array of 2 (id, fields) there")
+    entry_id, fields = item
+    if type(entry_id) is not text:
+        raise ValueError(f"{head}: its id is {_shown_as(entry_id, text)}; Redis sends a bulk string there")
+    if type(fields) is not list or len(fields) % 2:
+        wanted = "an array of field-value pairs, or a null"
+        raise ValueError(f"{head}: its field list is {_shown_as(fields, text)}; Redis sends {wanted} there")
+    field = next(k for k, value in enumerate(fields) if type(value) is not text)
+    shown = _shown_as(fields[field], text)
+    raise ValueError(f"{head}: element {field} of its field list is {shown}; Redis sends a bulk string there")
+
+
 def json_lines_python(items: Sequence[Any], metadata: MetadataJson) -> Pieces:
     """Where the extension is missing: every entry is left to the caller's formatter."""
     return list(range(len(items)))
@@ -91,8 +169,11 @@ IMPLEMENTATION: Final = "c" if _extension is not None else "none"
 
 #: ``ReplyReader()``: ``feed(data)`` gives None until a reply's bytes are
 #: whole, then ``(kind, value)``: ``(0, ReplyEntries)``, ``(1, None)`` (nil),
-#: ``(2, message)`` (an error reply), ``(3, raw)`` (any other reply).  None
-#: where the extension is missing.
+#: ``(2, message)`` (an error reply), ``(3, raw)`` (any other reply); a
+#: ``ValueError`` for bytes that are not RESP or an entry that is not what
+#: Redis sends.  None where the extension is missing (hiredis then reads the
+#: replies, :func:`check_items` their entries);
+#: :class:`consumers.streamreply.ReplyReaderPython` is its reference.
 ReplyReader: Final[Any] = _extension.ReplyReader if _extension is not None else None
 
 #: ``json_lines(items, metadata)``: the JSON lines of a reply's

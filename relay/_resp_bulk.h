@@ -6,14 +6,23 @@
 #ifndef LOGRELAY_RESP_BULK_H
 #define LOGRELAY_RESP_BULK_H
 
+#include <stdint.h>
 #include <stddef.h>
 #include <string.h>
 
-/* "$" + at most 20 digits + "\r\n", and the "\r\n" after the value */
-#define RESP_BULK_OVERHEAD 25
+/* The most decimal digits a size_t has: 20, for 2**64 - 1. */
+#define RESP_SIZE_DIGITS 20
+_Static_assert(SIZE_MAX <= 18446744073709551615ull, "a size_t of more than 20 digits: raise RESP_SIZE_DIGITS");
 
+/* "$" + at most RESP_SIZE_DIGITS digits + "\r\n", and the "\r\n" after the
+ * value: what callers add to each value's size when sizing the buffer. */
+#define RESP_BULK_OVERHEAD 25
+_Static_assert(RESP_BULK_OVERHEAD >= 1 + RESP_SIZE_DIGITS + 2 + 2, "RESP_BULK_OVERHEAD is below the worst case");
+
+/* Writes exactly 1 + digits + 2 + size + 2 bytes at p (no terminating NUL),
+ * at most size + RESP_BULK_OVERHEAD; returns the position past them. */
 static inline char *resp_put_bulk(char *p, const char *data, size_t size) {
-    char digits[24];
+    char digits[RESP_SIZE_DIGITS]; /* written backwards, no NUL */
     int n = 0;
     size_t rest = size;
     do {

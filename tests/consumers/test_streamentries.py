@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import hiredis
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,7 +14,7 @@ from redis.connection import Connection
 
 from consumers import streamentries
 from consumers.reader import GroupReader
-from consumers.streamentries import bulk_ids, bulk_ids_python, entries, entries_python
+from consumers.streamentries import bulk_ids, bulk_ids_python, check_items, entries, entries_python
 from relay.resp import bulk_string, pack_command, send_packed
 from tests.realredis import RedisServer
 from tests.relay.test_fuzz import fuzz
@@ -85,6 +87,54 @@ async def test_a_real_reply_gives_what_redis_pys_callback_gives(redis_server: Re
         assert len(entries(raw_items)) == 5
     finally:
         await client.aclose()
+
+
+def test_check_items_takes_what_redis_sends_as_hiredis_makes_it() -> None:
+    """Bytes, or str from a client that decodes replies; a trimmed pending entry's fields as None; no entries."""
+    check_items([])
+    check_items([[b"1-0", [b"a", b"1", b"b", b""]], [b"2-0", None], [b"3-0", []]])
+    check_items([["1-0", ["a", "1"]], ["2-0", None]])
+
+
+def hiredis_items(entries: bytes) -> list[Any]:
+    """What hiredis makes of a RESP3 read reply of these entries (their bytes)."""
+    parser = hiredis.Reader()
+    parser.feed(b"%1\r\n$1\r\ns\r\n*2\r\n*2\r\n$3\r\n1-1\r\n*0\r\n" + entries)
+    items: list[Any] = next(iter(parser.gets().values()))
+    return items
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (b":1\r\n", "the entry is an integer; Redis sends an array of 2 (id, fields) there"),
+        (b"*3\r\n$1\r\na\r\n*0\r\n*0\r\n", "the entry is an array of 3 elements"),
+        (b"*2\r\n#t\r\n*0\r\n", "its id is a boolean; Redis sends a bulk string there"),
+        (b"*2\r\n_\r\n*0\r\n", "its id is a null"),
+        (b"*2\r\n$1\r\na\r\n%1\r\n$1\r\nk\r\n$1\r\nv\r\n", "its field list is a map; Redis sends an array"),
+        (b"*2\r\n$1\r\na\r\n*1\r\n$1\r\nk\r\n", "its field list is an array of 1 elements"),
+        (b"*2\r\n$1\r\na\r\n*2\r\n$1\r\nk\r\n,1.5\r\n", "element 1 of its field list is a double"),
+        (b"*2\r\n$1\r\na\r\n*2\r\n-ERR x\r\n$1\r\nv\r\n", "element 0 of its field list is an error"),
+        (b"*2\r\n$1\r\na\r\n*2\r\n>1\r\n:1\r\n$1\r\nv\r\n", "element 0 of its field list is a push"),
+        (b"*2\r\n$1\r\na\r\n*2\r\n$1\r\nk\r\n$-1\r\n", "element 1 of its field list is a null"),
+    ],
+    ids=[
+        "integer-entry",
+        "entry-of-3",
+        "boolean-id",
+        "null-id",
+        "map-fields",
+        "odd-fields",
+        "double",
+        "error",
+        "push",
+        "null-value",
+    ],
+)
+def test_check_items_refuses_what_hiredis_makes_of_a_type_redis_never_sends_there(entry: bytes, message: str) -> None:
+    """The words of the C reader's refusals (``_stream_reply.c``), for the entry after a good one."""
+    with pytest.raises(ValueError, match=f"^malformed reply from Redis: stream entry 1: {re.escape(message)}"):
+        check_items(hiredis_items(entry))
 
 
 @pytest.mark.skipif(streamentries.IMPLEMENTATION == "c", reason="only where no C loop is built")

@@ -3,7 +3,9 @@
 The consumer reads its XREADGROUP replies this way (consumers.reader); the
 renderers then read the entries in place.  Every check here compares with
 hiredis, the parser redis-py would have used, on replies a real redis-server
-sent (RESP2 and RESP3) and on generated ones.
+sent (RESP2 and RESP3) and on generated ones; the parsing checks run on the
+C reader and on its Python reference (consumers.streamreply), and the two are
+compared with each other, refusals included, message for message.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import itertools
 import json
 import random
+import re
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -21,18 +24,27 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError, ResponseError
+from redis.exceptions import ConnectionError, InvalidResponse, ResponseError
 
 from consumers import streamentries
 from consumers.formatting import build_formatter
 from consumers.reader import GroupReader
 from consumers.streamentries import ReplyReader, bulk_ids
+from consumers.streamreply import ReplyReaderPython
 from relay.resp import pack_command
 from tests.polling import wait_until
 from tests.realredis import RedisServer
 from tests.relay.test_fuzz import fuzz
 
-pytestmark = pytest.mark.skipif(streamentries.IMPLEMENTATION != "c", reason="the C extension is not built here")
+needs_c = pytest.mark.skipif(streamentries.IMPLEMENTATION != "c", reason="the C extension is not built here")
+
+#: The readers of a reply's bytes: the C one (where built) and its Python reference.
+READERS = [
+    pytest.param(ReplyReaderPython, id="python"),
+    pytest.param(ReplyReader, id="c", marks=needs_c),
+]
+by_reader = pytest.mark.parametrize("reader_type", READERS)
+ReaderType = Callable[[], Any]
 
 ENTRIES, NIL, ERROR, OTHER = 0, 1, 2, 3
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s [%(client)s %(entry_id)s]"
@@ -101,9 +113,9 @@ def hiredis_entries(data: bytes) -> list[Any]:
     return next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
 
 
-def feed_in_chunks(data: bytes, cuts: list[int]) -> tuple[int, Any]:
-    """Feed ``data`` cut at ``cuts``; None must come back until the last chunk."""
-    reader = ReplyReader()
+def feed_in_chunks(data: bytes, cuts: list[int], reader_type: ReaderType = ReplyReader) -> tuple[int, Any]:
+    """Feed ``data`` cut at ``cuts`` to a new reader; None must come back until the last chunk."""
+    reader = reader_type()
     bounds = [0, *sorted(set(cuts)), len(data)]
     found = None
     for start, end in itertools.pairwise(bounds):
@@ -137,16 +149,18 @@ def cut_points(data: bytes) -> Iterator[list[int]]:
         yield rng.sample(range(1, len(data)), min(5, len(data) - 1))
 
 
-def test_a_real_reply_in_any_chunks_gives_the_entries_hiredis_gives(read_reply: bytes) -> None:
+@by_reader
+def test_a_real_reply_in_any_chunks_gives_the_entries_hiredis_gives(read_reply: bytes, reader_type: ReaderType) -> None:
     expected = hiredis_entries(read_reply)
     assert len(expected) == 54
     for cuts in cut_points(read_reply):
-        kind, entries = feed_in_chunks(read_reply, cuts)
+        kind, entries = feed_in_chunks(read_reply, cuts, reader_type)
         assert kind == ENTRIES
         assert len(entries) == len(expected)
         assert list(entries) == expected
 
 
+@needs_c
 def test_entries_index_and_slice_as_a_list_does(read_reply: bytes) -> None:
     expected = hiredis_entries(read_reply)
     _, entries = feed_in_chunks(read_reply, [])
@@ -165,6 +179,7 @@ def test_entries_index_and_slice_as_a_list_does(read_reply: bytes) -> None:
     assert list(nested) == expected[5:9]
 
 
+@needs_c
 def test_renderers_and_ids_read_the_entries_in_place_as_from_hiredis_lists(read_reply: bytes) -> None:
     lists = hiredis_entries(read_reply)
     _, entries = feed_in_chunks(read_reply, [])
@@ -180,6 +195,7 @@ def test_renderers_and_ids_read_the_entries_in_place_as_from_hiredis_lists(read_
         assert build_formatter(spec).format_items(entries[41:]) == build_formatter(spec).format_items(lists[41:])
 
 
+@needs_c
 def test_text_lines_with_a_record_check_callable_sees_each_record() -> None:
     record = str(usual_fields(1)["record"]).encode()
     data = encode([[b"1-1", usual_list(record)]])
@@ -199,19 +215,21 @@ def test_text_lines_with_a_record_check_callable_sees_each_record() -> None:
     assert seen == [record]
 
 
+@by_reader
 @pytest.mark.parametrize("resp3", [False, True], ids=["resp2", "resp3"])
-def test_a_timed_out_block_is_nil(stream: RedisServer, resp3: bool) -> None:
+def test_a_timed_out_block_is_nil(stream: RedisServer, resp3: bool, reader_type: ReaderType) -> None:
     raw_reply(stream, "XREADGROUP", "GROUP", "g", "c", "COUNT", 1000, "STREAMS", "s", ">")
     data = raw_reply(stream, "XREADGROUP", "GROUP", "g", "c", "BLOCK", 1, "STREAMS", "s", ">", resp3=resp3)
     assert hiredis_parse(data) is None
     for cuts in cut_points(data):
-        assert feed_in_chunks(data, cuts) == (NIL, None)
+        assert feed_in_chunks(data, cuts, reader_type) == (NIL, None)
 
 
-def test_an_error_reply_is_its_message(stream: RedisServer) -> None:
+@by_reader
+def test_an_error_reply_is_its_message(stream: RedisServer, reader_type: ReaderType) -> None:
     data = raw_reply(stream, "XREADGROUP", "GROUP", "nogroup", "c", "STREAMS", "s", ">")
     for cuts in cut_points(data):
-        kind, message = feed_in_chunks(data, cuts)
+        kind, message = feed_in_chunks(data, cuts, reader_type)
         assert kind == ERROR
         assert message.startswith(b"NOGROUP ")
         assert b"\r" not in message
@@ -223,20 +241,22 @@ def test_an_error_reply_is_its_message(stream: RedisServer) -> None:
     ids=["xautoclaim", "xrange", "ping", "xlen"],
 )
 @pytest.mark.parametrize("resp3", [False, True], ids=["resp2", "resp3"])
+@by_reader
 def test_any_other_reply_comes_back_whole_for_a_general_parser(
-    stream: RedisServer, command: tuple[str | int, ...], resp3: bool
+    stream: RedisServer, command: tuple[str | int, ...], resp3: bool, reader_type: ReaderType
 ) -> None:
     raw_reply(stream, "XREADGROUP", "GROUP", "g", "c", "COUNT", 5, "STREAMS", "s", ">")  # pending, for XAUTOCLAIM
     data = raw_reply(stream, *command, resp3=resp3)
     for cuts in cut_points(data):
-        assert feed_in_chunks(data, cuts) == (OTHER, data)
+        assert feed_in_chunks(data, cuts, reader_type) == (OTHER, data)
 
 
-def test_a_push_before_the_reply_is_skipped(read_reply: bytes) -> None:
+@by_reader
+def test_a_push_before_the_reply_is_skipped(read_reply: bytes, reader_type: ReaderType) -> None:
     push = b">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$5\r\nhello\r\n"
     data = push + push + read_reply
     for cuts in [[], [3], [len(push)], [len(push) + 2], list(range(1, 80))]:
-        kind, entries = feed_in_chunks(data, cuts)
+        kind, entries = feed_in_chunks(data, cuts, reader_type)
         assert kind == ENTRIES
         assert list(entries) == hiredis_entries(read_reply)
 
@@ -246,19 +266,22 @@ def test_a_push_before_the_reply_is_skipped(read_reply: bytes) -> None:
     [b"?x\r\n", b"*1\r\n?", b"$3\r\nabcd\r\n", b"*x\r\n", b"$-2\r\n", b"$99999999999999\r\n", b":1\n"],
     ids=["unknown-type", "unknown-inner", "bulk-overrun", "bad-length", "negative-bulk", "huge-length", "bare-newline"],
 )
-def test_bytes_that_are_not_resp_are_refused(data: bytes) -> None:
+@by_reader
+def test_bytes_that_are_not_resp_are_refused(data: bytes, reader_type: ReaderType) -> None:
     with pytest.raises(ValueError, match="malformed reply"):
-        feed_in_chunks(data, [])
+        feed_in_chunks(data, [], reader_type)
 
 
-def test_bytes_past_the_reply_are_refused(read_reply: bytes) -> None:
+@by_reader
+def test_bytes_past_the_reply_are_refused(read_reply: bytes, reader_type: ReaderType) -> None:
     for data in (read_reply + b"+OK\r\n", b"*-1\r\n+OK\r\n", b"-ERR x\r\n:1\r\n", b":1\r\n:2\r\n"):
         with pytest.raises(ValueError, match="bytes after the reply"):
-            feed_in_chunks(data, [])
+            feed_in_chunks(data, [], reader_type)
 
 
-def test_a_reader_reads_one_reply() -> None:
-    reader = ReplyReader()
+@by_reader
+def test_a_reader_reads_one_reply(reader_type: ReaderType) -> None:
+    reader = reader_type()
     assert reader.feed(b"*-1\r\n") == (NIL, None)
     with pytest.raises(ValueError, match="read already"):
         reader.feed(b"*-1\r\n")
@@ -296,15 +319,6 @@ odd = st.one_of(
 )
 
 
-def test_ids_of_entries_that_are_not_lists_are_not_read_from_their_contents() -> None:
-    # A bulk entry whose bytes look like a bulk string: no id in it.
-    entries = [[b"1-1", usual_list(b"{}")], b"$1\r\nx\r\n", [b"2-2", None]]
-    _, got = feed_in_chunks(encode(entries), [])
-    lists = hiredis_entries(encode(entries))
-    assert outcome(bulk_ids, got) == outcome(bulk_ids, lists)
-    assert outcome(bulk_ids, got[2:]) == bulk_ids(lists[2:]) == b"$3\r\n2-2\r\n"
-
-
 def outcome(function: Any, *args: Any) -> object:
     try:
         return function(*args)
@@ -312,26 +326,48 @@ def outcome(function: Any, *args: Any) -> object:
         return type(exc)
 
 
+def as_redis_sends(entry: Any) -> bool:
+    """Whether ``entry`` (as :func:`encode` takes it) is what Redis sends: [bulk id, [bulk, ...] of pairs, or nil]."""
+    if not isinstance(entry, list) or len(entry) != 2 or not isinstance(entry[0], bytes):
+        return False
+    fields = entry[1]
+    return fields is None or (
+        isinstance(fields, list) and len(fields) % 2 == 0 and all(isinstance(value, bytes) for value in fields)
+    )
+
+
+@by_reader
 @fuzz(300)
 @given(st.lists(usual | odd, max_size=12), st.booleans(), st.data())
-def test_generated_replies_match_hiredis_in_any_chunks(entries: list[Any], resp3: bool, data: st.DataObject) -> None:
+def test_generated_replies_match_hiredis_in_any_chunks(
+    reader_type: ReaderType, entries: list[Any], resp3: bool, data: st.DataObject
+) -> None:
+    """Entries of Redis's shape come out as hiredis makes them; the first of any other shape is refused, by index."""
     raw = encode(entries, resp3=resp3)
     cuts = data.draw(st.lists(st.integers(1, max(1, len(raw) - 1)), max_size=6))
-    kind, got = feed_in_chunks(raw, cuts)
+    refused = [index for index, entry in enumerate(entries) if not as_redis_sends(entry)]
+    if refused:
+        with pytest.raises(ValueError, match=f"^malformed reply from Redis: stream entry {refused[0]}: "):
+            feed_in_chunks(raw, cuts, reader_type)
+        return
+    kind, got = feed_in_chunks(raw, cuts, reader_type)
     lists = hiredis_entries(raw)
     assert kind == ENTRIES
     assert list(got) == lists
-    assert outcome(bulk_ids, got) == outcome(bulk_ids, lists)
+    assert bulk_ids(got) == bulk_ids(lists)
     for spec in ("json", TEXT_FORMAT):
         assert build_formatter(spec).format_items(got) == build_formatter(spec).format_items(lists)
 
 
+@by_reader
 @fuzz(500)
 @given(st.binary(max_size=60), st.data())
-def test_any_bytes_give_what_hiredis_gives_or_a_valueerror(blob: bytes, data: st.DataObject) -> None:
+def test_any_bytes_give_what_hiredis_gives_or_a_valueerror(
+    reader_type: ReaderType, blob: bytes, data: st.DataObject
+) -> None:
     """Never a crash, never a result hiredis disagrees with: arbitrary bytes, in chunks."""
     cuts = data.draw(st.lists(st.integers(1, max(1, len(blob) - 1)), max_size=4))
-    reader = ReplyReader()
+    reader = reader_type()
     bounds = [0, *sorted(set(cuts)), len(blob)]
     found = None
     try:
@@ -357,7 +393,291 @@ def test_any_bytes_give_what_hiredis_gives_or_a_valueerror(blob: bytes, data: st
         assert not isinstance(parsed, type)
 
 
+def outcomes(reader_type: ReaderType, data: bytes, cuts: list[int]) -> list[object]:
+    """A new reader's answer to each chunk of ``data`` cut at ``cuts`` (entries as lists), up to a result or error."""
+    reader = reader_type()
+    answers: list[object] = []
+    bounds = [0, *sorted(set(cuts)), len(data)]
+    for start, end in itertools.pairwise(bounds):
+        if start == end:
+            continue
+        try:
+            found = reader.feed(data[start:end])
+        except ValueError as exc:
+            answers.append(("ValueError", str(exc)))
+            break
+        answers.append(found if found is None or found[0] != ENTRIES else (ENTRIES, list(found[1])))
+        if found is not None:
+            break
+    return answers
+
+
+@needs_c
+@fuzz(400)
+@given(st.lists(usual | odd, max_size=6), st.booleans(), st.binary(max_size=3), st.data())
+def test_the_c_reader_answers_as_its_python_reference_chunk_for_chunk(
+    entries: list[Any], resp3: bool, noise: bytes, data: st.DataObject
+) -> None:
+    """The same answer to every chunk, refusals' messages included, for replies with some bytes changed."""
+    raw = bytearray(encode(entries, resp3=resp3))
+    for _ in range(data.draw(st.integers(0, 3))):
+        at = data.draw(st.integers(0, len(raw)))
+        raw[at : at + data.draw(st.integers(0, 2))] = noise
+    blob = bytes(raw)
+    cuts = data.draw(st.lists(st.integers(1, max(1, len(blob) - 1)), max_size=6))
+    assert outcomes(ReplyReader, blob, cuts) == outcomes(ReplyReaderPython, blob, cuts)
+
+
+# ------------------------------------------------------------------ entries of types Redis never sends there
+
+ID = b"$3\r\n1-1\r\n"
+FIELD = b"$1\r\nv\r\n"
+GOOD_ENTRY = b"*2\r\n" + ID + b"*2\r\n" + FIELD + FIELD
+
+#: One element of each RESP2 and RESP3 type, and the words the refusal uses for it.
+ELEMENTS = {
+    "set": (b"~1\r\n$1\r\nx\r\n", "a set ('~')"),
+    "map": (b"%1\r\n$1\r\nx\r\n$1\r\ny\r\n", "a map ('%')"),
+    "attribute": (b"|1\r\n$1\r\nx\r\n$1\r\ny\r\n", "an attribute ('|')"),
+    "push": (b">1\r\n$1\r\nx\r\n", "a push ('>')"),
+    "double": (b",1.5\r\n", "a double (',')"),
+    "big-number": (b"(123456789012345678901234567890\r\n", "a big number ('(')"),
+    "boolean": (b"#t\r\n", "a boolean ('#')"),
+    "verbatim": (b"=7\r\ntxt:abc\r\n", "a verbatim string ('=')"),
+    "blob-error": (b"!3\r\nerr\r\n", "a blob error ('!')"),
+    "null": (b"_\r\n", "a null ('_')"),
+    "integer": (b":1\r\n", "an integer (':')"),
+    "long-integer": (b":123456789012345678901\r\n", "an integer (':')"),
+    "simple-string": (b"+1-1\r\n", "a simple string ('+')"),
+    "error": (b"-ERR x\r\n", "an error ('-')"),
+    "null-bulk": (b"$-1\r\n", "a bulk string ('$')"),
+    "null-array": (b"*-1\r\n", "an array ('*')"),
+    "array": (b"*2\r\n$1\r\nx\r\n$1\r\ny\r\n", "an array ('*')"),
+    "bulk": (ID, "a bulk string ('$')"),
+}
+
+#: Where an element goes in an entry, how the refusal names the place, and what Redis sends there.
+FIELDS_OF = b"*2\r\n" + ID + b"*2\r\n"
+PLACES: dict[str, tuple[Callable[[bytes], bytes], str, str]] = {
+    "entry": (lambda e: e, "the entry is", "an array of 2 (id, fields)"),
+    "id": (lambda e: b"*2\r\n" + e + b"*2\r\n" + FIELD + FIELD, "its id is", "a bulk string"),
+    "field-list": (lambda e: b"*2\r\n" + ID + e, "its field list is", "an array of field-value pairs, or a null"),
+    "field-name": (lambda e: FIELDS_OF + e + FIELD, "element 0 of its field list is", "a bulk string"),
+    "field-value": (lambda e: FIELDS_OF + FIELD + e, "element 1 of its field list is", "a bulk string"),
+}
+
+#: What Redis does send at each place (t_stream.c): all but these must be refused.
+SENT_BY_REDIS = {("id", "bulk"), ("field-name", "bulk"), ("field-value", "bulk")}
+SENT_BY_REDIS |= {("field-list", "null"), ("field-list", "null-array"), ("field-list", "array")}
+#: Nulls of the type a place takes are refused for their length (-1), not their type.
+NULL_WORDS = {("entry", "null-array"): "a null array"}
+NULL_WORDS |= {(place, "null-bulk"): "a null bulk string" for place in ("id", "field-name", "field-value")}
+
+
+def reply_of(*entries: bytes, resp3: bool = False) -> bytes:
+    head = b"%1\r\n$1\r\ns\r\n" if resp3 else b"*1\r\n*2\r\n$1\r\ns\r\n"
+    return head + b"*%d\r\n" % len(entries) + b"".join(entries)
+
+
+REFUSED = [
+    pytest.param(place, element, id=f"{place}-{element}")
+    for place in PLACES
+    for element in ELEMENTS
+    if (place, element) not in SENT_BY_REDIS and not (place == "entry" and element == "array")
+]
+
+
+@by_reader
+@pytest.mark.parametrize(("place", "element"), REFUSED)
+def test_a_type_redis_never_sends_inside_an_entry_is_refused_as_the_reply_is_read(
+    reader_type: ReaderType, place: str, element: str
+) -> None:
+    """Refused by feed(), naming the entry, the place and the type, in any chunks; never accepted to fail later.
+
+    Before, feed() accepted these and building the entry (an item, a
+    renderer's fallback, its XACK id) then raised, or made an XACK id of
+    whatever was there (b"None", the digits of an int).
+    """
+    build, words, wanted = PLACES[place]
+    bytes_, found = ELEMENTS[element]
+    found = NULL_WORDS.get((place, element), found)
+    data = reply_of(GOOD_ENTRY, build(bytes_), GOOD_ENTRY)
+    message = f"malformed reply from Redis: stream entry 1: {words} {found}; Redis sends {wanted} there"
+    for cuts in ([], list(range(1, len(data)))):
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            feed_in_chunks(data, cuts, reader_type)
+    # The reply without that entry is read as before.
+    kind, entries = feed_in_chunks(reply_of(GOOD_ENTRY, GOOD_ENTRY), [], reader_type)
+    assert (kind, list(entries)) == (ENTRIES, [[b"1-1", [b"v", b"v"]]] * 2)
+
+
+@by_reader
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (b"*1\r\n" + ID, "the entry is an array of 1 elements; Redis sends an array of 2 (id, fields) there"),
+        (b"*3\r\n" + ID + b"*0\r\n" + ID, "the entry is an array of 3 elements; Redis sends an array of 2"),
+        (b"*2\r\n" + ID + b"*1\r\n" + FIELD, "its field list is an array of 1 elements; Redis sends an array of field"),
+        (b"*2\r\n" + ID + b"*-2\r\n", "its field list is an array of -2 elements"),
+        (b"*2\r\n$-2\r\n", "its id is a bulk string of length -2"),
+        (b"*2\r\n" + ID + b"_x\r\n", "its field list has a malformed header ('_')"),
+        (b"*2\r\n$x\r\n", "its id has a malformed header ('$')"),
+        (b"*2\r\n" + ID + b"*2\r\n" + FIELD + b"$1\r\nvv\r\n", "element 1 of its field list does not end where"),
+        (b"*2\r\n" + ID + b"?\r\n", "its field list is the byte 0x3f, no RESP type; Redis sends an array of field"),
+    ],
+    ids=[
+        "entry-of-1",
+        "entry-of-3",
+        "odd-fields",
+        "negative-count",
+        "negative-length",
+        "bad-null",
+        "bad-header",
+        "bulk-overrun",
+        "unknown-type",
+    ],
+)
+def test_an_entry_of_another_shape_is_refused_as_the_reply_is_read(
+    reader_type: ReaderType, entry: bytes, message: str
+) -> None:
+    data = reply_of(GOOD_ENTRY, entry)
+    for cuts in ([], list(range(1, len(data)))):
+        with pytest.raises(ValueError, match=f"^malformed reply from Redis: stream entry 1: {re.escape(message)}"):
+            feed_in_chunks(data, cuts, reader_type)
+
+
+@by_reader
+@pytest.mark.parametrize("resp3", [False, True], ids=["resp2", "resp3"])
+def test_a_trimmed_pending_entry_is_none_as_hiredis_gives_it(
+    redis_server: RedisServer, resp3: bool, reader_type: ReaderType
+) -> None:
+    """Redis 7 sends a trimmed pending entry's fields as ``_`` in RESP3 (``*-1`` in RESP2): [id, None].
+
+    The C reader used to accept the ``_`` and raise when the entry was built.
+    """
+    with redis_server.client() as client:
+        first = client.xadd("s", {"a": "b"})
+        client.xadd("s", {"c": "d"})
+        client.xgroup_create("s", "g", id="0")
+        client.xreadgroup("g", "c", {"s": ">"})
+        client.xdel("s", first)
+    data = raw_reply(redis_server, "XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", "0", resp3=resp3)
+    assert (b"_\r\n" in data) is resp3
+    expected = hiredis_entries(data)
+    assert expected[0][1] is None
+    for cuts in cut_points(data):
+        kind, entries = feed_in_chunks(data, cuts, reader_type)
+        assert kind == ENTRIES
+        assert list(entries) == expected
+    assert bulk_ids(entries) == bulk_ids(expected)
+
+
+@needs_c
+def test_a_slice_of_a_reply_without_entries_is_empty() -> None:
+    """A reply of no entries has no rows: its slices point at none (NULL + 0 was undefined behaviour)."""
+    _, entries = feed_in_chunks(reply_of(), [])
+    assert len(entries) == 0
+    for window in (slice(0, None), slice(5, 9), slice(None, None, -1)):
+        assert list(entries[window]) == []
+    assert bulk_ids(entries[0:]) == b""
+
+
+@needs_c
+def test_xack_ids_are_packed_at_every_length_of_digits() -> None:
+    """Ids of 1 to 7 digits of length, at both ends of each: the digits written by hand (relay/_resp_bulk.h)."""
+    ids = [b"7" * n for digits in range(1, 8) for n in (10 ** (digits - 1), 10**digits - 1)]
+    data = reply_of(*(b"*2\r\n$%d\r\n%b\r\n*-1\r\n" % (len(i), i) for i in ids))
+    _, entries = feed_in_chunks(data, [])
+    assert bulk_ids(entries) == b"".join(b"$%d\r\n%b\r\n" % (len(i), i) for i in ids)
+
+
 # ------------------------------------------------------------------ through redis-py's connection
+
+
+class ScriptedRedis:
+    """A loopback server that answers like Redis, but each XREADGROUP with the next of ``replies`` (bytes as given).
+
+    Every other command gets ``+OK`` (HELLO its map): enough for redis-py to
+    connect, so a reply Redis would never send reaches the consumer's reader
+    as it would from a hostile server.
+    """
+
+    def __init__(self, replies: list[bytes]) -> None:
+        self.replies = replies
+        self.url = ""
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> ScriptedRedis:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"redis://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/0"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readline()
+                if not head:
+                    return
+                args = []
+                for _ in range(int(head[1:])):
+                    size = int((await reader.readline())[1:])
+                    args.append((await reader.readexactly(size + 2))[:-2])
+                command = args[0].upper()
+                if command == b"XREADGROUP":
+                    writer.write(self.replies.pop(0))
+                elif command == b"HELLO":
+                    writer.write(b"%1\r\n$5\r\nproto\r\n:" + args[1] + b"\r\n")
+                else:
+                    writer.write(b"+OK\r\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            writer.close()
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+@pytest.mark.parametrize(
+    ("entry", "words"),
+    [
+        (PLACES["field-list"][0](ELEMENTS["map"][0]), "its field list is a map"),
+        (PLACES["field-value"][0](ELEMENTS["double"][0]), "element 1 of its field list is a double"),
+        (PLACES["field-name"][0](ELEMENTS["integer"][0]), "element 0 of its field list is an integer"),
+        (PLACES["field-value"][0](ELEMENTS["error"][0]), "element 1 of its field list is an error"),
+        (PLACES["id"][0](ELEMENTS["boolean"][0]), "its id is a boolean"),
+        (PLACES["id"][0](ELEMENTS["null"][0]), "its id is a null"),
+        (PLACES["entry"][0](ELEMENTS["integer"][0]), "the entry is an integer"),
+        (b"*3\r\n" + ID + b"*0\r\n" + ID, "the entry is an array of 3 elements"),
+    ],
+    ids=["map-fields", "double-value", "integer-name", "error-value", "boolean-id", "null-id", "integer-entry", "of-3"],
+)
+async def test_an_entry_redis_never_sends_is_an_invalid_response_and_the_next_read_reads_on(
+    entry: bytes, words: str, protocol: int
+) -> None:
+    """The consumer's read raises redis-py's InvalidResponse (a RedisError: its retries handle it), naming the entry.
+
+    With the C reader (the bytes refused as read, the connection dropped) and
+    without it (hiredis's lists refused by check_items): before, the read
+    returned the entry and rendering or acknowledging it failed later, outside
+    the consumer's retries.  The read after it (of our own pending entries)
+    gives a valid reply's entries as usual.
+    """
+    replies = [reply_of(GOOD_ENTRY, entry, resp3=protocol == 3), reply_of(GOOD_ENTRY, resp3=protocol == 3)]
+    async with ScriptedRedis(replies) as server:
+        redis = Redis.from_url(server.url, protocol=protocol)
+        try:
+            reader = GroupReader(redis, "s", "g", "c", batch_size=10, block_ms=50)
+            with pytest.raises(InvalidResponse, match=f"^malformed reply from Redis: stream entry 1: {words}"):
+                await reader.new()
+            assert list(await reader.new()) == [[b"1-1", [b"v", b"v"]]]
+            assert server.replies == []
+        finally:
+            await redis.aclose()
 
 
 @pytest.fixture
@@ -374,6 +694,7 @@ async def client_factory(stream: RedisServer) -> AsyncIterator[Callable[..., Red
         await redis.aclose()
 
 
+@needs_c
 @pytest.mark.integration
 @pytest.mark.parametrize("protocol", [2, 3])
 async def test_the_group_reader_reads_entries_in_place_on_a_real_connection(
