@@ -162,16 +162,15 @@ def _check_stream(chunks: Sequence[bytes]) -> None:
 
 
 def _check_scans_agree(data: bytes) -> None:
-    """The C opcode scan gives the verdict of its Python reference (where the extension is built)."""
+    """The C cost scan gives the verdict of its Python reference, reason and all (where the extension is built)."""
     c_scan = pickleops._c_scan
     if c_scan is None:
         return
-    verdict = c_scan(data)
-    c_result = verdict if type(verdict) is int else "refused"
+    c_result = c_scan(data)
     try:
         python_result: object = pickleops.scan_python(data)
-    except pickleops.UnsafePickle:
-        python_result = "refused"
+    except pickleops.UnsafePickle as exc:
+        python_result = str(exc)
     if c_result != python_result:
         raise FuzzFinding(f"the C scan says {c_result!r}, the Python scan {python_result!r}")
 

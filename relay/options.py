@@ -123,6 +123,12 @@ CATCHER_OPTIONS = [
         help="Deepest nesting accepted in a record.",
     ),
     click.option(
+        "--max-partial-bytes",
+        type=ByteSize(),
+        default="64MiB",
+        help="Bytes of incomplete frames all connections together may hold; beyond it, a connection waits to read.",
+    ),
+    click.option(
         "--buffer-bytes",
         type=ByteSize(),
         default="256MiB",
@@ -267,6 +273,7 @@ def catcher_settings(options: dict[str, Any], redis: RedisSettings | None = None
         ),
         catcher_id=options["catcher_id"] or default_catcher_id(),
         buffer_bytes=options["buffer_bytes"],
+        max_partial_bytes=options["max_partial_bytes"],
         max_stream_length=options["max_stream_length"],
         full_policy=options["full_policy"],
         batch_max_records=options["batch_max_records"],

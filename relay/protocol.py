@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from typing import Any, cast
 
+from relay.framebudget import PartialFrameBudget
 from relay.proxyproto import ProxyHeaderParser, ProxyProtocolError
 from relay.publisher import StreamPublisher
 from relay.settings import CatcherSettings
@@ -54,10 +55,18 @@ class ConnectionRegistry:
 
     Implements :class:`relay.readgate.FlowControl`: when the publisher's
     buffer is full, every connection stops reading; new connections start
-    paused until it has room again.
+    paused until it has room again.  Holds the budget of incomplete frames
+    all connections share (:class:`relay.framebudget.PartialFrameBudget`).
     """
 
-    def __init__(self, max_connections: int, stats: CatcherStats, *, max_per_client: int = 0) -> None:
+    def __init__(
+        self,
+        max_connections: int,
+        stats: CatcherStats,
+        *,
+        max_per_client: int = 0,
+        max_partial_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
         self.connections: set[CatcherProtocol] = set()
         self.max_connections = max_connections
         self.max_per_client = max_per_client
@@ -69,6 +78,7 @@ class ConnectionRegistry:
         # is never in use twice; a buffer each would cost 10,000 idle
         # connections 160 MiB.
         self.read_buffer = memoryview(bytearray(READ_SIZE))
+        self.partial_frames = PartialFrameBudget(max_partial_bytes)
 
     def add(self, conn: CatcherProtocol) -> str | None:
         """Register a new connection; return why it is refused, or None."""
@@ -123,6 +133,7 @@ class CatcherProtocol(asyncio.BufferedProtocol):
     # One per connection, 10,000 idle ones included: no __dict__ each.
     __slots__ = (
         "_bad_frames",
+        "_budget_waiting",
         "_client",
         "_decoder",
         "_header_deadline",
@@ -134,6 +145,7 @@ class CatcherProtocol(asyncio.BufferedProtocol):
         "_settings",
         "_stats",
         "_transport",
+        "budget_charge",
         "frame_started",
         "host",
         "last_active",
@@ -148,7 +160,9 @@ class CatcherProtocol(asyncio.BufferedProtocol):
         # holds no decoder, no buffer and no formatted address.
         self._decoder: FrameDecoder | None = None
         self._transport: asyncio.Transport | None = None
-        self._paused = False
+        self._paused = False  # by the registry (the publisher's backpressure)
+        self._budget_waiting = False  # for room in the partial-frame budget
+        self.budget_charge = 0  # what the partial-frame budget counts for us
         self._peer: Any = None  # the transport's own peername object
         self._client: str | None = None
         self.host = ""  # the client's address without port: the per-client limit counts by it
@@ -187,7 +201,12 @@ class CatcherProtocol(asyncio.BufferedProtocol):
         return self._client
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self._registry.read_buffer
+        buffer = self._registry.read_buffer
+        budget = self._registry.partial_frames
+        if budget.limit - budget.reserved - budget.waiting_held >= READ_SIZE:
+            return buffer  # room for a whole read: the usual case, checked inline
+        held = self._decoder.pending_bytes if self._decoder is not None else 0
+        return buffer[: budget.read_size(self, held, READ_SIZE)]
 
     def buffer_updated(self, nbytes: int) -> None:
         self.data_received(self._registry.read_buffer[:nbytes])
@@ -209,11 +228,17 @@ class CatcherProtocol(asyncio.BufferedProtocol):
             log.warning("closing connection from %s: %s (max-frame-bytes)", self.client, exc)
             self.abort()
             events = exc.events  # complete frames before the bad header still count
-        if decoder.pending_bytes:
+        held = decoder.pending_bytes
+        if held:
             if self.frame_started is None or events:
                 self.frame_started = self.last_active
         else:
             self.frame_started = None
+        if held or self.budget_charge:
+            budget = self._registry.partial_frames
+            budget.settle(self, held, decoder.frame_bytes if held else 0)
+            self._stats.partial_bytes = budget.total
+            self._stats.partial_frame_waits = budget.waits
         if not events:
             return
         received = f"{time.time():.6f}"
@@ -283,9 +308,17 @@ class CatcherProtocol(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._registry.discard(self)
+        budget = self._registry.partial_frames
+        budget.release(self)
+        self._stats.partial_bytes = budget.total
         if self._header_deadline is not None:
             self._header_deadline.cancel()
         pending = self._decoder.pending_bytes if self._decoder is not None else 0
+        # The protocol and its transport refer to each other: only the cycle
+        # collector would free them, and with them a partial frame of up to
+        # max-frame-bytes, whenever it next runs (an idle catcher kept 300
+        # dropped 1 MiB frames for good).  The buffer goes now.
+        self._decoder = None
         if pending:
             self._stats.partial_frames_dropped += 1
             log.info("connection from %s closed inside a frame: %d bytes dropped", self.client, pending)
@@ -299,6 +332,7 @@ class CatcherProtocol(asyncio.BufferedProtocol):
         return self._decoder is None or self._decoder.pending_bytes == 0
 
     def pause(self) -> None:
+        """Stop reading for the publisher's sake (the registry's flow control)."""
         if not self._paused and self._transport is not None and not self._transport.is_closing():
             self._paused = True
             self._transport.pause_reading()
@@ -306,15 +340,33 @@ class CatcherProtocol(asyncio.BufferedProtocol):
     def resume(self) -> None:
         if self._paused and self._transport is not None and not self._transport.is_closing():
             self._paused = False
-            # Time spent paused by us does not count against the client.
-            self.last_active = time.monotonic()
-            if self.frame_started is not None:
-                self.frame_started = self.last_active
-            self._transport.resume_reading()
+            if not self._budget_waiting:
+                self._read_again()
+
+    def budget_wait(self) -> None:
+        """No room for our frame in the partial-frame budget: stop reading until there is."""
+        self._budget_waiting = True
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.pause_reading()
+
+    def budget_go_on(self) -> None:
+        """Our frame is reserved: read on, unless the publisher holds us too."""
+        self._budget_waiting = False
+        if not self._paused and self._transport is not None and not self._transport.is_closing():
+            self._read_again()
+
+    def _read_again(self) -> None:
+        assert self._transport is not None
+        # Time spent paused by us does not count against the client.
+        self.last_active = time.monotonic()
+        if self.frame_started is not None:
+            self.frame_started = self.last_active
+        self._transport.resume_reading()
 
     @property
     def paused(self) -> bool:
-        return self._paused
+        """Whether we stopped reading it (the publisher, or the partial-frame budget): not the client's delay."""
+        return self._paused or self._budget_waiting
 
     def close(self) -> None:
         if self._transport is not None:

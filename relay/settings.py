@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
+from relay.framebudget import large_frame_share
 from relay.publishscript import FullPolicy
 from relay.wire import DecodeLimits
 
@@ -198,6 +199,8 @@ class CatcherSettings:
     full_policy: FullPolicy = "block"
     # Records held between the sockets and Redis, in bytes of encoded entry.
     buffer_bytes: int = 256 * 1024 * 1024
+    # Incomplete frames held by all connections together (relay.framebudget).
+    max_partial_bytes: int = 64 * 1024 * 1024
     batch_max_records: int = 1000
     batch_max_bytes: int = 1024 * 1024
     # Batches in flight to Redis at once, sent ahead of their replies (relay.publisher).
@@ -250,5 +253,9 @@ class CatcherSettings:
                 raise ValueError(f"{name.replace('_', '-')} must not be negative")
         if self.buffer_bytes < self.limits.max_decoded_bytes:
             raise ValueError("buffer-bytes must hold at least one maximum-size record")
+        if large_frame_share(self.max_partial_bytes) < self.limits.max_frame_bytes + 4:
+            raise ValueError(
+                "max-partial-bytes must hold a maximum-size frame (max-frame-bytes) in seven eighths of it"
+            )
         if not self.catcher_id:
             raise ValueError("catcher-id must not be empty")

@@ -48,6 +48,9 @@ class CatcherStats(Counters):
     backpressure_pauses: int = 0
     # Reading stopped while Redis works on a full window (see relay.publisher): load, not trouble.
     read_ahead_pauses: int = 0
+    # Bytes of incomplete frames held (a gauge), and how often a connection waited for room (relay.framebudget).
+    partial_bytes: int = 0
+    partial_frame_waits: int = 0
 
 
 @dataclass(slots=True)

@@ -202,6 +202,11 @@ class FrameDecoder:
         """Bytes of an incomplete frame held; 0 means we sit on a frame boundary."""
         return len(self._buffer) + (HEADER_SIZE if self._need >= 0 else 0)
 
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes the incomplete frame will hold once complete, header included (what is held until its header is)."""
+        return HEADER_SIZE + self._need if self._need >= 0 else len(self._buffer)
+
     def feed(self, data: bytes | memoryview) -> list[Record | BadFrame]:
         """Consume ``data``; return every frame it completes.
 

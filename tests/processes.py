@@ -80,6 +80,11 @@ class CatcherProcess(LogrelayProcess):
         if wait_listening:
             wait_until(self._listening, timeout=15, what=f"catcher listening on {self.port}")
 
+    def final_stats(self) -> dict[str, int]:
+        """The counters of the catcher's last "stopped:" log line (after it stopped)."""
+        line = self.log.rsplit("stopped: ", 1)[1].splitlines()[0]
+        return {key: int(value) for key, value in (pair.split("=") for pair in line.split())}
+
     def _listening(self) -> bool:
         self.check_running()
         try:

@@ -49,12 +49,6 @@ def assert_every_record_once_in_order(seqs: dict[str, list[int]], clients: int, 
         assert values == list(range(count)), f"{client}: records missing, doubled or out of order"
 
 
-def final_stats(catcher: CatcherProcess) -> dict[str, int]:
-    """The counters of the catcher's last "stopped:" log line."""
-    line = catcher.log.rsplit("stopped: ", 1)[1].splitlines()[0]
-    return {key: int(value) for key, value in (pair.split("=") for pair in line.split())}
-
-
 def stream_length(server: RedisServer, key: str = "logrelay") -> int:
     with server.client() as client:
         return int(client.xlen(key))
@@ -167,7 +161,7 @@ def test_full_buffer_pushes_back_on_senders_and_loses_nothing(
     with redis_server.client() as client:
         assert_every_record_once_in_order(sequences_by_client(read_stream(client)), clients, count)
     assert catcher.stop() == 0
-    stats = final_stats(catcher)
+    stats = catcher.final_stats()
     assert stats["backpressure_pauses"] >= 1
     assert stats["records_published"] == clients * count
 
@@ -353,7 +347,7 @@ def test_a_frame_that_never_completes_is_cut_off(redis_server: RedisServer, catc
         wait_until(lambda: stream_length(redis_server) >= 1, timeout=10, what="the good record")
     assert "frame-timeout" in catcher.log
     assert catcher.stop() == 0
-    assert final_stats(catcher)["slow_frames"] == 1
+    assert catcher.final_stats()["slow_frames"] == 1
 
 
 def test_at_max_stream_length_block_holds_records_and_shed_drops_new_ones(
@@ -378,7 +372,7 @@ def test_at_max_stream_length_block_holds_records_and_shed_drops_new_ones(
     for client_id in ("c0", "c1"):
         assert before.get(client_id, []) + after.get(client_id, []) == list(range(250))
     assert blocking.stop() == 0
-    assert final_stats(blocking)["records_shed"] == 0
+    assert blocking.final_stats()["records_shed"] == 0
 
     shedding = catcher_factory(
         redis_server.url, "--max-stream-length", "300", "--full-policy", "shed", "--stream", "shed"
@@ -386,7 +380,7 @@ def test_at_max_stream_length_block_holds_records_and_shed_drops_new_ones(
     reports = finish_senders(start_senders(shedding.port, 2, 250))
     assert all(report["errors"] == 0 for report in reports)  # applications never stall
     assert shedding.stop() == 0
-    stats = final_stats(shedding)
+    stats = shedding.final_stats()
     assert stream_length(redis_server, "shed") == 300
     assert stats["records_shed"] == 200
     assert stats["records_published"] == 300

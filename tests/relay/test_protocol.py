@@ -66,7 +66,7 @@ async def parts() -> Any:
         max_connections=2,
     )
     stats = CatcherStats()
-    registry = ConnectionRegistry(settings.max_connections, stats)
+    registry = ConnectionRegistry(settings.max_connections, stats, max_partial_bytes=settings.max_partial_bytes)
     publisher = StreamPublisher(
         client, settings.keys, catcher_id="unit", buffer_bytes=settings.buffer_bytes, stats=stats, flow=registry
     )
@@ -330,3 +330,113 @@ async def test_a_started_frame_is_timed_until_it_completes(parts: Any) -> None:
     assert protocol.frame_started == started  # still the same frame
     protocol.data_received(data[20:])
     assert protocol.frame_started is None
+
+
+# --------------------------------------------------------------------------- the partial-frame budget
+
+FRAME_LIMIT = 256 * 1024
+
+
+@pytest.fixture
+async def budgeted() -> Any:
+    """Connections sharing a partial-frame budget with room for three large frames (896 KiB of 1 MiB)."""
+    client = fakeredis.FakeAsyncRedis()
+    settings = CatcherSettings(
+        keys=StreamKeys("logs"),
+        limits=DecodeLimits(max_frame_bytes=FRAME_LIMIT, max_decoded_bytes=4 * FRAME_LIMIT),
+        max_partial_bytes=1024 * 1024,
+        buffer_bytes=16 * FRAME_LIMIT,
+        max_connections=10,
+    )
+    stats = CatcherStats()
+    registry = ConnectionRegistry(10, stats, max_partial_bytes=settings.max_partial_bytes)
+    publisher = StreamPublisher(
+        client, settings.keys, catcher_id="unit", buffer_bytes=settings.buffer_bytes, stats=stats, flow=registry
+    )
+    yield settings, registry, publisher, client
+    await client.aclose()
+
+
+def large_frame(msg: str) -> bytes:
+    """A frame of FRAME_LIMIT bytes (its header aside)."""
+    body = frame(msg, pad="x" * FRAME_LIMIT)[4:]
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, msg, None, None)
+    record.__dict__["pad"] = "x" * (FRAME_LIMIT - (len(body) - FRAME_LIMIT))
+    data = logging.handlers.SocketHandler("unused", 0).makePickle(record)
+    assert len(data) - 4 == FRAME_LIMIT
+    return data
+
+
+async def test_a_large_frame_beyond_the_budget_waits_and_reads_on_when_another_completes(budgeted: Any) -> None:
+    _, registry, publisher, client = budgeted
+    frames = [large_frame(f"large-{n}") for n in range(4)]
+    connections = [connect(budgeted, ("192.0.2.9", n)) for n in range(4)]
+    for (protocol, _), data in zip(connections, frames, strict=True):
+        deliver(protocol, data[:1000])
+    assert [transport.reading for _, transport in connections] == [True, True, True, False]
+    assert registry.stats.partial_frame_waits == 1
+    assert registry.partial_frames.reserved == 3 * (FRAME_LIMIT + 4)
+
+    # The first frame completes: its room goes to the one waiting.
+    first, _ = connections[0]
+    for start in range(1000, len(frames[0]), 60_000):
+        deliver(first, frames[0][start : start + 60_000])
+    assert connections[3][1].reading
+    # ... which then reads its frame to the end.
+    fourth, _ = connections[3]
+    for start in range(1000, len(frames[3]), 60_000):
+        deliver(fourth, frames[3][start : start + 60_000])
+    task = asyncio.create_task(publisher.run())
+    await async_wait_until(lambda: publisher.buffered == 0, what="published")
+    publisher.close()
+    await task
+    assert [json.loads(fields[b"record"])["msg"] for _, fields in await client.xrange("logs")] == [
+        "large-0",
+        "large-3",
+    ]
+
+
+async def test_when_the_budget_is_full_reads_shrink_to_a_header_and_small_frames_still_pass(budgeted: Any) -> None:
+    _, registry, publisher, client = budgeted
+    holders = [connect(budgeted, ("192.0.2.9", n)) for n in range(3)]
+    for protocol, _ in holders:
+        deliver(protocol, large_frame("held")[:1000])
+    small, small_transport = connect(budgeted, ("192.0.2.10", 1))
+    # Large frames took their seven eighths; the small frame fits in the rest.
+    deliver(small, frame("small and honest"))
+    assert small_transport.reading
+    stuffing = [connect(budgeted, ("192.0.2.11", n)) for n in range(4)]
+    for protocol, _ in stuffing:
+        deliver(protocol, struct.pack(">L", 60_000) + b"x" * 10)
+    assert registry.partial_frames.limit - registry.partial_frames.total < 64 * 1024
+    assert len(small.get_buffer(-1)) < 64 * 1024
+    task = asyncio.create_task(publisher.run())
+    await async_wait_until(lambda: publisher.buffered == 0, what="published")
+    publisher.close()
+    await task
+    assert [json.loads(f[b"record"])["msg"] for _, f in await client.xrange("logs")] == ["small and honest"]
+
+
+async def test_a_closed_connection_gives_its_reservation_back(budgeted: Any) -> None:
+    _, registry, _, _ = budgeted
+    connections = [connect(budgeted, ("192.0.2.9", n)) for n in range(4)]
+    for protocol, _ in connections:
+        deliver(protocol, large_frame("held")[:1000])
+    assert not connections[3][1].reading
+    connections[0][0].connection_lost(None)
+    assert connections[3][1].reading
+    for protocol, _ in connections[1:]:
+        protocol.connection_lost(None)
+    assert registry.partial_frames.total == 0
+    assert registry.stats.partial_bytes == 0
+
+
+async def test_resuming_after_backpressure_keeps_a_budget_waiter_paused(budgeted: Any) -> None:
+    _, registry, _, _ = budgeted
+    connections = [connect(budgeted, ("192.0.2.9", n)) for n in range(4)]
+    for protocol, _ in connections:
+        deliver(protocol, large_frame("held")[:1000])
+    registry.pause_reading()
+    registry.resume_reading()
+    assert [transport.reading for _, transport in connections] == [True, True, True, False]
+    assert connections[3][0].paused  # not the client's delay: frame-timeout does not count it
