@@ -315,3 +315,129 @@ def test_the_flag_tells_whether_a_pickle_refers_to_an_object_twice(scan: Scan, p
     assert scan(pickle.dumps({"a": text, "b": text}, protocol)) == SHARES_OBJECTS
     assert scan(b"(S'x'\n2l.") == SHARES_OBJECTS  # DUP
     assert scan(b"(S'x'\np0\ng0\nl.") == SHARES_OBJECTS  # GET
+
+
+# --------------------------------------------------------------------------- the cost model
+
+
+def record_of(value_ops: bytes) -> bytes:
+    """``{"v": <value_ops>}`` in protocol 4."""
+    return b"\x80\x04}\x8c\x01v" + value_ops + b"s."
+
+
+def int_key(n: int) -> bytes:
+    return b"J" + n.to_bytes(4, "little", signed=True)
+
+
+@pytest.mark.parametrize(
+    ("ops", "reason"),
+    [
+        pytest.param(b"K\x01s.", "stack underflow", id="SETITEM-short"),
+        pytest.param(b"}(K\x01s.", "stack underflow", id="SETITEM-across-a-MARK"),
+        pytest.param(b"](Na.", "stack underflow", id="APPEND-across-a-MARK"),
+        pytest.param(b"Nh\x05.", "memo index 5 never stored", id="GET-of-nothing"),
+        pytest.param(b"(u.", "stack underflow", id="SETITEMS-without-a-container"),
+        pytest.param(b"}(K\x01u.", "odd number of items for SETITEMS", id="SETITEMS-odd"),
+        pytest.param(b"(K\x01d.", "odd number of items for DICT", id="DICT-odd"),
+        pytest.param(b"u.", "no MARK", id="SETITEMS-without-a-MARK"),
+        pytest.param(b"(o.", "OBJ without a class", id="OBJ-empty"),
+        pytest.param(b"K\x01K\x02\x93.", "STACK_GLOBAL of a non-string", id="STACK_GLOBAL-of-ints"),
+        pytest.param(b"\x80\x06N.", "unsupported pickle protocol 6", id="PROTO-6"),
+        pytest.param(b"(.", "stack underflow", id="STOP-on-a-MARK"),
+    ],
+)
+def test_what_the_unpickler_would_refuse_for_its_stack_the_scan_refuses(scan: Scan, ops: bytes, reason: str) -> None:
+    with pytest.raises(UnsafePickle, match=reason):
+        scan(ops)
+
+
+def test_int_keys_are_charged_and_str_keys_are_free(scan: Scan) -> None:
+    ints = b"}(" + b"".join(int_key(n) + b"N" for n in range(pickleops.MAX_HASHED)) + b"u"
+    assert scan(record_of(ints)) == 0
+    one_more = b"}(" + b"".join(int_key(n) + b"N" for n in range(pickleops.MAX_HASHED + 1)) + b"u"
+    with pytest.raises(UnsafePickle, match="weigh more than"):
+        scan(record_of(one_more))
+    strings = b"}(" + b"".join(b"\x8c\x05" + b"%05d" % n + b"N" for n in range(5 * pickleops.MAX_HASHED)) + b"u"
+    assert scan(record_of(strings)) == 0
+
+
+def test_a_tuple_key_weighs_every_item_it_repeats(scan: Scan) -> None:
+    # t = (t, t), n levels: 2**(n+1) - 1 items visited by one hash of it.
+    def nested(levels: int) -> bytes:
+        return record_of(b"}K\x01\x85" + b"2\x86" * levels + b"Ns")
+
+    assert scan(nested(8)) == SHARES_OBJECTS  # weight 511
+    with pytest.raises(UnsafePickle, match="weigh more than"):
+        scan(nested(9))  # weight 1023, plus the 2 of the inner tuple: over
+    with pytest.raises(UnsafePickle, match="weigh more than"):
+        scan(nested(60))
+
+
+def test_set_members_are_charged_like_keys(scan: Scan) -> None:
+    members = b"".join(int_key(n) for n in range(pickleops.MAX_HASHED + 1))
+    with pytest.raises(UnsafePickle, match="weigh more than"):
+        scan(record_of(b"\x8f(" + members + b"\x90"))
+    with pytest.raises(UnsafePickle, match="weigh more than"):
+        scan(record_of(b"(" + members + b"\x91"))
+
+
+def test_objects_opcodes_and_numbers_are_counted_whatever_their_opcode(scan: Scan) -> None:
+    with pytest.raises(UnsafePickle, match=f"more than {pickleops.MAX_OBJECTS} objects"):
+        scan(record_of(b"](" + b"]" * (pickleops.MAX_OBJECTS + 1) + b"e"))
+    assert scan(record_of(b"](" + b"]" * (pickleops.MAX_OBJECTS - 3) + b"e")) == 0
+    with pytest.raises(UnsafePickle, match=f"more than {pickleops.MAX_OPCODES} opcodes"):
+        scan(record_of(b"N" + b"2" * pickleops.MAX_OPCODES))
+    with pytest.raises(UnsafePickle, match=f"more than {pickleops.MAX_NUMBERS} numbers"):
+        scan(record_of(b"](" + b"G" + b"\x00" * 8 + b"K\x01" * pickleops.MAX_NUMBERS + b"e"))
+
+
+def test_calls_into_stand_ins_are_charged_with_the_arguments_they_copy(scan: Scan) -> None:
+    arguments = b"(" + b"N" * 1000 + b"t\x94"  # one tuple of 1,000 items, remembered
+    calls = pickleops.MAX_CALLS // 1001
+    reduce = b"cmyapp\nThing\n\x94" + arguments + b"0](" + b"h\x00h\x01R" * calls + b"e"
+    assert scan(record_of(reduce)) == NAMES_CLASSES | SHARES_OBJECTS
+    more = b"cmyapp\nThing\n\x94" + arguments + b"0](" + b"h\x00h\x01R" * (calls + 1) + b"e"
+    with pytest.raises(UnsafePickle, match="stand-in calls"):
+        scan(record_of(more))
+
+
+def test_newobj_ex_is_charged_the_keyword_dict_it_copies(scan: Scan) -> None:
+    kwargs = b"}(" + b"".join(b"\x8c\x05" + b"k%04d" % n + b"N" for n in range(4000)) + b"u\x94"
+    one = b"cmyapp\nThing\n\x94" + kwargs + b"0](h\x00)h\x01\x92e"
+    assert scan(record_of(one)) == NAMES_CLASSES | SHARES_OBJECTS
+    three = b"cmyapp\nThing\n\x94" + kwargs + b"0](" + b"h\x00)h\x01\x92" * 3 + b"e"
+    with pytest.raises(UnsafePickle, match="stand-in calls"):
+        scan(record_of(three))
+
+
+def test_appends_and_setitems_on_a_stand_in_object_are_calls(scan: Scan) -> None:
+    obj = b"cmyapp\nThing\n)\x81"
+    with pytest.raises(UnsafePickle, match="stand-in calls"):
+        scan(record_of(obj + b"NNs" * (pickleops.MAX_CALLS + 1)))
+    # On a list they are not: the unpickler extends it in C.
+    assert scan(record_of(b"]" + b"Na" * (pickleops.MAX_CALLS + 1))) == 0
+
+
+def test_decimal_int_texts_are_charged_their_digits(scan: Scan) -> None:
+    digits = 4000
+    fits = pickleops.MAX_TEXT_DIGITS // digits
+    texts = b"](" + (b"L" + b"7" * digits + b"L\n") * fits + b"e"
+    assert scan(record_of(texts)) == 0
+    with pytest.raises(UnsafePickle, match="digits of decimal ints"):
+        scan(record_of(b"](" + (b"L" + b"7" * digits + b"L\n") * (fits + 1) + b"e"))
+    # Short ones (what protocol 0 writes for ordinary ints) cost nothing here.
+    assert scan(record_of(b"](" + b"I12345\n" * 4000 + b"e")) == 0
+
+
+def test_a_class_name_longer_than_any_real_one_is_refused(scan: Scan) -> None:
+    name = b"a" * (pickleops.MAX_NAME_BYTES + 1)
+    with pytest.raises(UnsafePickle, match="class name longer than"):
+        scan(record_of(b"cmyapp\n" + name + b"\n"))
+    with pytest.raises(UnsafePickle, match="class name longer than"):
+        scan(record_of(b"\x8c\x05myapp" + b"X" + len(name).to_bytes(4, "little") + name + b"\x93"))
+
+
+def test_a_memo_index_beyond_every_object_is_refused(scan: Scan) -> None:
+    index = pickleops.MAX_OBJECTS + 1
+    with pytest.raises(UnsafePickle, match=f"memo index {index} out of range"):
+        scan(record_of(b"N" + b"\x80" * 0 + b"r" + index.to_bytes(4, "little") + b"0" + b"\x8c\x01x" * 40_000 + b"N"))
