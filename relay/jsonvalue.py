@@ -55,11 +55,13 @@ _NODE_COST = 8
 
 #: Values one walk may visit, a value reached twice counting twice: the
 #: objects the scan lets a record create (relay.pickleops.MAX_OBJECTS).  A
-#: container (or a stand-in, or a mapping expanded into another) counts as
-#: two: visiting one costs several calls (~0.9 µs), a scalar ~0.1 µs.
+#: container (or a mapping expanded into another) counts as two: visiting
+#: one costs several calls (~0.7 µs), a scalar ~0.1 µs; a stand-in four.
 MAX_VISITS = MAX_OBJECTS
 _CONTAINER_VISITS = 2
-_TOO_MANY_VISITS = f"record expands beyond {MAX_VISITS} values (a container counts as two)"
+#: A stand-in (rebuilt, expanded or rendered inert) costs twice a plain container again.
+_STAND_IN_VISITS = 4
+_TOO_MANY_VISITS = f"record expands beyond {MAX_VISITS} values (a container counts as two, a stand-in as four)"
 #: Writing an int in decimal costs time quadratic in its digits (4,000
 #: digits: ~0.25 ms): the squares of the digits of a record's ints beyond
 #: 64 bits may add up to this (~8 ms of writing; a thousand 128-bit ints use 0.3 %).
@@ -140,7 +142,7 @@ class _Walker:
             raise DecodeLimitExceeded(f"record nests deeper than {self.max_depth} levels")
         key = id(obj)
         path = self.path
-        if kind is dict or kind is list or kind is tuple:
+        if kind is dict or kind is list or kind is tuple or kind is set or kind is frozenset:
             # Hot path (most containers): charged inline, rendered directly.
             if key in path:
                 self.charge(len(RECURSIVE_REFERENCE))
@@ -155,7 +157,7 @@ class _Walker:
             finally:
                 path.discard(key)
         text = self.rebuilt_values.get(key)
-        self.visits -= _CONTAINER_VISITS - 1
+        self.visits -= _STAND_IN_VISITS - 1
         if type(text) is str:
             # A stand-in met before: its text, without rebuilding or walking it again.
             self.charge(_NODE_COST + len(text) + 2)

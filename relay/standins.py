@@ -409,15 +409,26 @@ class LazyMapping(ValueStandIn):
                 yield part
 
     def _parts(self) -> Iterator[Any]:
-        """This mapping's own parts: pairs, and the mappings its pairs come from."""
+        """This mapping's own parts: pairs, and the mappings its pairs come from.
+
+        Mapping types take at most two arguments (``defaultdict(factory,
+        mapping)``) and their items are pairs; anything else is not a
+        pickle of one, and expanding it once per reference would go through
+        what it holds each time without a visit to count.
+        """
+        if len(self.args) > 2:
+            raise ValueError(f"unexpected pickle arguments for {self.qualname}")
         for arg in self.args:
             if isinstance(arg, dict):
                 yield from arg.items()
             elif isinstance(arg, LazyMapping):
                 yield arg
         for item in self.items:
-            if isinstance(item, tuple) and len(item) == 2:
-                yield item
+            # SETITEMS gives pairs; anything else (APPENDS on a mapping) is
+            # not a mapping's pickle: rendered inert, every item walked once.
+            if not (isinstance(item, tuple) and len(item) == 2):
+                raise ValueError(f"unexpected items for {self.qualname}")
+            yield item
 
 
 class _OrderedDict(LazyMapping):
