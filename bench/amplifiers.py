@@ -247,7 +247,13 @@ def mappings_of_mappings() -> bytes:
 
 @amplifier("many-empty-lists", None)
 def many_empty_lists() -> bytes:
-    """60,000 distinct containers: the most objects a record may create, each walked."""
+    """32,000 distinct empty lists: as many containers as a walk may visit, each created and walked."""
+    return record(b"](" + b"]" * 32_000 + b"e")
+
+
+@amplifier("too-many-empty-lists", "beyond 65536 values")
+def too_many_empty_lists() -> bytes:
+    """60,000 distinct empty lists: within the objects a record may create, beyond the visits of a walk."""
     return record(b"](" + b"]" * 60_000 + b"e")
 
 

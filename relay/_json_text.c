@@ -261,9 +261,19 @@ static int pj_format_int(int64_t value, char *out) {
 #define WALK_SCALAR_COST 24
 #define WALK_CONTAINER_COST 8
 
-/* JSON size of a node and (into *walk_cost) an upper bound of the walk's
- * charge; -1 when it nests deeper than max_depth (BAIL) or on error. */
-Py_ssize_t pj_measure(Parser *p, int32_t index, int level, int max_depth, Py_ssize_t *walk_cost) {
+/* The walk's visits (relay/jsonvalue.py): a container 2, a stand-in (a
+ * datetime, a Decimal, a set) 4, a scalar 1 as an item of a sequence, a
+ * dict's pair 1, its value's own if that is not a scalar. */
+#define VISITS_CONTAINER 2
+#define VISITS_STAND_IN 4
+
+static int is_scalar(const Node *node) { return node->kind <= N_STR; }
+
+/* JSON size of a node, into *walk_cost an upper bound of the walk's charge
+ * and into *visits the walk's visits; -1 when it nests deeper than max_depth
+ * (BAIL) or on error. */
+Py_ssize_t pj_measure(Parser *p, int32_t index, int level, int max_depth, Py_ssize_t *walk_cost,
+                      Py_ssize_t *visits) {
     Node *node = &p->nodes[index];
     switch (node->kind) {
     case N_NONE:
@@ -289,6 +299,7 @@ Py_ssize_t pj_measure(Parser *p, int32_t index, int level, int max_depth, Py_ssi
         char text[DATETIME_TEXT];
         Py_ssize_t size = node->kind == N_DECIMAL ? node->u.s.size : pj_format_datetime(node, text);
         *walk_cost += WALK_CONTAINER_COST + size + 2;
+        *visits += VISITS_STAND_IN;
         return size + 2;
     }
     case N_LIST:
@@ -301,12 +312,17 @@ Py_ssize_t pj_measure(Parser *p, int32_t index, int level, int max_depth, Py_ssi
     }
     if (level > max_depth || level > MAX_LEVELS) return -1;
     *walk_cost += WALK_CONTAINER_COST;
+    *visits += node->kind == N_SET ? VISITS_STAND_IN : VISITS_CONTAINER;
+    int dict = node->kind == N_DICT;
     /* brackets, and a separator between items; a dict's items come in pairs */
     Py_ssize_t size = 2 + (node->u.c.count > 0 ? node->u.c.count - 1 : 0);
-    for (int32_t child = node->u.c.first; child >= 0; child = p->nodes[child].next) {
-        Py_ssize_t part = pj_measure(p, child, level + 1, max_depth, walk_cost);
+    int position = 0;
+    for (int32_t child = node->u.c.first; child >= 0; child = p->nodes[child].next, position++) {
+        Py_ssize_t part = pj_measure(p, child, level + 1, max_depth, walk_cost, visits);
         if (part < 0) return -1;
         size += part;
+        /* a key costs nothing of its own; a pair, or a scalar item, one visit */
+        if (dict ? position & 1 : is_scalar(&p->nodes[child])) *visits += 1;
     }
     return size;
 }

@@ -2,7 +2,8 @@
  * relay.wire.decode_payload.
  *
  * convert(data, max_depth, max_bytes) -> bytes or None
- * configure(max_numbers): the scan's limit on numbers per record, set once.
+ * configure(max_numbers, max_visits): the scan's limit on numbers per record and
+ * the walk's on visits, set once.
  *
  * Contract: when it returns bytes, they are exactly what decode_payload's
  * Python path returns for the same frame (orjson's encoding of what
@@ -504,18 +505,32 @@ static int parse(Parser *p, long max_numbers, int32_t *root) {
     }
 }
 
-/* The scan's limit (relay.pickleops.MAX_NUMBERS), handed over once by configure(). */
+/* The scan's limit (relay.pickleops.MAX_NUMBERS) and the walk's
+ * (relay.jsonvalue.MAX_VISITS), handed over once by configure(). */
 static long max_numbers = -1;
+static Py_ssize_t max_visits = -1;
 
-static PyObject *configure(PyObject *module, PyObject *arg) {
-    long numbers = PyLong_AsLong(arg);
-    if (numbers == -1 && PyErr_Occurred()) return NULL;
-    if (numbers < 0) {
-        PyErr_SetString(PyExc_ValueError, "max_numbers must not be negative");
+static PyObject *configure(PyObject *module, PyObject *args) {
+    (void)module;
+    long numbers;
+    Py_ssize_t visits;
+    if (!PyArg_ParseTuple(args, "ln", &numbers, &visits)) return NULL;
+    if (numbers < 0 || visits < 0) {
+        PyErr_SetString(PyExc_ValueError, "limits must not be negative");
         return NULL;
     }
     max_numbers = numbers;
+    max_visits = visits;
     Py_RETURN_NONE;
+}
+
+/* Whether the root dict holds only scalars: the Python path's flat record
+ * (relay.jsonvalue.flat_record_json), which it encodes without a walk. */
+static int flat_record(const Parser *p, int32_t root) {
+    int position = 0;
+    for (int32_t child = p->nodes[root].u.c.first; child >= 0; child = p->nodes[child].next, position++)
+        if ((position & 1) && p->nodes[child].kind > N_STR) return 0;
+    return 1;
 }
 
 /* The JSON of one payload: a new bytes, Py_None (new reference: the Python
@@ -542,11 +557,13 @@ static PyObject *convert_payload(Parser *p, const unsigned char *data, Py_ssize_
         goto done;
     }
     if (rc == 0) {
-        Py_ssize_t walk_cost = 0;
-        Py_ssize_t size_out = pj_measure(p, root, 1, max_depth, &walk_cost);
-        /* Both the flat path (JSON size) and the walk (its charge) must be
-         * within the budget: near it, Python decides and words the refusal. */
-        if (size_out >= 0 && size_out <= max_bytes && walk_cost <= max_bytes) {
+        Py_ssize_t walk_cost = 0, visits = 0;
+        Py_ssize_t size_out = pj_measure(p, root, 1, max_depth, &walk_cost, &visits);
+        /* Both the flat path (JSON size) and the walk (its charge, its
+         * visits) must be within their limits: near them, Python decides and
+         * words the refusal. */
+        if (size_out >= 0 && size_out <= max_bytes && walk_cost <= max_bytes &&
+            (visits <= max_visits || flat_record(p, root))) {
             result = PyBytes_FromStringAndSize(NULL, size_out);
             if (result == NULL) goto done;
             char *end = pj_write_node(p, root, PyBytes_AS_STRING(result));
@@ -669,7 +686,8 @@ static PyObject *feed_frames(PyObject *module, PyObject *const *args, Py_ssize_t
 static PyMethodDef methods[] = {
     {"convert", convert, METH_VARARGS,
      "convert(data, max_depth, max_bytes) -> the record's JSON (bytes), or None: let Python decide"},
-    {"configure", configure, METH_O, "configure(max_numbers: int): the scan's limit on numbers per record"},
+    {"configure", configure, METH_VARARGS,
+     "configure(max_numbers: int, max_visits: int): the scan's limit on numbers and the walk's on visits"},
     {"feed_frames", (PyCFunction)(void (*)(void))feed_frames, METH_FASTCALL,
      "feed_frames(buffer, need, max_frame, max_depth, max_decoded, floor, factor) -> (events, consumed, need, "
      "oversize, left): FrameDecoder.feed's loop over the complete frames of a bytearray"},

@@ -112,7 +112,8 @@ int pj_format_datetime(const Node *node, char *out);
 void pj_init_json_cost(void);
 Py_ssize_t pj_json_string_size(const unsigned char *s, Py_ssize_t size);
 int pj_format_float(double value, char *out);
-Py_ssize_t pj_measure(Parser *p, int32_t index, int level, int max_depth, Py_ssize_t *walk_cost);
+Py_ssize_t pj_measure(Parser *p, int32_t index, int level, int max_depth, Py_ssize_t *walk_cost,
+                      Py_ssize_t *visits);
 char *pj_write_node(const Parser *p, int32_t index, char *o);
 
 #endif

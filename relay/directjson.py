@@ -22,6 +22,7 @@ import os
 from collections.abc import Callable
 from typing import Any, Final
 
+from relay.jsonvalue import MAX_VISITS
 from relay.pickleops import MAX_NUMBERS
 
 __all__ = ["IMPLEMENTATION", "feed_frames", "pickle_to_json"]
@@ -34,7 +35,7 @@ def _load() -> Any:
         from relay import _pickle_json  # type: ignore[attr-defined]
     except ImportError:
         return None
-    _pickle_json.configure(MAX_NUMBERS)
+    _pickle_json.configure(MAX_NUMBERS, MAX_VISITS)
     return _pickle_json
 
 

@@ -17,6 +17,7 @@ import pickle
 import struct
 import uuid
 import zoneinfo
+from collections.abc import Callable
 
 import orjson
 import pytest
@@ -25,7 +26,7 @@ from hypothesis import strategies as st
 
 from bench.frames import build_frames
 from relay import directjson
-from relay.jsonvalue import DecodeLimitExceeded
+from relay.jsonvalue import MAX_VISITS, DecodeLimitExceeded
 from relay.pickleops import MAX_NUMBERS, SHARES_OBJECTS, scan
 from relay.wire import DecodeLimits, decode_payload, decode_payload_python
 from tests.relay.test_fuzz import SEED_FRAMES, fuzz, json_values, mutated, payloads, records
@@ -281,6 +282,53 @@ def test_more_numbers_than_the_scan_allows_is_left_to_python() -> None:
     assert fast(payload) is None
     assert reference(payload) == REFUSED
     assert agree(pickle.dumps({"v": list(range(MAX_NUMBERS))}, 2))
+
+
+def visits_of(value: object) -> int:
+    """The walk's visits of a record's value (relay.jsonvalue): containers 2, stand-ins 4, scalar items 1."""
+    if isinstance(value, dict):
+        return 2 + sum(1 + (0 if is_scalar(item) else visits_of(item)) for item in value.values())
+    if isinstance(value, list | tuple):
+        return 2 + sum(1 if is_scalar(item) else visits_of(item) for item in value)
+    if isinstance(value, set | frozenset):
+        return 4 + sum(1 if is_scalar(item) else visits_of(item) for item in value)
+    return 4  # datetime, Decimal
+
+
+def is_scalar(value: object) -> bool:
+    return value is None or isinstance(value, str | int | float)
+
+
+ITEMS: dict[str, Callable[[int], object]] = {
+    "lists": lambda n: [],
+    "dicts": lambda n: {},
+    "sets": lambda n: frozenset([f"s{n}"]),
+    "datetimes": lambda n: dt.datetime(2024, 1, 2, 3, 4, 5),
+    "mixed": lambda n: [{}, [[]]],
+}
+# Repeated classes are memoised by the pickler: a record of many of them shares objects, which only Python takes.
+SHARING_SHAPES = {"sets", "datetimes"}
+
+
+@pytest.mark.parametrize("shape", list(ITEMS))
+@pytest.mark.parametrize("delta", [-3, -1, 0, 1, 2, 5])
+def test_at_the_walks_visit_limit_it_steps_aside_exactly_where_python_refuses(shape: str, delta: int) -> None:
+    # A record the C path takes must be one the Python path takes (and
+    # writes the same), on both sides of the walk's limit on visits.
+    make = ITEMS[shape]
+    per_item = visits_of(make(0))
+    count = (MAX_VISITS - 2 - 1 - 2) // per_item + delta  # the record dict, its pair, the list
+    record = {"v": [make(n) for n in range(count)]}
+    payload = pickle.dumps(record, 2)
+    limits = DecodeLimits(max_decoded_bytes=10**7)
+    answer = fast(payload, limits)
+    python = reference(payload, limits)
+    if 2 + 1 + visits_of(record["v"]) > MAX_VISITS:
+        assert python == REFUSED
+        assert answer is None
+    else:
+        assert answer is not None or shape in SHARING_SHAPES, "the C path should take a tree within every limit"
+        assert answer is None or answer == python
 
 
 def test_a_pickle_of_a_hundred_thousand_containers_is_left_to_python() -> None:
