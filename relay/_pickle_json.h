@@ -69,7 +69,7 @@ typedef struct {
 
 /* Keys past this many in one dict go into the parser's key set (a hash set);
  * up to it, a new key is compared with the earlier ones of its dict. */
-#define LINEAR_KEYS 16
+#define LINEAR_KEYS 64
 
 typedef struct {
     const unsigned char *data;

@@ -65,7 +65,7 @@ class Holder(Protocol):
 class PartialFrameBudget:
     """The reservations of incomplete frames (see the module docstring)."""
 
-    __slots__ = ("_waiting", "large_limit", "limit", "reserved", "waiting_held", "waits")
+    __slots__ = ("_waiting", "high_water", "large_limit", "limit", "reserved", "waiting_held", "waits")
 
     def __init__(self, limit: int) -> None:
         if limit < HEADER_SIZE:
@@ -78,6 +78,8 @@ class PartialFrameBudget:
         self.waiting_held = 0
         #: How often a connection had to wait for room (a counter for metrics).
         self.waits = 0
+        #: The most counted at once since the owner last reset it (to give memory back after a peak).
+        self.high_water = 0
         self._waiting: OrderedDict[Holder, int] = OrderedDict()
 
     @property
@@ -113,11 +115,15 @@ class PartialFrameBudget:
         if self.reserved + need <= (self.limit if need <= SMALL_FRAME else self.large_limit):
             self.reserved += need
             holder.budget_charge = need
+            if self.reserved + self.waiting_held > self.high_water:
+                self.high_water = self.reserved + self.waiting_held
             if need < freed:
                 self._wake()
             return True
         self.waiting_held += held
         holder.budget_charge = held
+        if self.reserved + self.waiting_held > self.high_water:
+            self.high_water = self.reserved + self.waiting_held
         self._waiting[holder] = need
         self.waits += 1
         holder.budget_wait()

@@ -18,6 +18,7 @@ import ipaddress
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, cast
 
 from relay.framebudget import PartialFrameBudget
@@ -33,6 +34,11 @@ log = logging.getLogger("logrelay.catcher")
 
 # With --proxy-protocol, a connection must send its header this soon.
 PROXY_HEADER_DEADLINE = 5.0
+
+# Partial frames that once held this much in all: when the last goes, the
+# allocator is asked to give its free memory back (freed large buffers stay
+# in its heap otherwise).
+RELEASE_AFTER_PEAK = 16 * 1024 * 1024
 
 # Bytes read from one connection per turn of the event loop.  Each turn reads
 # every readable connection once, and the publisher only gets the loop
@@ -66,6 +72,7 @@ class ConnectionRegistry:
         *,
         max_per_client: int = 0,
         max_partial_bytes: int = 64 * 1024 * 1024,
+        release_memory: Callable[[], object] | None = None,
     ) -> None:
         self.connections: set[CatcherProtocol] = set()
         self.max_connections = max_connections
@@ -79,6 +86,16 @@ class ConnectionRegistry:
         # connections 160 MiB.
         self.read_buffer = memoryview(bytearray(READ_SIZE))
         self.partial_frames = PartialFrameBudget(max_partial_bytes)
+        self._release_memory = release_memory
+
+    def partial_frames_released(self) -> None:
+        """A connection's partial frame is gone: once none is left after a large peak, give the memory back."""
+        budget = self.partial_frames
+        self.stats.partial_bytes = budget.total
+        if budget.total == 0 and budget.high_water >= RELEASE_AFTER_PEAK:
+            budget.high_water = 0
+            if self._release_memory is not None:
+                self._release_memory()
 
     def add(self, conn: CatcherProtocol) -> str | None:
         """Register a new connection; return why it is refused, or None."""
@@ -308,9 +325,8 @@ class CatcherProtocol(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._registry.discard(self)
-        budget = self._registry.partial_frames
-        budget.release(self)
-        self._stats.partial_bytes = budget.total
+        self._registry.partial_frames.release(self)
+        self._registry.partial_frames_released()
         if self._header_deadline is not None:
             self._header_deadline.cancel()
         pending = self._decoder.pending_bytes if self._decoder is not None else 0

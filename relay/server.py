@@ -20,6 +20,7 @@ import ctypes.util
 import logging
 import resource
 import time
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -57,6 +58,7 @@ class CatcherServer:
             self.stats,
             max_per_client=settings.max_connections_per_client,
             max_partial_bytes=settings.max_partial_bytes,
+            release_memory=release_free_memory,
         )
         self._redis = redis or create_redis(settings.redis, client_name=f"logrelay-catch:{settings.catcher_id}")
         self._owns_redis = redis is None
@@ -122,7 +124,6 @@ class CatcherServer:
     async def start(self) -> None:
         settings = self.settings
         raise_fd_limit(settings.max_connections + 64)
-        return_large_blocks_to_the_system()
         self._publisher_task = asyncio.create_task(self.publisher.run(), name="publisher")
         self._tasks = [
             asyncio.create_task(self._check_redis(), name="redis-check"),
@@ -268,31 +269,29 @@ class CatcherServer:
             log.info("stats: %s", self.stats.summary())
 
 
-# glibc's mallopt() parameter, and the size from which blocks are mapped of their own.
-M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 128 * 1024
-
-
-def return_large_blocks_to_the_system() -> bool:
-    """Make glibc map every block of 128 KiB or more on its own, so that freeing it returns it at once.
-
-    glibc's default threshold rises to the size of the largest block freed
-    so far: after the first 1 MiB frame, frames are carved out of the heap,
-    whose freed middle is not given back (after 300 connections dropped
-    their incomplete 1 MiB frames, 19 MiB stayed with the catcher).  A fixed
-    threshold keeps large frame buffers mapped, and their memory goes back
-    to the system when they close (bench/attack.py, "partial").  Returns
-    whether it took (not on other C libraries).
-    """
-    name = ctypes.util.find_library("c")
+def _load_malloc_trim() -> Callable[[int], int] | None:
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        trim: Callable[[int], int] = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
     except (OSError, AttributeError, TypeError):
-        log.debug("no mallopt() in this C library: large blocks stay with its allocator")
-        return False
-    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+        return None  # not glibc: its allocator keeps what it keeps
+    return trim
+
+
+_malloc_trim = _load_malloc_trim()
+
+
+def release_free_memory() -> None:
+    """Ask glibc to give the free memory in its heap back to the system (``malloc_trim``).
+
+    Freed large frame buffers stay in the heap, and glibc's own trimming only
+    gives back its top: after 300 connections dropped their incomplete 1 MiB
+    frames, 19 MiB stayed with the catcher (``python -m bench.attack
+    --phases partial``).  Called once the partial frames are gone after a
+    large peak, not on the record path: fixing glibc's mmap threshold
+    instead cost every record 0.5 µs (``python -m bench.ingest``).
+    """
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 def raise_fd_limit(wanted: int) -> None:
