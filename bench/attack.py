@@ -6,7 +6,7 @@
 Starts a redis-server and ``logrelay catch`` (from each ``--tree``, the
 checkout under test by default) on free loopback ports, and:
 
-* corpus: sends each case of bench/amplifiers.py ``--repeat`` times on one
+* corpus: sends each case of tests/support/amplifiers.py ``--repeat`` times on one
   connection and waits until the catcher answered each (a record or a dead
   letter); prints the catcher's CPU per frame (its threads' on-CPU time, from
   /proc/PID/task/*/schedstat) and its RSS.  A case the catcher has not
@@ -43,9 +43,9 @@ from typing import Any, Final
 
 import redis
 
-from bench.amplifiers import AMPLIFIERS, frame
-from tests.processes import CatcherProcess
-from tests.realredis import RedisServer
+from tests.support.amplifiers import AMPLIFIERS, frame
+from tests.support.processes import CatcherProcess
+from tests.support.realredis import RedisServer
 
 MIB: Final = 1024 * 1024
 DEAD: Final = "{logrelay}:dead"

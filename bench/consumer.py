@@ -26,10 +26,10 @@ import redis
 
 from bench.frames import build_frames
 from bench.ingest import cpu_seconds
-from relay.wire import FrameDecoder, Record
-from tests.polling import wait_until
-from tests.processes import ConsumerProcess
-from tests.realredis import RedisServer
+from relay.decode.frames import FrameDecoder, Record
+from tests.support.polling import wait_until
+from tests.support.processes import ConsumerProcess
+from tests.support.realredis import RedisServer
 
 FORMATS = {"json": "json", "text": "%(asctime)s %(levelname)s %(name)s %(message)s"}
 

@@ -2,8 +2,8 @@
 
     python -m bench.decode [--records 20000] [--repeat 5]
 
-Times :func:`relay.wire.decode_payload` (the C pickle-to-JSON path first,
-the Python path for what it leaves) and :func:`relay.wire.decode_payload_python`
+Times :func:`relay.decode.frames.decode_payload` (the C pickle-to-JSON path first,
+the Python path for what it leaves) and :func:`relay.decode.frames.decode_payload_python`
 (scan, ``pickle.loads`` or the restricted unpickler, walk, orjson) over the
 same frames of the benchmark mix, best of ``--repeat`` runs each, and
 ``FrameDecoder.feed`` over the whole stream in 64 KiB chunks.  Prints µs per
@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 
 from bench.frames import build_frames
-from relay import directjson
-from relay.wire import DecodeLimits, FrameDecoder, decode_payload, decode_payload_python
+from relay.decode import fast_path
+from relay.decode.frames import DecodeLimits, FrameDecoder, decode_payload, decode_payload_python
 
 
 def best_us_per_item(function: Callable[[bytes], object], items: list[bytes], repeat: int) -> float:
@@ -40,7 +40,7 @@ def run(records: int, repeat: int) -> dict[str, object]:
     for payload in payloads:
         assert decode_payload(payload, limits) == decode_payload_python(payload, limits)
         budget = limits.decoded_budget(len(payload))
-        fast_count += directjson.pickle_to_json(payload, limits.max_depth, budget) is not None
+        fast_count += fast_path.pickle_to_json(payload, limits.max_depth, budget) is not None
     stream = b"".join(frames)
     chunks = [stream[i : i + 65536] for i in range(0, len(stream), 65536)]
 
@@ -54,7 +54,7 @@ def run(records: int, repeat: int) -> dict[str, object]:
     feed_us = best_us_per_item(feed_all, [b""], repeat) / len(frames)
     return {
         "records": records,
-        "fast_path": directjson.IMPLEMENTATION,
+        "fast_path": fast_path.IMPLEMENTATION,
         "fast_path_share": fast_count / len(payloads),
         "python_path_us": python_us,
         "decode_payload_us": fast_us,

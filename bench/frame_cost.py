@@ -1,9 +1,9 @@
-"""CPU and peak memory per frame of the amplifier corpus (bench/amplifiers.py), through the catcher's decoder.
+"""CPU and peak memory per frame of the amplifier corpus (tests/support/amplifiers.py), through the catcher's decoder.
 
     python -m bench.frame_cost [--repeat 5] [--timeout 30] [--tree DIR] [--check] [--json FILE] [CASE ...]
 
 Each case runs in a fresh child process that imports the decoder, builds
-nothing else, and feeds the frame to ``relay.wire.FrameDecoder`` ``--repeat``
+nothing else, and feeds the frame to ``relay.decode.frames.FrameDecoder`` ``--repeat``
 times: the CPU time of one frame (the median of the repeats, from
 ``time.process_time``) and the growth of the child's peak RSS over its
 warmed-up baseline (``ru_maxrss``).  ``--tree DIR`` decodes with another
@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
-from bench.amplifiers import AMPLIFIERS, Amplifier, frame
+from tests.support.amplifiers import AMPLIFIERS, Amplifier, frame
 
 CPU_BOUND_MS: Final = 100.0
 MEMORY_BOUND_MIB: Final = 64.0
@@ -32,7 +32,7 @@ MEMORY_BOUND_MIB: Final = 64.0
 # Runs in the child, with the decoder of the tree under test first on sys.path.
 CHILD: Final = r"""
 import json, resource, statistics, sys, time
-from relay.wire import BadFrame, DecodeLimits, FrameDecoder
+from relay.decode.frames import BadFrame, DecodeLimits, FrameDecoder
 data = sys.stdin.buffer.read()
 repeat = int(sys.argv[1])
 honest = b'\x00\x00\x00\x13\x80\x04}\x8c\x03msg\x8c\x02hi\x8c\x01v\x8c\x01ws.'

@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 from relay.server import raise_fd_limit
-from tests.integration.clients import finish_senders, read_stream, rss_bytes, sequences_by_client, start_senders
-from tests.polling import wait_until
-from tests.processes import CatcherProcess
-from tests.realredis import RedisServer
+from tests.support.clients import finish_senders, read_stream, rss_bytes, sequences_by_client, start_senders
+from tests.support.polling import wait_until
+from tests.support.processes import CatcherProcess
+from tests.support.realredis import RedisServer
 
 
 def run(connections: int) -> dict[str, float]:

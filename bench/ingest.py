@@ -25,10 +25,10 @@ import redis
 
 from bench.frames import build_frames
 from relay.server import raise_fd_limit
-from tests.integration.clients import read_stream
-from tests.polling import wait_until
-from tests.processes import CatcherProcess
-from tests.realredis import RedisServer
+from tests.support.clients import read_stream
+from tests.support.polling import wait_until
+from tests.support.processes import CatcherProcess
+from tests.support.realredis import RedisServer
 
 
 def send(port: int, frames: list[bytes], connections: int, start: float) -> None:

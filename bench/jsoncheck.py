@@ -3,7 +3,7 @@
     python -m bench.jsoncheck [--records 20000] [--repeat 5]
 
 Over the records a catcher makes of the benchmark frames: µs per record of
-``orjson.loads`` and of :func:`consumers.jsoncheck.is_json_object`, and of
+``orjson.loads`` and of :func:`consumers.json_check.is_json_object`, and of
 :meth:`JsonLineFormatter.format` with the C check and with the check every
 record took before it (orjson only: the fallback, as ``LOGRELAY_PURE_PYTHON=1``
 has it), best of ``--repeat`` runs each.  Checks first that the C check says
@@ -20,8 +20,8 @@ import orjson
 
 from bench.decode import best_us_per_item
 from bench.frames import build_frames
-from consumers import formatting, jsoncheck
-from relay.wire import FrameDecoder, Record
+from consumers import formatting, json_check
+from relay.decode.frames import FrameDecoder, Record
 
 
 def take(timings: dict[str, float], name: str, us: float) -> None:
@@ -32,8 +32,8 @@ def run(records: int, repeat: int) -> dict[str, object]:
     events = FrameDecoder().feed(b"".join(build_frames(records)))
     jsons = [event for event in events if isinstance(event, Record)]
     assert len(jsons) == records
-    if jsoncheck.IMPLEMENTATION == "c":
-        assert all(jsoncheck.is_json_object(record) for record in jsons), "the C check refused a real record"
+    if json_check.IMPLEMENTATION == "c":
+        assert all(json_check.is_json_object(record) for record in jsons), "the C check refused a real record"
     fields = [
         {b"v": b"1", b"record": record, b"client": b"127.0.0.1:1", b"catcher": b"bench", b"received": b"1700000000.0"}
         for record in jsons
@@ -48,7 +48,7 @@ def run(records: int, repeat: int) -> dict[str, object]:
         return new.format(entry_id, by_id[entry_id])
 
     def format_old(entry_id: bytes) -> bytes:
-        with mock.patch.object(formatting, "is_json_object", jsoncheck._not_sure):
+        with mock.patch.object(formatting, "is_json_object", json_check._not_sure):
             return old.format(entry_id, by_id[entry_id])
 
     assert [format_new(e) for e in entries] == [format_old(e) for e in entries]
@@ -57,15 +57,15 @@ def run(records: int, repeat: int) -> dict[str, object]:
     timings: dict[str, float] = {}
     for _ in range(repeat):
         # The patch is applied around the whole timed loop, not per record.
-        with mock.patch.object(formatting, "is_json_object", jsoncheck._not_sure):
+        with mock.patch.object(formatting, "is_json_object", json_check._not_sure):
             take(timings, "old", best_us_per_item(lambda e: old.format(e, by_id[e]), entries, 1))
         take(timings, "new", best_us_per_item(format_new, entries, 1))
         take(timings, "loads", best_us_per_item(orjson.loads, jsons, 1))
-        take(timings, "check", best_us_per_item(jsoncheck.is_json_object, jsons, 1))
+        take(timings, "check", best_us_per_item(json_check.is_json_object, jsons, 1))
     old_us, new_us, loads_us, check_us = (timings[k] for k in ("old", "new", "loads", "check"))
     return {
         "records": records,
-        "implementation": jsoncheck.IMPLEMENTATION,
+        "implementation": json_check.IMPLEMENTATION,
         "mean_record_bytes": sum(map(len, jsons)) / len(jsons),
         "non_ascii_share": sum(not record.isascii() for record in jsons) / len(jsons),
         "orjson_loads_us": loads_us,

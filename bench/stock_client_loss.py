@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.integration.clients import finish_senders, read_stream, start_senders
-from tests.processes import CatcherProcess
-from tests.realredis import RedisServer
+from tests.support.clients import finish_senders, read_stream, start_senders
+from tests.support.processes import CatcherProcess
+from tests.support.realredis import RedisServer
 
 
 def run_case(buffer: str, patient: bool, clients: int, rate: float, seconds: float, stall: float) -> dict[str, object]:

@@ -59,11 +59,11 @@ from bench.loadgen import run_handlers, send_frames, send_paced
 from bench.reference import FORMAT as COOKBOOK_FORMAT
 from bench.reference import check_lines
 from bench.stalls import StallWatch
-from relay.pickleops import IMPLEMENTATION as SCAN_IMPLEMENTATION
-from tests.integration.clients import read_stream
-from tests.polling import wait_until
-from tests.processes import CatcherProcess, ConsumerProcess
-from tests.realredis import RedisServer
+from relay.decode.cost_scan import IMPLEMENTATION as SCAN_IMPLEMENTATION
+from tests.support.clients import read_stream
+from tests.support.polling import wait_until
+from tests.support.processes import CatcherProcess, ConsumerProcess
+from tests.support.realredis import RedisServer
 
 TIMEOUT = 180.0  # any one run; a stuck run fails instead of hanging the suite
 SLOW = 0.025  # the latency target: records slower than this are counted per second of the run

@@ -25,7 +25,7 @@ import redis
 from redis.asyncio import Redis
 
 from consumers.trimmer import TRIM_STEP, StreamTrimmer
-from tests.realredis import RedisServer
+from tests.support.realredis import RedisServer
 
 STREAM = "bench-trim"
 FIELDS = {"v": b"1", "record": b"x" * 700, "client": b"127.0.0.1:50000", "catcher": b"bench", "received": b"1.0"}

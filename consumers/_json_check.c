@@ -1,6 +1,6 @@
 /* consumers._json_check: is_json_object(data: bytes) -> bool, the check of
  * _json_scan.h (its contract) for Python callers.  The JSON and text lines
- * renderers of consumers._stream_entries call the same check in C. */
+ * renderers of consumers._read_replies call the same check in C. */
 #include "_json_scan.h"
 
 static PyObject *is_json_object(PyObject *module, PyObject *data) {

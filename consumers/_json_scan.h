@@ -22,7 +22,7 @@
  *
  * One pass, no allocation, no recursion (a fixed stack of open containers),
  * and every read is checked against the end: records come from the network.
- * tests/consumers/test_jsoncheck.py checks it against orjson.
+ * tests/consumers/test_json_check.py checks it against orjson.
  */
 #ifndef CONSUMERS_JSON_SCAN_H
 #define CONSUMERS_JSON_SCAN_H

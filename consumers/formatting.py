@@ -1,6 +1,6 @@
 """Turning stream entries back into log lines.
 
-:class:`LineFormatter` renders an entry (see the README's entry format) as
+:class:`LineFormatter` renders an entry (see the stream contract, relay.common.stream) as
 ``logging.Formatter`` would render the original record: the record is
 restored with ``logging.makeLogRecord`` and the relay metadata is added as
 attributes (``client``, ``catcher``, ``received``, ``entry_id``).  Records come
@@ -23,8 +23,9 @@ from typing import Any, Final, Protocol
 
 import orjson
 
-from consumers.jsoncheck import is_json_object
-from consumers.streamentries import Pieces, TextPlan, json_lines, text_lines
+from consumers.json_check import is_json_object
+from consumers.read_replies import Pieces, TextPlan, json_lines, text_lines
+from relay.common import stream
 
 __all__ = [
     "DEFAULT_FORMAT",
@@ -36,7 +37,9 @@ __all__ = [
 ]
 
 DEFAULT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s [%(client)s] %(message)s"
-SUPPORTED_SCHEMA: Final = b"1"
+SUPPORTED_SCHEMA: Final = stream.SCHEMA_VERSION.encode()
+# The usual entry's field names (relay.common.stream), as a read reply has them.
+_VERSION, _RECORD, _CLIENT, _CATCHER, _RECEIVED = (name.encode() for name in stream.RECORD_FIELDS)
 METADATA_KEY: Final = "logrelay"
 # The key as it appears in a record's JSON, and as the line's last member.
 _METADATA_NAME: Final = b'"' + METADATA_KEY.encode() + b'"'
@@ -75,10 +78,10 @@ class EntryFormatter(Protocol):
 
 
 def _record_json(fields: dict[bytes, bytes]) -> bytes:
-    version = fields.get(b"v")
+    version = fields.get(_VERSION)
     if version != SUPPORTED_SCHEMA:
         raise EntryError(f"unsupported entry schema version {version!r}")
-    record = fields.get(b"record")
+    record = fields.get(_RECORD)
     if record is None:
         raise EntryError("entry has no record field")
     return record
@@ -93,7 +96,7 @@ def load_record(record: bytes) -> Any:
 
     orjson first.  It refuses one thing JSON allows and the catcher writes:
     a ``\\ud800`` escape for a lone surrogate (a string that has no UTF-8
-    form, see relay.wire), so what orjson refuses goes to the standard
+    form, see relay.decode.frames), so what orjson refuses goes to the standard
     library's parser, kept strict (UTF-8 only, no NaN or Infinity).
     """
     try:
@@ -120,7 +123,7 @@ class _Metadata:
         self._shared_json = b""
 
     def _load(self, fields: dict[bytes, bytes]) -> None:
-        self._load_values(fields.get(b"client"), fields.get(b"catcher"), fields.get(b"received"))
+        self._load_values(fields.get(_CLIENT), fields.get(_CATCHER), fields.get(_RECEIVED))
 
     def _load_values(self, client: bytes | None, catcher: bytes | None, received: bytes | None) -> None:
         key = (client, catcher, received)
@@ -148,7 +151,7 @@ class _Metadata:
 
         Raises ``EntryError`` if they are not those three, in that order.
         """
-        if len(metadata) != 6 or metadata[0] != b"client" or metadata[2] != b"catcher" or metadata[4] != b"received":
+        if len(metadata) != 6 or metadata[0] != _CLIENT or metadata[2] != _CATCHER or metadata[4] != _RECEIVED:
             raise EntryError("not the usual entry")
         self._load_values(metadata[1], metadata[3], metadata[5])
         attributes.update(self._shared)
@@ -323,7 +326,7 @@ class LineFormatter:
         ``logging.Formatter.format``; anything else, or anything that fails, is left to :meth:`format`.
 
         Formats of plain ``%(name)s`` fields are rendered in C from the
-        record's JSON (:data:`consumers.streamentries.text_lines`); what it
+        record's JSON (:data:`consumers.read_replies.text_lines`); what it
         leaves, and every other format, by :meth:`format_items_python`.
         tests/consumers/test_formatting.py and test_textlines.py check all
         three write the same.
@@ -354,9 +357,9 @@ class LineFormatter:
                 entry_id, (v, version, name, record, *metadata) = item
                 attributes = loads(record)
                 if (
-                    v != b"v"
+                    v != _VERSION
                     or version != SUPPORTED_SCHEMA
-                    or name != b"record"
+                    or name != _RECORD
                     or type(attributes) is not dict
                     or not attributes.keys() >= needs
                     or attributes["exc_info"]

@@ -25,14 +25,15 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from relay.connections import create_redis
-from relay.health import HealthServer, Readiness
-from relay.lifecycle import serve_with_signals
-from relay.listener import Listener
-from relay.protocol import CatcherProtocol, ConnectionRegistry, format_peer
-from relay.publisher import StreamPublisher
+from relay.common.counters import CatcherStats
+from relay.common.health import HealthServer, Readiness
+from relay.common.redis_client import create_redis
+from relay.common.signals import serve_with_signals
+from relay.net.listener import Listener
+from relay.net.protocol import CatcherProtocol, format_peer
+from relay.net.registry import ConnectionRegistry
+from relay.publish.publisher import StreamPublisher
 from relay.settings import CatcherSettings
-from relay.stats import CatcherStats
 
 __all__ = ["CatcherServer", "raise_fd_limit"]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import CatcherProcess, ConsumerProcess, LogrelayProcess
-from tests.realredis import RedisServer
+from tests.support.processes import CatcherProcess, ConsumerProcess, LogrelayProcess
+from tests.support.realredis import RedisServer
 
 
 @pytest.fixture

@@ -33,11 +33,11 @@ import pytest
 import yaml
 from click.core import ParameterSource
 
-from consumers.cli import file_consumer_settings
 from relay.cli import ENVVAR_PREFIX, main
-from relay.options import catcher_settings
-from relay.settings import ListenAddress
-from tests.polling import wait_until
+from relay.cli.consume import file_consumer_settings
+from relay.cli.options import catcher_settings
+from relay.common.addresses import ListenAddress
+from tests.support.polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "compose.yaml"

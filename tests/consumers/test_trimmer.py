@@ -8,7 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from consumers.trimmer import TRIM_STEP, StreamTrimmer, safe_trim_point
-from tests.realredis import RedisServer
+from tests.support.realredis import RedisServer
 
 
 @pytest.fixture

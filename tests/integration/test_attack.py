@@ -1,6 +1,6 @@
 """A live catcher under attack: the amplifier corpus and held partial frames, an honest client beside.
 
-The decoder-level checks of each case are in tests/relay/test_amplifiers.py;
+The decoder-level checks of each case are in tests/relay/decode/test_amplifiers.py;
 here the same frames go through a real catcher process while a stock
 SocketHandler logs beside them, and what the honest client relies on is
 checked: every one of its records arrives once, in order; every hostile
@@ -19,11 +19,11 @@ from collections.abc import Callable
 
 import pytest
 
-from bench.amplifiers import AMPLIFIERS, frame
-from tests.integration.clients import finish_senders, read_stream, rss_bytes, start_senders
-from tests.polling import wait_until
-from tests.processes import CatcherProcess
-from tests.realredis import RedisServer
+from tests.support.amplifiers import AMPLIFIERS, frame
+from tests.support.clients import finish_senders, read_stream, rss_bytes, start_senders
+from tests.support.polling import wait_until
+from tests.support.processes import CatcherProcess
+from tests.support.realredis import RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -17,16 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.clients import (
+from tests.support.clients import (
     finish_senders,
     read_stream,
     rss_bytes,
     sequences_by_client,
     start_senders,
 )
-from tests.polling import wait_until
-from tests.processes import CatcherProcess
-from tests.realredis import RedisServer, free_port
+from tests.support.polling import wait_until
+from tests.support.processes import CatcherProcess
+from tests.support.realredis import RedisServer, free_port
+from tests.support.streams import assert_each_record_once_in_order, stream_length
 
 pytestmark = pytest.mark.integration
 
@@ -43,17 +44,6 @@ def make_record(msg: str, **extra: object) -> logging.LogRecord:
     return record
 
 
-def assert_every_record_once_in_order(seqs: dict[str, list[int]], clients: int, count: int) -> None:
-    assert sorted(seqs) == sorted(f"c{n}" for n in range(clients))
-    for client, values in seqs.items():
-        assert values == list(range(count)), f"{client}: records missing, doubled or out of order"
-
-
-def stream_length(server: RedisServer, key: str = "logrelay") -> int:
-    with server.client() as client:
-        return int(client.xlen(key))
-
-
 def test_many_concurrent_socket_handler_clients_every_record_once_in_order(
     redis_server: RedisServer, catcher_factory: CatcherFactory
 ) -> None:
@@ -65,7 +55,7 @@ def test_many_concurrent_socket_handler_clients_every_record_once_in_order(
     wait_until(lambda: stream_length(redis_server) >= clients * count, timeout=30, what="all records")
     with redis_server.client() as client:
         entries = read_stream(client)
-    assert_every_record_once_in_order(sequences_by_client(entries), clients, count)
+    assert_each_record_once_in_order(sequences_by_client(entries), clients, count)
 
     # The entry carries relay metadata next to the record as sent.
     _, fields = entries[0]
@@ -122,7 +112,7 @@ def test_redis_paused_mid_run_loses_nothing_and_doubles_nothing(
     assert all(report["errors"] == 0 for report in reports)
     wait_until(lambda: stream_length(redis_server) >= clients * count, timeout=60, what="all records")
     with redis_server.client() as client:
-        assert_every_record_once_in_order(sequences_by_client(read_stream(client)), clients, count)
+        assert_each_record_once_in_order(sequences_by_client(read_stream(client)), clients, count)
     assert catcher.stop() == 0
     # The outage is logged once, not once per record or per retry.
     assert catcher.log.count("cannot publish to Redis") == 1
@@ -159,7 +149,7 @@ def test_full_buffer_pushes_back_on_senders_and_loses_nothing(
     assert all(report["errors"] == 0 for report in reports)
     wait_until(lambda: stream_length(redis_server) >= clients * count, timeout=60, what="all records")
     with redis_server.client() as client:
-        assert_every_record_once_in_order(sequences_by_client(read_stream(client)), clients, count)
+        assert_each_record_once_in_order(sequences_by_client(read_stream(client)), clients, count)
     assert catcher.stop() == 0
     stats = catcher.final_stats()
     assert stats["backpressure_pauses"] >= 1
@@ -177,7 +167,7 @@ def test_redis_unreachable_at_start_then_records_arrive_once_it_is_up(
     server.start()
     wait_until(lambda: stream_length(server) >= 1000, timeout=30, what="buffered records published")
     with server.client() as client:
-        assert_every_record_once_in_order(sequences_by_client(read_stream(client)), 2, 500)
+        assert_each_record_once_in_order(sequences_by_client(read_stream(client)), 2, 500)
     assert "Traceback" not in catcher.log
     assert catcher.stop() == 0
 
@@ -204,7 +194,7 @@ def test_sigterm_during_load_drains_what_arrived_and_exits_zero(
     # ...but what the open connections carried was read and published.
     assert all(report["errors"] == 0 for report in reports)
     with redis_server.client() as client:
-        assert_every_record_once_in_order(sequences_by_client(read_stream(client)), clients, count)
+        assert_each_record_once_in_order(sequences_by_client(read_stream(client)), clients, count)
 
 
 def test_bad_frame_goes_to_dead_letters_and_the_connection_goes_on(

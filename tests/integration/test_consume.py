@@ -7,17 +7,16 @@ import random
 import re
 import signal
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.integration.clients import finish_senders, start_senders
-from tests.polling import wait_until
-from tests.processes import CatcherProcess, ConsumerProcess
-from tests.realredis import RedisServer
+from tests.support.clients import finish_senders, start_senders
+from tests.support.polling import wait_until
+from tests.support.processes import CatcherProcess, ConsumerProcess
+from tests.support.realredis import RedisServer
+from tests.support.streams import assert_each_record_once_in_order, count_json_lines, group_pending, json_lines
 
 pytestmark = pytest.mark.integration
 
@@ -26,41 +25,6 @@ ConsumerFactory = Callable[..., ConsumerProcess]
 
 TEXT_FORMAT = "%(client_id)s|%(seq)d|%(levelname)s|%(name)s|%(client)s|%(message)s"
 TEXT_LINE = re.compile(r"^(c\d+)\|(\d+)\|(\w+)\|([\w.]+)\|(127\.0\.0\.1:\d+)\|(.*)$")
-
-
-def json_lines(path: Path, *, writer_running: bool = False) -> list[dict[str, Any]]:
-    """Every line of a JSON-lines file, parsed; a torn or partial line fails the test.
-
-    With ``writer_running``, a last line still being appended is left out.
-    """
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    if writer_running:
-        data = data[: data.rfind(b"\n") + 1]
-    assert not data or data.endswith(b"\n"), "the file ends inside a line"
-    return [json.loads(line) for line in data.splitlines()]
-
-
-def count_json_lines(path: Path) -> int:
-    return path.read_bytes().count(b"\n") if path.exists() else 0
-
-
-def assert_each_record_once_in_order(records: list[tuple[str, int]], clients: int, count: int) -> None:
-    per_client: dict[str, list[int]] = defaultdict(list)
-    for client, seq in records:
-        per_client[client].append(seq)
-    assert sorted(per_client) == sorted(f"c{n}" for n in range(clients))
-    for client, seqs in per_client.items():
-        assert seqs == list(range(count)), f"{client}: records missing, doubled or out of order"
-
-
-def group_pending(server: RedisServer, group: str = "logrelay-file") -> int:
-    with server.client() as client:
-        for info in client.xinfo_groups("logrelay"):
-            if info["name"] == group.encode():
-                return int(info["pending"])
-    raise AssertionError(f"no group {group}")
 
 
 def test_end_to_end_text_and_json_files_hold_every_record_once(

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from consumers.filesink import read_checkpoint
-from tests.integration.clients import (
+from consumers.file_sink import read_checkpoint
+from tests.support.clients import (
     REPO_ROOT,
     finish_senders,
     read_stream,
@@ -32,15 +32,18 @@ from tests.integration.clients import (
     sequences_by_client,
     start_senders,
 )
-from tests.integration.test_consume import (
+from tests.support.polling import wait_until
+from tests.support.processes import CatcherProcess, ConsumerProcess
+from tests.support.realredis import RedisServer, free_port
+from tests.support.streams import (
     assert_each_record_once_in_order,
     count_json_lines,
+    entries_added,
+    group_info,
     group_pending,
     json_lines,
+    stream_length,
 )
-from tests.polling import wait_until
-from tests.processes import CatcherProcess, ConsumerProcess
-from tests.realredis import RedisServer, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -58,25 +61,6 @@ def file_records(path: Path) -> list[tuple[str, int]]:
 
 def lines_at_least(path: Path, lines: int) -> Callable[[], bool]:
     return lambda: count_json_lines(path) >= lines
-
-
-def entries_added(server: RedisServer) -> int:
-    """Entries ever added to the stream: consumers trim it, this count stays."""
-    with server.client() as client:
-        return int(client.xinfo_stream("logrelay")["entries-added"])
-
-
-def stream_length(server: RedisServer) -> int:
-    with server.client() as client:
-        return int(client.xlen("logrelay"))
-
-
-def group_info(server: RedisServer, group: str = "logrelay-file") -> dict[str, Any]:
-    with server.client() as client:
-        for info in client.xinfo_groups("logrelay"):
-            if info["name"] == group.encode():
-                return dict(info)
-    raise AssertionError(f"no group {group}")
 
 
 def checkpoint_offset(output: Path) -> int:
@@ -204,7 +188,7 @@ def start_named_senders(
     port: int, names: list[str], count: int, *, rate: float = 0, patient: bool = True
 ) -> list[subprocess.Popen[bytes]]:
     """Like :func:`start_senders`, with client names of our choosing (two waves must not share names)."""
-    args = [sys.executable, "-m", "tests.integration.sender", "--port", str(port), "--count", str(count)]
+    args = [sys.executable, "-m", "tests.support.sender", "--port", str(port), "--count", str(count)]
     args += ["--rate", str(rate)] + (["--patient"] if patient else [])
     return [subprocess.Popen([*args, "--client", name], cwd=REPO_ROOT, stdout=subprocess.PIPE) for name in names]
 

@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from tests.integration.balancer import HAProxyProcess, local_config
-from tests.integration.clients import finish_senders, start_senders
-from tests.integration.test_consume import assert_each_record_once_in_order, count_json_lines, json_lines
-from tests.polling import wait_until
-from tests.processes import CatcherProcess, ConsumerProcess
-from tests.realredis import RedisServer, free_port
+from tests.support.balancer import HAProxyProcess, local_config
+from tests.support.clients import finish_senders, start_senders
+from tests.support.polling import wait_until
+from tests.support.processes import CatcherProcess, ConsumerProcess
+from tests.support.realredis import RedisServer, free_port
+from tests.support.streams import assert_each_record_once_in_order, count_json_lines, json_lines
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.polling import wait_until
-from tests.processes import CatcherProcess
-from tests.realredis import RedisServer
+from tests.support.polling import wait_until
+from tests.support.processes import CatcherProcess
+from tests.support.realredis import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -206,7 +206,7 @@ def test_redis_acl_credentials_from_the_url_and_never_in_the_log(
 
 
 def test_catcher_publishes_to_redis_over_tls(catcher_factory: CatcherFactory, pki: PKI, tmp_path: Path) -> None:
-    from tests.realredis import free_port
+    from tests.support.realredis import free_port
 
     tls_port = free_port()
     tls = (

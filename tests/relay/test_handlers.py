@@ -32,8 +32,8 @@ from typing import Any
 import pytest
 
 from relay.handlers import ReliableSocketHandler
-from tests.polling import wait_until
-from tests.realredis import free_port
+from tests.support.polling import wait_until
+from tests.support.realredis import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

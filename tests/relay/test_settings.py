@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
-from relay.cli import catcher_settings, main
-from relay.settings import CatcherSettings, ListenAddress, RedisSettings, StreamKeys, parse_byte_size
+from consumers.file_consumer import FileConsumerSettings
+from relay.cli import main
+from relay.cli.consume import file_consumer_settings
+from relay.cli.options import catcher_settings, parse_byte_size
+from relay.common.addresses import ListenAddress
+from relay.common.redis_client import RedisSettings
+from relay.common.stream import StreamKeys
+from relay.settings import CatcherSettings
 
 
 @pytest.mark.parametrize(
@@ -75,13 +84,20 @@ def test_buffer_must_hold_one_maximum_record() -> None:
 
 
 def test_cli_defaults_build_default_settings() -> None:
+    # Every default is written once, in the settings classes: an option without
+    # a value gives exactly what the dataclass gives.
     ctx = main.commands["catch"].make_context("catch", [])
     settings = catcher_settings(ctx.params)
+    assert settings == dataclasses.replace(CatcherSettings(), catcher_id=settings.catcher_id)
     assert str(settings.listen) == "127.0.0.1:9020"
-    assert settings.keys.records == "logrelay"
     assert settings.limits.max_frame_bytes == 1 << 20
-    assert settings.buffer_bytes == CatcherSettings().buffer_bytes
-    assert settings.linger_ms == CatcherSettings().linger_ms == 2.0
+
+
+def test_consumer_cli_defaults_build_default_settings(tmp_path: Path) -> None:
+    output = tmp_path / "central.log"
+    ctx = main.commands["consume"].commands["file"].make_context("file", ["--output", str(output)])  # type: ignore[attr-defined]
+    settings = file_consumer_settings(ctx.params)
+    assert settings == dataclasses.replace(FileConsumerSettings(output), consumer=settings.consumer)
 
 
 def test_cli_options_map_onto_settings() -> None:

@@ -1,0 +1,424 @@
+"""``logrelay consume file``: the stream, through a consumer group, into one file.
+
+Per batch: render each entry (:mod:`consumers.formatting`), write the lines
+(:class:`consumers.file_sink.FileSink`), and once a sync has made them durable
+and moved the checkpoint past them, XACK.  Syncs run beside the writes (group
+commit): a batch's lines reach the file while the batch before is fsynced.
+Entries that cannot be rendered go to the dead-letter stream; so do entries
+delivered more than ``max_deliveries`` times without being written (a record
+that crashes the consumer must not stop the file forever).
+
+SIGTERM/SIGINT (as arq does it): stop reading new entries, finish and
+acknowledge the batch in hand, release the file, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from consumers.file_sink import Checkpoint, FileSink, FsyncPolicy
+from consumers.formatting import DEFAULT_FORMAT, build_formatter
+from consumers.group_commit import GroupCommit, RenderedBatch
+from consumers.group_reader import Entry, GroupReader, Items
+from consumers.read_replies import bulk_ids
+from consumers.read_replies import entries as stream_entries
+from consumers.trimmer import StreamTrimmer
+from relay.common import stream
+from relay.common.backoff import retry_delay
+from relay.common.counters import ConsumerStats
+from relay.common.identity import process_name
+from relay.common.redis_client import RedisSettings, create_redis
+from relay.common.redis_protocol import bulk_string
+from relay.common.signals import serve_with_signals
+from relay.common.stream import StreamKeys
+
+__all__ = ["FileConsumer", "FileConsumerSettings"]
+
+log = logging.getLogger("logrelay.consumer")
+
+#: Entries written and waiting for a sync, in batches of the configured size,
+#: before the next write waits: a stalled fsync holds up the file only after
+#: this many batches at full load (more, smaller ones at moderate rates).
+UNSYNCED_BATCHES = 8
+
+
+class _GivingUp(Exception):
+    """A stop was requested while an operation kept failing."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileConsumerSettings:
+    """Everything one ``logrelay consume file`` process needs."""
+
+    output: Path
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    keys: StreamKeys = field(default_factory=StreamKeys)
+    group: str = "logrelay-file"
+    consumer: str = field(default_factory=process_name)
+    format: str = DEFAULT_FORMAT
+    placeholder: str = "-"
+    fsync: FsyncPolicy = FsyncPolicy.BATCH
+    batch_size: int = 1000
+    block_ms: int = 1000
+    max_deliveries: int = 10
+    # Least milliseconds between two syncs (fsync, checkpoint, XACK) under load.
+    sync_interval_ms: int = 10
+    # Seconds between trims of what every group acknowledged (0: never trim).
+    trim_interval: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.batch_size <= 0 or self.block_ms <= 0 or self.max_deliveries <= 0:
+            raise ValueError("batch-size, block-ms and max-deliveries must be positive")
+        if self.trim_interval < 0 or self.sync_interval_ms < 0:
+            raise ValueError("trim-interval and sync-interval-ms must not be negative")
+        if not self.group or not self.consumer:
+            raise ValueError("group and consumer names must not be empty")
+        build_formatter(self.format, self.placeholder)  # validates the format string
+
+
+class FileConsumer:
+    def __init__(
+        self, settings: FileConsumerSettings, redis: Redis | None = None, *, shares_loop: bool = False
+    ) -> None:
+        """``shares_loop``: other work runs on this event loop (``logrelay up``'s catcher)."""
+        self.settings = settings
+        # XREADGROUP blocks server-side for block_ms: the socket must wait longer.
+        redis_settings = settings.redis
+        timeout = max(redis_settings.socket_timeout, settings.block_ms / 1000 + 5)
+        self._redis = redis or create_redis(
+            RedisSettings(redis_settings.url, timeout, redis_settings.connect_timeout),
+            client_name=f"logrelay-consume:{settings.consumer}",
+        )
+        self._owns_redis = redis is None
+        self.sink = FileSink(settings.output, settings.fsync)
+        self.formatter = build_formatter(settings.format, settings.placeholder)
+        self.reader = GroupReader(
+            self._redis,
+            settings.keys.records,
+            settings.group,
+            settings.consumer,
+            batch_size=settings.batch_size,
+            block_ms=settings.block_ms,
+        )
+        self.stats = ConsumerStats()
+        self.trimmer = StreamTrimmer(self._redis, settings.keys.records)
+        self._last_trim = time.monotonic()
+        self._trimming: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        # Up to where batches were rendered, whether or not their write is done.
+        self._rendered = Checkpoint()
+        self.commits = GroupCommit(
+            self.sink,
+            max_unsynced=UNSYNCED_BATCHES * settings.batch_size,
+            sync_interval=settings.sync_interval_ms / 1000,
+            acknowledge=self._acknowledge,
+            pause=self._pause_or_give_up,
+            stats=self.stats,
+            # On the loop's own thread where syncs keep the dirty pages few
+            # and nothing else waits on this loop (see GroupCommit).
+            write_on_loop=settings.fsync is FsyncPolicy.BATCH and not shares_loop,
+        )
+        self._until_caught_up = False
+        self._outage_since: float | None = None
+        self.caught_up = asyncio.Event()
+        self._cleanup: asyncio.Task[None] | None = None
+
+    def request_stop(self, *, when_caught_up: bool = False) -> None:
+        """Stop after the batch in hand; with ``when_caught_up``, only once the stream is drained."""
+        if when_caught_up:
+            self._until_caught_up = True
+        else:
+            log.info("stop requested: finishing the batch in hand")
+        self._stop.set()
+
+    @property
+    def _stopping(self) -> bool:
+        return self._stop.is_set() and (not self._until_caught_up or self.caught_up.is_set())
+
+    async def serve(self) -> int:
+        """Run with SIGTERM/SIGINT handlers until stopped; return the exit code."""
+        return await serve_with_signals(self.run, self.request_stop)
+
+    async def run(self) -> int:
+        prefetch: asyncio.Task[Items] | None = None
+        committing: asyncio.Task[None] | None = None
+        try:
+            if not await self._take_the_file():
+                return 0
+            checkpoint = await asyncio.to_thread(self.sink.open)
+            log.info(
+                "writing %s from stream %r, group %r as %r (resuming after %s, at byte %d)",
+                self.settings.output,
+                self.settings.keys.records,
+                self.settings.group,
+                self.settings.consumer,
+                checkpoint.last_id,
+                checkpoint.offset,
+            )
+            await self._retrying(self.reader.ensure_group)
+            await self._take_over_pending()
+            while True:
+                if prefetch is not None:
+                    # Even when stopping: what this read delivered is in hand
+                    # (pending for us), so it is written before we exit.  It
+                    # returns within block_ms, as a plain read would.
+                    items, prefetch = await prefetch, None
+                elif self._stopping:
+                    break
+                else:
+                    items = await self._retrying(self.reader.new)
+                if items:
+                    self.caught_up.clear()
+                    # A pipeline: while one batch is written and acknowledged
+                    # (the disk, Redis), the next is read and rendered (the
+                    # CPU).  The next read is sent once the write before has
+                    # finished, so it takes everything that arrived meanwhile:
+                    # under load, batches grow instead of queueing.  Writes
+                    # and acks stay in stream order, one batch at a time.  A
+                    # crash leaves what was read and not yet written pending,
+                    # claimed on the next start like any batch in hand.
+                    batch = self._render_items(items)
+                    if committing is not None:
+                        await committing
+                    committing = asyncio.create_task(self._commit(batch))
+                    if not self._stopping:
+                        prefetch = asyncio.create_task(self._retrying(self.reader.new))
+                else:
+                    if committing is not None:
+                        await committing
+                        committing = None
+                    await self.commits.drained()
+                    self.caught_up.set()
+                await self._trim_now_and_then()
+            if committing is not None:
+                await committing
+                committing = None
+            await self.commits.drained()
+            return 0
+        except _GivingUp as exc:
+            # Stopping during an outage: what is in hand stays unacknowledged
+            # (pending), so the next start reads it again; nothing is lost.
+            log.warning("stopping while %s is failing; the batch in hand will be read again on restart", exc)
+            return 0
+        finally:
+            for task in (prefetch, committing, self._trimming):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, _GivingUp, RedisError, OSError):
+                        await task
+            await self.commits.close()
+            if self._cleanup is not None:
+                self._cleanup.cancel()
+            self.sink.close()
+            if self._owns_redis:
+                await self._redis.aclose()
+            log.info("stopped: %s", self.stats.summary())
+
+    async def _take_the_file(self) -> bool:
+        """Wait for the writer lock (standby); False if told to stop first."""
+        announced = False
+        while not self.sink.try_lock():
+            if not announced:
+                log.info("%s is being written by another consumer: standing by for its lock", self.settings.output)
+                announced = True
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=0.2)
+                return False
+            except TimeoutError:
+                continue
+        if announced:
+            log.info("took over %s", self.settings.output)
+        return True
+
+    async def _take_over_pending(self) -> None:
+        async for batch in self.reader.pending():
+            if batch.deleted:
+                log.error(
+                    "%d pending entries were trimmed from the stream before being written: %s",
+                    len(batch.deleted),
+                    b", ".join(batch.deleted[:5]).decode(),
+                )
+                await self._retrying(lambda ids=batch.deleted: self.reader.ack(ids))
+            if batch.entries:
+                await self._handle(batch.entries, batch.deliveries)
+        self._forget_idle_consumers_later()
+
+    def _forget_idle_consumers_later(self) -> None:
+        # Hygiene, not correctness: consumers of earlier runs with nothing
+        # pending clutter XINFO CONSUMERS.
+        async def forget() -> None:
+            try:
+                for info in await self._redis.xinfo_consumers(self.settings.keys.records, self.settings.group):
+                    name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
+                    if name != self.settings.consumer and int(info["pending"]) == 0:
+                        await self._redis.xgroup_delconsumer(self.settings.keys.records, self.settings.group, name)
+            except RedisError as exc:
+                log.debug("could not forget idle consumers: %s", exc)
+
+        self._cleanup = asyncio.create_task(forget())
+
+    async def _handle(self, entries: list[Entry], deliveries: dict[bytes, int]) -> None:
+        """Render, write, checkpoint and acknowledge one batch."""
+        await self._commit(self._render(entries, deliveries))
+
+    def _already_written(self, entry_id: bytes) -> bool:
+        # Batches handed to _commit and not yet checkpointed count as written:
+        # a re-read of our own pending entries may return them again.
+        return self.sink.checkpoint.covers(entry_id) or self._rendered.covers(entry_id)
+
+    def _render_items(self, items: Items) -> RenderedBatch:
+        """Turn a batch of read entries (in stream order, as the parser gave them) into lines and dead letters.
+
+        The formatter renders the usual entries in one call
+        (:meth:`~consumers.formatting.EntryFormatter.format_items`); any other
+        goes through :meth:`_line`, one by one.
+        """
+        start = 0
+        # Redis lists a batch in stream order: once one entry is past what is
+        # written, all later ones are.
+        while start < len(items) and self._already_written(items[start][0]):
+            start += 1
+        self.stats.already_written += start
+        ack_ids = bulk_ids(items)
+        new = items[start:] if start else items
+        if not new:
+            return RenderedBatch(b"", 0, [], False, ack_ids, len(items), items[-1][0])
+        chunks: list[bytes] = []
+        dead: list[tuple[bytes, dict[bytes, bytes], str]] = []
+        for piece in self.formatter.format_items(new):
+            if isinstance(piece, bytes):
+                chunks.append(piece)
+            else:
+                ((entry_id, fields),) = stream_entries([new[piece]])
+                self._line(entry_id, fields or {}, chunks, dead)
+        last_id: bytes = items[-1][0]
+        self._rendered = Checkpoint(last_id=last_id.decode())
+        return RenderedBatch(b"".join(chunks), len(new) - len(dead), dead, True, ack_ids, len(items), last_id)
+
+    def _render(self, entries: list[Entry], deliveries: dict[bytes, int]) -> RenderedBatch:
+        """Turn a batch of entries taken over from the pending list into lines and dead letters."""
+        lines: list[bytes] = []
+        dead: list[tuple[bytes, dict[bytes, bytes], str]] = []
+        last_new: bytes | None = None
+        for entry_id, fields in entries:
+            if last_new is None and self._already_written(entry_id):
+                self.stats.already_written += 1
+                continue
+            last_new = entry_id
+            delivered = deliveries.get(entry_id, 1)
+            if delivered > self.settings.max_deliveries:
+                dead.append((entry_id, fields, f"delivered {delivered} times without being written"))
+                continue
+            self._line(entry_id, fields, lines, dead)
+        if last_new is not None:
+            self._rendered = Checkpoint(last_id=last_new.decode())
+        ack_ids = b"".join(bulk_string(entry_id) for entry_id, _ in entries)
+        # Once an entry is new, every later one is: last_new is the batch's last entry.
+        return RenderedBatch(
+            b"".join(lines), len(lines), dead, last_new is not None, ack_ids, len(entries), entries[-1][0]
+        )
+
+    def _line(
+        self,
+        entry_id: bytes,
+        fields: dict[bytes, bytes],
+        lines: list[bytes],
+        dead: list[tuple[bytes, dict[bytes, bytes], str]],
+    ) -> None:
+        """Append the entry's line(s), or the entry to the dead letters with why it cannot be formatted."""
+        try:
+            lines.append(self.formatter.format(entry_id, fields))
+        except Exception as exc:
+            dead.append((entry_id, fields, f"cannot format: {type(exc).__name__}: {exc}"))
+
+    async def _commit(self, batch: RenderedBatch) -> None:
+        """Dead-letter and write a rendered batch (one at a time, in stream order).
+
+        Returns once the lines are in the file; the group commit makes them
+        durable and acknowledges them meanwhile (:mod:`consumers.group_commit`).
+        """
+        if batch.dead:
+            await self._retrying(lambda: self._dead_letter(batch.dead))
+        await self.commits.write(batch)
+
+    async def _acknowledge(self, ids: bytes, count: int) -> None:
+        await self._retrying(lambda: self.reader.ack_bulk(ids, count))
+        self.stats.entries_acked += count
+
+    async def _trim_now_and_then(self) -> None:
+        """Start a trim every trim_interval seconds, beside the batches (one at a time)."""
+        interval = self.settings.trim_interval
+        if not interval or time.monotonic() - self._last_trim < interval:
+            return
+        if self._trimming is not None and not self._trimming.done():
+            return
+        self._last_trim = time.monotonic()
+        self._trimming = asyncio.create_task(self._trim(interval))
+
+    async def _trim(self, interval: float) -> None:
+        try:
+            self.stats.entries_trimmed += await self.trimmer.trim()
+        except (RedisError, OSError) as exc:
+            log.debug("trimming skipped this time: %s", exc)  # the next try is interval seconds away
+        except Exception:
+            # Trimming is upkeep: a fault in it must not stop the file.
+            log.exception("trimming failed; trying again in %gs", interval)
+
+    async def _dead_letter(self, dead: list[tuple[bytes, dict[bytes, bytes], str]]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for entry_id, fields, reason in dead:
+                log.warning("entry %s sent to dead letters: %s", entry_id.decode(), reason)
+                entry = {
+                    **fields,
+                    stream.REASON.encode(): reason.encode(),
+                    stream.ENTRY_ID.encode(): entry_id,
+                    stream.GROUP.encode(): self.settings.group,
+                }
+                pipe.xadd(self.settings.keys.dead_letters, entry)  # type: ignore[arg-type]
+            await pipe.execute()
+        self.stats.dead_lettered += len(dead)
+
+    async def _retrying(self, operation: Any) -> Any:
+        """Run a Redis operation until it succeeds (logging an outage once) or a stop is requested."""
+        attempt = 0
+        while True:
+            try:
+                result = await operation()
+            except (RedisError, OSError) as exc:
+                if "NOGROUP" in str(exc):
+                    # The stream (and its group) vanished, e.g. a Redis restart
+                    # without persistence: recreate them and carry on.
+                    log.warning("consumer group %r is gone; creating it again", self.settings.group)
+                    with contextlib.suppress(RedisError, OSError):
+                        await self.reader.ensure_group()
+                else:
+                    self._note_outage(exc)
+                await self._pause_or_give_up(retry_delay(attempt), "Redis")
+                attempt += 1
+                continue
+            if self._outage_since is not None:
+                log.warning("Redis is back after %.1fs", time.monotonic() - self._outage_since)
+                self._outage_since = None
+            return result
+
+    async def _pause_or_give_up(self, delay: float, what: str) -> None:
+        """Wait ``delay`` before a retry; raise _GivingUp at once if a stop was requested."""
+        if not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+        if self._stop.is_set():
+            raise _GivingUp(what)
+
+    def _note_outage(self, exc: BaseException) -> None:
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            log.error("Redis unavailable (%s: %s); retrying", type(exc).__name__, exc)

@@ -1,0 +1,265 @@
+"""Group commit: batches written to the file while the ones before are fsynced, acknowledged once durable.
+
+A file consumer's batch goes through three steps: its lines are written
+(:meth:`FileSink.write`: readers see them at once), a sync makes them durable
+and moves the checkpoint past them (:meth:`FileSink.sync`), then its entries
+are acknowledged in Redis.  Waiting for the sync before writing the next
+batch put the disk's flush, a millisecond usually and tens at worst, into
+every line's latency.  Here a syncer task runs beside the writes: each sync
+covers every batch written before it began (several at a time when the disk
+is slow), and the entries of those batches go out in one XACK.  Syncs start
+at most once per ``sync_interval`` while writes keep coming (at 50k records/s
+a sync took ~80 entries; pacing them saved a fifth of the consumer's CPU); at once
+when half of ``max_unsynced`` waits or someone waits in :meth:`drained`.
+Lines never wait for that: only their acknowledgement does.
+
+What stays as it was: writes in stream order, one at a time; nothing
+acknowledged before the checkpoint covers it (a crash leaves it pending, and
+recovery cuts the file back to the checkpoint, so it is written once); the
+file cut back to the last whole batch when a write fails.  What is bounded:
+the entries written and not yet synced (``max_unsynced``), which a power loss
+makes the consumer read again, and which are kept in memory so that a failed
+fsync can write them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, NamedTuple
+
+from consumers.file_sink import Checkpoint, FileSink
+from relay.common.counters import ConsumerStats
+
+__all__ = ["GroupCommit", "RenderedBatch"]
+
+log = logging.getLogger("logrelay.consumer")
+
+
+class RenderedBatch(NamedTuple):
+    """One batch, rendered: the lines to append and what to acknowledge."""
+
+    data: bytes
+    lines: int
+    dead: list[tuple[bytes, dict[bytes, bytes], str]]
+    #: Whether some entry is not already in the file (then the checkpoint moves to last_id).
+    has_new: bool
+    #: The ids of every entry of the batch, as RESP bulk strings (an XACK's arguments), and how many.
+    ack_ids: bytes
+    ack_count: int
+    #: The batch's last entry: the batch is acknowledged once the checkpoint covers it.
+    last_id: bytes
+
+    @property
+    def last_new(self) -> bytes | None:
+        """The last entry not already in the file (None: all were): the last entry, once one is new."""
+        return self.last_id if self.has_new else None
+
+
+class GroupCommit:
+    """Writes rendered batches to ``sink`` in order; a syncer task makes them durable and acknowledges them.
+
+    ``sync_interval``: least seconds between the starts of two syncs, unless
+    one is urgent (see the module's docstring).  ``write_on_loop``: write on
+    the event loop's thread (a ``pwrite`` into the page cache), not in a
+    worker; only where syncs keep the dirty pages few (``--fsync batch``) and
+    no other work shares the loop, since a write the kernel holds (dirty-page
+    throttling) holds the loop meanwhile.  ``acknowledge(ids, count)``
+    sends one XACK (retrying as the caller sees fit); ``pause(seconds, what)``
+    waits before a retry of a failed write or sync, and raises to give up (a
+    stop was requested).  Whatever ends the syncer is raised to the next
+    :meth:`write` or :meth:`drained`.
+    """
+
+    def __init__(
+        self,
+        sink: FileSink,
+        *,
+        max_unsynced: int,
+        sync_interval: float = 0.0,
+        acknowledge: Callable[[bytes, int], Coroutine[Any, Any, None]],
+        pause: Callable[[float, str], Awaitable[None]],
+        stats: ConsumerStats,
+        write_on_loop: bool = False,
+    ) -> None:
+        self.sink = sink
+        self.write_on_loop = write_on_loop
+        self.max_unsynced = max_unsynced
+        self.sync_interval = sync_interval
+        self._acknowledge = acknowledge
+        self._pause = pause
+        self.stats = stats
+        # Written, not yet covered by a sync, in stream order.
+        self._unsynced: deque[RenderedBatch] = deque()
+        self._unsynced_entries = 0
+        self._file_lock = asyncio.Lock()  # one write, or one rewrite after a failed sync, at a time
+        self._progress = asyncio.Condition()  # notified after each sync, and when the syncer ends
+        self._sync_wanted = asyncio.Event()
+        self._sync_urgent = asyncio.Event()  # sync without waiting for the interval
+        self._syncer: asyncio.Task[None] | None = None
+        self._acking: asyncio.Task[None] | None = None
+        self._failing_since: float | None = None
+        #: Whether the syncer holds a sync back for ``sync_interval`` (for tests and metrics: no clock needed).
+        self.waiting_for_interval = False
+
+    async def write(self, batch: RenderedBatch) -> None:
+        """Write the batch's lines after the previous batch's; return once readers can see them.
+
+        Waits first while ``max_unsynced`` entries are written and not yet
+        synced.  A failing write (disk full) is retried until it succeeds.
+        """
+        await self._until(lambda: self._unsynced_entries < self.max_unsynced)
+        sink = self.sink
+        async with self._file_lock:
+            last_new = batch.last_new
+            if last_new is not None:
+                data = batch.data
+                if self.write_on_loop:
+                    # The hop to a worker and back (GIL hand-offs, two futex
+                    # wakes) cost more than the write itself (python -m
+                    # bench.suite, the consumer's CPU per record).
+                    try:
+                        sink.write(data, last_new)
+                    except OSError as exc:
+                        await self._retrying_io(lambda: sink.write(data, last_new), exc)
+                else:
+                    await self._retrying_io(lambda: sink.write(data, last_new))
+                self.stats.lines_written += batch.lines
+            self._unsynced.append(batch)
+            self._unsynced_entries += batch.ack_count
+        self._sync_wanted.set()
+        if self._unsynced_entries >= self.max_unsynced // 2:
+            self._sync_urgent.set()  # before writes have to wait for it
+        self.stats.batches += 1
+        if self._syncer is None:
+            self._syncer = asyncio.create_task(self._sync_forever())
+
+    async def drained(self) -> None:
+        """Wait until every written batch is durable and its acknowledgement answered."""
+        self._sync_urgent.set()
+        await self._until(lambda: not self._unsynced)
+        await self._acknowledged()
+
+    async def close(self) -> None:
+        """Cancel the syncer and the acknowledgement in flight (what they had not done stays pending)."""
+        for task in (self._syncer, self._acking):
+            if task is not None:
+                task.cancel()
+                # Their failure, if any, reached write() or drained() already,
+                # or the consumer is ending for another reason.
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._syncer = self._acking = None
+
+    async def _until(self, predicate: Callable[[], bool]) -> None:
+        """Wait for the syncer to make ``predicate`` true; raise what ended the syncer, if it ended first."""
+
+        def ended() -> bool:
+            return self._syncer is not None and self._syncer.done()
+
+        async with self._progress:
+            await self._progress.wait_for(lambda: predicate() or ended())
+        if not predicate():
+            assert self._syncer is not None
+            self._syncer.result()  # raises what ended it
+            raise RuntimeError("the syncer ended")
+
+    async def _sync_forever(self) -> None:
+        """Sync what was written, then acknowledge the batches the new checkpoint covers; repeat."""
+        last_start = -self.sync_interval
+        try:
+            while True:
+                await self._sync_wanted.wait()
+                delay = last_start + self.sync_interval - time.monotonic()
+                if delay > 0 and not self._sync_urgent.is_set():
+                    # Batches written meanwhile join this sync (write() makes it urgent at half the bound).
+                    self.waiting_for_interval = True
+                    try:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._sync_urgent.wait(), delay)
+                    finally:
+                        self.waiting_for_interval = False
+                self._sync_wanted.clear()
+                self._sync_urgent.clear()
+                if not self._unsynced:
+                    continue
+                last_start = time.monotonic()
+                checkpoint = await self._sync()
+                if checkpoint.covers(self._unsynced[0].last_id):
+                    # The lines and the checkpoint are down: an XACK lost with
+                    # a crash only leaves entries pending that the checkpoint
+                    # covers (acknowledged on restart, never written twice).
+                    # One XACK for what one sync covered; one in flight.
+                    await self._acknowledged()
+                    # From here to the new XACK's task, no await: drained()
+                    # never sees a batch gone from _unsynced whose XACK is
+                    # not in _acking.
+                    covered: list[RenderedBatch] = []
+                    while self._unsynced and checkpoint.covers(self._unsynced[0].last_id):
+                        covered.append(self._unsynced.popleft())
+                        self._unsynced_entries -= covered[-1].ack_count
+                    ids = b"".join(batch.ack_ids for batch in covered)
+                    self._acking = asyncio.create_task(self._acknowledge(ids, sum(b.ack_count for b in covered)))
+                    self.stats.syncs += 1
+                if self._unsynced:
+                    self._sync_wanted.set()  # written while this sync ran
+                async with self._progress:
+                    self._progress.notify_all()
+        finally:
+            async with self._progress:
+                self._progress.notify_all()  # waiters see that the syncer ended
+
+    async def _sync(self) -> Checkpoint:
+        try:
+            return await asyncio.to_thread(self.sink.sync)
+        except OSError as exc:
+            failure = exc
+        # The kernel may have dropped the pages whose write-back failed, and a
+        # second fsync would not say so: write every batch not yet covered
+        # again, from memory, then sync.
+        async with self._file_lock:
+            batches = list(self._unsynced)
+            sink = self.sink
+
+            def rewrite_and_sync() -> Checkpoint:
+                sink.rewind()
+                for batch in batches:
+                    if batch.last_new is not None:
+                        sink.write(batch.data, batch.last_new)
+                return sink.sync()
+
+            checkpoint: Checkpoint = await self._retrying_io(rewrite_and_sync, failure)
+            return checkpoint
+
+    async def _acknowledged(self) -> None:
+        """Wait for the acknowledgement in flight, if any (raising what it raised)."""
+        if self._acking is not None:
+            acking, self._acking = self._acking, None
+            await acking
+
+    async def _retrying_io(self, operation: Callable[[], Any], failure: OSError | None = None) -> Any:
+        """Run a file operation in a thread until it succeeds (disk full, I/O errors); return its result.
+
+        ``failure``: the operation already failed once, so wait before the
+        first try.  Failing writes and syncs are one outage: logged once when
+        it starts and once when it ends.
+        """
+        while True:
+            if failure is not None:
+                if self._failing_since is None:
+                    self._failing_since = time.monotonic()
+                    log.error("cannot write %s (%s); nothing acknowledged, retrying", self.sink.path, failure)
+                await self._pause(1.0, str(self.sink.path))
+            try:
+                result = await asyncio.to_thread(operation)
+            except OSError as exc:
+                failure = exc
+                continue
+            if self._failing_since is not None:
+                log.warning("writing %s again after %.1fs", self.sink.path, time.monotonic() - self._failing_since)
+                self._failing_since = None
+            return result

@@ -1,0 +1,33 @@
+"""The ``logrelay`` command line: the one place that puts the catcher (``relay``) and the consumers together.
+
+Each command takes its options from the shared lists in :mod:`relay.cli.options`,
+builds one settings object from them and runs it.  Every option can also come
+from the environment: ``LOGRELAY_<COMMAND>_<OPTION>`` (``LOGRELAY_CATCH_REDIS_URL``,
+``LOGRELAY_CONSUME_FILE_OUTPUT``, ``LOGRELAY_UP_LISTEN``), through click's
+``auto_envvar_prefix``.  Errors a user can fix are one line on stderr and exit
+status 2 (usage) or 1 (runtime), never a traceback.
+"""
+
+from __future__ import annotations
+
+import click
+
+from relay import __version__
+from relay.cli.catch import catch
+from relay.cli.consume import consume
+from relay.cli.up import up
+
+__all__ = ["ENVVAR_PREFIX", "main"]
+
+ENVVAR_PREFIX = "LOGRELAY"
+
+
+@click.group(context_settings={"auto_envvar_prefix": ENVVAR_PREFIX, "show_default": True})
+@click.version_option(__version__, prog_name="logrelay")
+def main() -> None:
+    """logrelay: one central, exactly-once log for a fleet of Python services."""
+
+
+main.add_command(catch)
+main.add_command(consume)
+main.add_command(up)

@@ -1,0 +1,125 @@
+"""``logrelay consume ...``: the consumers' commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import click
+
+from consumers.file_consumer import FileConsumer, FileConsumerSettings
+from consumers.file_sink import FsyncPolicy
+from relay.cli.options import (
+    LOG_OPTIONS,
+    REDIS_URL_OPTION,
+    STREAM_OPTIONS,
+    configure_logging,
+    default,
+    redis_settings,
+    stream_keys,
+    with_options,
+)
+from relay.common.redis_client import RedisSettings
+from relay.common.signals import run_command
+
+__all__ = ["FILE_OPTIONS", "consume", "file_consumer_settings"]
+
+FILE_OPTIONS = [
+    click.option(
+        "--output",
+        type=click.Path(dir_okay=False, writable=True, path_type=Path),
+        required=True,
+        help="The central log file (PATH.checkpoint and PATH.lock are kept next to it).",
+    ),
+    click.option(
+        "--format",
+        "format_",
+        default=default(FileConsumerSettings, "format"),
+        help="A logging %-style format (with %(client)s, %(catcher)s, %(received)s), or 'json'.",
+    ),
+    click.option(
+        "--placeholder",
+        default=default(FileConsumerSettings, "placeholder"),
+        help="Rendered for a format field a record lacks.",
+    ),
+    click.option(
+        "--group", default=default(FileConsumerSettings, "group"), help="Consumer group; one per output file."
+    ),
+    click.option("--consumer", default=None, show_default="HOSTNAME-PID", help="This consumer's name in the group."),
+    click.option(
+        "--fsync",
+        type=click.Choice([policy.value for policy in FsyncPolicy]),
+        default=default(FileConsumerSettings, "fsync").value,
+        help="batch: fsync before every acknowledgement (survives power loss); never: page cache only.",
+    ),
+    click.option(
+        "--batch-size",
+        type=click.IntRange(1),
+        default=default(FileConsumerSettings, "batch_size"),
+        help="Most entries read per batch.",
+    ),
+    click.option(
+        "--block-ms",
+        type=click.IntRange(1),
+        default=default(FileConsumerSettings, "block_ms"),
+        help="Longest wait for new entries per read.",
+    ),
+    click.option(
+        "--sync-interval-ms",
+        type=click.IntRange(0),
+        default=default(FileConsumerSettings, "sync_interval_ms"),
+        help="Least time between two syncs (fsync, checkpoint, acknowledgement) while entries keep coming; "
+        "lines are written at once.",
+    ),
+    click.option(
+        "--trim-interval",
+        type=click.FloatRange(0),
+        default=default(FileConsumerSettings, "trim_interval"),
+        help="Seconds between trims of the stream below what every consumer group acknowledged (0: never).",
+    ),
+    click.option(
+        "--max-deliveries",
+        type=click.IntRange(1),
+        default=default(FileConsumerSettings, "max_deliveries"),
+        help="An entry delivered this often without being written goes to dead letters.",
+    ),
+]
+
+
+def file_consumer_settings(options: dict[str, Any], redis: RedisSettings | None = None) -> FileConsumerSettings:
+    """Map ``consume file``'s option values onto :class:`FileConsumerSettings`."""
+    extra = {"consumer": options["consumer"]} if options["consumer"] else {}
+    return FileConsumerSettings(
+        output=options["output"],
+        redis=redis or redis_settings(options),
+        keys=stream_keys(options),
+        group=options["group"],
+        format=options["format_"],
+        placeholder=options["placeholder"],
+        fsync=FsyncPolicy(options["fsync"]),
+        batch_size=options["batch_size"],
+        block_ms=options["block_ms"],
+        max_deliveries=options["max_deliveries"],
+        trim_interval=options["trim_interval"],
+        sync_interval_ms=options["sync_interval_ms"],
+        **extra,
+    )
+
+
+@click.group()
+def consume() -> None:
+    """Read the record stream through a consumer group and write a sink."""
+
+
+@consume.command("file")
+@with_options(REDIS_URL_OPTION, STREAM_OPTIONS, FILE_OPTIONS, LOG_OPTIONS)
+def consume_file(**options: Any) -> None:
+    """Write every record of the stream to one file, exactly once across crashes."""
+    configure_logging(options["log_level"])
+
+    def build() -> tuple[Callable[[], Coroutine[Any, Any, int]], str]:
+        settings = file_consumer_settings(options)
+        return FileConsumer(settings).serve, f"cannot write {settings.output}"
+
+    run_command(build)

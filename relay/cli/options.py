@@ -1,0 +1,339 @@
+"""Click options, declared once and shared by the commands that take them.
+
+``catch``, ``consume file`` and ``up`` take overlapping options; each list
+below is applied with :func:`with_options`, and each command maps the values
+onto its settings object with the ``*_settings`` functions, so an option's
+name, type, default and help live in exactly one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import click
+
+from relay.common.addresses import ListenAddress, parse_network
+from relay.common.identity import process_name
+from relay.common.redis_client import DEFAULT_REDIS_URL, RedisSettings
+from relay.common.stream import StreamKeys
+from relay.decode.frames import DecodeLimits
+from relay.settings import MAX_LINGER_MS, CatcherSettings, TLSSettings
+
+__all__ = [
+    "CATCHER_OPTIONS",
+    "LOG_OPTIONS",
+    "REDIS_URL_OPTION",
+    "STREAM_OPTIONS",
+    "catcher_settings",
+    "configure_logging",
+    "redis_settings",
+    "stream_keys",
+    "with_options",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+Option = Callable[[F], F]
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+_UNITS: Final = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_byte_size(text: str) -> int:
+    """Parse ``"1048576"``, ``"512KiB"``, ``"1M"`` or ``"2 GiB"`` into bytes (binary units)."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"not a byte size: {text!r} (try 1048576, 512KiB or 1MiB)")
+    number, unit, _ = match.groups()
+    return int(float(number) * _UNITS[unit.lower()])
+
+
+def format_byte_size(size: int) -> str:
+    """``1048576`` as ``"1MiB"``: the largest binary unit that divides it (for defaults shown in --help)."""
+    for unit, factor in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
+
+
+def default(settings: type, name: str) -> Any:
+    """The default of field ``name`` of a settings dataclass: the one place an option's default is written."""
+    for item in dataclasses.fields(settings):
+        if item.name == name:
+            if item.default is not dataclasses.MISSING:
+                return item.default
+            if item.default_factory is not dataclasses.MISSING:
+                return item.default_factory()
+            raise ValueError(f"{settings.__name__}.{name} has no default")
+    raise ValueError(f"{settings.__name__} has no field {name}")
+
+
+class ByteSize(click.ParamType):  # type: ignore[type-arg]
+    """A byte count: ``1048576``, ``512KiB``, ``1MiB``."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_byte_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class Address(click.ParamType):  # type: ignore[type-arg]
+    name = "host:port"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> ListenAddress:
+        if isinstance(value, ListenAddress):
+            return value
+        try:
+            return ListenAddress.parse(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def with_options(*groups: list[Any]) -> Callable[[F], F]:
+    """Apply lists of click options to a command, in the order given."""
+
+    def decorate(command: F) -> F:
+        for option in reversed([option for group in groups for option in group]):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+REDIS_URL_OPTION = [
+    click.option("--redis-url", default=DEFAULT_REDIS_URL, help="Redis URL (redis://, rediss://, unix://)."),
+]
+
+STREAM_OPTIONS = [
+    click.option("--stream", default=default(StreamKeys, "records"), help="Stream key of the records."),
+    click.option("--dead-letter-stream", default="", show_default="{STREAM}:dead", help="Stream key for dead letters."),
+    click.option(
+        "--redis-timeout",
+        type=click.FloatRange(0.1),
+        default=default(RedisSettings, "socket_timeout"),
+        help="Seconds to wait for a Redis reply.",
+    ),
+]
+
+CATCHER_OPTIONS = [
+    click.option(
+        "--listen",
+        type=Address(),
+        default=str(default(CatcherSettings, "listen")),
+        help="Address to accept SocketHandler connections on.",
+    ),
+    click.option("--catcher-id", default=None, show_default="HOSTNAME-PID", help="Name recorded in every entry."),
+    click.option(
+        "--max-frame-bytes",
+        type=ByteSize(),
+        default=format_byte_size(default(DecodeLimits, "max_frame_bytes")),
+        help="Largest frame accepted; a larger header closes the connection.",
+    ),
+    click.option(
+        "--max-decoded-bytes",
+        type=ByteSize(),
+        default=format_byte_size(default(DecodeLimits, "max_decoded_bytes")),
+        help="Largest record once decoded (JSON size); larger goes to dead letters.",
+    ),
+    click.option(
+        "--max-depth",
+        type=click.IntRange(1, DecodeLimits.MAX_DEPTH_LIMIT),
+        default=default(DecodeLimits, "max_depth"),
+        help="Deepest nesting accepted in a record.",
+    ),
+    click.option(
+        "--max-partial-bytes",
+        type=ByteSize(),
+        default=format_byte_size(default(CatcherSettings, "max_partial_bytes")),
+        help="Bytes of incomplete frames all connections together may hold; beyond it, a connection waits to read.",
+    ),
+    click.option(
+        "--buffer-bytes",
+        type=ByteSize(),
+        default=format_byte_size(default(CatcherSettings, "buffer_bytes")),
+        help="Records held while Redis is away (a publish failed); when full, reading stops.",
+    ),
+    click.option(
+        "--max-stream-length",
+        type=click.IntRange(0),
+        default=default(CatcherSettings, "max_stream_length"),
+        help="Most entries the stream may hold (0: no limit); consumers trim what every group acknowledged.",
+    ),
+    click.option(
+        "--full-policy",
+        type=click.Choice(["block", "shed"]),
+        default=default(CatcherSettings, "full_policy"),
+        help="At max-stream-length: block (hold records, push back on senders; lossless) or shed (drop new, counted).",
+    ),
+    click.option(
+        "--batch-max-records",
+        type=click.IntRange(1),
+        default=default(CatcherSettings, "batch_max_records"),
+        help="Most records per script call.",
+    ),
+    click.option(
+        "--publish-window",
+        type=click.IntRange(1),
+        default=default(CatcherSettings, "publish_window"),
+        help="Batches in flight to Redis at once, sent ahead of their replies; also bounds the read-ahead.",
+    ),
+    click.option(
+        "--linger-ms",
+        type=click.FloatRange(0, MAX_LINGER_MS),
+        default=default(CatcherSettings, "linger_ms"),
+        help="After a batch, how long the next, partial one waits for more records (0: never); "
+        "fewer, fuller batches cost the catcher, Redis and the consumer less CPU per record.",
+    ),
+    click.option(
+        "--max-connections",
+        type=click.IntRange(1),
+        default=default(CatcherSettings, "max_connections"),
+        help="Open connections allowed; more are refused.",
+    ),
+    click.option(
+        "--allow",
+        multiple=True,
+        metavar="CIDR",
+        help="Client network allowed to send (repeatable; the PROXY header's address behind a balancer). "
+        "Default: everyone.",
+    ),
+    click.option(
+        "--tls-cert", type=click.Path(dir_okay=False, exists=True), help="TLS certificate (PEM) for the listener."
+    ),
+    click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), help="Its private key (PEM)."),
+    click.option(
+        "--tls-client-ca",
+        type=click.Path(dir_okay=False, exists=True),
+        help="Require client certificates signed by this CA (mutual TLS).",
+    ),
+    click.option(
+        "--max-connections-per-client",
+        type=click.IntRange(0),
+        default=default(CatcherSettings, "max_connections_per_client"),
+        help="Open connections allowed from one client address (0: no limit).",
+    ),
+    click.option(
+        "--frame-timeout",
+        type=click.FloatRange(0),
+        default=default(CatcherSettings, "frame_timeout"),
+        help="Close a connection whose started frame is not complete after this many seconds (0: never).",
+    ),
+    click.option(
+        "--idle-timeout",
+        type=click.FloatRange(0),
+        default=default(CatcherSettings, "idle_timeout"),
+        help="Close a connection silent this many seconds (0: never).",
+    ),
+    click.option(
+        "--drain-timeout",
+        type=click.FloatRange(0),
+        default=default(CatcherSettings, "drain_timeout"),
+        help="On stop, seconds to keep reading open connections.",
+    ),
+    click.option(
+        "--shutdown-timeout",
+        type=click.FloatRange(0),
+        default=default(CatcherSettings, "shutdown_timeout"),
+        help="On stop, seconds to publish what is buffered.",
+    ),
+    click.option(
+        "--proxy-protocol/--no-proxy-protocol",
+        default=False,
+        help="Expect a PROXY protocol v1/v2 header (from HAProxy) on every connection; refuse connections without.",
+    ),
+    click.option(
+        "--health-listen",
+        type=Address(),
+        default=None,
+        show_default="no endpoint",
+        help="Address of the HTTP endpoint: /livez, /readyz (for balancers), /metrics.",
+    ),
+    click.option(
+        "--shutdown-grace",
+        type=click.FloatRange(0),
+        default=default(CatcherSettings, "shutdown_grace"),
+        help="On stop, seconds to keep serving while /readyz says 503, before closing the listener.",
+    ),
+    click.option(
+        "--stats-interval",
+        type=click.FloatRange(0),
+        default=default(CatcherSettings, "stats_interval"),
+        help="Seconds between stats log lines (0: only at exit).",
+    ),
+]
+
+LOG_OPTIONS = [
+    click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info"),
+]
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def redis_settings(options: dict[str, Any]) -> RedisSettings:
+    return RedisSettings.from_url(options["redis_url"], socket_timeout=options["redis_timeout"])
+
+
+def stream_keys(options: dict[str, Any]) -> StreamKeys:
+    return StreamKeys(options["stream"], options["dead_letter_stream"])
+
+
+def catcher_settings(options: dict[str, Any], redis: RedisSettings | None = None) -> CatcherSettings:
+    """Map the catcher's option values onto :class:`CatcherSettings`."""
+    return CatcherSettings(
+        listen=options["listen"],
+        redis=redis or redis_settings(options),
+        keys=stream_keys(options),
+        limits=DecodeLimits(
+            max_frame_bytes=options["max_frame_bytes"],
+            max_depth=options["max_depth"],
+            max_decoded_bytes=options["max_decoded_bytes"],
+        ),
+        catcher_id=options["catcher_id"] or process_name(),
+        buffer_bytes=options["buffer_bytes"],
+        max_partial_bytes=options["max_partial_bytes"],
+        max_stream_length=options["max_stream_length"],
+        full_policy=options["full_policy"],
+        batch_max_records=options["batch_max_records"],
+        publish_window=options["publish_window"],
+        linger_ms=options["linger_ms"],
+        max_connections=options["max_connections"],
+        max_connections_per_client=options["max_connections_per_client"],
+        frame_timeout=options["frame_timeout"],
+        idle_timeout=options["idle_timeout"],
+        drain_timeout=options["drain_timeout"],
+        shutdown_timeout=options["shutdown_timeout"],
+        stats_interval=options["stats_interval"],
+        proxy_protocol=options["proxy_protocol"],
+        health_listen=options["health_listen"],
+        shutdown_grace=options["shutdown_grace"],
+        allow=tuple(parse_network(text) for text in options["allow"]),
+        tls=tls_settings(options),
+    )
+
+
+def tls_settings(options: dict[str, Any]) -> TLSSettings | None:
+    cert, key, client_ca = options["tls_cert"], options["tls_key"], options["tls_client_ca"]
+    if not (cert or key or client_ca):
+        return None
+    if not (cert and key):
+        raise ValueError("TLS needs both --tls-cert and --tls-key")
+    settings = TLSSettings(Path(cert), Path(key), Path(client_ca) if client_ca else None)
+    settings.context()  # a bad file is a usage error now, not a failure at the first connection
+    return settings

@@ -1,0 +1,118 @@
+"""``logrelay up``: a catcher and the file consumer in one process.
+
+The same :class:`CatcherServer` and :class:`FileConsumer` as the separate
+commands, sharing one event loop.  With no Redis URL they share an embedded,
+in-memory broker (fakeredis, running the same Lua script), so a machine with
+nothing else installed gets a central log server from one command.
+
+Embedded mode keeps the stream in this process's memory: a crash of the
+process loses the records not yet in the file (the file itself stays whole:
+no torn or doubled line).  Point ``--redis-url`` at a Redis for the full
+guarantees.
+
+Stopping: the catcher drains and publishes first; the consumer then writes
+everything published and exits.  A second signal stops both at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import click
+from redis.asyncio import Redis
+
+from consumers.file_consumer import FileConsumer, FileConsumerSettings
+from relay.cli.consume import FILE_OPTIONS, file_consumer_settings
+from relay.cli.options import (
+    CATCHER_OPTIONS,
+    LOG_OPTIONS,
+    STREAM_OPTIONS,
+    catcher_settings,
+    configure_logging,
+    redis_settings,
+    with_options,
+)
+from relay.common.redis_client import RedisSettings
+from relay.common.signals import run_command, serve_with_signals
+from relay.server import CatcherServer
+from relay.settings import CatcherSettings
+
+__all__ = ["EMBEDDED_BROKER", "SingleProcessRelay", "embedded_redis", "up"]
+
+log = logging.getLogger("logrelay.up")
+
+#: What the logs call the in-process broker, in place of a Redis URL.
+EMBEDDED_BROKER = "embedded:in-process"
+
+
+def embedded_redis() -> Redis:
+    """An in-process Redis (fakeredis with Lua) for a zero-install start."""
+    import fakeredis  # only ``up`` without --redis-url needs it
+
+    return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(), decode_responses=False)
+
+
+class SingleProcessRelay:
+    """A catcher and a file consumer sharing one event loop (and, embedded, one in-process broker)."""
+
+    def __init__(self, catcher: CatcherSettings, consumer: FileConsumerSettings, *, embedded: bool) -> None:
+        self.embedded = embedded
+        shared = embedded_redis() if embedded else None
+        self.catcher = CatcherServer(catcher, redis=shared)
+        self.consumer = FileConsumer(consumer, redis=shared, shares_loop=True)
+        self._signals = 0
+
+    def _on_signal(self) -> None:
+        self._signals += 1
+        self.catcher.request_stop()  # a second request forces the catcher
+        if self._signals > 1:
+            self.consumer.request_stop()
+
+    async def serve(self) -> int:
+        """Run both until a stop signal (see the module docstring); return the exit code."""
+        return await serve_with_signals(self.run, self._on_signal)
+
+    async def run(self) -> int:
+        if self.embedded:
+            log.warning("no --redis-url: using the embedded in-memory broker (records in flight die with this process)")
+        consumer_task = asyncio.create_task(self.consumer.run(), name="consumer")
+        catcher_task = asyncio.create_task(self.catcher.run(), name="catcher")
+        try:
+            await asyncio.wait({consumer_task, catcher_task}, return_when=asyncio.FIRST_COMPLETED)
+            if consumer_task.done() and not catcher_task.done():
+                # The consumer failed (its error is raised below): stop taking records.
+                self.catcher.request_stop()
+            catcher_code = await catcher_task
+            # Everything accepted is published: write it all, then stop.
+            self.consumer.request_stop(when_caught_up=self._signals < 2)
+            consumer_code = await consumer_task
+            return catcher_code or consumer_code
+        finally:
+            for task in (consumer_task, catcher_task):
+                task.cancel()
+
+
+@click.command()
+@with_options(
+    CATCHER_OPTIONS,
+    [click.option("--redis-url", default=None, show_default="embedded broker", help="Redis URL; none: in-process.")],
+    STREAM_OPTIONS,
+    FILE_OPTIONS,
+    LOG_OPTIONS,
+)
+def up(**options: Any) -> None:
+    """Run a catcher and the file consumer in one process: a central log server in one command."""
+    configure_logging(options["log_level"])
+
+    def build() -> tuple[Callable[[], Coroutine[Any, Any, int]], str]:
+        embedded = options["redis_url"] is None
+        redis = RedisSettings(url=EMBEDDED_BROKER) if embedded else redis_settings(options)
+        catcher = catcher_settings(options, redis)
+        consumer = file_consumer_settings(options, redis)
+        failure = f"cannot serve on {catcher.listen} into {consumer.output}"
+        return SingleProcessRelay(catcher, consumer, embedded=embedded).serve, failure
+
+    run_command(build)

@@ -1,0 +1,320 @@
+"""One client connection: :class:`CatcherProtocol`.
+
+The per-connection state machine: an optional PROXY protocol header, then
+SocketHandler frames through :class:`relay.decode.frames.FrameDecoder` into
+the publisher.  What all connections share (the connection limits, the
+publisher's flow control, the read buffer, the partial-frame budget) is in
+:class:`relay.net.registry.ConnectionRegistry`.  No sockets here beyond the
+transport it is handed (:class:`relay.net.listener.SocketReader`, or
+asyncio's for TLS), so tests drive it with a fake transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from typing import Any, cast
+
+from relay.decode.frames import BadFrame, FrameDecoder, FrameTooLarge, Record
+from relay.net.proxy_header import ProxyHeaderParser, ProxyProtocolError
+from relay.net.registry import READ_SIZE, ConnectionRegistry
+from relay.publish.publisher import StreamPublisher
+from relay.settings import CatcherSettings
+
+__all__ = ["CatcherProtocol", "format_peer"]
+
+log = logging.getLogger("logrelay.catcher")
+
+# With --proxy-protocol, a connection must send its header this soon.
+PROXY_HEADER_DEADLINE = 5.0
+
+
+def format_peer(peer: Any) -> str:
+    """``host:port`` for IPv4, ``[host]:port`` for IPv6, the path for Unix sockets."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = peer[0], peer[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(peer or "unknown")
+
+
+class CatcherProtocol(asyncio.BufferedProtocol):
+    """One client connection speaking the SocketHandler wire format.
+
+    Reads go into the registry's shared buffer, ``READ_SIZE`` at a time
+    (``get_buffer``/``buffer_updated``); :meth:`data_received` takes the bytes.
+    """
+
+    # One per connection, 10,000 idle ones included: no __dict__ each.
+    __slots__ = (
+        "_bad_frames",
+        "_budget_waiting",
+        "_client",
+        "_decoder",
+        "_header_deadline",
+        "_paused",
+        "_peer",
+        "_proxy_parser",
+        "_publisher",
+        "_registry",
+        "_settings",
+        "_stats",
+        "_transport",
+        "budget_charge",
+        "frame_started",
+        "host",
+        "last_active",
+    )
+
+    def __init__(self, settings: CatcherSettings, registry: ConnectionRegistry, publisher: StreamPublisher) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._publisher = publisher
+        self._stats = registry.stats
+        # Made on the first bytes: an idle connection (10,000 of them, say)
+        # holds no decoder, no buffer and no formatted address.
+        self._decoder: FrameDecoder | None = None
+        self._transport: asyncio.Transport | None = None
+        self._paused = False  # by the registry (the publisher's backpressure)
+        self._budget_waiting = False  # for room in the partial-frame budget
+        self.budget_charge = 0  # what the partial-frame budget counts for us
+        self._peer: Any = None  # the transport's own peername object
+        self._client: str | None = None
+        self.host = ""  # the client's address without port: the per-client limit counts by it
+        self.last_active = time.monotonic()
+        # When the frame being received started arriving; None on a frame boundary.
+        self.frame_started: float | None = None
+        self._bad_frames = 0
+        self._proxy_parser: ProxyHeaderParser | None = None
+        self._header_deadline: asyncio.TimerHandle | None = None
+
+    # -- asyncio callbacks ----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream transport (uvloop's do not subclass asyncio.Transport).
+        self._transport = cast(asyncio.Transport, transport)
+        peer = self._peer = transport.get_extra_info("peername")
+        self.host = str(peer[0]) if isinstance(peer, tuple) else self.client
+        refusal = self._registry.add(self)
+        if refusal is None and not self._settings.proxy_protocol:
+            refusal = self._not_allowed(self.host)
+        if refusal is not None:
+            self._refuse(refusal)
+            return
+        self._stats.connections_accepted += 1
+        if self._registry.reading_paused:
+            self.pause()
+        if self._settings.proxy_protocol:
+            self._proxy_parser = ProxyHeaderParser()
+            self._header_deadline = asyncio.get_running_loop().call_later(PROXY_HEADER_DEADLINE, self._header_too_slow)
+
+    @property
+    def client(self) -> str:
+        """The sender as records and logs name it: ``host:port`` (from the PROXY header when one came)."""
+        if self._client is None:
+            self._client = format_peer(self._peer)
+        return self._client
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        buffer = self._registry.read_buffer
+        budget = self._registry.partial_frames
+        if budget.limit - budget.reserved - budget.waiting_held >= READ_SIZE:
+            return buffer  # room for a whole read: the usual case, checked inline
+        held = self._decoder.pending_bytes if self._decoder is not None else 0
+        return buffer[: budget.read_size(self, held, READ_SIZE)]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self._registry.read_buffer[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
+        """Bytes from the client: a PROXY header first if expected, then frames into the publisher."""
+        self.last_active = time.monotonic()
+        if self._proxy_parser is not None:
+            data = self._proxy_header(data)
+            if not data:
+                return
+        decoder = self._decoder
+        if decoder is None:
+            decoder = self._decoder = FrameDecoder(self._settings.limits)
+        try:
+            events = decoder.feed(data)
+        except FrameTooLarge as exc:
+            self._stats.oversize_frames += 1
+            log.warning("closing connection from %s: %s (max-frame-bytes)", self.client, exc)
+            self.abort()
+            events = exc.events  # complete frames before the bad header still count
+        held = decoder.pending_bytes
+        if held:
+            if self.frame_started is None or events:
+                self.frame_started = self.last_active
+        else:
+            self.frame_started = None
+        if held or self.budget_charge:
+            budget = self._registry.partial_frames
+            budget.settle(self, held, decoder.frame_bytes if held else 0)
+            self._stats.partial_bytes = budget.total
+            self._stats.partial_frame_waits = budget.waits
+        if not events:
+            return
+        received = f"{time.time():.6f}"
+        if decoder.bad_frames_fed:
+            # Dead letters go to their own stream: their order relative to
+            # records is not kept anywhere, only the records' own order is.
+            for frame in events:
+                if type(frame) is BadFrame:
+                    self._bad_frame(frame.raw, frame.reason, received)
+            events = [event for event in events if type(event) is not BadFrame]
+        self._publisher.add_records(cast(list[Record], events), self.client, received)
+
+    def _proxy_header(self, data: bytes | memoryview) -> bytes:
+        """Consume the PROXY protocol header; return the bytes after it (b"" while incomplete)."""
+        assert self._proxy_parser is not None
+        try:
+            found = self._proxy_parser.feed(bytes(data))
+        except ProxyProtocolError as exc:
+            self._stats.proxy_header_errors += 1
+            log.warning("refusing connection from %s: %s (--proxy-protocol is on)", self.client, exc)
+            self.abort()
+            return b""
+        if found is None:
+            return b""
+        header, rest = found
+        self._proxy_parser = None
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+        if header.source is not None:
+            self._client = format_peer(header.source)
+            refusal = self._not_allowed(header.source[0]) or self._registry.rehome(self, header.source[0])
+            if refusal is not None:
+                self._refuse(refusal)
+                return b""
+        return rest
+
+    def _not_allowed(self, host: str) -> str | None:
+        """Why ``host`` may not send, under --allow; None if it may."""
+        networks = self._settings.allow
+        if not networks:
+            return None
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return f"{host!r} is not an IP address and --allow is set"
+        if any(address in network for network in networks):
+            return None
+        self._stats.connections_not_allowed += 1
+        return "its address is not in the allowed networks (--allow)"
+
+    def _refuse(self, reason: str) -> None:
+        self._stats.connections_refused += 1
+        log.warning("refusing connection from %s: %s", self.client, reason)
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _header_too_slow(self) -> None:
+        if self._proxy_parser is not None:
+            self._stats.proxy_header_errors += 1
+            log.warning(
+                "refusing connection from %s: no PROXY protocol header within %gs", self.client, PROXY_HEADER_DEADLINE
+            )
+            self.abort()
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._registry.discard(self)
+        self._registry.partial_frames.release(self)
+        self._registry.partial_frames_released()
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+        pending = self._decoder.pending_bytes if self._decoder is not None else 0
+        # The protocol and its transport refer to each other: only the cycle
+        # collector would free them, and with them a partial frame of up to
+        # max-frame-bytes, whenever it next runs (an idle catcher kept 300
+        # dropped 1 MiB frames for good).  The buffer goes now.
+        self._decoder = None
+        if pending:
+            self._stats.partial_frames_dropped += 1
+            log.info("connection from %s closed inside a frame: %d bytes dropped", self.client, pending)
+        if self._bad_frames > 1:
+            log.warning("connection from %s sent %d undecodable frames in all", self.client, self._bad_frames)
+
+    # -- used by the registry and the server ----------------------------------
+
+    @property
+    def at_frame_boundary(self) -> bool:
+        return self._decoder is None or self._decoder.pending_bytes == 0
+
+    def pause(self) -> None:
+        """Stop reading for the publisher's sake (the registry's flow control)."""
+        if not self._paused and self._transport is not None and not self._transport.is_closing():
+            self._paused = True
+            self._transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._paused and self._transport is not None and not self._transport.is_closing():
+            self._paused = False
+            if not self._budget_waiting:
+                self._read_again()
+
+    def budget_wait(self) -> None:
+        """No room for our frame in the partial-frame budget: stop reading until there is."""
+        self._budget_waiting = True
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.pause_reading()
+
+    def budget_go_on(self) -> None:
+        """Our frame is reserved: read on, unless the publisher holds us too."""
+        self._budget_waiting = False
+        if not self._paused and self._transport is not None and not self._transport.is_closing():
+            self._read_again()
+
+    def _read_again(self) -> None:
+        assert self._transport is not None
+        # Time spent paused by us does not count against the client.
+        self.last_active = time.monotonic()
+        if self.frame_started is not None:
+            self.frame_started = self.last_active
+        self._transport.resume_reading()
+
+    @property
+    def paused(self) -> bool:
+        """Whether we stopped reading it (the publisher, or the partial-frame budget): not the client's delay."""
+        return self._paused or self._budget_waiting
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def ask_to_leave(self) -> None:
+        """Half-close: send FIN but keep reading.
+
+        A client that watches for it (``relay.handlers.ReliableSocketHandler``)
+        finishes the frame in hand, closes its side and reconnects elsewhere;
+        we read everything it sent until its FIN, so nothing is lost.  The
+        stock SocketHandler ignores it.
+        """
+        transport = self._transport
+        if transport is not None and not transport.is_closing() and transport.can_write_eof():
+            with contextlib.suppress(OSError):
+                transport.write_eof()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _bad_frame(self, raw: bytes, reason: str, received: str) -> None:
+        self._bad_frames += 1
+        self._stats.bad_frames += 1
+        self._publisher.add_dead_letter(raw, reason, self.client, received)
+        # The first per connection is a warning; a flood is summarised at close.
+        level = logging.WARNING if self._bad_frames == 1 else logging.DEBUG
+        log.log(
+            level,
+            "undecodable frame from %s (%d bytes) sent to dead letters: %s",
+            self.client,
+            len(raw),
+            reason,
+        )

@@ -1,0 +1,81 @@
+-- The publish script: one batch of records and dead letters, atomically and once per sequence number.
+-- relay/publish/script.py fills in the field names (the names between double braces) from relay/common/stream.py.
+-- KEYS: records stream, dead-letter stream, producer key
+-- ARGV: seq, ttl, catcher, schema, n_records, n_dead, max_length, policy, pipelined,
+--       n_records x (record, client, received),
+--       n_dead x (raw, reason, client, received)
+-- Returns {written, shed, held}: held records (policy block, stream full) were
+-- not written and must be sent again in a later batch.  {-1, 0, held}: this seq
+-- was applied before (held: what it held then).  {-2, 0, 0}: not applied, the
+-- batch before it in the pipeline was not (applying it would reorder records).
+--
+-- The producer key holds "last:last_held:run_start:run_held": the last applied
+-- seq and how many records it held, and where the current run of holding
+-- batches started (0: none) with what that first batch held.  A pipelined
+-- batch was sent before its sender knew the outcome of the one before; if
+-- that one held records, it is held whole, so that held records go first.
+local seq, n_records = tonumber(ARGV[1]), tonumber(ARGV[5])
+local pipelined = ARGV[9] == '1'
+local last, last_held, run_start, run_held = 0, 0, 0, 0
+local state = redis.call('GET', KEYS[3])
+if state then
+  local a, b, c, d = string.match(state, '^(%d+):(%d+):(%d+):(%d+)$')
+  if not a then
+    return redis.error_reply('LOGRELAY_STATE producer key ' .. KEYS[3] .. ' holds ' .. string.sub(state, 1, 40))
+  end
+  last, last_held, run_start, run_held = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+  if seq <= last then
+    -- Retries only ever repeat batches of the sender's current pipeline:
+    -- a repeat of the run's first batch held run_held, later ones all.
+    local held = 0
+    if run_start > 0 and seq >= run_start then
+      held = (seq == run_start) and run_held or n_records
+    end
+    return {-1, 0, held}
+  end
+end
+if pipelined and (not state or seq ~= last + 1) then
+  return {-2, 0, 0}
+end
+-- Fail before the first write: a script stopped halfway keeps its writes.
+for k = 1, 2 do
+  local t = redis.call('TYPE', KEYS[k])['ok']
+  if t ~= 'none' and t ~= 'stream' then
+    return redis.error_reply('WRONGTYPE key ' .. KEYS[k] .. ' is a ' .. t .. ', not a stream')
+  end
+end
+local catcher, schema = ARGV[3], ARGV[4]
+local n_dead = tonumber(ARGV[6])
+local max_length, policy = tonumber(ARGV[7]), ARGV[8]
+local behind_held = pipelined and last_held > 0
+local keep = n_records
+if behind_held then
+  keep = 0
+elseif max_length > 0 then
+  local room = max_length - redis.call('XLEN', KEYS[1])
+  if room < n_records then
+    -- keep the oldest of the batch, in order, as far as there is room
+    keep = math.max(room, 0)
+  end
+end
+local i = 10
+for r = 1, keep do
+  redis.call('XADD', KEYS[1], '*', '{{version}}', schema, '{{record}}', ARGV[i],
+             '{{client}}', ARGV[i + 1], '{{catcher}}', catcher, '{{received}}', ARGV[i + 2])
+  i = i + 3
+end
+i = 10 + 3 * n_records
+for _ = 1, n_dead do
+  redis.call('XADD', KEYS[2], '*', '{{version}}', schema, '{{reason}}', ARGV[i + 1], '{{raw}}', ARGV[i],
+             '{{client}}', ARGV[i + 2], '{{catcher}}', catcher, '{{received}}', ARGV[i + 3])
+  i = i + 4
+end
+local held, shed = 0, 0
+if policy == 'block' or behind_held then held = n_records - keep else shed = n_records - keep end
+if held == 0 then
+  run_start, run_held = 0, 0
+elseif not behind_held then
+  run_start, run_held = seq, held
+end
+redis.call('SET', KEYS[3], seq .. ':' .. held .. ':' .. run_start .. ':' .. run_held, 'EX', ARGV[2])
+return {keep, shed, held}

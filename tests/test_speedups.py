@@ -1,0 +1,68 @@
+"""The C speedups: one loader, one switch, built wherever there is a compiler."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from consumers import json_check, read_replies
+from relay.common import speedups
+from relay.decode import cost_scan, fast_path
+from relay.publish import packing
+
+MODULES = {
+    "relay.decode._cost_scan": cost_scan,
+    "relay.decode._fast_path": fast_path,
+    "relay.publish._packing": packing,
+    "consumers._json_check": json_check,
+    "consumers._read_replies": read_replies,
+}
+
+
+@pytest.mark.skipif(
+    speedups.PURE_PYTHON or not (shutil.which("cc") or shutil.which("gcc")),
+    reason="pure Python asked for, or no C compiler: the Python paths are used",
+)
+@pytest.mark.parametrize("extension", list(MODULES))
+def test_every_c_part_is_built_wherever_a_compiler_is(extension: str) -> None:
+    assert MODULES[extension].IMPLEMENTATION == "c", f"pip install did not build {extension}"
+    assert speedups.IN_USE[extension] == "c"
+
+
+def in_use_in_a_new_process(environment: dict[str, str]) -> dict[str, object]:
+    """What each module uses in a fresh interpreter, and what the loader recorded there."""
+    code = (
+        "import json\n"
+        "from consumers import json_check, read_replies\n"
+        "from relay.common import speedups\n"
+        "from relay.decode import cost_scan, fast_path\n"
+        "from relay.publish import packing\n"
+        "print(json.dumps({'modules': [m.IMPLEMENTATION for m in (cost_scan, fast_path, packing, json_check,"
+        " read_replies)], 'recorded': speedups.IN_USE}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True, timeout=60
+    )
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def test_one_switch_turns_every_speedup_off() -> None:
+    environment = {key: value for key, value in os.environ.items() if key != speedups.SWITCH}
+    pure = in_use_in_a_new_process({**environment, speedups.SWITCH: "1"})
+    assert pure["modules"] == ["python"] * len(MODULES)
+    assert pure["recorded"] == dict.fromkeys(MODULES, "python")
+
+
+def test_the_loader_records_what_each_module_got() -> None:
+    environment = {key: value for key, value in os.environ.items() if key != speedups.SWITCH}
+    result = in_use_in_a_new_process(environment)
+    recorded = result["recorded"]
+    assert isinstance(recorded, dict)
+    assert sorted(recorded) == sorted(MODULES)
+    assert result["modules"] == [recorded[name] for name in MODULES]
