@@ -9,7 +9,7 @@ succeeds and relay uses its pure-Python code (same results, slower):
   classes (datetime, Decimal, set) straight to JSON (``relay.decode.fast_path``),
   the path records take;
 - ``relay.publish._packing``: a publish batch's records packed into Redis's wire
-  format in one pass (``relay.publish.script.pack_publish``);
+  format in one pass (``relay.publish.packing.pack_publish``);
 - ``consumers._json_check``: the JSON formatter's check that a record is one
   JSON object (``consumers.json_check``), without building it as orjson does;
 - ``consumers._read_replies``: a read reply's entries as (id, fields dict),

@@ -9,7 +9,7 @@ times: the CPU time of one frame (the median of the repeats, from
 warmed-up baseline (``ru_maxrss``).  ``--tree DIR`` decodes with another
 checkout (an earlier commit, say) so that the two print side by side; a case
 that runs past ``--timeout`` seconds is shown as such.  ``--check`` exits 1
-if any case costs more than the bound the README states (100 ms of CPU,
+if any case costs more than the bound docs/security.md states (100 ms of CPU,
 64 MiB of peak memory) or gets another verdict than the corpus expects.
 """
 

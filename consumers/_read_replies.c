@@ -2,7 +2,7 @@
  *
  * entries(items: list) -> list[tuple[bytes, dict[bytes, bytes] | None]] | None
  * json_lines(items: list, metadata) -> list[bytes | int]
- * text_lines(items: list, plan, metadata, second_text, is_object) -> list[bytes | int]  (_text_lines.c)
+ * text_lines(items: list, plan, metadata, second_text, is_object) -> list[bytes | int]  (_read_replies_lines.c)
  * bulk_ids(items: list) -> bytes | None
  *
  * Each item of a reply's entry list is [id, [field, value, field, value, ...]]

@@ -1,8 +1,8 @@
 /* What the parts of consumers._read_replies share.
  *
- *   _stream_entries.c  the module: entries, JSON lines, XACK ids
- *   _text_lines.c      text lines of a logging format
- *   _stream_reply.c    ReplyReader, ReplyEntries: a read reply kept as its bytes
+ *   _read_replies.c         the module: entries, JSON lines, XACK ids
+ *   _read_replies_lines.c   text lines of a logging format
+ *   _read_replies_parser.c  ReplyReader, ReplyEntries: a read reply kept as its bytes
  */
 #ifndef CONSUMERS_READ_REPLIES_H
 #define CONSUMERS_READ_REPLIES_H
@@ -92,7 +92,7 @@ typedef struct {
     Span id, record, client, catcher, received;
 } Usual;
 
-/* _stream_reply.c: the entries of a reply read from its bytes. */
+/* _read_replies_parser.c: the entries of a reply read from its bytes. */
 int is_reply_entries(PyObject *object);
 Py_ssize_t reply_entries_count(PyObject *object);
 int reply_usual_at(PyObject *object, Py_ssize_t i, Usual *usual);

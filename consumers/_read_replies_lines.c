@@ -26,7 +26,7 @@
  * is_object(record) -> bool: the record is one JSON object (consumers.json_check);
  *   None: the same check in C (_json_scan.h), without a call per record.
  *
- * Taken here, as in the Python path: the usual entry (_stream_entries.h),
+ * Taken here, as in the Python path: the usual entry (_read_replies.h),
  * whose record is one JSON object holding every required key, with
  * exc_info null.  Rendered here: strings (escapes decoded; a key written
  * with an escape makes the entry the caller's), integers of up to 18 digits,

@@ -33,7 +33,7 @@
  * creating and freeing them was about a quarter of the file consumer's CPU
  * (perf).  Here an entry is a row of offsets into the one buffer the reply
  * was read into; json_lines and text_lines read the usual entries from it
- * (usual_at in _stream_entries.c), and any other entry, or any index a
+ * (usual_at in _read_replies.c), and any other entry, or any index a
  * caller asks for, is built as the list hiredis would have made
  * ([id, [field, value, ...]]), so every Python path works unchanged.
  * tests/consumers/test_reply_parser.py checks that against hiredis.

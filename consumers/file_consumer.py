@@ -32,7 +32,7 @@ from consumers.group_reader import Entry, GroupReader, Items
 from consumers.read_replies import bulk_ids
 from consumers.read_replies import entries as stream_entries
 from consumers.trimmer import StreamTrimmer
-from relay.common import stream
+from relay.common import speedups, stream
 from relay.common.backoff import retry_delay
 from relay.common.counters import ConsumerStats
 from relay.common.identity import process_name
@@ -156,13 +156,14 @@ class FileConsumer:
                 return 0
             checkpoint = await asyncio.to_thread(self.sink.open)
             log.info(
-                "writing %s from stream %r, group %r as %r (resuming after %s, at byte %d)",
+                "writing %s from stream %r, group %r as %r (resuming after %s, at byte %d); %s",
                 self.settings.output,
                 self.settings.keys.records,
                 self.settings.group,
                 self.settings.consumer,
                 checkpoint.last_id,
                 checkpoint.offset,
+                speedups.describe(),
             )
             await self._retrying(self.reader.ensure_group)
             await self._take_over_pending()

@@ -415,7 +415,7 @@ class JsonLineFormatter:
         return b"".join((memoryview(stripped)[:-1], separator, _METADATA_MEMBER, metadata, b"}\n"))
 
 
-#: How the C renderer codes the fields that are not record attributes (see _text_lines.c).
+#: How the C renderer codes the fields that are not record attributes (see _read_replies_lines.c).
 _SPECIAL_FIELDS: Final = {"message": -1, "asctime": -2, "client": -3, "catcher": -4, "received": -5, "entry_id": -6}
 #: The attributes the renderer always finds, in its order: the message, the
 #: time and what format_attributes appends.

@@ -11,10 +11,10 @@ the reference, used where the extension is missing, under
 The same extension renders JSON lines straight from a reply's lists
 (:func:`json_lines`, for :class:`consumers.formatting.JsonLineFormatter`),
 text lines of formats made of plain ``%(name)s`` fields (:data:`text_lines`,
-for :class:`consumers.formatting.LineFormatter`; ``_text_lines.c``), and
+for :class:`consumers.formatting.LineFormatter`; ``_read_replies_lines.c``), and
 packs their ids for XACK (:func:`bulk_ids`).  All of these take a reply's
 entries either as hiredis's lists or as a :data:`ReplyReader`'s
-``ReplyEntries`` (the entries kept in the reply's bytes, ``_stream_reply.c``).
+``ReplyEntries`` (the entries kept in the reply's bytes, ``_read_replies_parser.c``).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def check_items(items: list[Any]) -> None:
     That is ``[id, [field, value, ...]]`` or ``[id, None]`` (a pending entry
     trimmed from the stream), the id, fields and values all bytes (or all
     str, for a client that decodes replies): the rule the C reader applies to
-    a reply's bytes (``check_entry`` in ``_stream_reply.c``), for replies
+    a reply's bytes (``check_entry`` in ``_read_replies_parser.c``), for replies
     hiredis read instead.  hiredis gives a RESP3 set or attribute as a list,
     and a simple string, a verbatim string or a big number as bytes, so
     those pass here (as values the renderers and XACK handle); every other
@@ -172,7 +172,7 @@ ReplyReader: Final[Any] = _extension.ReplyReader if _extension is not None else 
 
 #: ``json_lines(items, metadata)``: the JSON lines of a reply's
 #: usual entries, byte for byte what ``JsonLineFormatter.format`` writes,
-#: and the index of every other entry (see ``_stream_entries.c``).
+#: and the index of every other entry (see ``_read_replies.c``).
 #: ``metadata(client, catcher, received)`` gives the ``logrelay`` object
 #: without its closing brace.  Records are checked in C (``_json_scan.h``,
 #: the check ``consumers.json_check`` calls).
@@ -184,7 +184,7 @@ json_lines: Final[Callable[[Sequence[Any], MetadataJson], Pieces]] = (
 #: ``text_lines(items, plan, metadata, second_text, is_object)``: the text
 #: lines of a reply's usual entries, byte for byte what
 #: ``LineFormatter.format_items`` writes, and the index of every other entry
-#: (see ``_text_lines.c``); None where the extension is missing.
+#: (see ``_read_replies_lines.c``); None where the extension is missing.
 text_lines: Final[TextLines | None] = _extension.text_lines if _extension is not None else None
 
 

@@ -1,4 +1,4 @@
-"""The reference of ``ReplyReader`` (``_stream_reply.c``) in Python: one read reply from Redis's bytes.
+"""The reference of ``ReplyReader`` (``_read_replies_parser.c``) in Python: one read reply from Redis's bytes.
 
 :class:`ReplyReaderPython` has the C reader's contract, step for step, so
 that the two can be compared on any bytes cut at any places

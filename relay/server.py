@@ -25,6 +25,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from relay.common import speedups
 from relay.common.counters import CatcherStats
 from relay.common.health import HealthServer, Readiness
 from relay.common.redis_client import create_redis
@@ -156,13 +157,19 @@ class CatcherServer:
         if not settings.listen.is_loopback:
             log.warning("listening on %s, beyond loopback: restrict who can reach it", settings.listen)
         log.info(
-            "catching on %s -> %s stream %r (dead letters %r), catcher id %s",
+            "catching on %s -> %s stream %r (dead letters %r), catcher id %s; %s",
             ", ".join(format_peer(addr) for addr in self.bound),
             settings.redis.safe_url,
             settings.keys.records,
             settings.keys.dead_letters,
             settings.catcher_id,
+            speedups.describe(),
         )
+        if speedups.missing():
+            log.warning(
+                "installed without its C extensions (no C compiler at install time?): the same results, "
+                "several times the CPU per record; reinstall where gcc and the Python headers are present"
+            )
 
     async def shutdown(self) -> int:
         settings = self.settings

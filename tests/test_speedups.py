@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +68,41 @@ def test_the_loader_records_what_each_module_got() -> None:
     assert isinstance(recorded, dict)
     assert sorted(recorded) == sorted(MODULES)
     assert result["modules"] == [recorded[name] for name in MODULES]
+
+
+def test_the_list_of_extensions_is_what_setup_py_builds() -> None:
+    setup = (Path(__file__).parent.parent / "setup.py").read_text(encoding="utf-8")
+    built = re.findall(r'Extension\(\s*"([\w.]+)"', setup)
+    assert sorted(built) == sorted(speedups.EXTENSIONS) == sorted(MODULES)
+
+
+def test_the_check_command_fails_where_an_extension_is_missing() -> None:
+    environment = {key: value for key, value in os.environ.items() if key != speedups.SWITCH}
+    # An extension that cannot be imported, as where pip found no compiler.
+    blocker = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'relay.decode._cost_scan':\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from relay.common.speedups import main\n"
+        "raise SystemExit(main())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", blocker], env=environment, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "not built: cost_scan" in done.stdout
+
+
+def test_the_start_line_names_what_runs_and_what_was_not_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(speedups, "PURE_PYTHON", False)
+    monkeypatch.setattr(speedups, "IN_USE", {"relay.decode._fast_path": "c", "relay.decode._cost_scan": "python"})
+    assert speedups.missing() == ["relay.decode._cost_scan"]
+    assert speedups.describe() == "C speedups: fast_path; not built: cost_scan"
+
+
+def test_the_switch_is_not_reported_as_a_missing_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(speedups, "PURE_PYTHON", True)
+    monkeypatch.setattr(speedups, "IN_USE", dict.fromkeys(MODULES, "python"))
+    assert speedups.missing() == []
+    assert speedups.describe() == f"C speedups off ({speedups.SWITCH}=1)"

@@ -5,8 +5,10 @@ healthchecks and Prometheus, on a port of its own (``--health-listen``):
 
 * ``GET /livez``: 200 while the event loop answers;
 * ``GET /readyz``: 200 when the catcher should get new connections (Redis
-  answers and it is not stopping), else 503 with the reason;
-* ``GET /metrics``: the counters in Prometheus' text format.
+  answers, its buffer has room, and it is not stopping), else 503 with the
+  reason ("Redis unreachable", "buffer full", "stopping");
+* ``GET /metrics``: the counters in Prometheus' text format, the readiness,
+  and which C speedups run (``logrelay_speedup_in_use``).
 
 It speaks just enough HTTP/1.x for those clients: one request per
 connection, a bounded request head, a short read deadline.
@@ -20,6 +22,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from relay.common import speedups
 from relay.common.addresses import ListenAddress
 from relay.common.counters import CatcherStats
 
@@ -48,6 +51,11 @@ def render_metrics(stats: CatcherStats, ready: bool) -> str:
         metric = f"logrelay_catcher_{name}" + ("" if kind == "gauge" else "_total")
         lines += [f"# TYPE {metric} {kind}", f"{metric} {value}"]
     lines += ["# TYPE logrelay_catcher_ready gauge", f"logrelay_catcher_ready {int(ready)}"]
+    # 1 where the module's C extension runs, 0 where its Python reference does.
+    lines.append("# TYPE logrelay_speedup_in_use gauge")
+    lines += [
+        f'logrelay_speedup_in_use{{module="{name}"}} {int(how == "c")}' for name, how in sorted(speedups.IN_USE.items())
+    ]
     return "\n".join(lines) + "\n"
 
 

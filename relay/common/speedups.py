@@ -21,7 +21,7 @@ import os
 from types import ModuleType
 from typing import Final
 
-__all__ = ["IN_USE", "PURE_PYTHON", "SWITCH", "load"]
+__all__ = ["EXTENSIONS", "IN_USE", "PURE_PYTHON", "SWITCH", "describe", "load", "missing"]
 
 #: The environment variable that turns every speedup off.
 SWITCH: Final = "LOGRELAY_PURE_PYTHON"
@@ -29,6 +29,14 @@ SWITCH: Final = "LOGRELAY_PURE_PYTHON"
 PURE_PYTHON: Final = bool(os.environ.get(SWITCH))
 #: Extension name -> "c" or "python" (what its module uses), as they were loaded.
 IN_USE: dict[str, str] = {}
+#: Every extension setup.py builds.
+EXTENSIONS: Final = (
+    "relay.decode._cost_scan",
+    "relay.decode._fast_path",
+    "relay.publish._packing",
+    "consumers._json_check",
+    "consumers._read_replies",
+)
 
 
 def load(name: str) -> ModuleType | None:
@@ -45,3 +53,39 @@ def load(name: str) -> ModuleType | None:
             module = None
     IN_USE[name] = "c" if module is not None else "python"
     return module
+
+
+def missing() -> list[str]:
+    """The extensions loaded so far whose Python path runs although the switch is not set.
+
+    Not empty where the package was installed without a C compiler: every
+    result is the same, but decoding and writing cost several times the CPU
+    (docs/decisions.md has the figures), so the processes say so at start.
+    """
+    if PURE_PYTHON:
+        return []
+    return sorted(name for name, implementation in IN_USE.items() if implementation == "python")
+
+
+def describe() -> str:
+    """One phrase for the start-up log line: which speedups run."""
+    if PURE_PYTHON:
+        return f"C speedups off ({SWITCH}=1)"
+    built = sorted(name.rpartition(".")[2].lstrip("_") for name, how in IN_USE.items() if how == "c")
+    absent = [name.rpartition(".")[2].lstrip("_") for name in missing()]
+    text = "C speedups: " + (", ".join(built) if built else "none")
+    if absent:
+        text += "; not built: " + ", ".join(absent)
+    return text
+
+
+def main() -> int:
+    """``python -m relay.common.speedups``: load every extension, say which run; 1 if one was not built."""
+    for name in EXTENSIONS:
+        load(name)
+    print(describe())
+    return 1 if missing() else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,9 +1,9 @@
 /* What the parts of relay.decode._fast_path share: the node array a pickle is
  * parsed into, the parser's state, and the functions each part offers.
  *
- *   _pickle_json.c     the module, the parse loop, nodes and the stack
- *   _pickle_classes.c  the well-known classes (REDUCE of datetime, Decimal, set)
- *   _json_text.c       measuring and writing the JSON text
+ *   _fast_path.c            the module, the parse loop, nodes and the stack
+ *   _fast_path_classes.c    the well-known classes (REDUCE of datetime, Decimal, set)
+ *   _fast_path_text.c       measuring and writing the JSON text
  */
 #ifndef RELAY_DECODE_FAST_PATH_H
 #define RELAY_DECODE_FAST_PATH_H
@@ -96,19 +96,19 @@ void pj_parser_free(Parser *p);
 #define BAIL (-2) /* not for this path: let Python decide */
 #define ERROR (-3) /* a Python exception is set (MemoryError) */
 
-/* nodes and the stack (_pickle_json.c) */
+/* nodes and the stack (_fast_path.c) */
 int32_t pj_new_node(Parser *p, int kind);
 int pj_push(Parser *p, int32_t entry);
 int pj_has_items(const Parser *p, Py_ssize_t n);
 
-/* well-known classes (_pickle_classes.c) */
+/* well-known classes (_fast_path_classes.c) */
 int pj_push_class(Parser *p, const unsigned char *module, Py_ssize_t module_size, const unsigned char *name,
                   Py_ssize_t name_size);
 int pj_reduce(Parser *p);
 #define DATETIME_TEXT 48
 int pj_format_datetime(const Node *node, char *out);
 
-/* JSON text (_json_text.c) */
+/* JSON text (_fast_path_text.c) */
 void pj_init_json_cost(void);
 Py_ssize_t pj_json_string_size(const unsigned char *s, Py_ssize_t size);
 int pj_format_float(double value, char *out);

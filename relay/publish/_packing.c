@@ -9,7 +9,7 @@
  * the script's arguments and are packed by the caller.  The int is how many
  * records there were.  Anything else
  * returns None and the Python reference decides
- * (relay.publish.script.record_args_python); tests/relay/publish/test_publisher.py
+ * (relay.publish.packing.record_args_python); tests/relay/publish/test_publisher.py
  * checks the two agree and that the whole command is what redis-py packs.
  */
 #define PY_SSIZE_T_CLEAN

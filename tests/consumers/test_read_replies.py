@@ -132,7 +132,7 @@ def hiredis_items(entries: bytes) -> list[Any]:
     ],
 )
 def test_check_items_refuses_what_hiredis_makes_of_a_type_redis_never_sends_there(entry: bytes, message: str) -> None:
-    """The words of the C reader's refusals (``_stream_reply.c``), for the entry after a good one."""
+    """The words of the C reader's refusals (``_read_replies_parser.c``), for the entry after a good one."""
     with pytest.raises(ValueError, match=f"^malformed reply from Redis: stream entry 1: {re.escape(message)}"):
         check_items(hiredis_items(entry))
 

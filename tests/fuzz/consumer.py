@@ -4,9 +4,9 @@
     scripts/fuzz-consumer ...      (the same)
 
 Run it against a build with AddressSanitizer and UBSan to catch memory errors
-as well as disagreements (README of the audit: build the extensions out of
-tree with ``-fsanitize=address,undefined`` and run this there with
-``LD_PRELOAD`` of libasan).
+as well as disagreements (``scripts/fuzz-sanitized`` does it: it builds the
+extensions out of tree with ``-fsanitize=address,undefined`` and runs this
+there with ``LD_PRELOAD`` of libasan).
 
 Each input is a read reply's bytes: a generated XREADGROUP reply (RESP2 or
 RESP3) of usual entries (the catcher's five fields, records of varied JSON)
@@ -14,7 +14,7 @@ and other ones (other fields, elements of every RESP type at every place of
 an entry, other shapes), some of its bytes changed, cut into chunks.  What
 must hold, for any input (:func:`check_one`):
 
-* ``ReplyReader`` (``_stream_reply.c``) and
+* ``ReplyReader`` (``_read_replies_parser.c``) and
   :class:`consumers.reply_parser.ReplyReaderPython` give the same answer to
   every chunk: None, the same result, or a ``ValueError`` with the same
   message, and nothing else;

@@ -12,8 +12,8 @@ cost scale?).  Cost is the CPU time of ``relay.decode.frames.FrameDecoder.feed``
 the frame (the best of three runs), or with ``--memory`` the peak of traced
 memory.  Every run is bounded in time and every candidate by the frame
 limit.  Prints the costliest candidates, per byte and in all, and exits 1 if
-any frame within the limits cost more than the README's bound (100 ms of
-CPU, 64 MiB of memory).  Findings are written to ``--artifacts``.
+any frame within the limits cost more than the bound docs/security.md states
+(100 ms of CPU, 64 MiB of memory).  Findings are written to ``--artifacts``.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Every test runs real processes (redis-server, ``logrelay catch``, ``logrelay
 consume file``, SocketHandler clients) and checks, after the fault, that each
-record is where the README says it is: once, in each client's order, or
-accounted for as a loss the README admits.
+record is where docs/faults.md says it is: once, in each client's order, or
+accounted for as a loss docs/faults.md admits.
 """
 
 from __future__ import annotations

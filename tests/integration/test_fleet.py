@@ -104,7 +104,7 @@ def assert_once_and_in_order_per_connection(path: Path, expected: set[tuple[str,
 
     Across a reconnection to another catcher, a client's records may interleave
     by the few that were in flight on the old connection: per-connection order
-    is the guarantee (README, "Stream entry format").
+    is the guarantee (docs/stream-format.md).
     """
     records = json_lines(path)
     keys = [(r["client_id"], r["seq"]) for r in records]

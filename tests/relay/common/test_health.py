@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from relay.common import speedups
 from relay.common.addresses import ListenAddress
 from relay.common.counters import CatcherStats
 from relay.common.health import HealthServer, Readiness, render_metrics
@@ -72,5 +73,21 @@ async def test_an_oversized_request_head_is_dropped_not_buffered(
 def test_metrics_name_every_counter_once() -> None:
     text = render_metrics(CatcherStats(), ready=True)
     names = [line.split()[0] for line in text.splitlines() if not line.startswith("#")]
-    assert len(names) == len(set(names)) == len(CatcherStats().as_dict()) + 1
-    assert all(name.startswith("logrelay_catcher_") for name in names)
+    catcher = [name for name in names if name.startswith("logrelay_catcher_")]
+    assert len(names) == len(set(names))
+    assert len(catcher) == len(CatcherStats().as_dict()) + 1
+
+
+def test_metrics_say_which_speedups_run() -> None:
+    # The decoder and the packer are loaded wherever the catcher runs.
+    import relay.decode.fast_path
+    import relay.publish.packing  # noqa: F401
+
+    text = render_metrics(CatcherStats(), ready=True)
+    reported = {
+        line.split('"')[1]: line.rsplit(" ", 1)[1]
+        for line in text.splitlines()
+        if line.startswith("logrelay_speedup_in_use{")
+    }
+    assert reported == {name: "1" if how == "c" else "0" for name, how in speedups.IN_USE.items()}
+    assert {"relay.decode._fast_path", "relay.publish._packing"} <= set(reported)

@@ -712,7 +712,7 @@ BAD_PAYLOADS = [
     pytest.param(b"", "truncated", id="empty-payload"),
     pytest.param(pickle.dumps(["a", "list"], 1), "pickled list", id="pickled-list"),
     pytest.param(pickle.dumps({1: "a"}, 1), "non-string keys", id="non-string-keys"),
-    # A modest index (a 16 MB memo even if the scan regressed); the real bombs are in test_safepickle.
+    # A modest index (a 16 MB memo even if the scan regressed); the real bombs are in test_cost_scan.py.
     pytest.param(b"\x80\x02N" + b"r" + (10**6).to_bytes(4, "little") + b".", "memo index", id="memo-bomb"),
     pytest.param(pickle.dumps({"msg": "lol", "bomb": laughs(40)}, 1), "deeper than 32", id="billion-laughs"),
     pytest.param(b"\x80\x02X\x00\x00\x00\x00Q.", "BINPERSID", id="persistent-id"),
