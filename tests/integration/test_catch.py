@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from relay.common import speedups
 from tests.support.clients import (
     finish_senders,
     read_stream,
@@ -197,10 +198,23 @@ def test_sigterm_during_load_drains_what_arrived_and_exits_zero(
         assert_each_record_once_in_order(sequences_by_client(read_stream(client)), clients, count)
 
 
+@pytest.mark.parametrize("pure_python", [False, True], ids=["c-speedups", "pure-python"])
 def test_bad_frame_goes_to_dead_letters_and_the_connection_goes_on(
-    redis_server: RedisServer, catcher_factory: CatcherFactory, tmp_path: Path
+    redis_server: RedisServer,
+    catcher_factory: CatcherFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pure_python: bool,
 ) -> None:
+    if pure_python:
+        monkeypatch.setenv(speedups.SWITCH, "1")
+    else:
+        monkeypatch.delenv(speedups.SWITCH, raising=False)
     catcher = catcher_factory(redis_server.url)
+    # The start line says which paths decode (the switch reaches the process).
+    wait_until(lambda: "catching on" in catcher.log, timeout=10, what="the start line")
+    expected = "C speedups off" if pure_python else "C speedups: cost_scan, fast_path"
+    assert expected in catcher.log
     target = tmp_path / "pwned"
 
     class Exploit:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from relay.common import speedups
 from tests.support.polling import wait_until
 from tests.support.realredis import free_port
 
@@ -23,7 +24,9 @@ class LogrelayProcess:
 
     def start(self) -> None:
         log = self.log_path.open("ab")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LOGRELAY_")}
+        # No option comes from the environment (LOGRELAY_<COMMAND>_<OPTION>), but the
+        # speedups' switch does: a pure-Python run's processes are pure Python too.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOGRELAY_") or k == speedups.SWITCH}
         self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
 
