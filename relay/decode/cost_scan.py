@@ -88,7 +88,8 @@ MAX_NUMBERS: Final = 4096
 MAX_OPCODES: Final = 262_144
 #: Objects one record may create (each pushing opcode but DUP and the memo
 #: GETs).  65,536 empty sets, the largest object one opcode makes, take
-#: 14 MiB; a million took 957 ms and 216 MiB.
+#: 14 MiB; a million took 957 ms and 216 MiB (python -m bench.frame_cost
+#: measures what the costliest frames within the budgets cost).
 MAX_OBJECTS: Final = 65_536
 #: Hash work on keys whose hashes a sender can choose: each int, float or
 #: None dict key or set member costs 1, a tuple or frozenset its weight.

@@ -56,7 +56,8 @@ _NODE_COST = 8
 #: Values one walk may visit, a value reached twice counting twice: the
 #: objects the scan lets a record create (relay.decode.cost_scan.MAX_OBJECTS).  A
 #: container (or a mapping expanded into another) counts as two: visiting
-#: one costs several calls (~0.7 µs), a scalar ~0.1 µs; a stand-in four.
+#: one costs several calls (~0.7 µs), a scalar ~0.1 µs; a stand-in four
+#: (python -m bench.frame_cost measures the walks the budgets allow).
 MAX_VISITS = MAX_OBJECTS
 _CONTAINER_VISITS = 2
 #: A stand-in (rebuilt, expanded or rendered inert) costs twice a plain container again.
@@ -64,7 +65,8 @@ _STAND_IN_VISITS = 4
 _TOO_MANY_VISITS = f"record expands beyond {MAX_VISITS} values (a container counts as two, a stand-in as four)"
 #: Writing an int in decimal costs time quadratic in its digits (4,000
 #: digits: ~0.25 ms): the squares of the digits of a record's ints beyond
-#: 64 bits may add up to this (~8 ms of writing; a thousand 128-bit ints use 0.3 %).
+#: 64 bits may add up to this (~8 ms of writing; a thousand 128-bit ints use
+#: 0.3 %; python -m bench.frame_cost).
 MAX_BIG_INT_WORK = 1 << 29
 
 _REBUILD_FAILED = object()
