@@ -8,7 +8,7 @@
  *
  * The model: the unpickler's stack, marks and memo, holding per object only
  * what its cost depends on (kind, hash weight, tuple length), and the
- * budgets of relay/decode/cost_scan.py.  The opcode table (what the model does per
+ * budgets of relay/decode/cost_model.py.  The opcode table (what the model does per
  * opcode byte) and the budgets are built in Python and handed over once by
  * configure(), so both implementations read the same ones.
  *
@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Actions: keep in step with OP_* in relay/decode/cost_scan.py (checked by configure()). */
+/* Actions: keep in step with OP_* in relay/decode/cost_model.py (checked by configure()). */
 enum {
     OP_UNKNOWN, OP_FORBIDDEN, OP_STOP, OP_PROTO, OP_FRAME, OP_MARK, OP_POP, OP_POP_MARK, OP_DUP,
     OP_NUMBER, OP_NUMBER_LINE, OP_LONG1, OP_LONG4, OP_NONE, OP_TEXT_LINE, OP_TEXT1, OP_TEXT4, OP_TEXT4S,
@@ -228,7 +228,7 @@ static int line_index(Model *m, Py_ssize_t pos, Py_ssize_t at, Py_ssize_t *index
 /* -- containers ------------------------------------------------------------------ */
 
 /* Items from start up go into the container at start - 1: the hashing or the
- * calls they cause (relay.decode.cost_scan._Model.fill). */
+ * calls they cause (relay.decode.cost_model.CostModel.fill). */
 static int fill(Model *m, const Value *container, Py_ssize_t start, int pairs, Py_ssize_t at) {
     Py_ssize_t count = m->depth - start;
     if (pairs && count % 2) return refuse(m, "odd number of items for SETITEMS at offset %zd", at);

@@ -505,7 +505,7 @@ static int parse(Parser *p, long max_numbers, int32_t *root) {
     }
 }
 
-/* The scan's limit (relay.decode.cost_scan.MAX_NUMBERS) and the walk's
+/* The scan's limit (relay.decode.cost_model.MAX_NUMBERS) and the walk's
  * (relay.decode.to_json.MAX_VISITS), handed over once by configure(). */
 static long max_numbers = -1;
 static Py_ssize_t max_visits = -1;

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from relay.common import speedups
-from relay.decode.cost_scan import MAX_NUMBERS
+from relay.decode.cost_model import MAX_NUMBERS
 from relay.decode.to_json import MAX_VISITS
 
 __all__ = ["IMPLEMENTATION", "feed_frames", "pickle_to_json"]

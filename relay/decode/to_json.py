@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from relay.decode.cost_scan import MAX_OBJECTS
+from relay.decode.cost_model import MAX_OBJECTS
 from relay.decode.inert import (
     LazyBytes,
     LazyMapping,
@@ -54,7 +54,7 @@ RECURSIVE_REFERENCE = "<recursive reference>"
 _NODE_COST = 8
 
 #: Values one walk may visit, a value reached twice counting twice: the
-#: objects the scan lets a record create (relay.decode.cost_scan.MAX_OBJECTS).  A
+#: objects the scan lets a record create (relay.decode.cost_model.MAX_OBJECTS).  A
 #: container (or a mapping expanded into another) counts as two: visiting
 #: one costs several calls (~0.7 µs), a scalar ~0.1 µs; a stand-in four
 #: (python -m bench.frame_cost measures the walks the budgets allow).

@@ -34,7 +34,8 @@ import pickle
 from typing import Any, Final
 
 from relay.decode.cost_scan import MAX_NAME_BYTES, NAMES_CLASSES, UnsafePickle, scan
-from relay.decode.inert import KNOWN, OpaqueObject, ValueStandIn
+from relay.decode.inert import OpaqueObject, ValueStandIn
+from relay.decode.known_types import KNOWN
 
 __all__ = [
     "ForbiddenGlobal",

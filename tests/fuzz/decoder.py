@@ -57,8 +57,10 @@ else:
 INSTRUMENTED: Final = [
     "relay.decode.frames",
     "relay.decode.cost_scan",
+    "relay.decode.cost_model",
     "relay.decode.unpickler",
     "relay.decode.inert",
+    "relay.decode.known_types",
     "relay.decode.to_json",
 ]
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from relay.decode import inert
+from relay.decode import known_types
 from relay.decode.cost_scan import NAMES_CLASSES, UnsafePickle, scan
 from relay.decode.frames import DecodeLimits, decode_payload
 from relay.decode.to_json import RECURSIVE_REFERENCE, DecodeLimitExceeded
@@ -926,7 +926,9 @@ def test_class_free_pickles_that_call_something_only_fail(payload: bytes) -> Non
 
 # Every class find_class can hand a frame: the shared stand-ins, an opaque
 # class (per frame) and the getattr stand-in.
-SHARED_NAMES = sorted({f"{module}\n{name}" for module, name in inert.KNOWN} | {"myapp\nThing", "builtins\ngetattr"})
+SHARED_NAMES = sorted(
+    {f"{module}\n{name}" for module, name in known_types.KNOWN} | {"myapp\nThing", "builtins\ngetattr"}
+)
 
 
 def build_on_global(name: str, state: bytes) -> bytes:
@@ -943,8 +945,8 @@ def slot_state(**attributes: str) -> bytes:
 def shared_state() -> dict[str, object]:
     """What a frame could change for the next one: every shared stand-in's attributes, and the table itself."""
     return {
-        "known": dict(inert.KNOWN),
-        **{f"{cls.__module__}.{cls.__qualname__}": dict(vars(cls)) for cls in set(inert.KNOWN.values())},
+        "known": dict(known_types.KNOWN),
+        **{f"{cls.__module__}.{cls.__qualname__}": dict(vars(cls)) for cls in set(known_types.KNOWN.values())},
     }
 
 
@@ -966,19 +968,19 @@ def test_build_on_a_class_changes_nothing_for_the_next_frame(name: str, form: st
 
 
 def test_shared_stand_ins_are_frozen_and_the_table_read_only() -> None:
-    for cls in set(inert.KNOWN.values()):
+    for cls in set(known_types.KNOWN.values()):
         with pytest.raises(TypeError, match="immutable"):
             cls.qualname = "x"  # type: ignore[misc]
         with pytest.raises(TypeError, match="immutable"):
             del cls.qualname  # type: ignore[misc]
     with pytest.raises(TypeError):
-        inert.KNOWN[("os", "system")] = OpaqueObject  # type: ignore[index]
+        known_types.KNOWN[("os", "system")] = OpaqueObject  # type: ignore[index]
 
 
 def test_stand_ins_hash_and_compare_by_identity() -> None:
     # The cost scan charges nothing for hashing an object a stand-in made:
     # that is only true while none of them defines its own __hash__ or __eq__.
-    for cls in {OpaqueObject, *inert.KNOWN.values()}:
+    for cls in {OpaqueObject, *known_types.KNOWN.values()}:
         assert cls.__hash__ is object.__hash__, cls
         assert cls.__eq__ is object.__eq__, cls
 
