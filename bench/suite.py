@@ -27,6 +27,8 @@ Figures:
   seen by polling the file every millisecond: add up to ~1 ms.
 * memory: peak RSS of the catcher under load; RSS with 10,000 idle
   connections (skipped by ``--quick``).
+* rotation: the consumer's JSON lines/s rotating every 64 MiB with gzip,
+  against rotation off, alternated (:mod:`bench.rotation`; skipped by ``--quick``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ import redis.asyncio
 
 from bench import consumer as consumer_bench
 from bench import idle_connections
+from bench import rotation as rotation_bench
 from bench.frames import build_frames
 from bench.ingest import cpu_seconds, peak_rss_mib
 from bench.loadgen import run_handlers, send_frames, send_paced
@@ -67,6 +70,8 @@ from tests.support.realredis import RedisServer
 
 TIMEOUT = 180.0  # any one run; a stuck run fails instead of hanging the suite
 SLOW = 0.025  # the latency target: records slower than this are counted per second of the run
+#: Records of the rotation rows: enough JSON lines (~830 bytes each) for several 64 MiB segments.
+ROTATION_RECORDS = 400_000
 
 
 # --------------------------------------------------------------------------- watching a file
@@ -484,6 +489,9 @@ def run_suite(records: int, *, quick: bool) -> dict[str, Any]:
     ]
     if not quick:
         results["idle"] = step("10,000 idle connections", lambda: idle_connections.run(10_000))
+        results["rotation"] = step(
+            "consumer with rotation", lambda: rotation_bench.run(ROTATION_RECORDS, "64MiB", repeat=3)
+        )
     return results
 
 
@@ -532,6 +540,10 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
     if "idle" in results:
         megabytes = results["idle"]["rss_with_idle_mib"] * 2**20 / 1e6
         found.append(("10,000 idle connections <= 60 MB RSS", f"{megabytes:.1f} MB", megabytes <= 60))
+    if "rotation" in results:
+        ratio = results["rotation"]["ratio"]
+        found.append(("rotating every 64 MiB with gzip costs <= 5% of the consumer's JSON lines/s",
+                      f"{ratio:.3f}x rotation off", ratio >= 0.95))  # fmt: skip
     return found
 
 
@@ -592,6 +604,12 @@ def table(results: dict[str, Any]) -> str:
             when = " ".join(f"{at}s:{ms:.0f}ms" for at, ms in host["at"])
             found = f"{host['count']}, longest {host['longest_ms']:.0f} ms"
             rows.append((f"  CPU stalls of the machine ({watcher} watcher)", found, when))
+    if "rotation" in results:
+        rotation = results["rotation"]
+        for key, name in (("off", "rotation off"), ("gzip", "rotating every 64 MiB, gzip")):
+            passes = ", ".join(f"{value / 1000:.0f}k" for value in rotation[f"passes_{key}"])
+            rows.append((f"consumer, json lines, {name}", rate(rotation[key]["lines_per_s"]), f"best of {passes}"))
+        rows.append(("  rotation's cost", f"{rotation['ratio']:.3f}x", f"{rotation['gzip']['segments']} segments"))
     peak = max(r["catcher_peak_rss_mib"] for r in results["ingest"])
     rows.append(("catcher peak RSS under load", f"{peak:.0f} MiB", ""))
     if "idle" in results:

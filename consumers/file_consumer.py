@@ -9,7 +9,12 @@ delivered more than ``max_deliveries`` times without being written (a record
 that crashes the consumer must not stop the file forever).
 
 SIGTERM/SIGINT (as arq does it): stop reading new entries, finish and
-acknowledge the batch in hand, release the file, exit 0.
+acknowledge the batch in hand, release the file, exit 0.  SIGHUP (as nginx
+and rsyslog do it): finish the batch in hand, sync, checkpoint, and open the
+file anew (after logrotate renamed it).  With ``--rotate-size`` or
+``--rotate-interval`` the consumer rotates the file itself
+(:mod:`consumers.rotation`), and a :class:`~consumers.segments.SegmentKeeper`
+compresses and prunes the segments in a thread.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,12 +32,15 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from consumers.file_sink import Checkpoint, FileSink, FsyncPolicy
+from consumers.checkpoint import Checkpoint
+from consumers.file_sink import FileSink, FsyncPolicy
 from consumers.formatting import DEFAULT_FORMAT, build_formatter
 from consumers.group_commit import GroupCommit, RenderedBatch
 from consumers.group_reader import Entry, GroupReader, Items
 from consumers.read_replies import bulk_ids
 from consumers.read_replies import entries as stream_entries
+from consumers.rotation import RotationPolicy, RotationSettings
+from consumers.segments import SegmentKeeper
 from consumers.trimmer import StreamTrimmer
 from relay.common import speedups, stream
 from relay.common.backoff import retry_delay
@@ -74,6 +84,7 @@ class FileConsumerSettings:
     sync_interval_ms: int = 10
     # Seconds between trims of what every group acknowledged (0: never trim).
     trim_interval: float = 10.0
+    rotation: RotationSettings = field(default_factory=RotationSettings)
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0 or self.block_ms <= 0 or self.max_deliveries <= 0:
@@ -127,10 +138,21 @@ class FileConsumer:
             # and nothing else waits on this loop (see GroupCommit).
             write_on_loop=settings.fsync is FsyncPolicy.BATCH and not shares_loop,
         )
+        self.keeper = SegmentKeeper(
+            settings.output,
+            settings.rotation,
+            protected=lambda: (self.sink.checkpoint.device, self.sink.checkpoint.inode),
+            stats=self.stats,
+        )
         self._until_caught_up = False
         self._outage_since: float | None = None
         self.caught_up = asyncio.Event()
         self._cleanup: asyncio.Task[None] | None = None
+
+    def request_reopen(self) -> None:
+        """Open the file anew after the batch in hand (SIGHUP, after an outside rotation)."""
+        log.info("reopen requested: %s is opened anew after the batch in hand", self.settings.output)
+        self.commits.request_reopen()
 
     def request_stop(self, *, when_caught_up: bool = False) -> None:
         """Stop after the batch in hand; with ``when_caught_up``, only once the stream is drained."""
@@ -148,21 +170,36 @@ class FileConsumer:
         """Run with SIGTERM/SIGINT handlers until stopped; return the exit code."""
         return await serve_with_signals(self.run, self.request_stop)
 
+    def _handle_sighup(self) -> bool:
+        """Reopen on SIGHUP while running (its default would end the process); whether it was installed."""
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.request_reopen)
+        except (RuntimeError, ValueError):  # not the main thread: the embedding program owns signals
+            return False
+        return True
+
     async def run(self) -> int:
         prefetch: asyncio.Task[Items] | None = None
         committing: asyncio.Task[None] | None = None
+        sighup = self._handle_sighup()
         try:
             if not await self._take_the_file():
                 return 0
             checkpoint = await asyncio.to_thread(self.sink.open)
+            rotation = self.settings.rotation
+            if rotation.rotates:
+                self.commits.rotation = RotationPolicy(rotation, self._content_since(checkpoint.offset))
+                self.commits.on_rotated = self.keeper.wake
+            await asyncio.to_thread(self.keeper.start)
             log.info(
-                "writing %s from stream %r, group %r as %r (resuming after %s, at byte %d); %s",
+                "writing %s from stream %r, group %r as %r (resuming after %s, at byte %d); %s; %s",
                 self.settings.output,
                 self.settings.keys.records,
                 self.settings.group,
                 self.settings.consumer,
                 checkpoint.last_id,
                 checkpoint.offset,
+                rotation.describe(),
                 speedups.describe(),
             )
             await self._retrying(self.reader.ensure_group)
@@ -199,6 +236,8 @@ class FileConsumer:
                         committing = None
                     await self.commits.drained()
                     self.caught_up.set()
+                    # Idle: a rotation due by the clock, or a reopen asked for, need no batch.
+                    await self.commits.maintain()
                 await self._trim_now_and_then()
             if committing is not None:
                 await committing
@@ -211,18 +250,28 @@ class FileConsumer:
             log.warning("stopping while %s is failing; the batch in hand will be read again on restart", exc)
             return 0
         finally:
+            if sighup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             for task in (prefetch, committing, self._trimming):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, _GivingUp, RedisError, OSError):
                         await task
             await self.commits.close()
+            await asyncio.to_thread(self.keeper.stop)
             if self._cleanup is not None:
                 self._cleanup.cancel()
             self.sink.close()
             if self._owns_redis:
                 await self._redis.aclose()
             log.info("stopped: %s", self.stats.summary())
+
+    def _content_since(self, size: int) -> float:
+        """When the file's current content began, as far as rotation by the clock is concerned: its mtime."""
+        if size:
+            with contextlib.suppress(OSError):
+                return os.stat(self.settings.output).st_mtime
+        return time.time()
 
     async def _take_the_file(self) -> bool:
         """Wait for the writer lock (standby); False if told to stop first."""
@@ -414,8 +463,10 @@ class FileConsumer:
     async def _pause_or_give_up(self, delay: float, what: str) -> None:
         """Wait ``delay`` before a retry; raise _GivingUp at once if a stop was requested."""
         if not self._stop.is_set():
+            # asyncio.timeout: wait_for (3.11) can swallow a cancellation arriving with the stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._stop.wait()
         if self._stop.is_set():
             raise _GivingUp(what)
 

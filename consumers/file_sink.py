@@ -3,10 +3,9 @@
 Exactly-once across crashes rests on three files next to each other:
 
 * ``PATH``: the log lines;
-* ``PATH.checkpoint``: ``{"seq": S, "offset": N, "last_id": "<stream id>",
-  "crc": C}``, meaning "the first N bytes of PATH hold exactly the entries up
-  to last_id", in two slots written in turn, in place (see
-  :func:`read_checkpoint`);
+* ``PATH.checkpoint``: "the first N bytes of the file with device D and
+  inode I (PATH, unless it was renamed) hold exactly the entries up to
+  last_id" (:mod:`consumers.checkpoint`);
 * ``PATH.lock``: held with ``flock`` by the one process writing PATH (a
   second consumer waits on it: a hot standby).  The kernel releases it when
   the holder dies, even by ``kill -9``.
@@ -18,17 +17,21 @@ was written before it started, then writes the checkpoint for exactly that
 into the slot not holding the current one (and fdatasyncs it, per policy).
 Only then does the caller acknowledge those entries in Redis.  One write and
 one sync may run at the same time, in two threads: a sync covers the batches
-whose write returned before it began (group commit).  A
-slot torn by a crash or power loss fails its CRC: the other slot, one sync
-older, is used, and what it does not cover (not acknowledged yet) is
-written again.
-Each slot sits in its own 4 KiB block, so a torn write reaches one slot.
-One fdatasync per checkpoint, where replacing a file by rename took two
-fsyncs and a directory fsync.  Recovery
+whose write returned before it began (group commit).  Recovery
 truncates PATH to the checkpoint's offset, which removes torn lines and lines
 whose checkpoint never landed; their entries are still pending in Redis and
 are written again.  Entries at or below ``last_id`` that are still pending
 were written but not acknowledged: they are acknowledged, not written.
+
+Rotation (:meth:`FileSink.rotate`) is a step of the group commit: sync and
+checkpoint what was written, rename PATH to its segment's name, create a new
+PATH, checkpoint it (offset 0, same last_id).  A reopen after an outside
+rename (:meth:`FileSink.reopen`, SIGHUP after logrotate) is the same without
+our rename.  The checkpoint names its file by device and inode, so a crash
+between any two steps is recovered on start: if PATH is not the
+checkpoint's file, the file that is (found in the same directory, whatever
+its name) is cut back to the checkpoint's offset, which completes it, and
+writing continues in PATH.  Each record is then in exactly one of the files.
 """
 
 from __future__ import annotations
@@ -36,15 +39,17 @@ from __future__ import annotations
 import contextlib
 import enum
 import fcntl
-import json
 import logging
 import os
-import zlib
-from dataclasses import dataclass, field
+import stat
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-__all__ = ["Checkpoint", "FileSink", "FsyncPolicy", "read_checkpoint", "stream_id_key"]
+from consumers.checkpoint import SLOT_BLOCK, Checkpoint, encode_slot, read_checkpoint, stream_id_key
+
+__all__ = ["COPYTRUNCATE_ERROR", "FileSink", "FsyncPolicy"]
 
 log = logging.getLogger("logrelay.filesink")
 
@@ -60,96 +65,43 @@ class FsyncPolicy(enum.Enum):
     NEVER = "never"
 
 
-def stream_id_key(entry_id: bytes | str) -> tuple[int, int]:
-    """Order stream ids numerically: ``b"1700000000000-12"`` → ``(1700000000000, 12)``."""
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
+#: What the log says when the file turns out shorter than what was written to it.
+COPYTRUNCATE_ERROR: Final = (
+    "%s was truncated under the consumer (%d bytes where %d were written): logrotate's copytruncate "
+    "loses the lines written between its copy and its truncate; rotate by rename instead "
+    "(logrotate: create, then postrotate kill -HUP the consumer), or use --rotate-size/--rotate-interval"
+)
 
 
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    offset: int = 0
-    last_id: str = "0-0"
-    # last_id as stream_id_key orders it, parsed once: covers() runs per entry.
-    _last_key: tuple[int, int] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_last_key", stream_id_key(self.last_id))
-
-    def covers(self, entry_id: bytes) -> bool:
-        """True if the entry is already in the file."""
-        return stream_id_key(entry_id) <= self._last_key
-
-
-# The checkpoint file: slot k (k = seq % 2) is a line of JSON at offset
-# k * SLOT_BLOCK, padded with spaces to SLOT_TEXT bytes.
-SLOT_BLOCK: Final = 4096
-SLOT_TEXT: Final = 256
-
-
-def _slot_body(seq: int, checkpoint: Checkpoint) -> str:
-    return json.dumps({"seq": seq, "offset": checkpoint.offset, "last_id": checkpoint.last_id}, separators=(",", ":"))
-
-
-def _encode_slot(seq: int, checkpoint: Checkpoint) -> bytes:
-    body = _slot_body(seq, checkpoint)
-    line = f'{body[:-1]},"crc":{zlib.crc32(body.encode())}}}\n'.encode()
-    if len(line) > SLOT_TEXT:
-        raise ValueError(f"checkpoint too long for its slot: {line!r}")
-    return line.ljust(SLOT_TEXT, b" ")
-
-
-def _decode_slot(raw: bytes) -> tuple[int, Checkpoint] | None:
-    """(seq, checkpoint) of one slot, or None if it is empty, torn or not a slot."""
-    try:
-        data = json.loads(raw.strip(b" \n\0") or b"null")
-        if not isinstance(data, dict) or set(data) != {"seq", "offset", "last_id", "crc"}:
-            return None
-        seq, offset, last_id, crc = data["seq"], data["offset"], data["last_id"], data["crc"]
-        if type(seq) is not int or type(offset) is not int or type(last_id) is not str or offset < 0:
-            return None
-        checkpoint = Checkpoint(offset, last_id)
-    except ValueError:
-        return None
-    return (seq, checkpoint) if zlib.crc32(_slot_body(seq, checkpoint).encode()) == crc else None
-
-
-def read_checkpoint(path: Path) -> tuple[int, Checkpoint] | None:
-    """The newest valid checkpoint in ``path`` and its sequence number; None if there is no such file.
-
-    Also reads the format of earlier versions (one JSON object, replaced by
-    rename), as sequence -1.  Raises ``RuntimeError`` if the file holds no
-    valid checkpoint: a guess could double or lose records.
-    """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    slots = [_decode_slot(data[k * SLOT_BLOCK : k * SLOT_BLOCK + SLOT_TEXT]) for k in (0, 1)]
-    valid = [slot for slot in slots if slot is not None]
-    if valid:
-        return max(valid, key=lambda slot: slot[0])
-    try:
-        old = json.loads(data)
-        checkpoint = Checkpoint(int(old["offset"]), str(old["last_id"]))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RuntimeError(f"unreadable checkpoint {path}: no valid slot ({exc})") from exc
-    return -1, checkpoint
+def _no_step(step: str) -> None:
+    """Production: no pause between the steps of a rotation or a recovery."""
 
 
 class FileSink:
-    """Appends batches of lines to one file, exactly once across crashes."""
+    """Appends batches of lines to one file, exactly once across crashes, rotations and reopens.
 
-    def __init__(self, path: Path, fsync: FsyncPolicy = FsyncPolicy.BATCH) -> None:
+    ``step``: a seam for fault injection, called with the name of each step
+    of a rotation, a reopen and a recovery just before it runs (``"rename"``,
+    ``"create"``, ``"checkpoint"``, ...); a test raises there to stop the
+    sink as a ``kill -9`` would.
+    """
+
+    def __init__(
+        self, path: Path, fsync: FsyncPolicy = FsyncPolicy.BATCH, *, step: Callable[[str], None] = _no_step
+    ) -> None:
         self.path = path
         self.fsync = fsync
+        self.step = step
         self.checkpoint_path = path.with_name(path.name + ".checkpoint")
         self.lock_path = path.with_name(path.name + ".lock")
         self._lock_fd: int | None = None
         self._fd: int | None = None
         self._checkpoint_fd: int | None = None
         self._seq = 0
+        #: The file written: device and inode.
+        self._identity = (0, 0)
+        # A sync (in the syncer's thread) and a rotation or reopen never overlap.
+        self._sync_lock = threading.Lock()
         #: Durable: what the checkpoint file says.
         self.checkpoint = Checkpoint()
         #: Written: the end of the last whole batch in the file (at or past the checkpoint).
@@ -169,40 +121,98 @@ class FileSink:
         return True
 
     def open(self) -> Checkpoint:
-        """Recover the file to its checkpoint and open it for appending (lock held)."""
+        """Recover the file to its checkpoint and open it for appending (lock held).
+
+        If PATH is not the file the checkpoint covers (a crash in the middle
+        of a rotation, or after logrotate renamed it and before the reopen),
+        that file is found in the directory by its device and inode and cut
+        back to the checkpoint's offset, and writing continues in PATH.
+        """
         assert self._lock_fd is not None, "take the lock first"
         found = read_checkpoint(self.checkpoint_path)
         if found is None:
             # A file we never wrote: keep what it holds, append after it.
             size = self.path.stat().st_size if self.path.exists() else 0
             found = (-1, Checkpoint(size, "0-0"))
-        self._seq, self.checkpoint = found
+        self._seq, checkpoint = found
+        self.checkpoint = checkpoint
+        mode = 0o644
+        moved = checkpoint.inode != 0 and not _is_file(self.path, checkpoint.device, checkpoint.inode)
+        if moved:
+            mode = self._complete_moved_file(checkpoint)
+            checkpoint = Checkpoint(0, checkpoint.last_id)
+        existed = self.path.exists()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, mode)
+        if moved and not existed:
+            os.fchmod(self._fd, mode)  # the renamed file's mode, whatever the umask
+        status = os.fstat(self._fd)
+        self._identity = (status.st_dev, status.st_ino)
+        size = status.st_size
+        if size > checkpoint.offset:
+            if moved:
+                # Not the file the checkpoint covers (a new PATH after a
+                # rename): nothing in it is ours; keep it, append after it.
+                checkpoint = Checkpoint(size, checkpoint.last_id)
+            else:
+                log.warning(
+                    "%s: dropping %d bytes written after the last checkpoint (their entries are re-read)",
+                    self.path,
+                    size - checkpoint.offset,
+                )
+        elif size < checkpoint.offset:
+            log.error(COPYTRUNCATE_ERROR + "; appending at its end", self.path, size, checkpoint.offset)
+            checkpoint = Checkpoint(size, checkpoint.last_id)
+        checkpoint = Checkpoint(checkpoint.offset, checkpoint.last_id, *self._identity)
         if self._seq < 0:
             # No slot file yet (a new file, or one from an earlier version):
             # make one the old, atomic way, once; slots are written in place after.
             self._seq = 0
-            self._replace_checkpoint_file(_encode_slot(0, self.checkpoint))
-        self._checkpoint_fd = os.open(self.checkpoint_path, os.O_WRONLY)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
-        size = os.fstat(self._fd).st_size
-        if size > self.checkpoint.offset:
-            log.warning(
-                "%s: dropping %d bytes written after the last checkpoint (their entries are re-read)",
-                self.path,
-                size - self.checkpoint.offset,
-            )
-        elif size < self.checkpoint.offset:
-            # Someone truncated or replaced the file; start at its end.
-            log.warning(
-                "%s is shorter (%d bytes) than its checkpoint (%d); appending at its end",
-                self.path,
-                size,
-                self.checkpoint.offset,
-            )
-            self.checkpoint = Checkpoint(size, self.checkpoint.last_id)
+            self._replace_checkpoint_file(encode_slot(0, checkpoint))
+            self._checkpoint_fd = os.open(self.checkpoint_path, os.O_WRONLY)
+        else:
+            self._checkpoint_fd = os.open(self.checkpoint_path, os.O_WRONLY)
+            named = (self.checkpoint.device, self.checkpoint.inode, self.checkpoint.offset)
+            if named != (*self._identity, checkpoint.offset):
+                self.step("checkpoint")
+                self._write_checkpoint(checkpoint)
+        self.checkpoint = checkpoint
         self._truncate_to_checkpoint()
         self.written = self.checkpoint
         return self.checkpoint
+
+    def _complete_moved_file(self, checkpoint: Checkpoint) -> int:
+        """Cut the file the checkpoint covers, renamed away from PATH, back to the checkpoint; return its mode."""
+        moved = _find_by_identity(self.path.parent, checkpoint.device, checkpoint.inode)
+        if moved is None:
+            log.warning(
+                "%s: the file its checkpoint covers (device %d, inode %d) is no longer in %s "
+                "(compressed or removed before the consumer reopened it?); continuing in %s",
+                self.path,
+                checkpoint.device,
+                checkpoint.inode,
+                self.path.parent,
+                self.path,
+            )
+            return 0o644
+        self.step("complete")
+        fd = os.open(moved, os.O_WRONLY)
+        try:
+            status = os.fstat(fd)
+            if status.st_size > checkpoint.offset:
+                os.ftruncate(fd, checkpoint.offset)
+                if self.fsync is FsyncPolicy.BATCH:
+                    os.fsync(fd)
+        finally:
+            os.close(fd)
+        log.info(
+            "%s was renamed to %s before the consumer reopened it: completed it at its checkpoint (%d bytes), "
+            "continuing in %s",
+            self.path,
+            moved.name,
+            min(status.st_size, checkpoint.offset),
+            self.path,
+        )
+        return stat.S_IMODE(status.st_mode)
 
     def close(self) -> None:
         for fd in (self._fd, self._checkpoint_fd):
@@ -224,19 +234,25 @@ class FileSink:
         no line: dead letters), never backwards.  On ``OSError`` (disk full)
         the file is cut back to the last whole batch, so a retry neither
         doubles nor tears a line.  One write at a time; it may overlap a sync.
+        A file found shorter than what was written (``copytruncate``) is an
+        error in the log; writing goes on at its end.
         """
         assert self._fd is not None, "open() first"
         end = self.written.offset
         if not data:
             if stream_id_key(last_id) > self.written._last_key:
-                self.written = Checkpoint(end, last_id.decode())
+                self.written = Checkpoint(end, last_id.decode(), *self._identity)
             return
         view = memoryview(data)
-        position = end
         try:
-            if os.fstat(self._fd).st_size != end:
+            size = os.fstat(self._fd).st_size
+            if size < end:
+                log.error(COPYTRUNCATE_ERROR, self.path, size, end)
+                end = size
+            elif size != end:
                 # What a failed write left when cutting it back failed too.
                 os.ftruncate(self._fd, end)
+            position = end
             while view:
                 # pwrite at our own offset: nothing depends on the file position
                 # (a sync, or a failed write before, never moves it).
@@ -251,7 +267,7 @@ class FileSink:
             raise
         # Published last, in one assignment: a sync in another thread reads
         # either the end before this batch or the end after it, never between.
-        self.written = Checkpoint(position, last_id.decode())
+        self.written = Checkpoint(position, last_id.decode(), *self._identity)
 
     def sync(self) -> Checkpoint:
         """Make everything written so far durable (per policy) and checkpoint it; return the new checkpoint.
@@ -262,14 +278,83 @@ class FileSink:
         can succeed without them: call :meth:`rewind` and write the batches
         past the checkpoint again.
         """
+        with self._sync_lock:
+            return self._sync_locked()
+
+    def _sync_locked(self) -> Checkpoint:
         assert self._fd is not None, "open() first"
         target = self.written  # read once: the fsync below covers every byte up to it
-        if target == self.checkpoint:
+        if target == self.checkpoint and target.inode == self.checkpoint.inode:
             return target
         if self.fsync is FsyncPolicy.BATCH and target.offset != self.checkpoint.offset:
             os.fsync(self._fd)
         self._write_checkpoint(target)
         return target
+
+    # -- rotation ----------------------------------------------------------------
+
+    def rotate(self, segment: Path) -> Checkpoint:
+        """Rename the file to ``segment`` and go on in a new, empty PATH; return the new checkpoint.
+
+        No write may run meanwhile (a sync may: it is waited for).  The steps:
+        sync and checkpoint what was written, so that the segment is
+        complete; rename; create PATH with the old file's mode; checkpoint
+        the new file.  A crash between two steps is recovered by
+        :meth:`open`.  If PATH is gone already (a rotation that failed after
+        its rename), the rename is skipped.
+        """
+        with self._sync_lock:
+            self.step("sync")
+            self._sync_locked()
+            if _is_file(self.path, *self._identity):
+                self.step("rename")
+                os.rename(self.path, segment)
+            return self._continue_in_path()
+
+    def reopen(self) -> Checkpoint | None:
+        """After an outside rename (logrotate, then SIGHUP): go on in PATH; None if PATH is still our file.
+
+        No write may run meanwhile.  What was written is synced and
+        checkpointed first (in the renamed file); PATH is created if
+        missing, with the old file's mode; a PATH someone else created keeps
+        what it holds, and writing goes on after it.
+        """
+        with self._sync_lock:
+            if _is_file(self.path, *self._identity):
+                return None
+            self.step("sync")
+            self._sync_locked()
+            return self._continue_in_path()
+
+    def _continue_in_path(self) -> Checkpoint:
+        """Open PATH (created with the current file's mode) in place of the current file; checkpoint it."""
+        assert self._fd is not None
+        old = self._fd
+        mode = stat.S_IMODE(os.fstat(old).st_mode)
+        self.step("create")
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            created = True
+        except FileExistsError:  # logrotate's create: its mode and owner stay
+            fd = os.open(self.path, os.O_WRONLY)
+            created = False
+        try:
+            status = os.fstat(fd)
+            if created:
+                os.fchmod(fd, mode)  # the old file's mode, whatever the umask
+            if self.fsync is FsyncPolicy.BATCH:
+                _fsync_directory(self.path.parent)
+            checkpoint = Checkpoint(status.st_size, self.written.last_id, status.st_dev, status.st_ino)
+            self.step("checkpoint")
+            self._write_checkpoint(checkpoint)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._identity = (status.st_dev, status.st_ino)
+        self.written = checkpoint
+        os.close(old)
+        return checkpoint
 
     def rewind(self) -> None:
         """Forget what was written past the checkpoint and cut the file back to it (no write or sync running)."""
@@ -285,7 +370,7 @@ class FileSink:
         """Write ``checkpoint`` into the slot that does not hold the current one."""
         assert self._checkpoint_fd is not None
         seq = self._seq + 1
-        os.pwrite(self._checkpoint_fd, _encode_slot(seq, checkpoint), (seq % 2) * SLOT_BLOCK)
+        os.pwrite(self._checkpoint_fd, encode_slot(seq, checkpoint), (seq % 2) * SLOT_BLOCK)
         if self.fsync is FsyncPolicy.BATCH:
             os.fdatasync(self._checkpoint_fd)
         self._seq = seq
@@ -304,6 +389,28 @@ class FileSink:
         os.replace(temporary, self.checkpoint_path)
         if self.fsync is FsyncPolicy.BATCH:
             _fsync_directory(self.checkpoint_path.parent)
+
+
+def _is_file(path: Path, device: int, inode: int) -> bool:
+    """Whether ``path`` is the file with that device and inode."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (status.st_dev, status.st_ino) == (device, inode)
+
+
+def _find_by_identity(directory: Path, device: int, inode: int) -> Path | None:
+    """The regular file in ``directory`` with that device and inode, whatever its name."""
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if (
+                entry.inode() == inode
+                and entry.is_file(follow_symlinks=False)
+                and entry.stat(follow_symlinks=False).st_dev == device
+            ):
+                return Path(entry.path)
+    return None
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -20,6 +20,12 @@ file cut back to the last whole batch when a write fails.  What is bounded:
 the entries written and not yet synced (``max_unsynced``), which a power loss
 makes the consumer read again, and which are kept in memory so that a failed
 fsync can write them again.
+
+Rotation and reopening are steps between two writes (:meth:`maintain`, also
+run before each write): with no write running, the sink syncs and checkpoints
+what was written, then moves to the new file (:meth:`FileSink.rotate`,
+:meth:`FileSink.reopen`); the batches that sync covered are acknowledged as
+after any sync.  A batch is never split between two files.
 """
 
 from __future__ import annotations
@@ -30,9 +36,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any, NamedTuple
 
-from consumers.file_sink import Checkpoint, FileSink
+from consumers.checkpoint import Checkpoint
+from consumers.file_sink import FileSink
+from consumers.rotation import RotationPolicy, segment_name
 from relay.common.counters import ConsumerStats
 
 __all__ = ["GroupCommit", "RenderedBatch"]
@@ -85,6 +94,9 @@ class GroupCommit:
         pause: Callable[[float, str], Awaitable[None]],
         stats: ConsumerStats,
         write_on_loop: bool = False,
+        rotation: RotationPolicy | None = None,
+        on_rotated: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.sink = sink
         self.write_on_loop = write_on_loop
@@ -105,6 +117,58 @@ class GroupCommit:
         self._failing_since: float | None = None
         #: Whether the syncer holds a sync back for ``sync_interval`` (for tests and metrics: no clock needed).
         self.waiting_for_interval = False
+        self.rotation = rotation
+        self.on_rotated = on_rotated or (lambda: None)
+        self.clock = clock
+        self._reopen_wanted = False
+
+    def request_reopen(self) -> None:
+        """Open PATH anew before the next write (SIGHUP: logrotate renamed the file)."""
+        self._reopen_wanted = True
+
+    async def maintain(self) -> None:
+        """Reopen or rotate the file now if asked or due (between batches; a write running is waited for)."""
+        if self._reopen_wanted or self._rotation_due():
+            async with self._file_lock:
+                await self._maintain_locked()
+
+    def _rotation_due(self) -> bool:
+        return self.rotation is not None and self.rotation.due(self.sink.written.offset, self.clock())
+
+    async def _maintain_locked(self) -> None:
+        """Reopen or rotate, the file lock held (no write running)."""
+        sink = self.sink
+        if self._reopen_wanted:
+            self._reopen_wanted = False
+            reopened = await self._retrying_io(sink.reopen)
+            if reopened is None:
+                log.info("reopen: %s is still the file being written; nothing to do", sink.path)
+                return
+            log.info("reopened %s (an outside rotation): continuing at byte %d", sink.path, reopened.offset)
+            if self.rotation is not None:
+                self.rotation.reopened(self.clock())
+            self.stats.reopens += 1
+        elif self._rotation_due():
+            assert self.rotation is not None
+            now = self.clock()
+            segment = _free_segment_path(sink.path, now)
+            try:
+                await asyncio.to_thread(sink.rotate, segment)
+            except OSError as exc:
+                # Writing goes on in the current file; the rotation is tried again before the next write.
+                log.error("cannot rotate %s to %s (%s); trying again with the next batch", sink.path, segment, exc)
+                await self._pause(1.0, str(sink.path))
+                return
+            self.rotation.rotated(now)
+            self.stats.rotations += 1
+            log.info("rotated %s to %s", sink.path.name, segment.name)
+            self.on_rotated()
+        else:
+            return
+        # The rotation's or reopen's sync covered what was written: acknowledge it.
+        self._sync_wanted.set()
+        async with self._progress:
+            self._progress.notify_all()
 
     async def write(self, batch: RenderedBatch) -> None:
         """Write the batch's lines after the previous batch's; return once readers can see them.
@@ -115,6 +179,8 @@ class GroupCommit:
         await self._until(lambda: self._unsynced_entries < self.max_unsynced)
         sink = self.sink
         async with self._file_lock:
+            if self._reopen_wanted or self._rotation_due():
+                await self._maintain_locked()
             last_new = batch.last_new
             if last_new is not None:
                 data = batch.data
@@ -179,8 +245,11 @@ class GroupCommit:
                     # Batches written meanwhile join this sync (write() makes it urgent at half the bound).
                     self.waiting_for_interval = True
                     try:
+                        # asyncio.timeout, not wait_for: in 3.11 wait_for swallows a
+                        # cancellation (close()) that arrives as the event is set.
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._sync_urgent.wait(), delay)
+                            async with asyncio.timeout(delay):
+                                await self._sync_urgent.wait()
                     finally:
                         self.waiting_for_interval = False
                 self._sync_wanted.clear()
@@ -228,7 +297,8 @@ class GroupCommit:
             def rewrite_and_sync() -> Checkpoint:
                 sink.rewind()
                 for batch in batches:
-                    if batch.last_new is not None:
+                    # A rotation's sync may have covered (and moved) some already.
+                    if batch.last_new is not None and not sink.checkpoint.covers(batch.last_new):
                         sink.write(batch.data, batch.last_new)
                 return sink.sync()
 
@@ -263,3 +333,13 @@ class GroupCommit:
                 log.warning("writing %s again after %.1fs", self.sink.path, time.monotonic() - self._failing_since)
                 self._failing_since = None
             return result
+
+
+def _free_segment_path(path: Path, now: float) -> Path:
+    """``PATH.<UTC time>``, or with ``-N`` if that name (plain or compressed) is taken."""
+    index = 0
+    while True:
+        candidate = path.with_name(segment_name(path.name, now, index))
+        if not candidate.exists() and not candidate.with_name(candidate.name + ".gz").exists():
+            return candidate
+        index += 1

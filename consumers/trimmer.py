@@ -44,7 +44,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from consumers.file_sink import stream_id_key
+from consumers.checkpoint import stream_id_key
 
 __all__ = ["NATIVE_TRIM_SCRIPT", "TRIM_STEP", "StreamTrimmer", "safe_trim_point"]
 

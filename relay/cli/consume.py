@@ -10,10 +10,12 @@ import click
 
 from consumers.file_consumer import FileConsumer, FileConsumerSettings
 from consumers.file_sink import FsyncPolicy
+from consumers.rotation import COMPRESSIONS, RotationSettings, parse_duration
 from relay.cli.options import (
     LOG_OPTIONS,
     REDIS_URL_OPTION,
     STREAM_OPTIONS,
+    ByteSize,
     configure_logging,
     default,
     redis_settings,
@@ -24,6 +26,21 @@ from relay.common.redis_client import RedisSettings
 from relay.common.signals import run_command
 
 __all__ = ["FILE_OPTIONS", "consume", "file_consumer_settings"]
+
+
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    """Seconds: ``90``, ``90s``, ``15m``, ``1h``, ``7d``, ``hourly``, ``daily``."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
 
 FILE_OPTIONS = [
     click.option(
@@ -79,6 +96,29 @@ FILE_OPTIONS = [
         help="Seconds between trims of the stream below what every consumer group acknowledged (0: never).",
     ),
     click.option(
+        "--rotate-size",
+        type=ByteSize(),
+        default=None,
+        help="Rotate the file once it holds this much (256KiB, 100MiB): it becomes PATH.<UTC time>.",
+    ),
+    click.option(
+        "--rotate-interval",
+        type=Duration(),
+        default=None,
+        help="Rotate at each boundary of this period on the UTC clock: hourly, daily, or a duration (15m).",
+    ),
+    click.option("--keep", type=click.IntRange(0), default=None, help="Keep at most this many rotated segments."),
+    click.option("--keep-age", type=Duration(), default=None, help="Remove segments rotated longer ago (7d)."),
+    click.option(
+        "--keep-bytes", type=ByteSize(), default=None, help="Remove the oldest segments beyond this total size."
+    ),
+    click.option(
+        "--compress",
+        type=click.Choice(COMPRESSIONS),
+        default=default(RotationSettings, "compress"),
+        help="Compress rotated segments (in a thread, off the write path): PATH.<UTC time>.gz.",
+    ),
+    click.option(
         "--max-deliveries",
         type=click.IntRange(1),
         default=default(FileConsumerSettings, "max_deliveries"),
@@ -103,6 +143,14 @@ def file_consumer_settings(options: dict[str, Any], redis: RedisSettings | None 
         max_deliveries=options["max_deliveries"],
         trim_interval=options["trim_interval"],
         sync_interval_ms=options["sync_interval_ms"],
+        rotation=RotationSettings(
+            size=options["rotate_size"],
+            interval=options["rotate_interval"],
+            keep=options["keep"],
+            keep_age=options["keep_age"],
+            keep_bytes=options["keep_bytes"],
+            compress=options["compress"],
+        ),
         **extra,
     )
 

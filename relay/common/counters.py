@@ -65,3 +65,9 @@ class ConsumerStats(Counters):
     batches: int = 0
     #: fsyncs (per policy) and checkpoints that covered at least one batch; several batches may share one.
     syncs: int = 0
+    #: The file rotated (--rotate-size, --rotate-interval) and reopened (SIGHUP after an outside rotation).
+    rotations: int = 0
+    reopens: int = 0
+    #: Segments compressed and removed by retention (counted from the keeper's thread).
+    segments_compressed: int = 0
+    segments_removed: int = 0

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from consumers.file_sink import SLOT_BLOCK, Checkpoint, FileSink, FsyncPolicy, read_checkpoint, stream_id_key
+from consumers.checkpoint import SLOT_BLOCK, Checkpoint, read_checkpoint, stream_id_key
+from consumers.file_sink import FileSink, FsyncPolicy
 from tests.support.file_consumers import HeldFsync
 from tests.support.polling import wait_until
 

@@ -4,15 +4,20 @@ covers it; what waits for a sync is bounded; a failed fsync writes the batches n
 from __future__ import annotations
 
 import asyncio
+import calendar
 import errno
+import json
 import logging
 import os
 import threading
 
 import pytest
 
+from consumers.checkpoint import read_checkpoint
 from consumers.file_consumer import UNSYNCED_BATCHES, FileConsumer
-from consumers.file_sink import FsyncPolicy, read_checkpoint
+from consumers.file_sink import FsyncPolicy
+from consumers.rotation import RotationPolicy, RotationSettings
+from consumers.segments import list_segments
 from tests.support.file_consumers import ConsumerFactory, HeldFsync, written
 from tests.support.polling import async_wait_until
 
@@ -197,3 +202,46 @@ async def test_a_write_on_the_loop_that_fails_is_retried_and_lands_once(
     assert await pending(consumer) == 0
     assert caplog.text.count("cannot write") == 1
     assert "again after" in caplog.text
+
+
+async def test_a_rotation_due_happens_between_two_batches_and_what_it_synced_is_acknowledged(
+    consumer: FileConsumer,
+) -> None:
+    now = [1_796_000_000.0]
+    consumer.commits.clock = lambda: now[0]
+    consumer.commits.rotation = RotationPolicy(RotationSettings(size=1), started=now[0])
+    await consumer._commit(consumer._render_items(await read_new(consumer, 0, 5)))  # type: ignore[arg-type]
+    assert list_segments(consumer.settings.output) == []  # an empty file is never rotated
+    now[0] += 1
+    await consumer._commit(consumer._render_items(await read_new(consumer, 5, 3)))  # type: ignore[arg-type]
+    await consumer._commit(consumer._render_items(await read_new(consumer, 8, 2)))  # type: ignore[arg-type]
+    await consumer.commits.drained()
+
+    (segment,) = list_segments(consumer.settings.output)  # one rotation per second: the third batch waits
+    segment_lines = (consumer.settings.output.parent / segment.name).read_bytes().splitlines()
+    in_segment = [json.loads(line)["n"] for line in segment_lines]
+    assert in_segment == [0, 1, 2, 3, 4]
+    assert written(consumer) == [5, 6, 7, 8, 9]
+    assert await pending(consumer) == 0
+    assert consumer.stats.rotations == 1
+    found = read_checkpoint(consumer.sink.checkpoint_path)
+    assert found is not None
+    assert found[1].inode == consumer.settings.output.stat().st_ino
+
+
+async def test_an_interval_boundary_rotates_an_idle_file_without_a_new_batch(consumer: FileConsumer) -> None:
+    hour = float(calendar.timegm((2026, 12, 6, 11, 0, 0, 0, 0, 0)))
+    now = [hour - 30]
+    consumer.commits.clock = lambda: now[0]
+    consumer.commits.rotation = RotationPolicy(RotationSettings(interval=3600), started=now[0])
+    await consumer._commit(consumer._render_items(await read_new(consumer, 0, 4)))  # type: ignore[arg-type]
+    await consumer.commits.drained()
+    await consumer.commits.maintain()
+    assert list_segments(consumer.settings.output) == []
+    now[0] = hour + 0.5
+    await consumer.commits.maintain()  # what the consumer's loop does after an empty read
+    (segment,) = list_segments(consumer.settings.output)
+    assert segment.name == "central.log.20261206T110000Z"
+    assert consumer.settings.output.read_bytes() == b""
+    await consumer.commits.maintain()  # an empty file is not rotated again
+    assert len(list_segments(consumer.settings.output)) == 1

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from consumers.file_sink import read_checkpoint
+from consumers.checkpoint import read_checkpoint
 from tests.support.clients import (
     REPO_ROOT,
     finish_senders,

@@ -127,3 +127,35 @@ def test_bad_options_are_one_line_errors(args: list[str], message: str) -> None:
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_rotation_options_map_onto_the_consumers_settings(tmp_path: Path) -> None:
+    args = ["--output", str(tmp_path / "central.log"), "--rotate-size", "100MiB", "--rotate-interval", "daily"]
+    args += ["--keep", "7", "--keep-age", "30d", "--keep-bytes", "10GiB", "--compress", "gzip"]
+    for command in ("up", "consume"):
+        ctx = (
+            main.commands["up"].make_context("up", list(args))
+            if command == "up"
+            else main.commands["consume"].commands["file"].make_context("file", list(args))  # type: ignore[attr-defined]
+        )
+        rotation = file_consumer_settings(ctx.params, RedisSettings()).rotation
+        assert (rotation.size, rotation.interval, rotation.compress) == (100 << 20, 86400, "gzip")
+        assert (rotation.keep, rotation.keep_age, rotation.keep_bytes) == (7, 30 * 86400, 10 << 30)
+    assert not FileConsumerSettings(tmp_path / "central.log").rotation.rotates  # off unless asked for
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rotate-size", "huge"], "not a byte size"),
+        (["--rotate-interval", "fortnightly"], "not a duration"),
+        (["--rotate-interval", "0.5s"], "--rotate-interval must be at least a second"),
+        (["--keep-age", "-3d"], "not a duration"),
+        (["--compress", "zip"], "'zip' is not one of"),
+    ],
+)
+def test_bad_rotation_options_are_one_line_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, ["consume", "file", "--output", str(tmp_path / "central.log"), *args])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
