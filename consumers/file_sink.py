@@ -182,7 +182,7 @@ class FileSink:
 
     def _complete_moved_file(self, checkpoint: Checkpoint) -> int:
         """Cut the file the checkpoint covers, renamed away from PATH, back to the checkpoint; return its mode."""
-        moved = _find_by_identity(self.path.parent, checkpoint.device, checkpoint.inode)
+        moved = _find_by_identity(self.path, checkpoint.device, checkpoint.inode, checkpoint.offset)
         if moved is None:
             log.warning(
                 "%s: the file its checkpoint covers (device %d, inode %d) is no longer in %s "
@@ -400,16 +400,29 @@ def _is_file(path: Path, device: int, inode: int) -> bool:
     return (status.st_dev, status.st_ino) == (device, inode)
 
 
-def _find_by_identity(directory: Path, device: int, inode: int) -> Path | None:
-    """The regular file in ``directory`` with that device and inode, whatever its name."""
-    with os.scandir(directory) as entries:
+#: Compressed and temporary files: never the file being written, whatever inode they got.
+_COMPRESSED: Final = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z", ".tmp")
+
+
+def _find_by_identity(path: Path, device: int, inode: int, least_size: int) -> Path | None:
+    """The file renamed from ``path``: in its directory, a name starting with its name, that device and inode.
+
+    Inode numbers are reused once a file is gone: a file that does not start
+    with PATH's name (logrotate's ``PATH.1``, ``PATH-20261206``, ours
+    ``PATH.<time>``), a compressed or temporary one, or one holding less than
+    the checkpoint covers is not the one.
+    """
+    with os.scandir(path.parent) as entries:
         for entry in entries:
             if (
                 entry.inode() == inode
+                and entry.name.startswith(path.name)
+                and not entry.name.endswith(_COMPRESSED)
                 and entry.is_file(follow_symlinks=False)
-                and entry.stat(follow_symlinks=False).st_dev == device
             ):
-                return Path(entry.path)
+                status = entry.stat(follow_symlinks=False)
+                if status.st_dev == device and status.st_size >= least_size:
+                    return Path(entry.path)
     return None
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from consumers.checkpoint import read_checkpoint
+from consumers.checkpoint import SLOT_BLOCK, Checkpoint, encode_slot, read_checkpoint
 from consumers.file_sink import FileSink, FsyncPolicy
 from consumers.segments import list_segments
 
@@ -240,3 +240,25 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@pytest.mark.parametrize("reused_by", ["notes.txt", "central.log.1.gz"])
+def test_a_file_that_reused_the_checkpoints_inode_is_left_alone(tmp_path: Path, reused_by: str) -> None:
+    path = tmp_path / "central.log"
+    sink = opened(path)
+    write_lines(sink, 1, 5)
+    sink.sync()
+    sink.close()
+    os.rename(path, tmp_path / "central.log.1")
+    other = tmp_path / reused_by
+    other.write_bytes(b"not ours\n" * 20)  # longer than the checkpoint's offset
+    # As if the renamed file were gone and its inode reused: the checkpoint names this one.
+    status = other.stat()
+    found = read_checkpoint(sink.checkpoint_path)
+    assert found is not None
+    forged = Checkpoint(found[1].offset, found[1].last_id, status.st_dev, status.st_ino)
+    sink.checkpoint_path.write_bytes(encode_slot(found[0] + 2, forged).ljust(2 * SLOT_BLOCK, b"\0"))
+    (tmp_path / "central.log.1").unlink()
+    recovered = opened(path)
+    assert other.read_bytes() == b"not ours\n" * 20  # not cut back: not the checkpoint's file
+    recovered.close()
