@@ -110,6 +110,9 @@ class FileConsumer:
             client_name=f"logrelay-consume:{settings.consumer}",
         )
         self._owns_redis = redis is None
+        if settings.rotation.rotates and settings.output.is_symlink():
+            # A rotation renames PATH: the link would move, the file it points to stay.
+            raise ValueError(f"--output {settings.output} is a symbolic link: with rotation, give the file itself")
         self.sink = FileSink(settings.output, settings.fsync)
         self.formatter = build_formatter(settings.format, settings.placeholder)
         self.reader = GroupReader(

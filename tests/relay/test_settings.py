@@ -159,3 +159,14 @@ def test_bad_rotation_options_are_one_line_errors(tmp_path: Path, args: list[str
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_rotating_a_symlinked_output_is_a_usage_error(tmp_path: Path) -> None:
+    target = tmp_path / "real.log"
+    target.touch()
+    link = tmp_path / "central.log"
+    link.symlink_to(target)
+    result = CliRunner().invoke(main, ["consume", "file", "--output", str(link), "--rotate-size", "1MiB"])
+    assert result.exit_code == 2
+    assert "is a symbolic link: with rotation, give the file itself" in result.output
+    assert "Traceback" not in result.output
