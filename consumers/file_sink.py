@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import fcntl
 import logging
 import os
@@ -106,6 +107,9 @@ class FileSink:
         self.checkpoint = Checkpoint()
         #: Written: the end of the last whole batch in the file (at or past the checkpoint).
         self.written = Checkpoint()
+        # An fsync failed: the kernel may have dropped pages it reported once, and a
+        # second fsync would not say so; no checkpoint until rewind() and a rewrite.
+        self._sync_failed = False
 
     # -- ownership -------------------------------------------------------------
 
@@ -139,8 +143,22 @@ class FileSink:
         mode = 0o644
         moved = checkpoint.inode != 0 and not _is_file(self.path, checkpoint.device, checkpoint.inode)
         if moved:
-            mode = self._complete_moved_file(checkpoint)
-            checkpoint = Checkpoint(0, checkpoint.last_id)
+            completed = self._complete_moved_file(checkpoint)
+            if completed is not None:
+                mode = completed
+                checkpoint = Checkpoint(0, checkpoint.last_id)
+            elif _size(self.path) >= checkpoint.offset:
+                # Nothing renamed from PATH is here, and PATH holds at least what the
+                # checkpoint covers: the same file under another device or inode
+                # number (a remount, a restored copy). Cut it back as ever.
+                log.warning(
+                    "%s has another device or inode than its checkpoint says (a remount or a copy?): "
+                    "taking it for the checkpoint's file",
+                    self.path,
+                )
+                moved = False
+            else:
+                checkpoint = Checkpoint(0, checkpoint.last_id)
         existed = self.path.exists()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, mode)
         if moved and not existed:
@@ -180,20 +198,22 @@ class FileSink:
         self.written = self.checkpoint
         return self.checkpoint
 
-    def _complete_moved_file(self, checkpoint: Checkpoint) -> int:
-        """Cut the file the checkpoint covers, renamed away from PATH, back to the checkpoint; return its mode."""
+    def _complete_moved_file(self, checkpoint: Checkpoint) -> int | None:
+        """Cut the file the checkpoint covers, renamed away from PATH, back to the checkpoint; return its mode.
+
+        None if no such file is in the directory.
+        """
         moved = _find_by_identity(self.path, checkpoint.device, checkpoint.inode, checkpoint.offset)
         if moved is None:
             log.warning(
                 "%s: the file its checkpoint covers (device %d, inode %d) is no longer in %s "
-                "(compressed or removed before the consumer reopened it?); continuing in %s",
+                "(compressed or removed before the consumer reopened it?)",
                 self.path,
                 checkpoint.device,
                 checkpoint.inode,
                 self.path.parent,
-                self.path,
             )
-            return 0o644
+            return None
         self.step("complete")
         fd = os.open(moved, os.O_WRONLY)
         try:
@@ -283,13 +303,23 @@ class FileSink:
 
     def _sync_locked(self) -> Checkpoint:
         assert self._fd is not None, "open() first"
+        if self._sync_failed:
+            raise OSError(errno.EIO, "an earlier fsync failed: rewind and write again before syncing")
         target = self.written  # read once: the fsync below covers every byte up to it
         if target == self.checkpoint and target.inode == self.checkpoint.inode:
             return target
         if self.fsync is FsyncPolicy.BATCH and target.offset != self.checkpoint.offset:
-            os.fsync(self._fd)
+            try:
+                os.fsync(self._fd)
+            except OSError:
+                self._sync_failed = True
+                raise
         self._write_checkpoint(target)
         return target
+
+    def is_current(self) -> bool:
+        """Whether PATH is still the file being written (not renamed away by someone else)."""
+        return _is_file(self.path, *self._identity)
 
     # -- rotation ----------------------------------------------------------------
 
@@ -360,6 +390,7 @@ class FileSink:
         """Forget what was written past the checkpoint and cut the file back to it (no write or sync running)."""
         self.written = self.checkpoint
         self._truncate_to_checkpoint()
+        self._sync_failed = False
 
     def _truncate_to_checkpoint(self) -> None:
         assert self._fd is not None
@@ -424,6 +455,13 @@ def _find_by_identity(path: Path, device: int, inode: int, least_size: int) -> P
                 if status.st_dev == device and status.st_size >= least_size:
                     return Path(entry.path)
     return None
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return -1
 
 
 def _fsync_directory(directory: Path) -> None:

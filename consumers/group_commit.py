@@ -46,6 +46,9 @@ from relay.common.counters import ConsumerStats
 
 __all__ = ["GroupCommit", "RenderedBatch"]
 
+#: Seconds between two checks that PATH is still the file being written.
+IDENTITY_CHECK_SECONDS = 1.0
+
 log = logging.getLogger("logrelay.consumer")
 
 
@@ -121,6 +124,7 @@ class GroupCommit:
         self.on_rotated = on_rotated or (lambda: None)
         self.clock = clock
         self._reopen_wanted = False
+        self._identity_checked = time.monotonic()
 
     def request_reopen(self) -> None:
         """Open PATH anew before the next write (SIGHUP: logrotate renamed the file)."""
@@ -128,9 +132,25 @@ class GroupCommit:
 
     async def maintain(self) -> None:
         """Reopen or rotate the file now if asked or due (between batches; a write running is waited for)."""
-        if self._reopen_wanted or self._rotation_due():
+        if self._reopen_wanted or self._rotation_due() or self._renamed_away():
             async with self._file_lock:
                 await self._maintain_locked()
+
+    def _renamed_away(self) -> bool:
+        """PATH renamed or removed without a SIGHUP (checked once a second): then reopen, as a SIGHUP would.
+
+        Otherwise the consumer would go on writing into the renamed file, which
+        logrotate's next run compresses and removes.
+        """
+        now = time.monotonic()
+        if now - self._identity_checked < IDENTITY_CHECK_SECONDS:
+            return False
+        self._identity_checked = now
+        if self.sink.is_current():
+            return False
+        log.warning("%s was renamed or removed without a SIGHUP: opening it anew", self.sink.path)
+        self._reopen_wanted = True
+        return True
 
     def _rotation_due(self) -> bool:
         return self.rotation is not None and self.rotation.due(self.sink.written.offset, self.clock())
@@ -138,9 +158,18 @@ class GroupCommit:
     async def _maintain_locked(self) -> None:
         """Reopen or rotate, the file lock held (no write running)."""
         sink = self.sink
+        if self._reopen_wanted or self._rotation_due():
+            # What was written is made durable first, through the path that writes
+            # it again if an fsync fails (the rotation's own sync then has nothing to do).
+            await self._sync_locked()
         if self._reopen_wanted:
+            try:
+                reopened = await asyncio.to_thread(sink.reopen)
+            except OSError as exc:
+                log.error("cannot reopen %s (%s); trying again with the next batch", sink.path, exc)
+                await self._pause(1.0, str(sink.path))
+                return
             self._reopen_wanted = False
-            reopened = await self._retrying_io(sink.reopen)
             if reopened is None:
                 log.info("reopen: %s is still the file being written; nothing to do", sink.path)
                 return
@@ -179,7 +208,7 @@ class GroupCommit:
         await self._until(lambda: self._unsynced_entries < self.max_unsynced)
         sink = self.sink
         async with self._file_lock:
-            if self._reopen_wanted or self._rotation_due():
+            if self._reopen_wanted or self._rotation_due() or self._renamed_away():
                 await self._maintain_locked()
             last_new = batch.last_new
             if last_new is not None:
@@ -287,23 +316,35 @@ class GroupCommit:
             return await asyncio.to_thread(self.sink.sync)
         except OSError as exc:
             failure = exc
-        # The kernel may have dropped the pages whose write-back failed, and a
-        # second fsync would not say so: write every batch not yet covered
-        # again, from memory, then sync.
         async with self._file_lock:
-            batches = list(self._unsynced)
-            sink = self.sink
+            return await self._rewrite_and_sync(failure)
 
-            def rewrite_and_sync() -> Checkpoint:
-                sink.rewind()
-                for batch in batches:
-                    # A rotation's sync may have covered (and moved) some already.
-                    if batch.last_new is not None and not sink.checkpoint.covers(batch.last_new):
-                        sink.write(batch.data, batch.last_new)
-                return sink.sync()
+    async def _sync_locked(self) -> Checkpoint:
+        """Sync everything written, the file lock held (no write running)."""
+        try:
+            return await asyncio.to_thread(self.sink.sync)
+        except OSError as exc:
+            return await self._rewrite_and_sync(exc)
 
-            checkpoint: Checkpoint = await self._retrying_io(rewrite_and_sync, failure)
-            return checkpoint
+    async def _rewrite_and_sync(self, failure: OSError) -> Checkpoint:
+        """After a failed sync, the file lock held: write every batch not covered again, then sync.
+
+        The kernel may have dropped the pages whose write-back failed, and a
+        second fsync would not say so: the batches come again from memory.
+        """
+        batches = list(self._unsynced)
+        sink = self.sink
+
+        def rewrite_and_sync() -> Checkpoint:
+            sink.rewind()
+            for batch in batches:
+                # A rotation's sync may have covered (and moved) some already.
+                if batch.last_new is not None and not sink.checkpoint.covers(batch.last_new):
+                    sink.write(batch.data, batch.last_new)
+            return sink.sync()
+
+        checkpoint: Checkpoint = await self._retrying_io(rewrite_and_sync, failure)
+        return checkpoint
 
     async def _acknowledged(self) -> None:
         """Wait for the acknowledgement in flight, if any (raising what it raised)."""

@@ -147,7 +147,8 @@ class RotationPolicy:
             return False  # an empty file is never a segment
         if self.settings.interval and self._period_of(now) > self._period:
             return True
-        return self.settings.size is not None and size >= self.settings.size and math.floor(now) > self._last_second
+        # One rotation per second of the clock; a clock stepped back does not hold rotation up.
+        return self.settings.size is not None and size >= self.settings.size and math.floor(now) != self._last_second
 
     def rotated(self, now: float) -> None:
         """The file was rotated at ``now``: a new period and a new second begin."""

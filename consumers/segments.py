@@ -1,11 +1,13 @@
 """The rotated segments of the central file: compressed and pruned off the write path.
 
-:class:`SegmentKeeper` runs in a thread of its own that gets only CPU time nothing else
-wants (SCHED_IDLE), woken after each rotation (and once a minute, for
-``--keep-age``).  For each plain segment, oldest first, it writes
-``SEGMENT.gz.tmp``, syncs it, renames it to ``SEGMENT.gz`` and only then
-removes the plain segment; then it applies retention
-(:func:`consumers.rotation.expired`).  A crash leaves at most a temporary
+:class:`SegmentKeeper` applies retention (:func:`consumers.rotation.expired`)
+in a thread at normal priority, woken after each rotation and once a minute
+(for ``--keep-age``), so that a busy CPU never holds it up; it hands
+compression to a second thread that gets only CPU time nothing else wants
+(SCHED_IDLE).  For each plain segment, oldest first, that one writes
+``SEGMENT.gz.tmp`` (with the segment's mode), syncs it, renames it to
+``SEGMENT.gz`` and only then removes the plain segment; a segment that
+fails (no space) is logged and skipped.  A crash leaves at most a temporary
 file (removed on start, the segment compressed again) or a plain segment
 beside its finished ``.gz`` (the plain one removed on start: the ``.gz`` is
 complete, since it got its name last), so no record stays in two files.
@@ -22,6 +24,7 @@ import contextlib
 import gzip
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -84,11 +87,14 @@ class SegmentKeeper:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._compressor: threading.Thread | None = None
+        # Retention removing a segment, and a compression replacing one, never interleave.
+        self._lock = threading.Lock()
 
     # -- lifecycle --------------------------------------------------------------
 
     def start(self) -> None:
-        """Resolve what a crash left (synchronously), then keep the segments in a thread."""
+        """Resolve what a crash left (synchronously), then keep the segments in threads."""
         self.resolve_leftovers()
         if self.settings.compress == "none" and not self.settings.retains:
             return
@@ -96,28 +102,37 @@ class SegmentKeeper:
         self._thread.start()
 
     def wake(self) -> None:
-        """A rotation happened: compress and prune now."""
+        """A rotation happened: prune and compress now."""
         self._wake.set()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop, abandoning a compression in progress (its temporary file is removed)."""
         self._stopping.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        for thread in (self._thread, self._compressor):
+            if thread is not None:
+                thread.join(timeout)
+        self._thread = self._compressor = None
 
     def _run(self) -> None:
-        _lower_priority()
+        """Retention at normal priority, so that a busy CPU never holds it up; compression handed to an idle one."""
         while not self._stopping.is_set():
             try:
-                self.pass_once()
+                self._prune()
             except OSError as exc:
-                log.error("keeping the segments of %s failed (%s); trying again later", self.path, exc)
-            except Exception:
-                log.exception("keeping the segments of %s failed; trying again later", self.path)
+                log.error("retention of the segments of %s failed (%s); trying again later", self.path, exc)
+            if self.settings.compress == "gzip" and (self._compressor is None or not self._compressor.is_alive()):
+                self._compressor = threading.Thread(
+                    target=self._compress_in_idle_time, name="logrelay-compress", daemon=True
+                )
+                self._compressor.start()
             self._wake.wait(IDLE_PASS)
             self._wake.clear()
+
+    def _compress_in_idle_time(self) -> None:
+        _lower_priority()
+        if self._compress_all():
+            self._wake.set()  # sizes changed: retention by bytes again
 
     # -- the work ----------------------------------------------------------------
 
@@ -137,15 +152,28 @@ class SegmentKeeper:
                 _remove(self.path.parent / name)
 
     def pass_once(self) -> None:
-        """Compress every finished plain segment (oldest first), then apply retention."""
-        if self.settings.compress == "gzip":
-            for segment in list_segments(self.path):
-                if self._stopping.is_set():
-                    return
-                if not segment.compressed and not self._is_protected(segment):
-                    self._compress(self.path.parent / segment.name)
-        if self.settings.retains:
+        """Apply retention, compress every finished plain segment (oldest first), apply retention again."""
+        self._prune()
+        if self.settings.compress == "gzip" and self._compress_all():
             self._prune()
+
+    def _compress_all(self) -> bool:
+        """Compress the finished plain segments, oldest first; whether any was.
+
+        A segment that fails (no space, unreadable) is logged and skipped:
+        the others, and retention, go on.
+        """
+        done = False
+        for segment in list_segments(self.path):
+            if self._stopping.is_set():
+                break
+            if segment.compressed or self._is_protected(segment):
+                continue
+            try:
+                done = self._compress(self.path.parent / segment.name) or done
+            except OSError as exc:
+                log.error("cannot compress %s (%s); trying again later", segment.name, exc)
+        return done
 
     def _is_protected(self, segment: Segment) -> bool:
         try:
@@ -154,13 +182,16 @@ class SegmentKeeper:
             return True  # gone meanwhile: nothing to do with it
         return (status.st_dev, status.st_ino) == self._protected()
 
-    def _compress(self, plain: Path) -> None:
+    def _compress(self, plain: Path) -> bool:
+        """``plain`` to ``plain.gz`` through a temporary file, the plain one removed last; whether it was."""
         target = plain.with_name(plain.name + ".gz")
         temporary = target.with_name(target.name + _TEMPORARY)
         self._step("compress")
         started = time.monotonic()
         try:
             with open(plain, "rb") as source, open(temporary, "wb") as raw:
+                # The segment's mode (a log may not be for everyone's eyes), whatever the umask.
+                os.fchmod(raw.fileno(), stat.S_IMODE(os.fstat(source.fileno()).st_mode))
                 # gzip's own default level (GzipFile's is 9: slower for little gain on log lines);
                 # mtime=0: the same segment compresses to the same bytes.
                 with gzip.GzipFile(plain.name, "wb", COMPRESS_LEVEL, raw, mtime=0) as compressed:
@@ -171,27 +202,35 @@ class SegmentKeeper:
                 raw.flush()
                 os.fsync(raw.fileno())
             self._step("rename")
-            os.rename(temporary, target)
+            with self._lock:
+                if not plain.exists():  # removed by retention meanwhile
+                    raise _Abandoned
+                os.rename(temporary, target)
         except _Abandoned:
             _remove(temporary)
-            return
+            return False
         except BaseException:
             _remove(temporary)
             raise
         _fsync_directory(plain.parent)
         self._step("remove")
         size = _size(plain)
-        _remove(plain)
+        with self._lock:
+            _remove(plain)
         self.stats.segments_compressed += 1
         log.info("compressed %s: %d -> %d bytes in %.1fs", plain.name, size, _size(target), time.monotonic() - started)
+        return True
 
     def _prune(self) -> None:
+        if not self.settings.retains:
+            return
         segments = [segment for segment in list_segments(self.path) if not self._is_protected(segment)]
         sized = [(segment, _size(self.path.parent / segment.name)) for segment in segments]
         doomed = expired(sized, self.settings, time.time())
         for segment in doomed:
             log.info("removing segment %s (retention)", segment.name)
-            _remove(self.path.parent / segment.name)
+            with self._lock:
+                _remove(self.path.parent / segment.name)
         self.stats.segments_removed += len(doomed)
 
 

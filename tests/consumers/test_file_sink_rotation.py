@@ -262,3 +262,21 @@ def test_a_file_that_reused_the_checkpoints_inode_is_left_alone(tmp_path: Path, 
     recovered = opened(path)
     assert other.read_bytes() == b"not ours\n" * 20  # not cut back: not the checkpoint's file
     recovered.close()
+
+
+def test_the_same_file_under_another_device_number_is_cut_back_to_its_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "central.log"
+    sink = opened(path)
+    write_lines(sink, 1, 3)
+    sink.sync()
+    sink.write(b"line 4\nline 5 to", b"5-0")  # a torn tail past the checkpoint, then kill -9
+    sink.close()
+    found = read_checkpoint(sink.checkpoint_path)
+    assert found is not None
+    # A remount gave the file system another device number: the checkpoint's identity no longer matches.
+    renumbered = Checkpoint(found[1].offset, found[1].last_id, found[1].device + 1, found[1].inode)
+    sink.checkpoint_path.write_bytes(encode_slot(found[0] + 2, renumbered).ljust(2 * SLOT_BLOCK, b"\0"))
+    recovered = opened(path)
+    redeliver(recovered, 5)
+    recovered.close()
+    assert path.read_bytes() == b"".join(b"line %d\n" % n for n in range(1, 6))  # no torn line, none twice

@@ -13,6 +13,7 @@ import threading
 
 import pytest
 
+from consumers import group_commit
 from consumers.checkpoint import read_checkpoint
 from consumers.file_consumer import UNSYNCED_BATCHES, FileConsumer
 from consumers.file_sink import FsyncPolicy
@@ -245,3 +246,54 @@ async def test_an_interval_boundary_rotates_an_idle_file_without_a_new_batch(con
     assert consumer.settings.output.read_bytes() == b""
     await consumer.commits.maintain()  # an empty file is not rotated again
     assert len(list_segments(consumer.settings.output)) == 1
+
+
+async def test_an_fsync_failing_in_a_rotation_writes_the_lost_lines_again_before_the_rename(
+    consumer: FileConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1_796_000_000.0]
+    consumer.commits.clock = lambda: now[0]
+    consumer.commits.rotation = RotationPolicy(RotationSettings(size=1), started=now[0])
+    consumer.commits.rotation.rotated(now[0])  # none before the clock's next second
+    await consumer._commit(consumer._render_items(await read_new(consumer, 0, 3)))  # type: ignore[arg-type]
+    await consumer.commits.drained()
+    consumer.commits.sync_interval = 30.0  # the next batch waits for the rotation's sync
+    await consumer._commit(consumer._render_items(await read_new(consumer, 3, 2)))  # type: ignore[arg-type]
+    sink = consumer.sink
+    real_fsync, failed = os.fsync, []
+
+    def failing_once(fd: int) -> None:
+        if fd == sink._fd and not failed:
+            failed.append(fd)
+            # The write-back failed: the kernel says so once and drops the pages (zeros on disk here).
+            os.pwrite(fd, b"\0" * (sink.written.offset - sink.checkpoint.offset), sink.checkpoint.offset)
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_once)
+    now[0] += 1
+    await consumer._commit(consumer._render_items(await read_new(consumer, 5, 2)))  # type: ignore[arg-type]
+    await consumer.commits.drained()
+
+    assert failed
+    (segment,) = list_segments(consumer.settings.output)
+    in_segment = (consumer.settings.output.parent / segment.name).read_bytes().splitlines()
+    assert [json.loads(line)["n"] for line in in_segment] == [0, 1, 2, 3, 4]  # written again, not zeros
+    assert written(consumer) == [5, 6]
+    assert await pending(consumer) == 0
+
+
+async def test_a_file_renamed_without_a_sighup_is_reopened_at_the_next_check(
+    consumer: FileConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_commit, "IDENTITY_CHECK_SECONDS", 0.0)
+    await consumer._commit(consumer._render_items(await read_new(consumer, 0, 2)))  # type: ignore[arg-type]
+    output = consumer.settings.output
+    output.rename(output.with_name("central.log.1"))  # logrotate, whose postrotate never reached us
+    await consumer.commits.maintain()
+    await consumer._commit(consumer._render_items(await read_new(consumer, 2, 2)))  # type: ignore[arg-type]
+    await consumer.commits.drained()
+    assert written(consumer) == [2, 3]
+    assert [json.loads(line)["n"] for line in output.with_name("central.log.1").read_bytes().splitlines()] == [0, 1]
+    assert consumer.stats.reopens == 1
+    assert await pending(consumer) == 0

@@ -70,6 +70,12 @@ def test_at_most_one_rotation_per_second_so_names_stay_unique() -> None:
     assert policy.due(10_000, T0 + 1.0)
 
 
+def test_a_clock_stepped_back_does_not_hold_size_rotation_up() -> None:
+    policy = RotationPolicy(RotationSettings(size=10), started=T0)
+    policy.rotated(T0)
+    assert policy.due(10, T0 - 3600)  # NTP stepped back an hour: rotations go on
+
+
 def test_interval_rotation_on_the_utc_clocks_boundaries() -> None:
     policy = RotationPolicy(RotationSettings(interval=3600), started=T0)  # content since 10:59:58
     assert not policy.due(5, T0 + 1.9)  # 10:59:59.9

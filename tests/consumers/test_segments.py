@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -160,3 +162,32 @@ def test_the_thread_compresses_after_a_wake_and_stops_in_the_middle_of_a_segment
     slow.stop()
     assert big.exists()  # abandoned: the plain segment stays, no temporary file
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_segment_that_cannot_be_compressed_holds_up_neither_the_others_nor_retention(tmp_path: Path) -> None:
+    path = tmp_path / "central.log"
+    segments = make_segments(path, 4)
+    calls: list[str] = []
+
+    def disk_full_once(step: str) -> None:
+        calls.append(step)
+        if calls == ["compress"]:  # the oldest segment's compression: no space left
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    stats = ConsumerStats()
+    settings = RotationSettings(size=1, compress="gzip", keep=2)
+    SegmentKeeper(path, settings, no_protection, stats=stats, step=disk_full_once).pass_once()
+    # Retention went first; the first compression failed, the next one went on.
+    assert [segment.name for segment in list_segments(path)] == [segments[2].name, segments[3].name + ".gz"]
+    assert (stats.segments_removed, stats.segments_compressed) == (2, 1)
+    assert not list(tmp_path.glob("*.tmp"))
+    SegmentKeeper(path, settings, no_protection, stats=stats).pass_once()  # space again
+    assert [segment.name for segment in list_segments(path)] == [s.name + ".gz" for s in segments[2:]]
+
+
+def test_a_compressed_segment_keeps_the_segments_mode(tmp_path: Path) -> None:
+    path = tmp_path / "central.log"
+    (segment,) = make_segments(path, 1)
+    segment.chmod(0o640)
+    SegmentKeeper(path, RotationSettings(size=1, compress="gzip"), no_protection).pass_once()
+    assert stat.S_IMODE(segment.with_name(segment.name + ".gz").stat().st_mode) == 0o640
