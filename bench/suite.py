@@ -541,8 +541,8 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
         megabytes = results["idle"]["rss_with_idle_mib"] * 2**20 / 1e6
         found.append(("10,000 idle connections <= 60 MB RSS", f"{megabytes:.1f} MB", megabytes <= 60))
     if "rotation" in results:
-        ratio = results["rotation"]["ratio"]
-        found.append(("rotating every 64 MiB with gzip costs <= 5% of the consumer's JSON lines/s",
+        ratio = results["rotation"]["median_ratio"]
+        found.append(("rotating every 64 MiB with gzip costs <= 5% of the consumer's JSON lines/s (median passes)",
                       f"{ratio:.3f}x rotation off", ratio >= 0.95))  # fmt: skip
     return found
 
@@ -609,7 +609,10 @@ def table(results: dict[str, Any]) -> str:
         for key, name in (("off", "rotation off"), ("gzip", "rotating every 64 MiB, gzip")):
             passes = ", ".join(f"{value / 1000:.0f}k" for value in rotation[f"passes_{key}"])
             rows.append((f"consumer, json lines, {name}", rate(rotation[key]["lines_per_s"]), f"best of {passes}"))
-        rows.append(("  rotation's cost", f"{rotation['ratio']:.3f}x", f"{rotation['gzip']['segments']} segments"))
+        rows.append(
+            ("  rotation's cost, best / median pass", f"{rotation['ratio']:.3f}x / {rotation['median_ratio']:.3f}x",
+             f"{rotation['gzip']['segments']} segments")
+        )  # fmt: skip
     peak = max(r["catcher_peak_rss_mib"] for r in results["ingest"])
     rows.append(("catcher peak RSS under load", f"{peak:.0f} MiB", ""))
     if "idle" in results:
