@@ -50,7 +50,7 @@ from typing import Final
 
 from consumers.checkpoint import SLOT_BLOCK, Checkpoint, encode_slot, read_checkpoint, stream_id_key
 
-__all__ = ["COPYTRUNCATE_ERROR", "FileSink", "FsyncPolicy"]
+__all__ = ["COPYTRUNCATE_ERROR", "FileSink", "FsyncPolicy", "fsync_directory"]
 
 log = logging.getLogger("logrelay.filesink")
 
@@ -373,7 +373,7 @@ class FileSink:
             if created:
                 os.fchmod(fd, mode)  # the old file's mode, whatever the umask
             if self.fsync is FsyncPolicy.BATCH:
-                _fsync_directory(self.path.parent)
+                fsync_directory(self.path.parent)
             checkpoint = Checkpoint(status.st_size, self.written.last_id, status.st_dev, status.st_ino)
             self.step("checkpoint")
             self._write_checkpoint(checkpoint)
@@ -419,7 +419,7 @@ class FileSink:
         # rename() is atomic: a reader sees the old file or the new one.
         os.replace(temporary, self.checkpoint_path)
         if self.fsync is FsyncPolicy.BATCH:
-            _fsync_directory(self.checkpoint_path.parent)
+            fsync_directory(self.checkpoint_path.parent)
 
 
 def _is_file(path: Path, device: int, inode: int) -> bool:
@@ -464,7 +464,8 @@ def _size(path: Path) -> int:
         return -1
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` durable (where the file system allows)."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         with contextlib.suppress(OSError):  # some file systems refuse; the rename still happened

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+from consumers.file_sink import fsync_directory
 from consumers.rotation import RotationSettings, Segment, expired, parse_segment
 from relay.common.counters import ConsumerStats
 
@@ -212,7 +213,7 @@ class SegmentKeeper:
         except BaseException:
             _remove(temporary)
             raise
-        _fsync_directory(plain.parent)
+        fsync_directory(plain.parent)
         self._step("remove")
         size = _size(plain)
         with self._lock:
@@ -262,12 +263,3 @@ def _size(path: Path) -> int:
 def _remove(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import random
 import re
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 
 from tests.support.clients import finish_senders, start_senders
 from tests.support.polling import wait_until
-from tests.support.processes import CatcherProcess, ConsumerProcess
+from tests.support.processes import CatcherProcess, ConsumerProcess, kill_at_random_moments
 from tests.support.realredis import RedisServer
 from tests.support.streams import assert_each_record_once_in_order, count_json_lines, group_pending, json_lines
 
@@ -91,20 +89,17 @@ def test_kill_9_of_the_consumer_at_random_moments_leaves_each_record_once(
     args = ("--format", "json", "--batch-size", "50", "--fsync", "never")
     clients, count, rate = 4, 6000, 1000.0
     senders = start_senders(catcher.port, clients, count, rate=rate)
-    rng = random.Random(2026)
-    kills = 0
-    consumer = consumer_factory(redis_server.url, output, *args)
-    deadline = time.monotonic() + 60
     # Kill it at least 8 times, while records flow and after (recovery with entries pending).
-    while (kills < 8 or any(proc.poll() is None for proc in senders)) and time.monotonic() < deadline:
-        time.sleep(rng.uniform(0.05, 0.4))  # the crash schedule, not a wait for a condition
-        consumer.kill()
-        kills += 1
-        consumer = consumer_factory(redis_server.url, output, *args)
-        json_lines(output, writer_running=True)  # recovered: no torn line before the tail
+    consumer = kill_at_random_moments(
+        lambda: consumer_factory(redis_server.url, output, *args),
+        senders,
+        seed=2026,
+        kills=8,
+        longest=0.4,
+        after_restart=lambda: json_lines(output, writer_running=True),  # recovered: no torn line before the tail
+    )
     reports = finish_senders(senders)
     assert all(report["errors"] == 0 for report in reports)
-    assert kills >= 8
 
     wait_until(lambda: count_json_lines(output) >= clients * count, timeout=60, what="all lines after the crashes")
     records = json_lines(output)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import gzip
-import random
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import pytest
 from consumers.segments import list_segments
 from tests.support.clients import finish_senders, start_senders
 from tests.support.polling import wait_until
-from tests.support.processes import CatcherProcess, ConsumerProcess
+from tests.support.processes import CatcherProcess, ConsumerProcess, kill_at_random_moments
 from tests.support.realredis import RedisServer
 from tests.support.streams import assert_each_record_once_in_order, entries_added, group_info, json_lines
 
@@ -81,18 +79,11 @@ def test_size_rotation_with_gzip_and_kill_9_at_random_moments_each_record_once(
     args = ("--format", "json", "--batch-size", "50", "--rotate-size", "64KiB", "--compress", "gzip")
     clients, count, rate = 4, 5000, 1000.0
     senders = start_senders(catcher.port, clients, count, rate=rate)
-    rng = random.Random(2212)
-    kills = 0
-    consumer = consumer_factory(redis_server.url, output, *args)
-    deadline = time.monotonic() + 60
-    while (kills < 10 or any(proc.poll() is None for proc in senders)) and time.monotonic() < deadline:
-        time.sleep(rng.uniform(0.05, 0.5))  # the crash schedule, not a wait for a condition
-        consumer.kill()
-        kills += 1
-        consumer = consumer_factory(redis_server.url, output, *args)
+    consumer = kill_at_random_moments(
+        lambda: consumer_factory(redis_server.url, output, *args), senders, seed=2212, kills=10
+    )
     reports = finish_senders(senders)
     assert all(report["errors"] == 0 for report in reports)
-    assert kills >= 10
 
     total = clients * count
     wait_until(all_written(redis_server, total), timeout=60, what="every record written and acknowledged")

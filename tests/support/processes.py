@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from relay.common import speedups
@@ -122,3 +125,33 @@ class ConsumerProcess(LogrelayProcess):
         """Whether this consumer holds the file (its last start got past the lock)."""
         tail = self.log.rsplit("standing by", 1)[-1]
         return "writing " in tail or "took over" in tail
+
+
+def kill_at_random_moments(
+    start: Callable[[], ConsumerProcess],
+    senders: list[subprocess.Popen[bytes]],
+    *,
+    seed: int,
+    kills: int,
+    after_restart: Callable[[], object] = lambda: None,
+    longest: float = 0.5,
+    seconds: float = 60,
+) -> ConsumerProcess:
+    """Kill -9 the consumer ``start()`` makes and start it again, at random moments (up to ``longest``
+    seconds apart), at least ``kills`` times and until every sender is done (within ``seconds``); return
+    the last one, running.
+
+    ``after_restart`` runs after each restart (a check of what the file holds).
+    """
+    rng = random.Random(seed)
+    done = 0
+    consumer = start()
+    deadline = time.monotonic() + seconds
+    while (done < kills or any(proc.poll() is None for proc in senders)) and time.monotonic() < deadline:
+        time.sleep(rng.uniform(0.05, longest))  # the crash schedule, not a wait for a condition
+        consumer.kill()
+        done += 1
+        consumer = start()
+        after_restart()
+    assert done >= kills, f"only {done} kills in {seconds}s"
+    return consumer
