@@ -45,6 +45,7 @@ from consumers.trimmer import StreamTrimmer
 from relay.common import speedups, stream
 from relay.common.backoff import retry_delay
 from relay.common.counters import ConsumerStats
+from relay.common.heartbeat import Heartbeat
 from relay.common.identity import process_name
 from relay.common.redis_client import RedisSettings, create_redis
 from relay.common.redis_protocol import bulk_string
@@ -151,6 +152,19 @@ class FileConsumer:
         self._outage_since: float | None = None
         self.caught_up = asyncio.Event()
         self._cleanup: asyncio.Task[None] | None = None
+        self.holds_lock = False
+        self.heartbeat = Heartbeat(
+            self._redis, settings.keys, "consumer", settings.consumer, self._describe, rates=("lines_written",)
+        )
+
+    def _describe(self) -> dict[str, object]:
+        """What this consumer's heartbeat says (``logrelay status``)."""
+        return {
+            "output": str(self.settings.output),
+            "group": self.settings.group,
+            "writing": self.holds_lock,
+            "counters": self.stats.as_dict(),
+        }
 
     def request_reopen(self) -> None:
         """Open the file anew after the batch in hand (SIGHUP, after an outside rotation)."""
@@ -185,9 +199,11 @@ class FileConsumer:
         prefetch: asyncio.Task[Items] | None = None
         committing: asyncio.Task[None] | None = None
         sighup = self._handle_sighup()
+        beating = asyncio.create_task(self.heartbeat.run(), name="heartbeat")
         try:
             if not await self._take_the_file():
                 return 0
+            self.holds_lock = True
             checkpoint = await asyncio.to_thread(self.sink.open)
             rotation = self.settings.rotation
             if rotation.rotates:
@@ -255,7 +271,7 @@ class FileConsumer:
         finally:
             if sighup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-            for task in (prefetch, committing, self._trimming):
+            for task in (prefetch, committing, self._trimming, beating):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, _GivingUp, RedisError, OSError):
@@ -265,6 +281,8 @@ class FileConsumer:
             if self._cleanup is not None:
                 self._cleanup.cancel()
             self.sink.close()
+            self.holds_lock = False
+            await self.heartbeat.remove()
             if self._owns_redis:
                 await self._redis.aclose()
             log.info("stopped: %s", self.stats.summary())

@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from relay.common import speedups
 from relay.common.counters import CatcherStats
 from relay.common.health import HealthServer, Readiness
+from relay.common.heartbeat import Heartbeat
 from relay.common.redis_client import create_redis
 from relay.common.signals import serve_with_signals
 from relay.net.listener import Listener
@@ -86,6 +87,23 @@ class CatcherServer:
         self.health = (
             HealthServer(settings.health_listen, self.readiness, self.stats) if settings.health_listen else None
         )
+        self.heartbeat = Heartbeat(
+            self._redis,
+            settings.keys,
+            "catcher",
+            settings.catcher_id,
+            self._describe,
+            rates=("records_received", "records_published"),
+        )
+
+    def _describe(self) -> dict[str, object]:
+        """What this catcher's heartbeat says (``logrelay status``)."""
+        return {
+            "address": ", ".join(format_peer(addr) for addr in self.bound),
+            "connections": self.stats.connections,
+            "ready": self.readiness().ready,
+            "counters": self.stats.as_dict(),
+        }
 
     def readiness(self) -> Readiness:
         """Whether a balancer should send new connections here, and why not."""
@@ -152,6 +170,7 @@ class CatcherServer:
             self._server = Listener(new_protocol, backlog=LISTEN_BACKLOG)
             await self._server.open(settings.listen.host, settings.listen.port)
         self.bound = [sock.getsockname()[:2] for sock in self._server.sockets]
+        self._tasks.append(asyncio.create_task(self.heartbeat.run(), name="heartbeat"))
         if self.health is not None:
             await self.health.start()
         if not settings.listen.is_loopback:
@@ -184,6 +203,7 @@ class CatcherServer:
             conn.abort()
         for task in self._tasks:
             task.cancel()
+        await self.heartbeat.remove()
         self.publisher.close()
         try:
             await self._wait_or_force(asyncio.shield(self._publisher_task), settings.shutdown_timeout)

@@ -14,7 +14,10 @@ import click
 
 from relay import __version__
 from relay.cli.catch import catch
+from relay.cli.config_file import install_config_option
+from relay.cli.config_show import config
 from relay.cli.consume import consume
+from relay.cli.status import status
 from relay.cli.up import up
 
 __all__ = ["ENVVAR_PREFIX", "main"]
@@ -31,3 +34,7 @@ def main() -> None:
 main.add_command(catch)
 main.add_command(consume)
 main.add_command(up)
+main.add_command(status)
+main.add_command(config)
+# Last: every command above gets --config FILE.
+install_config_option(main)

@@ -26,7 +26,7 @@ __all__ = ["catch"]
 @with_options(CATCHER_OPTIONS, REDIS_URL_OPTION, STREAM_OPTIONS, LOG_OPTIONS)
 def catch(**options: Any) -> None:
     """Accept logging.handlers.SocketHandler connections and publish each record to a Redis stream."""
-    configure_logging(options["log_level"])
+    configure_logging(options)
 
     def build() -> tuple[Callable[[], Coroutine[Any, Any, int]], str]:
         settings = catcher_settings(options)

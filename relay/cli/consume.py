@@ -50,8 +50,8 @@ FILE_OPTIONS = [
         help="The central log file (PATH.checkpoint and PATH.lock are kept next to it).",
     ),
     click.option(
+        # Named "format" (not format_) so that its variable is LOGRELAY_CONSUME_FILE_FORMAT.
         "--format",
-        "format_",
         default=default(FileConsumerSettings, "format"),
         help="A logging %-style format (with %(client)s, %(catcher)s, %(received)s), or 'json'.",
     ),
@@ -135,7 +135,7 @@ def file_consumer_settings(options: dict[str, Any], redis: RedisSettings | None 
         redis=redis or redis_settings(options),
         keys=stream_keys(options),
         group=options["group"],
-        format=options["format_"],
+        format=options["format"],
         placeholder=options["placeholder"],
         fsync=FsyncPolicy(options["fsync"]),
         batch_size=options["batch_size"],
@@ -164,7 +164,7 @@ def consume() -> None:
 @with_options(REDIS_URL_OPTION, STREAM_OPTIONS, FILE_OPTIONS, LOG_OPTIONS)
 def consume_file(**options: Any) -> None:
     """Write every record of the stream to one file, exactly once across crashes."""
-    configure_logging(options["log_level"])
+    configure_logging(options)
 
     def build() -> tuple[Callable[[], Coroutine[Any, Any, int]], str]:
         settings = file_consumer_settings(options)

@@ -9,15 +9,14 @@ name, type, default and help live in exactly one place.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import click
 
+from relay.cli.log_output import LOG_OPTIONS, configure_logging
 from relay.common.addresses import ListenAddress, parse_network
 from relay.common.identity import process_name
 from relay.common.redis_client import DEFAULT_REDIS_URL, RedisSettings
@@ -272,18 +271,6 @@ CATCHER_OPTIONS = [
         help="Seconds between stats log lines (0: only at exit).",
     ),
 ]
-
-LOG_OPTIONS = [
-    click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info"),
-]
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def redis_settings(options: dict[str, Any]) -> RedisSettings:

@@ -105,7 +105,7 @@ class SingleProcessRelay:
 )
 def up(**options: Any) -> None:
     """Run a catcher and the file consumer in one process: a central log server in one command."""
-    configure_logging(options["log_level"])
+    configure_logging(options)
 
     def build() -> tuple[Callable[[], Coroutine[Any, Any, int]], str]:
         embedded = options["redis_url"] is None

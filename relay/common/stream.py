@@ -79,6 +79,15 @@ class StreamKeys:
             return self.records
         return "{" + self.records + "}"
 
+    @property
+    def processes(self) -> str:
+        """Sorted set of the processes that keep a heartbeat (member ``KIND:ID``, score: the last beat's time)."""
+        return f"{self.tag}:processes"
+
+    def heartbeat(self, kind: str, process_id: str) -> str:
+        """Key of one process's heartbeat (a JSON description that expires unless renewed)."""
+        return f"{self.tag}:process:{kind}:{process_id}"
+
     def producer(self, producer_id: str) -> str:
         """Key holding the last batch sequence number a catcher process applied."""
         return f"{self.tag}:producer:{producer_id}"

@@ -1,0 +1,129 @@
+"""``logrelay status``: is it keeping up?  The stream, its consumer groups, the dead letters, the live processes.
+
+A table for people, ``--json`` for scripts; ``--max-lag N`` makes it exit 1
+when a group has more than N entries left to read (cron and monitoring
+checks).  Read-only: it reads no group's entries and changes nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import click
+import orjson
+
+from relay.cli.options import REDIS_URL_OPTION, STREAM_OPTIONS, redis_settings, stream_keys, with_options
+from relay.cli.redis_query import run_query
+from relay.common.stream_report import StreamReport, read_report
+
+__all__ = ["lagging_groups", "render_report", "status"]
+
+
+def _when(moment: float | None) -> str:
+    if moment is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(moment))
+
+
+def _seconds(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def render_report(report: StreamReport) -> str:
+    """The report as text for people."""
+    lines = []
+    if not report.exists:
+        lines.append(f"stream {report.stream!r}: does not exist (nothing was published yet, or another --stream)")
+    else:
+        lines.append(
+            f"stream {report.stream!r}: {report.length:,} entries, "
+            f"first {report.first_id or '-'} ({_when(report.first_time)}), "
+            f"last {report.last_id or '-'} ({_when(report.last_time)})"
+        )
+    if report.groups:
+        rows = [["GROUP", "LAG", "PENDING", "LAST DELIVERED", "CONSUMERS (pending, idle)"]]
+        for group in report.groups:
+            consumers = ", ".join(f"{c.name} ({c.pending}, {_seconds(c.idle)})" for c in group.consumers) or "none"
+            lag = "?" if group.lag is None else f"{group.lag:,}" + ("+" if group.lag_counted else "")
+            rows.append([group.name, lag, f"{group.pending:,}", group.last_delivered_id, consumers])
+        lines += ["consumer groups:", *_table(rows)]
+    elif report.exists:
+        lines.append("consumer groups: none (no consumer has read this stream)")
+    lines.append(f"dead letters ({report.dead_letter_stream!r}): {report.dead_letters:,}")
+    if report.newest_dead_letters:
+        rows = [["ID", "TIME", "CLIENT", "REASON"]]
+        for letter in report.newest_dead_letters:
+            reason = letter.reason if len(letter.reason) <= 80 else letter.reason[:77] + "..."
+            rows.append([letter.id, _when(letter.time), letter.client or "-", reason])
+        lines += _table(rows)
+    if report.processes:
+        rows = [["KIND", "ID", "WHERE", "STATE", "RATE", "LAST BEAT"]]
+        for process in report.processes:
+            rows.append(_process_row(process))
+        lines += ["processes:", *_table(rows)]
+    else:
+        lines.append("processes: none beating (no catcher or consumer has reported in the last 15 s)")
+    return "\n".join(lines)
+
+
+def _process_row(process: dict[str, Any]) -> list[str]:
+    rates = process.get("rates") or {}
+    if process.get("kind") == "catcher":
+        where = str(process.get("address", "-"))
+        state = f"{process.get('connections', 0)} connections" + ("" if process.get("ready", True) else ", not ready")
+        rate = f"{rates.get('records_received', 0):,.0f} records/s"
+    else:
+        where = str(process.get("output", "-"))
+        state = "writing" if process.get("writing") else "standing by"
+        rate = f"{rates.get('lines_written', 0):,.0f} lines/s"
+    return [str(process.get("kind")), str(process.get("id")), where, state, rate, f"{_seconds(process['age'])} ago"]
+
+
+def lagging_groups(report: StreamReport, max_lag: int) -> list[str]:
+    """One message per group whose lag exceeds ``max_lag`` (or cannot be told)."""
+    messages = []
+    for group in report.groups:
+        if group.lag is None or group.lag > max_lag:
+            lag = "an unknown number of" if group.lag is None else f"{group.lag:,}"
+            messages.append(f"group {group.name!r} has {lag} entries left to read (more than --max-lag {max_lag:,})")
+    return messages
+
+
+@click.command()
+@with_options(REDIS_URL_OPTION, STREAM_OPTIONS)
+@click.option("--json", is_flag=True, help="One JSON object, for scripts.")
+@click.option(
+    "--max-lag",
+    type=click.IntRange(0),
+    default=None,
+    help="Exit 1 if a consumer group has more than this many entries left to read.",
+)
+def status(**options: Any) -> None:
+    """Show the stream, its consumer groups (lag, pending), the dead letters and the live catchers and consumers."""
+    keys = stream_keys(options)
+    try:
+        settings = redis_settings(options)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    report = run_query(settings, lambda redis: read_report(redis, keys), client_name="logrelay-status")
+    if options["json"]:
+        click.echo(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(render_report(report))
+    if options["max_lag"] is not None:
+        lagging = lagging_groups(report, options["max_lag"])
+        for message in lagging:
+            click.echo(f"logrelay status: {message}", err=True)
+        if lagging:
+            sys.exit(1)

@@ -1,0 +1,69 @@
+"""``logrelay status`` against a real Redis: the table, ``--json`` and ``--max-lag``."""
+
+from __future__ import annotations
+
+import orjson
+from click.testing import CliRunner
+
+from relay.cli import main
+from relay.common.stream import StreamKeys
+from tests.support.realredis import RedisServer, free_port
+
+KEYS = StreamKeys()
+
+
+def populate(redis_server: RedisServer, records: int, read: int) -> None:
+    with redis_server.client() as client:
+        for n in range(records):
+            client.xadd(KEYS.records, {"v": "1", "n": str(n)})
+        client.xgroup_create(KEYS.records, "logrelay-file", id="0")
+        if read:
+            client.xreadgroup("logrelay-file", "host-7", {KEYS.records: ">"}, count=read)
+        client.xadd(KEYS.dead_letters, {"v": "1", "reason": "frame of 2000000 bytes", "client": "10.1.1.1:4000"})
+
+
+def test_json_reports_each_groups_lag_and_pending_and_the_dead_letters(redis_server: RedisServer) -> None:
+    populate(redis_server, records=12, read=5)
+    result = CliRunner().invoke(main, ["status", "--json", "--redis-url", redis_server.url])
+    assert result.exit_code == 0, result.output
+    report = orjson.loads(result.stdout)
+    assert [(g["name"], g["lag"], g["pending"]) for g in report["groups"]] == [("logrelay-file", 7, 5)]
+    assert report["groups"][0]["consumers"][0]["name"] == "host-7"
+    assert report["dead_letters"] == 1
+    assert report["newest_dead_letters"][0]["reason"] == "frame of 2000000 bytes"
+    assert report["length"] == 12
+
+
+def test_the_table_for_people(redis_server: RedisServer) -> None:
+    populate(redis_server, records=3, read=1)
+    result = CliRunner().invoke(main, ["status", "--redis-url", redis_server.url])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("stream 'logrelay': 3 entries, first ")
+    (group,) = [line for line in lines if line.strip().startswith("logrelay-file")]
+    assert group.split()[:3] == ["logrelay-file", "2", "1"]
+    assert "dead letters ('{logrelay}:dead'): 1" in lines
+
+
+def test_max_lag_exits_1_naming_the_group_that_lags(redis_server: RedisServer) -> None:
+    populate(redis_server, records=12, read=5)
+    runner = CliRunner()
+    ok = runner.invoke(main, ["status", "--max-lag", "7", "--redis-url", redis_server.url])
+    assert ok.exit_code == 0, ok.output
+    late = runner.invoke(main, ["status", "--max-lag", "6", "--redis-url", redis_server.url])
+    assert late.exit_code == 1
+    assert "group 'logrelay-file' has 7 entries left to read (more than --max-lag 6)" in late.stderr
+
+
+def test_an_unreachable_redis_is_one_line_and_exit_1() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    result = CliRunner().invoke(main, ["status", "--redis-url", url])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: cannot read from Redis at {url}: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_bad_redis_url_is_a_usage_error() -> None:
+    result = CliRunner().invoke(main, ["status", "--redis-url", "http://127.0.0.1:6379"])
+    assert result.exit_code == 2
+    assert "unsupported Redis URL scheme 'http'" in result.stderr
