@@ -15,6 +15,7 @@ import click
 from relay import __version__
 from relay.cli.catch import catch
 from relay.cli.consume import consume
+from relay.cli.dead_letters import dead_letters_group
 from relay.cli.up import up
 
 __all__ = ["ENVVAR_PREFIX", "main"]
@@ -30,4 +31,5 @@ def main() -> None:
 
 main.add_command(catch)
 main.add_command(consume)
+main.add_command(dead_letters_group)
 main.add_command(up)
