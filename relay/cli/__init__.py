@@ -17,6 +17,7 @@ from relay.cli.catch import catch
 from relay.cli.config_file import install_config_option
 from relay.cli.config_show import config
 from relay.cli.consume import consume
+from relay.cli.dead_letters import dead_letters_group
 from relay.cli.status import status
 from relay.cli.up import up
 
@@ -33,6 +34,7 @@ def main() -> None:
 
 main.add_command(catch)
 main.add_command(consume)
+main.add_command(dead_letters_group)
 main.add_command(up)
 main.add_command(status)
 main.add_command(config)

@@ -26,11 +26,14 @@ from relay.settings import MAX_LINGER_MS, CatcherSettings, TLSSettings
 
 __all__ = [
     "CATCHER_OPTIONS",
+    "DECODE_OPTIONS",
     "LOG_OPTIONS",
     "REDIS_URL_OPTION",
+    "STREAM_LENGTH_OPTION",
     "STREAM_OPTIONS",
     "catcher_settings",
     "configure_logging",
+    "decode_limits",
     "redis_settings",
     "stream_keys",
     "with_options",
@@ -125,14 +128,9 @@ STREAM_OPTIONS = [
     ),
 ]
 
-CATCHER_OPTIONS = [
-    click.option(
-        "--listen",
-        type=Address(),
-        default=str(default(CatcherSettings, "listen")),
-        help="Address to accept SocketHandler connections on.",
-    ),
-    click.option("--catcher-id", default=None, show_default="HOSTNAME-PID", help="Name recorded in every entry."),
+#: The decoder's limits: the catcher applies them to every frame, ``dead-letters replay`` to the frames it
+#: decodes again (so that a replay can raise the limit a frame was refused for).
+DECODE_OPTIONS = [
     click.option(
         "--max-frame-bytes",
         type=ByteSize(),
@@ -151,6 +149,27 @@ CATCHER_OPTIONS = [
         default=default(DecodeLimits, "max_depth"),
         help="Deepest nesting accepted in a record.",
     ),
+]
+
+#: The stream's length bound: the catcher's, and the one ``dead-letters replay`` respects.
+STREAM_LENGTH_OPTION = [
+    click.option(
+        "--max-stream-length",
+        type=click.IntRange(0),
+        default=default(CatcherSettings, "max_stream_length"),
+        help="Most entries the stream may hold (0: no limit); consumers trim what every group acknowledged.",
+    ),
+]
+
+CATCHER_OPTIONS = [
+    click.option(
+        "--listen",
+        type=Address(),
+        default=str(default(CatcherSettings, "listen")),
+        help="Address to accept SocketHandler connections on.",
+    ),
+    click.option("--catcher-id", default=None, show_default="HOSTNAME-PID", help="Name recorded in every entry."),
+    *DECODE_OPTIONS,
     click.option(
         "--max-partial-bytes",
         type=ByteSize(),
@@ -163,12 +182,7 @@ CATCHER_OPTIONS = [
         default=format_byte_size(default(CatcherSettings, "buffer_bytes")),
         help="Records held while Redis is away (a publish failed); when full, reading stops.",
     ),
-    click.option(
-        "--max-stream-length",
-        type=click.IntRange(0),
-        default=default(CatcherSettings, "max_stream_length"),
-        help="Most entries the stream may hold (0: no limit); consumers trim what every group acknowledged.",
-    ),
+    *STREAM_LENGTH_OPTION,
     click.option(
         "--full-policy",
         type=click.Choice(["block", "shed"]),
@@ -281,17 +295,22 @@ def stream_keys(options: dict[str, Any]) -> StreamKeys:
     return StreamKeys(options["stream"], options["dead_letter_stream"])
 
 
+def decode_limits(options: dict[str, Any]) -> DecodeLimits:
+    """Map :data:`DECODE_OPTIONS`' values onto :class:`DecodeLimits` (``ValueError`` if they are out of range)."""
+    return DecodeLimits(
+        max_frame_bytes=options["max_frame_bytes"],
+        max_depth=options["max_depth"],
+        max_decoded_bytes=options["max_decoded_bytes"],
+    )
+
+
 def catcher_settings(options: dict[str, Any], redis: RedisSettings | None = None) -> CatcherSettings:
     """Map the catcher's option values onto :class:`CatcherSettings`."""
     return CatcherSettings(
         listen=options["listen"],
         redis=redis or redis_settings(options),
         keys=stream_keys(options),
-        limits=DecodeLimits(
-            max_frame_bytes=options["max_frame_bytes"],
-            max_depth=options["max_depth"],
-            max_decoded_bytes=options["max_decoded_bytes"],
-        ),
+        limits=decode_limits(options),
         catcher_id=options["catcher_id"] or process_name(),
         buffer_bytes=options["buffer_bytes"],
         max_partial_bytes=options["max_partial_bytes"],

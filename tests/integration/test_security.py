@@ -226,3 +226,41 @@ def test_catcher_publishes_to_redis_over_tls(catcher_factory: CatcherFactory, pk
         assert messages_in(server) == ["over rediss"]
     finally:
         server.stop()
+
+
+def test_dead_letters_replay_over_tls(pki: PKI, tmp_path: Path) -> None:
+    """``logrelay dead-letters`` takes the same rediss:// URLs as ``catch``."""
+    import sys
+
+    from tests.support.dead_letters import big_frame, publish_dead_letter, refused
+    from tests.support.realredis import free_port
+
+    tls_port = free_port()
+    tls = (
+        "--tls-port", str(tls_port),
+        "--tls-cert-file", str(pki.server_cert),
+        "--tls-key-file", str(pki.server_key),
+        "--tls-ca-cert-file", str(pki.ca),
+        "--tls-auth-clients", "no",
+    )  # fmt: skip
+    server = RedisServer(tmp_path / "tls-redis", extra_args=tls).start()  # the plain port is for this test only
+    try:
+        with server.client() as client:
+            letter_id = publish_dead_letter(client, refused(big_frame())).decode()
+        url = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={pki.ca}"
+        command = [sys.executable, "-m", "relay", "dead-letters"]
+        listed = subprocess.run([*command, "list", "--json", "--redis-url", url], capture_output=True, timeout=30)
+        assert listed.returncode == 0, listed.stderr
+        assert [item["id"] for item in json.loads(listed.stdout)] == [letter_id]
+        replayed = subprocess.run(
+            [*command, "replay", letter_id, "--max-decoded-bytes", "4MiB", "--redis-url", url],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert replayed.returncode == 0, replayed.stderr
+        assert replayed.stdout.splitlines()[-1] == "replayed 1, still refused 0"
+        with server.client() as client:
+            assert (client.xlen("logrelay"), client.xlen("{logrelay}:dead")) == (1, 0)
+    finally:
+        server.stop()
