@@ -3,7 +3,7 @@
 Each command takes its options from the shared lists in :mod:`relay.cli.options`,
 builds one settings object from them and runs it.  Every option can also come
 from the environment: ``LOGRELAY_<COMMAND>_<OPTION>`` (``LOGRELAY_CATCH_REDIS_URL``,
-``LOGRELAY_CONSUME_FILE_OUTPUT``, ``LOGRELAY_UP_LISTEN``), through click's
+``LOGRELAY_CONSUME_FILE_OUTPUT``, ``LOGRELAY_UP_LISTEN``, ``LOGRELAY_TAIL_STREAM``), through click's
 ``auto_envvar_prefix``.  Errors a user can fix are one line on stderr and exit
 status 2 (usage) or 1 (runtime), never a traceback.
 """
@@ -15,6 +15,7 @@ import click
 from relay import __version__
 from relay.cli.catch import catch
 from relay.cli.consume import consume
+from relay.cli.tail import tail
 from relay.cli.up import up
 
 __all__ = ["ENVVAR_PREFIX", "main"]
@@ -31,3 +32,4 @@ def main() -> None:
 main.add_command(catch)
 main.add_command(consume)
 main.add_command(up)
+main.add_command(tail)
