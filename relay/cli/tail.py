@@ -95,7 +95,7 @@ TAIL_OPTIONS = [
     ),
 ]
 
-#: click.style arguments per level, from the highest threshold down; INFO and below-DEBUG-but-named stay plain.
+#: click.style arguments per level, from the highest threshold down: INFO stays plain, anything below it is dim.
 _LEVEL_STYLES: Final[tuple[tuple[int, dict[str, Any]], ...]] = (
     (50, {"fg": "red", "bold": True}),
     (40, {"fg": "red"}),
