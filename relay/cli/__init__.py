@@ -3,7 +3,7 @@
 Each command takes its options from the shared lists in :mod:`relay.cli.options`,
 builds one settings object from them and runs it.  Every option can also come
 from the environment: ``LOGRELAY_<COMMAND>_<OPTION>`` (``LOGRELAY_CATCH_REDIS_URL``,
-``LOGRELAY_CONSUME_FILE_OUTPUT``, ``LOGRELAY_UP_LISTEN``), through click's
+``LOGRELAY_CONSUME_FILE_OUTPUT``, ``LOGRELAY_UP_LISTEN``, ``LOGRELAY_TAIL_STREAM``), through click's
 ``auto_envvar_prefix``.  Errors a user can fix are one line on stderr and exit
 status 2 (usage) or 1 (runtime), never a traceback.
 """
@@ -19,6 +19,7 @@ from relay.cli.config_show import config
 from relay.cli.consume import consume
 from relay.cli.dead_letters import dead_letters_group
 from relay.cli.status import status
+from relay.cli.tail import tail
 from relay.cli.up import up
 
 __all__ = ["ENVVAR_PREFIX", "main"]
@@ -37,6 +38,7 @@ main.add_command(consume)
 main.add_command(dead_letters_group)
 main.add_command(up)
 main.add_command(status)
+main.add_command(tail)
 main.add_command(config)
 # Last: every command above gets --config FILE.
 install_config_option(main)

@@ -1,0 +1,290 @@
+"""``logrelay tail``: the newest records of the stream and, with ``-f``, new ones as they come.
+
+It reads with XREVRANGE and XREAD only (consumers.stream_tail): no consumer
+group, no acknowledgement, no write, so it never affects what the consumers
+deliver.  Filtering and rendering are sans-I/O (consumers.record_filter,
+consumers.tail_view) and use the file consumer's formatter, so a line printed
+here is the line the central file holds.  This module is the I/O around them:
+the options, the Redis client, stdout (colour, a closed pipe) and the signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from typing import IO, Any, Final
+
+import click
+import redis.exceptions
+
+from consumers.file_consumer import FileConsumerSettings
+from consumers.formatting import build_formatter
+from consumers.record_filter import RecordFilter, parse_level
+from consumers.stream_tail import StreamTail
+from consumers.tail_view import NewestCollector, Outcome, TailLine, TailView
+from relay.cli.options import LOG_OPTIONS, REDIS_URL_OPTION, STREAM_OPTIONS, configure_logging, default, with_options
+from relay.common.redis_client import RedisSettings, create_redis
+from relay.common.signals import serve_with_signals
+
+__all__ = ["TAIL_OPTIONS", "tail"]
+
+DEFAULT_LINES: Final = 10
+DEFAULT_SCAN_LIMIT: Final = 100_000
+
+
+class Level(click.ParamType):  # type: ignore[type-arg]
+    """A logging level: a name (debug, info, warning, error, critical) or a number."""
+
+    name = "level"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_level(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+TAIL_OPTIONS = [
+    click.option(
+        "-n",
+        "--lines",
+        type=click.IntRange(0),
+        default=DEFAULT_LINES,
+        help="Print the newest N matching records, oldest first (0: none, with -f only new ones).",
+    ),
+    click.option("-f", "--follow", is_flag=True, help="Then print new records as they arrive, until Ctrl-C."),
+    click.option("--level", type=Level(), default=None, help="Only records of this level and above (name or number)."),
+    click.option(
+        "--logger",
+        "loggers",
+        multiple=True,
+        metavar="PREFIX",
+        help="Only records of this logger or below it (app.db: app.db, app.db.pool; not app.dbx). Repeatable: any.",
+    ),
+    click.option(
+        "--grep", default=None, metavar="REGEX", help="Only records whose message matches (Python re.search)."
+    ),
+    click.option(
+        "--format",
+        "format_",
+        default=default(FileConsumerSettings, "format"),
+        help="A logging %-style format (with %(client)s, %(catcher)s, %(received)s), or 'json': as the file consumer.",
+    ),
+    click.option(
+        "--placeholder",
+        default=default(FileConsumerSettings, "placeholder"),
+        help="Rendered for a format field a record lacks.",
+    ),
+    click.option(
+        "--color/--no-color",
+        "color",
+        default=None,
+        show_default="on a terminal, unless NO_COLOR is set",
+        help="Colour lines by level.",
+    ),
+    click.option(
+        "--scan-limit",
+        type=click.IntRange(1),
+        default=DEFAULT_SCAN_LIMIT,
+        help="Read at most this many entries looking for the newest N matches: a filter that matches "
+        "nothing stops here instead of reading the whole stream.",
+    ),
+]
+
+#: click.style arguments per level, from the highest threshold down: INFO stays plain, anything below it is dim.
+_LEVEL_STYLES: Final[tuple[tuple[int, dict[str, Any]], ...]] = (
+    (50, {"fg": "red", "bold": True}),
+    (40, {"fg": "red"}),
+    (30, {"fg": "yellow"}),
+    (20, {}),
+    (0, {"dim": True}),
+)
+
+
+def level_style(level: int | None) -> dict[str, Any]:
+    """click.style's arguments for a record of ``level`` (no level: plain)."""
+    if level is None:
+        return {}
+    for threshold, style in _LEVEL_STYLES:
+        if level >= threshold:
+            return style
+    return {}
+
+
+class OutputClosed(Exception):
+    """Whoever read stdout went away (``logrelay tail -f | head``): a normal end."""
+
+
+class TailPrinter:
+    """Lines to stdout (coloured if asked), notes to stderr; a closed stdout raises :class:`OutputClosed`."""
+
+    def __init__(self, out: IO[bytes], *, color: bool, note: Callable[[str], None]) -> None:
+        self._out = out
+        self._color = color
+        self._note = note
+
+    def show(self, outcomes: list[Outcome]) -> None:
+        """Print each outcome in order, then flush (a follower's reader sees each batch at once)."""
+        try:
+            for outcome in outcomes:
+                if isinstance(outcome, TailLine):
+                    self._out.write(self._colored(outcome) if self._color else outcome.text)
+                else:
+                    # Lines before a note must not come after it on a terminal showing both.
+                    self._out.flush()
+                    self._note(outcome.note())
+            self._out.flush()
+        except BrokenPipeError as exc:
+            raise OutputClosed from exc
+
+    @staticmethod
+    def _colored(line: TailLine) -> bytes:
+        style = level_style(line.level)
+        if not style:
+            return line.text
+        # The entry's lines (a traceback follows its line) share its colour; the newline stays outside.
+        text = line.text.decode("utf-8", "replace").rstrip("\n")
+        return (click.style(text, **style) + "\n").encode("utf-8", "backslashreplace")
+
+
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null, so that the interpreter's last flush of a closed pipe does not print an error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file descriptor (a test runner's stdout): nothing will flush into a pipe
+
+
+def _use_color(option: bool | None, out: IO[bytes]) -> bool:
+    if option is not None:
+        return option
+    return out.isatty() and not os.environ.get("NO_COLOR")
+
+
+def redis_failure(settings: RedisSettings, exc: redis.exceptions.RedisError) -> str:
+    """One line saying why Redis failed us: ``cannot reach Redis at URL: Connection refused``."""
+    url = settings.safe_url
+    if isinstance(exc, redis.exceptions.AuthenticationError | redis.exceptions.AuthorizationError):
+        return f"Redis at {url} refused the login: {exc}"
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, OSError) and cause.errno:
+            reason = os.strerror(cause.errno)
+        elif isinstance(cause, asyncio.TimeoutError | TimeoutError):
+            reason = "timed out"
+        else:
+            reason = str(exc)
+        return f"cannot reach Redis at {url}: {reason}"
+    return f"Redis at {url} refused a read: {exc}"
+
+
+class Tail:
+    """One run of ``logrelay tail``: the newest lines, then (following) new ones until cancelled."""
+
+    def __init__(
+        self,
+        settings: RedisSettings,
+        stream_key: str,
+        view: TailView,
+        printer: TailPrinter,
+        *,
+        lines: int,
+        follow: bool,
+        scan_limit: int,
+    ) -> None:
+        self._settings = settings
+        self._stream_key = stream_key
+        self._view = view
+        self._printer = printer
+        self._lines = lines
+        self._follow = follow
+        self._scan_limit = scan_limit
+
+    async def run(self) -> int:
+        client = create_redis(self._settings, client_name="logrelay-tail")
+        try:
+            reader = StreamTail(client, self._stream_key)
+            start = await self._show_newest(reader) if self._lines else await reader.newest_id()
+            if self._follow:
+                # A blocked XREAD is a reply that takes block_ms: keep it well inside the socket timeout.
+                block_ms = max(1, min(2000, int(self._settings.socket_timeout * 500)))
+                async for batch in reader.follow(start, block_ms=block_ms):
+                    shown = (self._view.render(entry_id, fields) for entry_id, fields in batch)
+                    self._printer.show([outcome for outcome in shown if outcome is not None])
+        except redis.exceptions.RedisError as exc:
+            raise click.ClickException(redis_failure(self._settings, exc)) from None
+        finally:
+            await client.aclose()
+        return 0
+
+    async def _show_newest(self, reader: StreamTail) -> bytes:
+        """Print the newest matching lines; return the id a follow goes on from."""
+        collector = NewestCollector(self._view, self._lines)
+        scan = await reader.scan_newest(collector, self._scan_limit)
+        self._printer.show(collector.oldest_first())
+        if scan.limit_reached:
+            click.echo(
+                f"logrelay tail: {collector.found} of {self._lines} records found in the newest {collector.scanned} "
+                f"entries; --scan-limit {self._scan_limit} stopped the search",
+                err=True,
+            )
+        return scan.newest_id
+
+
+async def run_until_stopped(tail_run: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """Run ``tail_run()`` as a task that SIGINT or SIGTERM cancels; a stop by signal is exit status 0."""
+    work: asyncio.Task[int] = asyncio.ensure_future(tail_run())
+
+    async def wait() -> int:
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if work.cancelled():
+                return 0  # stopped by a signal: the normal end of a follow
+            raise
+
+    def stop() -> None:
+        work.cancel()
+
+    return await serve_with_signals(wait, stop)
+
+
+@click.command()
+@with_options(REDIS_URL_OPTION, STREAM_OPTIONS, TAIL_OPTIONS, LOG_OPTIONS)
+def tail(**options: Any) -> None:
+    """Print the newest records of the stream, and with -f new ones until Ctrl-C.
+
+    Reads without a consumer group: never affects what the consumers deliver.
+    """
+    configure_logging(options["log_level"])
+    try:
+        settings = RedisSettings.from_url(options["redis_url"], socket_timeout=options["redis_timeout"])
+        record_filter = RecordFilter.build(level=options["level"], loggers=options["loggers"], grep=options["grep"])
+        formatter = build_formatter(options["format_"], options["placeholder"])
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    out = click.get_binary_stream("stdout")
+    printer = TailPrinter(out, color=_use_color(options["color"], out), note=lambda text: click.echo(text, err=True))
+    runner = Tail(
+        settings,
+        options["stream"],
+        TailView(formatter, record_filter),
+        printer,
+        lines=options["lines"],
+        follow=options["follow"],
+        scan_limit=options["scan_limit"],
+    )
+    try:
+        code = asyncio.run(run_until_stopped(runner.run))
+    except OutputClosed:
+        _silence_stdout()
+        code = 0
+    except KeyboardInterrupt:
+        code = 0  # Ctrl-C before the loop took the signal over
+    sys.exit(code)
