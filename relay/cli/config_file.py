@@ -51,6 +51,8 @@ def option_keys(command: click.Command) -> dict[str, str]:
             continue
         if param.is_eager and not param.expose_value:
             continue  # --help, --version
+        if not param.allow_from_autoenv:
+            continue  # what to act on now (dead-letters purge --all): the command line's alone
         for opt in param.opts:
             if opt.startswith("--"):
                 keys[opt[2:]] = param.name

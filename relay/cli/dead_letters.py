@@ -10,7 +10,6 @@ left in place).  Every command pages through the stream
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -18,7 +17,6 @@ from typing import Any, Final, TypeVar
 
 import click
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from relay.cli.options import (
     DECODE_OPTIONS,
@@ -30,7 +28,7 @@ from relay.cli.options import (
     stream_keys,
     with_options,
 )
-from relay.common.redis_client import create_redis
+from relay.cli.redis_query import run_query
 from relay.common.stream import StreamKeys
 from relay.dead_letters import (
     DeadLetter,
@@ -63,18 +61,7 @@ def _run(options: dict[str, Any], work: Callable[[Redis, StreamKeys], Coroutine[
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
 
-    async def session() -> T:
-        redis = create_redis(settings, client_name="logrelay-dead-letters")
-        try:
-            return await work(redis, keys)
-        finally:
-            await redis.aclose()
-
-    try:
-        return asyncio.run(session())
-    except (RedisError, OSError) as exc:
-        detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise click.ClickException(f"Redis at {settings.safe_url}: {detail}") from None
+    return run_query(settings, lambda redis: work(redis, keys), client_name="logrelay-dead-letters")
 
 
 def _check_ids(ids: tuple[str, ...]) -> None:
@@ -116,11 +103,13 @@ def dead_letters_group() -> None:
 
 
 @dead_letters_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="A JSON array: id, kind, reason, client, time, received, size.")
+@click.option("--json", is_flag=True, help="A JSON array: id, kind, reason, client, time, received, size.")
 @click.option("--count", type=click.IntRange(1), default=None, help="Show at most this many.  [default: all]")
 @with_options(REDIS_URL_OPTION, STREAM_OPTIONS)
-def list_letters(as_json: bool, count: int | None, **options: Any) -> None:
+def list_letters(count: int | None, **options: Any) -> None:
     """List dead letters, oldest first: id, time received (UTC), kind (catcher or consumer), client, size, reason."""
+    # The option is --json (LOGRELAY_DEAD_LETTERS_LIST_JSON); the name json is the module's here.
+    as_json: bool = options.pop("json")
 
     async def work(redis: Redis, keys: StreamKeys) -> None:
         shown = 0
@@ -147,7 +136,13 @@ def list_letters(as_json: bool, count: int | None, **options: Any) -> None:
 
 @dead_letters_group.command("show")
 @click.argument("letter_id", metavar="ID")
-@click.option("--raw", "raw_only", is_flag=True, help="Write only the refused bytes, exactly, to stdout (for a file).")
+@click.option(
+    "--raw",
+    "raw_only",
+    allow_from_autoenv=False,
+    is_flag=True,
+    help="Write only the refused bytes, exactly, to stdout (for a file).",
+)
 @with_options(REDIS_URL_OPTION, STREAM_OPTIONS)
 def show(letter_id: str, raw_only: bool, **options: Any) -> None:
     """Show every field of one dead letter; raw as a hex dump of its first 256 bytes and its length.
@@ -185,7 +180,14 @@ def show(letter_id: str, raw_only: bool, **options: Any) -> None:
 
 @dead_letters_group.command("replay")
 @click.argument("ids", nargs=-1, metavar="[ID]...")
-@click.option("--all", "all_", is_flag=True, help="Every dead letter there is when the command starts, oldest first.")
+# What to act on is said on the command line only: never from the environment or a config file.
+@click.option(
+    "--all",
+    "all_",
+    is_flag=True,
+    allow_from_autoenv=False,
+    help="Every dead letter there is when the command starts, oldest first.",
+)
 @click.option("--dry-run", is_flag=True, help="Decode and report, write nothing.")
 @with_options(DECODE_OPTIONS, STREAM_LENGTH_OPTION, REDIS_URL_OPTION, STREAM_OPTIONS)
 def replay_letters(ids: tuple[str, ...], all_: bool, dry_run: bool, **options: Any) -> None:
@@ -247,13 +249,18 @@ async def _iterate(letters: list[DeadLetter]) -> AsyncIterator[DeadLetter]:
 
 @dead_letters_group.command("purge")
 @click.argument("ids", nargs=-1, metavar="[ID]...")
-@click.option("--all", "all_", is_flag=True, help="Every dead letter there is when the command starts.")
+@click.option(
+    "--all", "all_", is_flag=True, allow_from_autoenv=False, help="Every dead letter there is when the command starts."
+)
 @click.option(
     "--before",
     metavar="ID|TIME",
+    allow_from_autoenv=False,
     help="Those written before this id, or this UTC time (2025-01-31T12:00:00Z).",
 )
-@click.option("--yes", is_flag=True, help="Remove without asking (needed when not on a terminal).")
+@click.option(
+    "--yes", is_flag=True, allow_from_autoenv=False, help="Remove without asking (needed when not on a terminal)."
+)
 @with_options(REDIS_URL_OPTION, STREAM_OPTIONS)
 def purge(ids: tuple[str, ...], all_: bool, before: str | None, yes: bool, **options: Any) -> None:
     """Remove dead letters for good: by id, --all, or --before an id or time."""

@@ -3,18 +3,39 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import click
+import redis.exceptions
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from relay.common.redis_client import RedisSettings, create_redis
 
-__all__ = ["run_query"]
+__all__ = ["redis_failure", "run_query"]
 
 T = TypeVar("T")
+
+
+def redis_failure(settings: RedisSettings, exc: RedisError | OSError) -> str:
+    """One line saying why Redis failed us: ``cannot reach Redis at URL: Connection refused``."""
+    url = settings.safe_url
+    if isinstance(exc, redis.exceptions.AuthenticationError | redis.exceptions.AuthorizationError):
+        return f"Redis at {url} refused the login: {exc}"
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, OSError) and cause.errno:
+            reason = os.strerror(cause.errno)
+        elif isinstance(cause, TimeoutError):
+            reason = "timed out"
+        else:
+            reason = str(exc)
+        return f"cannot reach Redis at {url}: {reason}"
+    if isinstance(exc, OSError):
+        return f"cannot reach Redis at {url}: {exc.strerror or exc}"
+    return f"Redis at {url} refused a command: {' '.join(str(exc).split())}"
 
 
 def run_query(settings: RedisSettings, query: Callable[[Redis], Awaitable[T]], *, client_name: str) -> T:
@@ -30,5 +51,4 @@ def run_query(settings: RedisSettings, query: Callable[[Redis], Awaitable[T]], *
     try:
         return asyncio.run(run())
     except (RedisError, OSError) as exc:
-        detail = str(exc) or type(exc).__name__
-        raise click.ClickException(f"cannot read from Redis at {settings.safe_url}: {detail}") from exc
+        raise click.ClickException(redis_failure(settings, exc)) from None

@@ -25,6 +25,7 @@ from consumers.record_filter import RecordFilter, parse_level
 from consumers.stream_tail import StreamTail
 from consumers.tail_view import NewestCollector, Outcome, TailLine, TailView
 from relay.cli.options import LOG_OPTIONS, REDIS_URL_OPTION, STREAM_OPTIONS, configure_logging, default, with_options
+from relay.cli.redis_query import redis_failure
 from relay.common.redis_client import RedisSettings, create_redis
 from relay.common.signals import serve_with_signals
 
@@ -60,7 +61,6 @@ TAIL_OPTIONS = [
     click.option("--level", type=Level(), default=None, help="Only records of this level and above (name or number)."),
     click.option(
         "--logger",
-        "loggers",
         multiple=True,
         metavar="PREFIX",
         help="Only records of this logger or below it (app.db: app.db, app.db.pool; not app.dbx). Repeatable: any.",
@@ -70,7 +70,6 @@ TAIL_OPTIONS = [
     ),
     click.option(
         "--format",
-        "format_",
         default=default(FileConsumerSettings, "format"),
         help="A logging %-style format (with %(client)s, %(catcher)s, %(received)s), or 'json': as the file consumer.",
     ),
@@ -167,23 +166,6 @@ def _use_color(option: bool | None, out: IO[bytes]) -> bool:
     return out.isatty() and not os.environ.get("NO_COLOR")
 
 
-def redis_failure(settings: RedisSettings, exc: redis.exceptions.RedisError) -> str:
-    """One line saying why Redis failed us: ``cannot reach Redis at URL: Connection refused``."""
-    url = settings.safe_url
-    if isinstance(exc, redis.exceptions.AuthenticationError | redis.exceptions.AuthorizationError):
-        return f"Redis at {url} refused the login: {exc}"
-    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, OSError) and cause.errno:
-            reason = os.strerror(cause.errno)
-        elif isinstance(cause, asyncio.TimeoutError | TimeoutError):
-            reason = "timed out"
-        else:
-            reason = str(exc)
-        return f"cannot reach Redis at {url}: {reason}"
-    return f"Redis at {url} refused a read: {exc}"
-
-
 class Tail:
     """One run of ``logrelay tail``: the newest lines, then (following) new ones until cancelled."""
 
@@ -262,11 +244,11 @@ def tail(**options: Any) -> None:
 
     Reads without a consumer group: never affects what the consumers deliver.
     """
-    configure_logging(options["log_level"])
+    configure_logging(options)
     try:
         settings = RedisSettings.from_url(options["redis_url"], socket_timeout=options["redis_timeout"])
-        record_filter = RecordFilter.build(level=options["level"], loggers=options["loggers"], grep=options["grep"])
-        formatter = build_formatter(options["format_"], options["placeholder"])
+        record_filter = RecordFilter.build(level=options["level"], loggers=options["logger"], grep=options["grep"])
+        formatter = build_formatter(options["format"], options["placeholder"])
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     out = click.get_binary_stream("stdout")

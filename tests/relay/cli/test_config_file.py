@@ -122,6 +122,15 @@ def test_every_options_variable_is_its_long_name_in_capitals() -> None:
                 assert name == key.replace("-", "_"), f"{' '.join(path)} --{key} reads LOGRELAY_..._{name.upper()}"
 
 
+def test_what_to_purge_comes_from_the_command_line_alone(tmp_path: Path) -> None:
+    path = config(tmp_path, "[dead-letters.purge]\nall = true\n")
+    result = CliRunner().invoke(main, ["dead-letters", "purge", "--config", str(path)])
+    assert result.exit_code == 2
+    assert "unknown key 'all' at [dead-letters.purge]" in result.output
+    result = CliRunner().invoke(main, ["dead-letters", "purge"], env={"LOGRELAY_DEAD_LETTERS_PURGE_ALL": "1"})
+    assert result.exit_code == 2  # the variable is not read: nothing says what to purge
+
+
 def test_the_format_is_read_from_its_variable() -> None:
     settings = show("consume", "file", env={"LOGRELAY_CONSUME_FILE_FORMAT": "json"})["settings"]
     assert settings["--format"] == {"value": "json", "source": "environment", "from": "LOGRELAY_CONSUME_FILE_FORMAT"}

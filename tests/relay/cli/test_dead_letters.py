@@ -209,7 +209,7 @@ def test_redis_unreachable_is_one_line_exit_1(redis_server: RedisServer) -> None
     url = redis_server.url
     redis_server.stop()
     for args in (["list"], ["show", "1-1"], ["replay", "--all"], ["purge", "--all", "--yes"]):
-        one_line_error(run(url, *args), 1, f"Redis at {url}: ")
+        one_line_error(run(url, *args), 1, f"cannot reach Redis at {url}: Connection refused")
 
 
 def test_redis_acl_credentials_from_the_url(tmp_path: Path, client: redis.Redis) -> None:
@@ -223,7 +223,7 @@ def test_redis_acl_credentials_from_the_url(tmp_path: Path, client: redis.Redis)
         assert result.exit_code == 0, result.output
         assert f"replayed {letter_id} " in result.output
         wrong = run(f"redis://ops:wrong-pw@127.0.0.1:{server.port}/0", "list")
-        one_line_error(wrong, 1, f"Redis at redis://ops:***@127.0.0.1:{server.port}/0: ")
+        one_line_error(wrong, 1, f"Redis at redis://ops:***@127.0.0.1:{server.port}/0 refused the login: ")
         assert "wrong-pw" not in wrong.output
     finally:
         server.stop()
