@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
 from tests.support.processes import CatcherProcess, ConsumerProcess, LogrelayProcess
 from tests.support.realredis import RedisServer
@@ -29,6 +30,14 @@ def redis_server_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]
 @pytest.fixture
 def redis_server(redis_server_factory: Callable[..., RedisServer]) -> RedisServer:
     return redis_server_factory()
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    """An asyncio client of this test's own redis-server, closed at teardown."""
+    client = Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture

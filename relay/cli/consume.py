@@ -25,7 +25,7 @@ from relay.cli.options import (
 from relay.common.redis_client import RedisSettings
 from relay.common.signals import run_command
 
-__all__ = ["FILE_OPTIONS", "consume", "file_consumer_settings"]
+__all__ = ["FILE_OPTIONS", "LINE_FORMAT_OPTIONS", "consume", "file_consumer_settings"]
 
 
 class Duration(click.ParamType):  # type: ignore[type-arg]
@@ -42,13 +42,8 @@ class Duration(click.ParamType):  # type: ignore[type-arg]
             self.fail(str(exc), param, ctx)
 
 
-FILE_OPTIONS = [
-    click.option(
-        "--output",
-        type=click.Path(dir_okay=False, writable=True, path_type=Path),
-        required=True,
-        help="The central log file (PATH.checkpoint and PATH.lock are kept next to it).",
-    ),
+#: How a record becomes a line: the file consumer's, and ``tail``'s (the same lines).
+LINE_FORMAT_OPTIONS = [
     click.option(
         # Named "format" (not format_) so that its variable is LOGRELAY_CONSUME_FILE_FORMAT.
         "--format",
@@ -60,6 +55,16 @@ FILE_OPTIONS = [
         default=default(FileConsumerSettings, "placeholder"),
         help="Rendered for a format field a record lacks.",
     ),
+]
+
+FILE_OPTIONS = [
+    click.option(
+        "--output",
+        type=click.Path(dir_okay=False, writable=True, path_type=Path),
+        required=True,
+        help="The central log file (PATH.checkpoint and PATH.lock are kept next to it).",
+    ),
+    *LINE_FORMAT_OPTIONS,
     click.option(
         "--group", default=default(FileConsumerSettings, "group"), help="Consumer group; one per output file."
     ),

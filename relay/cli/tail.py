@@ -19,12 +19,12 @@ from typing import IO, Any, Final
 import click
 import redis.exceptions
 
-from consumers.file_consumer import FileConsumerSettings
 from consumers.formatting import build_formatter
 from consumers.record_filter import RecordFilter, parse_level
 from consumers.stream_tail import StreamTail
 from consumers.tail_view import NewestCollector, Outcome, TailLine, TailView
-from relay.cli.options import LOG_OPTIONS, REDIS_URL_OPTION, STREAM_OPTIONS, configure_logging, default, with_options
+from relay.cli.consume import LINE_FORMAT_OPTIONS
+from relay.cli.options import LOG_OPTIONS, REDIS_URL_OPTION, STREAM_OPTIONS, configure_logging, with_options
 from relay.cli.redis_query import redis_failure
 from relay.common.redis_client import RedisSettings, create_redis
 from relay.common.signals import serve_with_signals
@@ -68,16 +68,7 @@ TAIL_OPTIONS = [
     click.option(
         "--grep", default=None, metavar="REGEX", help="Only records whose message matches (Python re.search)."
     ),
-    click.option(
-        "--format",
-        default=default(FileConsumerSettings, "format"),
-        help="A logging %-style format (with %(client)s, %(catcher)s, %(received)s), or 'json': as the file consumer.",
-    ),
-    click.option(
-        "--placeholder",
-        default=default(FileConsumerSettings, "placeholder"),
-        help="Rendered for a format field a record lacks.",
-    ),
+    *LINE_FORMAT_OPTIONS,
     click.option(
         "--color/--no-color",
         "color",

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 
-import pytest
 from redis.asyncio import Redis
 
 from consumers.formatting import LineFormatter
@@ -14,16 +12,8 @@ from consumers.record_filter import RecordFilter
 from consumers.stream_tail import EMPTY_STREAM_ID, StreamTail
 from consumers.tail_view import NewestCollector, TailLine, TailView
 from tests.support.entries import entry_for
-from tests.support.realredis import RedisServer
 
 KEY = "logrelay"
-
-
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
 
 
 async def add(redis: Redis, seqs: range, *, level: int = logging.INFO) -> list[bytes]:

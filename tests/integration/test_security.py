@@ -9,7 +9,8 @@ import logging.handlers
 import socket
 import ssl
 import subprocess
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 
 from tests.support.polling import wait_until
 from tests.support.processes import CatcherProcess
-from tests.support.realredis import RedisServer
+from tests.support.realredis import RedisServer, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -205,9 +206,9 @@ def test_redis_acl_credentials_from_the_url_and_never_in_the_log(
         server.stop()
 
 
-def test_catcher_publishes_to_redis_over_tls(catcher_factory: CatcherFactory, pki: PKI, tmp_path: Path) -> None:
-    from tests.support.realredis import free_port
-
+@contextlib.contextmanager
+def tls_redis(pki: PKI, tmp_path: Path) -> Iterator[tuple[RedisServer, str]]:
+    """A redis-server with a TLS port (its plain port is for the test only), and the rediss:// URL to it."""
     tls_port = free_port()
     tls = (
         "--tls-port", str(tls_port),
@@ -216,51 +217,40 @@ def test_catcher_publishes_to_redis_over_tls(catcher_factory: CatcherFactory, pk
         "--tls-ca-cert-file", str(pki.ca),
         "--tls-auth-clients", "no",
     )  # fmt: skip
-    server = RedisServer(tmp_path / "tls-redis", extra_args=tls).start()  # the plain port is for this test only
+    server = RedisServer(tmp_path / "tls-redis", extra_args=tls).start()
     try:
-        catcher = catcher_factory(f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={pki.ca}")
+        yield server, f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={pki.ca}"
+    finally:
+        server.stop()
+
+
+def test_catcher_publishes_to_redis_over_tls(catcher_factory: CatcherFactory, pki: PKI, tmp_path: Path) -> None:
+    with tls_redis(pki, tmp_path) as (server, url):
+        catcher = catcher_factory(url)
         log_through(logging.handlers.SocketHandler("127.0.0.1", catcher.port), ["over rediss"])
         wait_until(lambda: len(messages_in(server)) >= 1, timeout=15, what="the record, published over TLS")
         assert catcher.stop() == 0
         assert "rediss://127.0.0.1" in catcher.log
         assert messages_in(server) == ["over rediss"]
-    finally:
-        server.stop()
 
 
-def test_dead_letters_replay_over_tls(pki: PKI, tmp_path: Path) -> None:
-    """``logrelay dead-letters`` takes the same rediss:// URLs as ``catch``."""
-    import sys
-
+def test_the_operating_commands_over_tls(pki: PKI, tmp_path: Path) -> None:
+    """``status``, ``tail`` and ``dead-letters`` take the same rediss:// URLs as ``catch``."""
     from tests.support.dead_letters import big_frame, publish_dead_letter, refused
-    from tests.support.realredis import free_port
 
-    tls_port = free_port()
-    tls = (
-        "--tls-port", str(tls_port),
-        "--tls-cert-file", str(pki.server_cert),
-        "--tls-key-file", str(pki.server_key),
-        "--tls-ca-cert-file", str(pki.ca),
-        "--tls-auth-clients", "no",
-    )  # fmt: skip
-    server = RedisServer(tmp_path / "tls-redis", extra_args=tls).start()  # the plain port is for this test only
-    try:
+    def logrelay(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "relay", *args, "--redis-url", url]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+        assert result.returncode == 0, result.stderr
+        return result
+
+    with tls_redis(pki, tmp_path) as (server, url):
         with server.client() as client:
             letter_id = publish_dead_letter(client, refused(big_frame())).decode()
-        url = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={pki.ca}"
-        command = [sys.executable, "-m", "relay", "dead-letters"]
-        listed = subprocess.run([*command, "list", "--json", "--redis-url", url], capture_output=True, timeout=30)
-        assert listed.returncode == 0, listed.stderr
-        assert [item["id"] for item in json.loads(listed.stdout)] == [letter_id]
-        replayed = subprocess.run(
-            [*command, "replay", letter_id, "--max-decoded-bytes", "4MiB", "--redis-url", url],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert replayed.returncode == 0, replayed.stderr
+        assert [item["id"] for item in json.loads(logrelay("dead-letters", "list", "--json").stdout)] == [letter_id]
+        replayed = logrelay("dead-letters", "replay", letter_id, "--max-decoded-bytes", "4MiB")
         assert replayed.stdout.splitlines()[-1] == "replayed 1, still refused 0"
-        with server.client() as client:
-            assert (client.xlen("logrelay"), client.xlen("{logrelay}:dead")) == (1, 0)
-    finally:
-        server.stop()
+        report = json.loads(logrelay("status", "--json").stdout)
+        assert (report["length"], report["dead_letters"]) == (1, 0)
+        (line,) = logrelay("tail", "-n", "5", "--format", "json").stdout.splitlines()
+        assert json.loads(line)["msg"] == "x" * 200_000

@@ -35,13 +35,6 @@ RAISED = DecodeLimits(max_decoded_bytes=4 << 20)
 
 
 @pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 def sync_client(redis_server: RedisServer) -> sync_redis.Redis:
     return redis_server.client()
 

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import orjson
-import pytest
 from redis.asyncio import Redis
 
 from relay.common.heartbeat import Heartbeat, read_heartbeats
 from relay.common.stream import StreamKeys
-from tests.support.realredis import RedisServer
 
 KEYS = StreamKeys("logs")
-
-
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
 
 
 async def test_a_beat_stores_the_description_with_a_ttl_and_lists_the_process(redis: Redis) -> None:

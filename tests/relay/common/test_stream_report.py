@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 from redis.asyncio import Redis
 
 from relay.common.stream import StreamKeys
 from relay.common.stream_report import id_time, read_report
-from tests.support.realredis import RedisServer
 
 KEYS = StreamKeys("logs")
-
-
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
 
 
 async def test_a_stream_that_does_not_exist_is_reported_as_such(redis: Redis) -> None:

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from redis.asyncio import Redis
 
 from relay.common.stream import RECORD_FIELDS, StreamKeys
 from relay.publish.replay import ReplayOutcome, replay_entry
-from tests.support.realredis import RedisServer
 
 KEYS = StreamKeys()
 VALUES = [b"1", b'{"msg":"again"}', b"10.0.0.7:51234", b"catcher-a-1", b"1700000000.25"]
 FIELDS = list(zip(RECORD_FIELDS, VALUES, strict=True))
-
-
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
 
 
 async def test_a_letter_replays_once_fields_in_schema_order(redis: Redis) -> None:
