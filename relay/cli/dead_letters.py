@@ -29,6 +29,7 @@ from relay.cli.options import (
     with_options,
 )
 from relay.cli.redis_query import run_query
+from relay.cli.terminal import printable
 from relay.common.stream import StreamKeys
 from relay.dead_letters import (
     DeadLetter,
@@ -82,7 +83,7 @@ async def _fetch_all(redis: Redis, key: str, ids: tuple[str, ...]) -> list[DeadL
 
 
 def _one_line(text: str, width: int) -> str:
-    text = " ".join(text.split())
+    text = printable(" ".join(text.split()), one_line=True)
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
@@ -126,7 +127,8 @@ def list_letters(count: int | None, **options: Any) -> None:
             if not shown:
                 click.echo(row.format("ID", "TIME (UTC)", "KIND", "CLIENT", "SIZE", "REASON"))
             reason = _one_line(letter.reason, REASON_WIDTH)
-            click.echo(row.format(letter.id, letter.time, letter.kind, letter.client, letter.size, reason))
+            client, time = printable(letter.client, one_line=True), printable(letter.time, one_line=True)
+            click.echo(row.format(letter.id, time, letter.kind, client, letter.size, reason))
             shown += 1
         if not shown:
             click.echo(f"no dead letters in {keys.dead_letters}")
@@ -161,9 +163,9 @@ def show(letter_id: str, raw_only: bool, **options: Any) -> None:
             return
         click.echo(f"id: {letter.id}")
         click.echo(f"kind: {letter.kind}")
-        click.echo(f"time: {letter.time}")
+        click.echo(f"time: {printable(letter.time, one_line=True)}")
         for name, value in letter.fields.items():
-            label = name.decode("utf-8", "backslashreplace")
+            label = printable(name.decode("utf-8", "backslashreplace"), one_line=True)
             if label == "raw":
                 shown = f" (first {HEX_PREVIEW} shown)" if len(value) > HEX_PREVIEW else ""
                 click.echo(f"raw: {len(value)} bytes{shown}")
@@ -173,7 +175,7 @@ def show(letter_id: str, raw_only: bool, **options: Any) -> None:
             text = value.decode("utf-8", "backslashreplace")
             if len(text) > TEXT_PREVIEW:
                 text = f"{text[:TEXT_PREVIEW]}... ({len(value)} bytes)"
-            click.echo(f"{label}: {text}")
+            click.echo(f"{label}: {printable(text)}")
 
     _run(options, work)
 
@@ -221,7 +223,7 @@ def replay_letters(ids: tuple[str, ...], all_: bool, dry_run: bool, **options: A
         async for result in replay(redis, keys, letters, limits, max_length=max_length, dry_run=dry_run):
             tally[result.outcome] += 1
             letter = result.letter
-            what = f"{letter.id} ({letter.kind}, {letter.client or '-'}, {letter.time})"
+            what = printable(f"{letter.id} ({letter.kind}, {letter.client or '-'}, {letter.time})", one_line=True)
             if result.outcome == "refused":
                 click.echo(f"still refused {what}: {_one_line(result.reason, 200)}")
             elif result.outcome in ("gone", "full"):

@@ -26,6 +26,7 @@ from consumers.tail_view import NewestCollector, Outcome, TailLine, TailView
 from relay.cli.consume import LINE_FORMAT_OPTIONS
 from relay.cli.options import LOG_OPTIONS, REDIS_URL_OPTION, STREAM_OPTIONS, configure_logging, with_options
 from relay.cli.redis_query import redis_failure
+from relay.cli.terminal import printable_bytes
 from relay.common.redis_client import RedisSettings, create_redis
 from relay.common.signals import serve_with_signals
 
@@ -110,18 +111,26 @@ class OutputClosed(Exception):
 
 
 class TailPrinter:
-    """Lines to stdout (coloured if asked), notes to stderr; a closed stdout raises :class:`OutputClosed`."""
+    """Lines to stdout (coloured if asked), notes to stderr; a closed stdout raises :class:`OutputClosed`.
 
-    def __init__(self, out: IO[bytes], *, color: bool, note: Callable[[str], None]) -> None:
+    ``escape``: control characters in the lines (a sender's ``ESC ]...``) are
+    printed as ``\\xNN``, not sent to the terminal; for a terminal, or output
+    coloured for one.  Otherwise the lines are the central file's, byte for byte.
+    """
+
+    def __init__(self, out: IO[bytes], *, color: bool, note: Callable[[str], None], escape: bool = True) -> None:
         self._out = out
         self._color = color
         self._note = note
+        self._escape = escape
 
     def show(self, outcomes: list[Outcome]) -> None:
         """Print each outcome in order, then flush (a follower's reader sees each batch at once)."""
         try:
             for outcome in outcomes:
                 if isinstance(outcome, TailLine):
+                    if self._escape:
+                        outcome = TailLine(outcome.entry_id, printable_bytes(outcome.text), outcome.level)
                     self._out.write(self._colored(outcome) if self._color else outcome.text)
                 else:
                     # Lines before a note must not come after it on a terminal showing both.
@@ -243,7 +252,8 @@ def tail(**options: Any) -> None:
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     out = click.get_binary_stream("stdout")
-    printer = TailPrinter(out, color=_use_color(options["color"], out), note=lambda text: click.echo(text, err=True))
+    color = _use_color(options["color"], out)
+    printer = TailPrinter(out, color=color, note=lambda text: click.echo(text, err=True), escape=color or out.isatty())
     runner = Tail(
         settings,
         options["stream"],

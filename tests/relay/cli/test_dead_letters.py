@@ -227,3 +227,29 @@ def test_redis_acl_credentials_from_the_url(tmp_path: Path, client: redis.Redis)
         assert "wrong-pw" not in wrong.output
     finally:
         server.stop()
+
+
+def test_a_senders_escape_sequences_are_shown_not_obeyed(redis_server: RedisServer, client: redis.Redis) -> None:
+    # A sender names a forbidden global whose name carries terminal escapes: the reason holds them.
+    evil = "cos\nsystem\x1b]0;owned\x07\x1b[2J\x9b\r\n(S'id'\ntR.".encode()
+    bad = refused(frame(evil), DecodeLimits())
+    assert "\x1b]0;owned" in bad.reason
+    letter_id = publish_dead_letter(client, bad, sender="10.0.0.7:1\x1b[31m").decode()
+    consumer_id = consumer_dead_letter(client, {b"v": b"1", b"record": b'{"msg": "\x1b]52;c;cHdu\x07"}'}).decode()
+
+    def on_a_terminal(*args: str) -> str:
+        command, *rest = args
+        # color=True: click passes escape sequences through, as it does to a terminal.
+        result = CliRunner().invoke(main, ["dead-letters", command, "--redis-url", redis_server.url, *rest], color=True)
+        return result.output
+
+    for output in (
+        on_a_terminal("list"),
+        on_a_terminal("show", letter_id),
+        on_a_terminal("show", consumer_id),
+        on_a_terminal("replay", "--all"),
+    ):
+        assert not {"\x1b", "\x07", "\r", "\x9b"} & set(output), output
+    assert "os.system\\x1b]0;owned\\x07\\x1b[2J" in on_a_terminal("show", letter_id)
+    assert "10.0.0.7:1\\x1b[31m" in on_a_terminal("list")
+    assert run(redis_server, "show", letter_id, "--raw").stdout_bytes == evil  # --raw stays exact

@@ -212,3 +212,24 @@ def test_the_printer_flushes_lines_before_a_note_and_reports_a_closed_pipe() -> 
 
     with pytest.raises(OutputClosed):
         TailPrinter(Closed(), color=False, note=print).show([TailLine(b"1-0", b"a\n", 20)])
+
+
+def test_a_senders_escape_sequences_reach_a_terminal_escaped(redis_server: RedisServer) -> None:
+    message = "login ok\x1b]0;owned\x07\x1b[2J\r\u009b fine é\tend"
+    record = logging.LogRecord("app.web", logging.WARNING, "/srv/app.py", 7, message, None, None)
+    with redis_server.client() as client:
+        client.xadd("logrelay", entry_for(record))  # type: ignore[arg-type]
+    # Coloured (for a terminal): shown, not obeyed.
+    coloured = CliRunner().invoke(main, ["tail", "--redis-url", redis_server.url, "--color"], color=True)
+    assert coloured.exit_code == 0, coloured.output
+    text = coloured.stdout
+    assert "login ok\\x1b]0;owned\\x07\\x1b[2J\\x0d\\x9b fine é\tend" in text
+    assert not {"\x07", "\r", "\u009b"} & set(text)
+    assert "\x1b]" not in text
+    # Into a pipe or a file: the central file's line, byte for byte.
+    plain = tail(redis_server)
+    assert message in plain.stdout
+
+    out = io.BytesIO()
+    TailPrinter(out, color=False, note=print, escape=True).show([TailLine(b"1-0", b"a\x1b[2Jb\n", 20)])
+    assert out.getvalue() == b"a\\x1b[2Jb\n"
