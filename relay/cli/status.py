@@ -16,6 +16,7 @@ import orjson
 
 from relay.cli.options import REDIS_URL_OPTION, STREAM_OPTIONS, redis_settings, stream_keys, with_options
 from relay.cli.redis_query import run_query
+from relay.cli.terminal import printable
 from relay.common.stream_report import StreamReport, read_report
 
 __all__ = ["lagging_groups", "render_report", "status"]
@@ -36,6 +37,8 @@ def _seconds(seconds: float) -> str:
 
 
 def _table(rows: list[list[str]]) -> list[str]:
+    # Cells hold what senders and processes wrote (a dead letter's reason, a heartbeat's address): shown, not obeyed.
+    rows = [[printable(cell, one_line=True) for cell in row] for row in rows]
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
 
@@ -77,16 +80,24 @@ def render_report(report: StreamReport) -> str:
     return "\n".join(lines)
 
 
+def _rate(rates: Any, name: str, unit: str) -> str:
+    """A rate of the heartbeat's, if it is one (anyone who can write the key can write anything there)."""
+    value = rates.get(name, 0) if isinstance(rates, dict) else 0
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return f"? {unit}/s"
+    return f"{value:,.0f} {unit}/s"
+
+
 def _process_row(process: dict[str, Any]) -> list[str]:
-    rates = process.get("rates") or {}
+    rates = process.get("rates")
     if process.get("kind") == "catcher":
         where = str(process.get("address", "-"))
         state = f"{process.get('connections', 0)} connections" + ("" if process.get("ready", True) else ", not ready")
-        rate = f"{rates.get('records_received', 0):,.0f} records/s"
+        rate = _rate(rates, "records_received", "records")
     else:
         where = str(process.get("output", "-"))
         state = "writing" if process.get("writing") else "standing by"
-        rate = f"{rates.get('lines_written', 0):,.0f} lines/s"
+        rate = _rate(rates, "lines_written", "lines")
     return [str(process.get("kind")), str(process.get("id")), where, state, rate, f"{_seconds(process['age'])} ago"]
 
 

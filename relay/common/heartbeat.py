@@ -124,12 +124,25 @@ class Heartbeat:
                 await pipe.execute()
 
 
+def _member_name(member: Any) -> str:
+    """A member of the processes set as text; "" if it is not UTF-8 (no heartbeat writes such a name)."""
+    if not isinstance(member, bytes):
+        return str(member)
+    try:
+        return member.decode()
+    except UnicodeDecodeError:
+        return ""
+
+
 async def read_heartbeats(redis: Redis, keys: StreamKeys) -> list[dict[str, Any]]:
     """The live processes' descriptions, catchers first, each by id; each with ``age`` (seconds since its beat)."""
     members = await redis.zrange(keys.processes, 0, -1)
     if not members:
         return []
-    names = [member.decode() if isinstance(member, bytes) else str(member) for member in members]
+    # A member is KIND:ID, as :class:`Heartbeat` writes it; anything else in the set was not written by one.
+    names = [name for member in members if ":" in (name := _member_name(member))]
+    if not names:
+        return []
     values = await redis.mget([keys.heartbeat(*name.split(":", 1)) for name in names])
     now = time.time()
     found = []

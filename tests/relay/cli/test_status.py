@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 from click.testing import CliRunner
 
@@ -66,3 +68,31 @@ def test_a_bad_redis_url_is_a_usage_error() -> None:
     result = CliRunner().invoke(main, ["status", "--redis-url", "http://127.0.0.1:6379"])
     assert result.exit_code == 2
     assert "unsupported Redis URL scheme 'http'" in result.stderr
+
+
+def test_garbage_in_the_heartbeats_is_skipped_or_shown_never_a_traceback(redis_server: RedisServer) -> None:
+    now = time.time()
+    with redis_server.client() as client:
+        client.zadd(KEYS.processes, {b"no-colon": now, b"\xff\xfe:x": now, "catcher:a": now, "consumer:b": now})
+        client.set(KEYS.heartbeat("catcher", "a"), b'{"kind": "catcher", "id": "a", "rates": [1], "beat": 1}')
+        client.set(KEYS.heartbeat("consumer", "b"), b'{"kind": "consumer", "rates": {"lines_written": "x"}}')
+    for args in ([], ["--json"], ["--max-lag", "0"]):
+        result = CliRunner().invoke(main, ["status", "--redis-url", redis_server.url, *args])
+        assert result.exit_code == 0, result.output
+        assert result.exception is None, result.exception
+    table = CliRunner().invoke(main, ["status", "--redis-url", redis_server.url]).stdout
+    (consumer,) = [line for line in table.splitlines() if line.strip().startswith("consumer")]
+    assert "? lines/s" in consumer
+
+
+def test_escape_sequences_in_what_others_wrote_are_shown_not_obeyed(redis_server: RedisServer) -> None:
+    with redis_server.client() as client:
+        client.xadd(KEYS.dead_letters, {"v": "1", "reason": "global os.system\x1b]0;owned\x07\r", "client": "\x9b2J"})
+        client.zadd(KEYS.processes, {"catcher:a": time.time()})
+        client.set(KEYS.heartbeat("catcher", "a"), orjson.dumps({"kind": "catcher", "address": "\x1b[2J:9020"}))
+    result = CliRunner().invoke(main, ["status", "--redis-url", redis_server.url], color=True)
+    assert result.exit_code == 0, result.output
+    assert "os.system\\x1b]0;owned\\x07\\x0d" in result.stdout
+    assert "\\x1b[2J:9020" in result.stdout
+    assert "\\x9b2J" in result.stdout
+    assert not {"\x1b", "\x07", "\r", "\x9b"} & set(result.stdout)
