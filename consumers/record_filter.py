@@ -45,6 +45,32 @@ def record_level(record: Mapping[str, Any]) -> int | None:
     return None
 
 
+#: A %-conversion: mapping key, flags, width, precision, length modifier, type.
+_CONVERSION: Final = re.compile(r"%(?:\([^)]*\))?[#0 +-]*(\*|\d+)?(?:\.(\*|\d+))?[hlL]?.", re.DOTALL)
+#: The most characters ``msg % args`` may make for a filter; beyond it the message is matched as sent.
+MAX_MERGED_CHARS: Final = 4 << 20
+
+
+def _merge_is_small(msg: str, values: Any) -> bool:
+    """Whether ``msg % values`` surely makes at most :data:`MAX_MERGED_CHARS` characters.
+
+    A sender chooses both: a width (``%2147483647d``), a ``*`` width, or one
+    long mapping value named again and again (``%(a)s%(a)s...``) would make
+    gigabytes of a record of a few bytes.  Each conversion is counted at its
+    width or precision, plus the longest argument's text, plus the digits a
+    float can print.
+    """
+    conversions = _CONVERSION.findall(msg)
+    widest = 0
+    for width, precision in conversions:
+        if "*" in (width, precision) or len(width) > 4 or len(precision) > 4:
+            return False
+        widest = max(widest, int(width or 0), int(precision or 0))
+    items = values.values() if isinstance(values, dict) else values if isinstance(values, tuple) else (values,)
+    longest = max((len(ascii(item)) for item in items), default=0)
+    return len(msg) + len(conversions) * (widest + longest + 400) <= MAX_MERGED_CHARS
+
+
 def message_text(record: Mapping[str, Any]) -> str:
     """The record's message as ``LogRecord.getMessage`` would give it.
 
@@ -62,6 +88,8 @@ def message_text(record: Mapping[str, Any]) -> str:
     if args and isinstance(msg, str):
         # JSON turned the tuple into a list; a single mapping argument stays an object.
         values = tuple(args) if isinstance(args, list) else args
+        if not _merge_is_small(msg, values):
+            return text  # "%2147483647d" and its kind: gigabytes from a few bytes; as sent
         # A format its arguments do not fit: the message as sent, as the formatters print it.
         with contextlib.suppress(TypeError, ValueError, KeyError):
             text = msg % values

@@ -130,3 +130,17 @@ def test_conditions_combine_with_and() -> None:
     assert not wanted.matches(record(name="app.db.pool", levelno=40, msg="slow query"))
     assert RecordFilter.build().matches_everything
     assert not wanted.matches_everything
+
+
+def test_grep_does_not_let_a_sender_expand_the_message_into_gigabytes() -> None:
+    # Each of these would make a string of gigabytes (seconds of CPU, an out-of-memory kill) per record.
+    hostile = [
+        record(msg="%2147483647d", args=[1]),
+        record(msg="%.2147483647f", args=[1.0]),
+        record(msg="%*d", args=[2147483647, 1]),
+        record(msg="%(a)s" * 100_000, args={"a": "x" * 100_000}),
+    ]
+    for each in hostile:
+        assert message_text(each) == each["msg"]  # as sent
+    assert message_text(record(msg="%5d|%-3s|%.2f", args=[42, "a", 1.5])) == "   42|a  |1.50"
+    assert message_text(record(msg="%(a)s and %(a)s", args={"a": "b"})) == "b and b"
