@@ -2,7 +2,7 @@
 
 The file's keys are the options' long names without the dashes in front
 (``redis-url``, ``max-frame-bytes``); a flag takes ``true`` or ``false``, a
-repeatable option a list.  Keys at the top level apply to every command that
+repeatable option a list (or one value).  Keys at the top level apply to every command that
 takes that option; a table applies to one command (``[catch]``, ``[up]``,
 ``[consume.file]``, ``[dead-letters.replay]``) or to every command of a group
 (``[consume]``, ``[dead-letters]``); the more specific one wins::
@@ -30,6 +30,7 @@ import difflib
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date, time
 from pathlib import Path
 from typing import Any, Final
 
@@ -122,8 +123,15 @@ class ConfigFile:
                 raise ValueError(f"unknown key '{key}' at {where} of {self.path}: not an option of {what}{hint}")
 
     def values_for(self, path: tuple[str, ...], command: click.Command) -> dict[str, tuple[Any, str]]:
-        """The file's values for the command at ``path``: parameter name → (value, the table it came from)."""
+        """The file's values for the command at ``path``: parameter name → (value, the table it came from).
+
+        Each value as the command line would give it (text; a list of texts
+        for a repeatable option), so that it goes through the option's own
+        type and checks.  Raises ValueError for a value of the wrong shape (a
+        list for a single value, a table in a list).
+        """
         keys = option_keys(command)
+        params = {param.name: param for param in command.params if isinstance(param, click.Option)}
         found: dict[str, tuple[Any, str]] = {}
         table: Any = self.data
         for depth in range(len(path) + 1):
@@ -132,10 +140,28 @@ class ConfigFile:
             where = f"[{'.'.join(path[:depth])}]" if depth else "top level"
             for key, value in table.items():
                 if not isinstance(value, dict) and key in keys:
-                    found[keys[key]] = (value, where)
+                    found[keys[key]] = (self._as_given(params[keys[key]], key, value, where), where)
             if depth < len(path):
                 table = table.get(path[depth])
         return found
+
+    def _as_given(self, param: click.Option, key: str, value: Any, where: str) -> str | list[str]:
+        """A file value as the command line would give it; ValueError naming the key if its shape is wrong."""
+        if param.multiple:
+            if not isinstance(value, list):
+                value = [value]
+            return [self._text(key, item, where) for item in value]
+        return self._text(key, value, where)
+
+    def _text(self, key: str, value: Any, where: str) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str | int | float):
+            return str(value)
+        if isinstance(value, date | time):  # a TOML date or time: as written
+            return value.isoformat()
+        kind = "a list" if isinstance(value, list) else "a table" if isinstance(value, dict) else type(value).__name__
+        raise ValueError(f"key '{key}' at {where} of {self.path} takes one value, not {kind}")
 
 
 def _nearest(word: str, choices: list[str], shape: str) -> str:
@@ -152,9 +178,9 @@ def _apply_config(ctx: click.Context, param: click.Parameter, value: str | None)
         root = ctx.find_root().command
         if isinstance(root, click.Group):
             config.check(root)
+        values = config.values_for(command_path(ctx), ctx.command)
     except ValueError as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
-    values = config.values_for(command_path(ctx), ctx.command)
     ctx.default_map = {**(ctx.default_map or {}), **{name: value for name, (value, _) in values.items()}}
     ctx.meta[META_KEY] = (config, values)
 

@@ -134,3 +134,28 @@ def test_what_to_purge_comes_from_the_command_line_alone(tmp_path: Path) -> None
 def test_the_format_is_read_from_its_variable() -> None:
     settings = show("consume", "file", env={"LOGRELAY_CONSUME_FILE_FORMAT": "json"})["settings"]
     assert settings["--format"] == {"value": "json", "source": "environment", "from": "LOGRELAY_CONSUME_FILE_FORMAT"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("redis-timeout = [1, 2]", "key 'redis-timeout' at top level of {path} takes one value, not a list"),
+        ("[tail]\nlines = 1e400", "'inf' is not a valid integer range"),
+        ("[tail]\nlogger = [1, {a = 1}]", "key 'logger' at [tail] of {path} takes one value, not a table"),
+        ("[catch]\nmax-depth = [[1]]", "key 'max-depth' at [catch] of {path} takes one value, not a list"),
+    ],
+)
+def test_a_value_of_the_wrong_shape_is_a_one_line_error_not_a_traceback(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = config(tmp_path, text)
+    command = "catch" if "[catch]" in text else "tail"
+    result = CliRunner().invoke(main, [command, "--config", str(path)])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert message.format(path=path) in result.output
+    # Values go through the options' own types, as typed on the command line; one value fills a repeatable option.
+    good = config(tmp_path, '[tail]\nlines = 3\nlogger = "app"\nfollow = false\nlevel = 30\n')
+    settings = show("tail", "--config", str(good))["settings"]
+    names = ("--lines", "--logger", "--follow", "--level")
+    assert [settings[name]["value"] for name in names] == [3, ["app"], False, 30]
