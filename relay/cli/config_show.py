@@ -11,12 +11,12 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 import orjson
 
 from relay.cli.config_file import META_KEY, ConfigFile, leaf_commands
+from relay.common.redis_client import mask_url
 
 __all__ = ["config"]
 
@@ -28,16 +28,6 @@ SOURCE_NAMES = {
 }
 
 
-def mask_secrets(value: str) -> str:
-    """A URL's password replaced by ``***`` (``redis://user:***@host:6379/0``)."""
-    if "://" not in value:
-        return value
-    parts = urlsplit(value)
-    if parts.password is None:
-        return value
-    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
-
-
 def _plain(value: Any) -> Any:
     """A setting's value as JSON can show it."""
     if value is None or isinstance(value, bool | int | float):
@@ -46,7 +36,7 @@ def _plain(value: Any) -> Any:
         return [_plain(item) for item in value]
     if isinstance(value, Path):
         return str(value)
-    return mask_secrets(str(value))
+    return mask_url(str(value))
 
 
 def _find_command(root: click.Group, words: list[str]) -> tuple[list[tuple[str, click.Command]], list[str]]:

@@ -4,15 +4,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-__all__ = ["DEFAULT_REDIS_URL", "RedisSettings", "create_redis"]
+__all__ = ["DEFAULT_REDIS_URL", "RedisSettings", "create_redis", "mask_url"]
 
 DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"
+#: Query parameters of a URL that carry a secret (redis-py reads ``password`` from the query too).
+SECRET_PARAMETERS: Final = frozenset({"password", "sentinel_password", "ssl_password"})
+
+
+def mask_url(url: str) -> str:
+    """``url`` with every password in it (``user:***@``, ``?password=***``) masked, for logs and messages."""
+    if "://" not in url:
+        return url
+    parts = original = urlsplit(url)
+    if parts.password is not None:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if any(name.lower() in SECRET_PARAMETERS for name, _ in pairs):
+        masked = [(name, "***" if name.lower() in SECRET_PARAMETERS else value) for name, value in pairs]
+        parts = parts._replace(query=urlencode(masked, safe="*/:"))
+    # Untouched when there is nothing to mask (urlsplit/geturl would turn unix:///path into unix:/path).
+    return url if parts == original else parts.geturl()
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +53,7 @@ class RedisSettings:
     @property
     def safe_url(self) -> str:
         """The URL with any password masked, for logs."""
-        parts = urlsplit(self.url)
-        if parts.password is None:
-            return self.url
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return parts._replace(netloc=netloc).geturl()
+        return mask_url(self.url)
 
 
 def create_redis(settings: RedisSettings, *, client_name: str) -> Redis:
