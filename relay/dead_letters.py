@@ -56,8 +56,9 @@ __all__ = [
     "valid_id",
 ]
 
-#: Entries read (and deleted) per Redis call: bounds the memory of any command over the whole stream.
-PAGE_SIZE: Final = 100
+#: Entries read (and deleted) per Redis call: bounds the memory of any command over the whole stream.  Redis
+#: returns a letter whole (even to tell its size): at the catcher's default frame limit (1 MiB), a page is ~20 MiB.
+PAGE_SIZE: Final = 20
 
 _ENTRY_ID = re.compile(r"^\d+-\d+$")
 _ID_OR_MILLISECONDS = re.compile(r"^\d+(-\d+)?$")

@@ -122,7 +122,7 @@ STREAM_OPTIONS = [
     click.option("--dead-letter-stream", default="", show_default="{STREAM}:dead", help="Stream key for dead letters."),
     click.option(
         "--redis-timeout",
-        type=click.FloatRange(0.1),
+        type=click.FloatRange(0.1, 3600),
         default=default(RedisSettings, "socket_timeout"),
         help="Seconds to wait for a Redis reply.",
     ),

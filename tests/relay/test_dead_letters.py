@@ -136,10 +136,11 @@ async def test_paging_reads_every_letter_once_across_pages_and_limits(redis: Red
     assert seen == [entry_id.decode() for entry_id in ids]
     limited = [letter.id async for letter in dead_letters(redis, KEYS.dead_letters, limit=PAGE_SIZE + 3)]
     assert limited == seen[: PAGE_SIZE + 3]
-    upto = [letter.id async for letter in dead_letters(redis, KEYS.dead_letters, end=seen[150])]
-    assert upto == seen[:151]
-    assert await delete_range(redis, KEYS.dead_letters, parse_before(seen[120])) == 120
-    assert [letter.id async for letter in dead_letters(redis, KEYS.dead_letters)] == seen[120:]
+    middle = PAGE_SIZE + PAGE_SIZE // 2  # inside the second page
+    upto = [letter.id async for letter in dead_letters(redis, KEYS.dead_letters, end=seen[middle])]
+    assert upto == seen[: middle + 1]
+    assert await delete_range(redis, KEYS.dead_letters, parse_before(seen[middle - 3])) == middle - 3
+    assert [letter.id async for letter in dead_letters(redis, KEYS.dead_letters)] == seen[middle - 3 :]
 
 
 def test_parse_before() -> None:
