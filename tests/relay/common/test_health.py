@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-
 from prometheus_client.parser import text_string_to_metric_families
 
 from relay.common.addresses import ListenAddress
