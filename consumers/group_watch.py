@@ -39,7 +39,10 @@ class GroupWatch:
     async def refresh(self) -> None:
         """Ask once.  No answer: ``redis_ok`` goes False and the last figures stay (the last known)."""
         try:
-            groups = await asyncio.wait_for(self._redis.xinfo_groups(self.stream), CHECK_SECONDS * 2)
+            # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow the cancellation that
+            # stops the consumer when it arrives as the reply does, and run() would go on forever.
+            async with asyncio.timeout(CHECK_SECONDS * 2):
+                groups = await self._redis.xinfo_groups(self.stream)
         except ResponseError:
             groups = []  # no such stream yet: Redis answered all the same
         except (RedisError, OSError, TimeoutError) as exc:
@@ -57,10 +60,15 @@ class GroupWatch:
 
     async def run(self) -> None:
         """:meth:`refresh` every CHECK_SECONDS until cancelled."""
+        task = asyncio.current_task()
         while True:
             try:
                 await self.refresh()
             except Exception:
                 # Upkeep: a reply we did not expect must not end the consumer.
                 log.exception("reading the consumer group's figures failed; trying again")
+            if task is not None and task.cancelling():
+                # redis-py (8.2 seen) may answer a command cancelled in flight with its reply or error
+                # instead of CancelledError: without this the loop went on and the consumer's exit hung.
+                raise asyncio.CancelledError
             await asyncio.sleep(CHECK_SECONDS)

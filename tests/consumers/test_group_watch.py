@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -48,3 +50,30 @@ async def test_no_answer_keeps_the_last_figures(redis: Redis, redis_server: Redi
     redis_server.stop()
     await watch.refresh()
     assert (watch.redis_ok, watch.info) == (False, GroupInfo(lag=1, pending=0))
+
+
+class AnswersEvenWhenCancelled(Redis):
+    """A client that, cancelled during XINFO GROUPS, still returns Redis's answer (as redis-py 8.2 was seen doing)."""
+
+    asked: asyncio.Event
+
+    async def xinfo_groups(self, name: str) -> list[dict[str, object]]:  # type: ignore[override]
+        self.asked.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)  # the reply in flight, when the cancellation comes
+        return await super().xinfo_groups(name)  # type: ignore[no-any-return]
+
+
+async def test_the_watch_ends_when_cancelled_even_if_the_client_swallows_the_cancellation(
+    redis_server: RedisServer,
+) -> None:
+    client = AnswersEvenWhenCancelled.from_url(redis_server.url)
+    client.asked = asyncio.Event()
+    try:
+        task = asyncio.create_task(GroupWatch(client, "logrelay", "logrelay-file", where="test").run())
+        await asyncio.wait_for(client.asked.wait(), 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)  # before the fix: never, and the consumer's exit hung
+    finally:
+        await client.aclose()
