@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -37,16 +38,20 @@ from consumers.file_sink import FileSink, FsyncPolicy
 from consumers.formatting import DEFAULT_FORMAT, build_formatter
 from consumers.group_commit import GroupCommit, RenderedBatch
 from consumers.group_reader import Entry, GroupReader, Items
+from consumers.group_watch import GroupWatch
 from consumers.read_replies import bulk_ids
 from consumers.read_replies import entries as stream_entries
 from consumers.rotation import RotationPolicy, RotationSettings
 from consumers.segments import SegmentKeeper
 from consumers.trimmer import StreamTrimmer
 from relay.common import speedups, stream
+from relay.common.addresses import ListenAddress
 from relay.common.backoff import retry_delay
 from relay.common.counters import ConsumerStats
+from relay.common.health import HealthServer, Readiness
 from relay.common.heartbeat import Heartbeat
 from relay.common.identity import process_name
+from relay.common.metrics import ConsumerMetrics, new_registry
 from relay.common.redis_client import RedisSettings, create_redis
 from relay.common.redis_protocol import bulk_string
 from relay.common.signals import serve_with_signals
@@ -86,6 +91,8 @@ class FileConsumerSettings:
     # Seconds between trims of what every group acknowledged (0: never trim).
     trim_interval: float = 10.0
     rotation: RotationSettings = field(default_factory=RotationSettings)
+    # HTTP liveness/readiness/metrics; None: no endpoint.
+    health_listen: ListenAddress | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0 or self.block_ms <= 0 or self.max_deliveries <= 0:
@@ -99,9 +106,17 @@ class FileConsumerSettings:
 
 class FileConsumer:
     def __init__(
-        self, settings: FileConsumerSettings, redis: Redis | None = None, *, shares_loop: bool = False
+        self,
+        settings: FileConsumerSettings,
+        redis: Redis | None = None,
+        *,
+        shares_loop: bool = False,
+        registry: CollectorRegistry | None = None,
     ) -> None:
-        """``shares_loop``: other work runs on this event loop (``logrelay up``'s catcher)."""
+        """``shares_loop``: other work runs on this event loop (``logrelay up``'s catcher).
+
+        ``registry``: where the metrics go (``logrelay up`` shares one); None: a registry of its own.
+        """
         self.settings = settings
         # XREADGROUP blocks server-side for block_ms: the socket must wait longer.
         redis_settings = settings.redis
@@ -125,6 +140,19 @@ class FileConsumer:
             block_ms=settings.block_ms,
         )
         self.stats = ConsumerStats()
+        # What readiness goes by, with the watch's redis_ok; the watch also feeds the lag and pending gauges.
+        self.holds_file = False
+        self.watch = GroupWatch(self._redis, settings.keys.records, settings.group, where=redis_settings.safe_url)
+        self.metrics_registry = registry or new_registry()
+        self.metrics = ConsumerMetrics(
+            self.metrics_registry, self.stats, lambda: self.readiness().ready, lambda: self.watch.info
+        )
+        self.health = (
+            HealthServer(settings.health_listen, self.readiness, self.metrics_registry)
+            if settings.health_listen
+            else None
+        )
+        self._watching: asyncio.Task[None] | None = None
         self.trimmer = StreamTrimmer(self._redis, settings.keys.records)
         self._last_trim = time.monotonic()
         self._trimming: asyncio.Task[None] | None = None
@@ -138,6 +166,7 @@ class FileConsumer:
             acknowledge=self._acknowledge,
             pause=self._pause_or_give_up,
             stats=self.stats,
+            metrics=self.metrics,
             # On the loop's own thread where syncs keep the dirty pages few
             # and nothing else waits on this loop (see GroupCommit).
             write_on_loop=settings.fsync is FsyncPolicy.BATCH and not shares_loop,
@@ -152,7 +181,6 @@ class FileConsumer:
         self._outage_since: float | None = None
         self.caught_up = asyncio.Event()
         self._cleanup: asyncio.Task[None] | None = None
-        self.holds_lock = False
         self.heartbeat = Heartbeat(
             self._redis, settings.keys, "consumer", settings.consumer, self._describe, rates=("lines_written",)
         )
@@ -162,7 +190,7 @@ class FileConsumer:
         return {
             "output": str(self.settings.output),
             "group": self.settings.group,
-            "writing": self.holds_lock,
+            "writing": self.holds_file,
             "counters": self.stats.as_dict(),
         }
 
@@ -178,6 +206,16 @@ class FileConsumer:
         else:
             log.info("stop requested: finishing the batch in hand")
         self._stop.set()
+
+    def readiness(self) -> Readiness:
+        """Ready while this consumer holds the file and Redis answers; else why not (/readyz's 503)."""
+        if self._stop.is_set():
+            return Readiness(False, "stopping")
+        if not self.holds_file:
+            return Readiness(False, f"standing by for the lock of {self.settings.output}")
+        if not self.watch.redis_ok or self._outage_since is not None:
+            return Readiness(False, "Redis unreachable")
+        return Readiness(True, "ready")
 
     @property
     def _stopping(self) -> bool:
@@ -201,9 +239,12 @@ class FileConsumer:
         sighup = self._handle_sighup()
         beating = asyncio.create_task(self.heartbeat.run(), name="heartbeat")
         try:
+            if self.health is not None:
+                await self.health.start()  # first: a standby says so too
+            self._watching = asyncio.create_task(self.watch.run(), name="group-watch")
             if not await self._take_the_file():
                 return 0
-            self.holds_lock = True
+            self.holds_file = True
             checkpoint = await asyncio.to_thread(self.sink.open)
             rotation = self.settings.rotation
             if rotation.rotates:
@@ -271,7 +312,7 @@ class FileConsumer:
         finally:
             if sighup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-            for task in (prefetch, committing, self._trimming, beating):
+            for task in (prefetch, committing, self._trimming, self._watching, beating):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, _GivingUp, RedisError, OSError):
@@ -281,7 +322,9 @@ class FileConsumer:
             if self._cleanup is not None:
                 self._cleanup.cancel()
             self.sink.close()
-            self.holds_lock = False
+            self.holds_file = False
+            if self.health is not None:
+                await self.health.close()
             await self.heartbeat.remove()
             if self._owns_redis:
                 await self._redis.aclose()

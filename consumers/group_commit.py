@@ -43,6 +43,7 @@ from consumers.checkpoint import Checkpoint
 from consumers.file_sink import FileSink
 from consumers.rotation import RotationPolicy, segment_name
 from relay.common.counters import ConsumerStats
+from relay.common.metrics import ConsumerMetrics
 
 __all__ = ["GroupCommit", "RenderedBatch"]
 
@@ -96,6 +97,7 @@ class GroupCommit:
         acknowledge: Callable[[bytes, int], Coroutine[Any, Any, None]],
         pause: Callable[[float, str], Awaitable[None]],
         stats: ConsumerStats,
+        metrics: ConsumerMetrics | None = None,
         write_on_loop: bool = False,
         rotation: RotationPolicy | None = None,
         on_rotated: Callable[[], None] | None = None,
@@ -108,6 +110,10 @@ class GroupCommit:
         self._acknowledge = acknowledge
         self._pause = pause
         self.stats = stats
+        # Latencies observed per batch written and per sync, never per line.
+        metrics = metrics or ConsumerMetrics()
+        self._sync_seconds = metrics.sync_seconds
+        self._write_seconds = metrics.write_seconds
         # Written, not yet covered by a sync, in stream order.
         self._unsynced: deque[RenderedBatch] = deque()
         self._unsynced_entries = 0
@@ -213,6 +219,7 @@ class GroupCommit:
             last_new = batch.last_new
             if last_new is not None:
                 data = batch.data
+                started = time.monotonic()
                 if self.write_on_loop:
                     # The hop to a worker and back (GIL hand-offs, two futex
                     # wakes) cost more than the write itself (python -m
@@ -223,7 +230,9 @@ class GroupCommit:
                         await self._retrying_io(lambda: sink.write(data, last_new), exc)
                 else:
                     await self._retrying_io(lambda: sink.write(data, last_new))
+                self._write_seconds.observe(time.monotonic() - started)
                 self.stats.lines_written += batch.lines
+                self.stats.bytes_written += len(data)
             self._unsynced.append(batch)
             self._unsynced_entries += batch.ack_count
         self._sync_wanted.set()
@@ -301,7 +310,8 @@ class GroupCommit:
                         covered.append(self._unsynced.popleft())
                         self._unsynced_entries -= covered[-1].ack_count
                     ids = b"".join(batch.ack_ids for batch in covered)
-                    self._acking = asyncio.create_task(self._acknowledge(ids, sum(b.ack_count for b in covered)))
+                    count = sum(b.ack_count for b in covered)
+                    self._acking = asyncio.create_task(self._acknowledge_sync(ids, count, last_start))
                     self.stats.syncs += 1
                 if self._unsynced:
                     self._sync_wanted.set()  # written while this sync ran
@@ -310,6 +320,11 @@ class GroupCommit:
         finally:
             async with self._progress:
                 self._progress.notify_all()  # waiters see that the syncer ended
+
+    async def _acknowledge_sync(self, ids: bytes, count: int, started: float) -> None:
+        """XACK what a sync covered; observe the sync's whole latency (fsync, checkpoint, XACK) once answered."""
+        await self._acknowledge(ids, count)
+        self._sync_seconds.observe(time.monotonic() - started)
 
     async def _sync(self) -> Checkpoint:
         try:

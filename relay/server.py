@@ -23,12 +23,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from relay.common import speedups
 from relay.common.counters import CatcherStats
 from relay.common.health import HealthServer, Readiness
 from relay.common.heartbeat import Heartbeat
+from relay.common.metrics import CatcherMetrics, new_registry
 from relay.common.redis_client import create_redis
 from relay.common.signals import serve_with_signals
 from relay.net.listener import Listener
@@ -53,9 +55,14 @@ LISTEN_BACKLOG = 1024
 class CatcherServer:
     """Owns the listener, the connections, the publisher and their shutdown."""
 
-    def __init__(self, settings: CatcherSettings, redis: Redis | None = None) -> None:
+    def __init__(
+        self, settings: CatcherSettings, redis: Redis | None = None, *, registry: CollectorRegistry | None = None
+    ) -> None:
+        """``registry``: where the metrics go (``logrelay up`` shares one); None: a registry of its own."""
         self.settings = settings
         self.stats = CatcherStats()
+        self.metrics_registry = registry or new_registry()
+        self.metrics = CatcherMetrics(self.metrics_registry, self.stats, lambda: self.readiness().ready)
         self.registry = ConnectionRegistry(
             settings.max_connections,
             self.stats,
@@ -75,6 +82,7 @@ class CatcherServer:
             window=settings.publish_window,
             linger=settings.linger_ms / 1000,
             stats=self.stats,
+            latency=self.metrics,
             flow=self.registry,
             max_stream_length=settings.max_stream_length,
             full_policy=settings.full_policy,
@@ -85,7 +93,9 @@ class CatcherServer:
         self.bound: list[tuple[str, int]] = []
         self.redis_ok = False
         self.health = (
-            HealthServer(settings.health_listen, self.readiness, self.stats) if settings.health_listen else None
+            HealthServer(settings.health_listen, self.readiness, self.metrics_registry)
+            if settings.health_listen
+            else None
         )
         self.heartbeat = Heartbeat(
             self._redis,

@@ -12,6 +12,7 @@ from consumers.file_consumer import FileConsumer, FileConsumerSettings
 from consumers.file_sink import FsyncPolicy
 from consumers.rotation import COMPRESSIONS, RotationSettings, parse_duration
 from relay.cli.options import (
+    HEALTH_OPTIONS,
     LOG_OPTIONS,
     REDIS_URL_OPTION,
     STREAM_OPTIONS,
@@ -22,6 +23,7 @@ from relay.cli.options import (
     stream_keys,
     with_options,
 )
+from relay.common.addresses import ListenAddress
 from relay.common.redis_client import RedisSettings
 from relay.common.signals import run_command
 
@@ -132,8 +134,13 @@ FILE_OPTIONS = [
 ]
 
 
-def file_consumer_settings(options: dict[str, Any], redis: RedisSettings | None = None) -> FileConsumerSettings:
-    """Map ``consume file``'s option values onto :class:`FileConsumerSettings`."""
+def file_consumer_settings(
+    options: dict[str, Any], redis: RedisSettings | None = None, *, health_listen: ListenAddress | None = None
+) -> FileConsumerSettings:
+    """Map ``consume file``'s option values onto :class:`FileConsumerSettings`.
+
+    ``health_listen`` apart: ``logrelay up``'s --health-listen is the one endpoint of both halves, not the consumer's.
+    """
     extra = {"consumer": options["consumer"]} if options["consumer"] else {}
     return FileConsumerSettings(
         output=options["output"],
@@ -156,6 +163,7 @@ def file_consumer_settings(options: dict[str, Any], redis: RedisSettings | None 
             keep_bytes=options["keep_bytes"],
             compress=options["compress"],
         ),
+        health_listen=health_listen,
         **extra,
     )
 
@@ -166,13 +174,13 @@ def consume() -> None:
 
 
 @consume.command("file")
-@with_options(REDIS_URL_OPTION, STREAM_OPTIONS, FILE_OPTIONS, LOG_OPTIONS)
+@with_options(REDIS_URL_OPTION, STREAM_OPTIONS, FILE_OPTIONS, HEALTH_OPTIONS, LOG_OPTIONS)
 def consume_file(**options: Any) -> None:
     """Write every record of the stream to one file, exactly once across crashes."""
     configure_logging(options)
 
     def build() -> tuple[Callable[[], Coroutine[Any, Any, int]], str]:
-        settings = file_consumer_settings(options)
+        settings = file_consumer_settings(options, health_listen=options["health_listen"])
         return FileConsumer(settings).serve, f"cannot write {settings.output}"
 
     run_command(build)

@@ -27,6 +27,7 @@ from relay.settings import MAX_LINGER_MS, CatcherSettings, TLSSettings
 __all__ = [
     "CATCHER_OPTIONS",
     "DECODE_OPTIONS",
+    "HEALTH_OPTIONS",
     "LOG_OPTIONS",
     "REDIS_URL_OPTION",
     "STREAM_LENGTH_OPTION",
@@ -125,6 +126,17 @@ STREAM_OPTIONS = [
         type=click.FloatRange(0.1, 3600),
         default=default(RedisSettings, "socket_timeout"),
         help="Seconds to wait for a Redis reply.",
+    ),
+]
+
+#: A catcher's, a consumer's, or ``logrelay up``'s (which serves both on it).
+HEALTH_OPTIONS = [
+    click.option(
+        "--health-listen",
+        type=Address(),
+        default=None,
+        show_default="no endpoint",
+        help="Address of the HTTP endpoint: /livez, /readyz (for balancers), /metrics (Prometheus).",
     ),
 ]
 
@@ -265,13 +277,7 @@ CATCHER_OPTIONS = [
         default=False,
         help="Expect a PROXY protocol v1/v2 header (from HAProxy) on every connection; refuse connections without.",
     ),
-    click.option(
-        "--health-listen",
-        type=Address(),
-        default=None,
-        show_default="no endpoint",
-        help="Address of the HTTP endpoint: /livez, /readyz (for balancers), /metrics.",
-    ),
+    *HEALTH_OPTIONS,
     click.option(
         "--shutdown-grace",
         type=click.FloatRange(0),

@@ -17,6 +17,7 @@ everything published and exits.  A second signal stops both at once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -35,6 +36,8 @@ from relay.cli.options import (
     redis_settings,
     with_options,
 )
+from relay.common.health import HealthServer, all_ready
+from relay.common.metrics import new_registry
 from relay.common.redis_client import RedisSettings
 from relay.common.signals import run_command, serve_with_signals
 from relay.server import CatcherServer
@@ -56,13 +59,25 @@ def embedded_redis() -> Redis:
 
 
 class SingleProcessRelay:
-    """A catcher and a file consumer sharing one event loop (and, embedded, one in-process broker)."""
+    """A catcher and a file consumer sharing one event loop (and, embedded, one in-process broker).
+
+    The catcher's ``health_listen`` is the process's one endpoint: /readyz is
+    ready when both halves are (else the first reason, naming the half),
+    /metrics serves both from one registry.
+    """
 
     def __init__(self, catcher: CatcherSettings, consumer: FileConsumerSettings, *, embedded: bool) -> None:
         self.embedded = embedded
         shared = embedded_redis() if embedded else None
-        self.catcher = CatcherServer(catcher, redis=shared)
-        self.consumer = FileConsumer(consumer, redis=shared, shares_loop=True)
+        registry = new_registry()
+        health_listen = catcher.health_listen or consumer.health_listen
+        # Each half would serve its own endpoint: this process serves one for both.
+        catcher = dataclasses.replace(catcher, health_listen=None)
+        consumer = dataclasses.replace(consumer, health_listen=None)
+        self.catcher = CatcherServer(catcher, redis=shared, registry=registry)
+        self.consumer = FileConsumer(consumer, redis=shared, shares_loop=True, registry=registry)
+        readiness = all_ready({"catcher": self.catcher.readiness, "consumer": self.consumer.readiness})
+        self.health = HealthServer(health_listen, readiness, registry) if health_listen else None
         self._signals = 0
 
     def _on_signal(self) -> None:
@@ -78,6 +93,8 @@ class SingleProcessRelay:
     async def run(self) -> int:
         if self.embedded:
             log.warning("no --redis-url: using the embedded in-memory broker (records in flight die with this process)")
+        if self.health is not None:
+            await self.health.start()
         consumer_task = asyncio.create_task(self.consumer.run(), name="consumer")
         catcher_task = asyncio.create_task(self.catcher.run(), name="catcher")
         try:
@@ -93,6 +110,8 @@ class SingleProcessRelay:
         finally:
             for task in (consumer_task, catcher_task):
                 task.cancel()
+            if self.health is not None:
+                await self.health.close()
 
 
 @click.command()

@@ -58,6 +58,8 @@ class ConsumerStats(Counters):
     """What a file consumer did."""
 
     lines_written: int = 0
+    #: The bytes of those lines (counted per batch).
+    bytes_written: int = 0
     entries_acked: int = 0
     already_written: int = 0
     dead_lettered: int = 0

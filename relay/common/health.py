@@ -1,17 +1,21 @@
-"""A catcher's small HTTP endpoint: liveness, readiness and metrics.
+"""A process's small HTTP endpoint: liveness, readiness and metrics, for a catcher, a consumer, or both.
 
 For load balancers (HAProxy ``option httpchk GET /readyz``), container
 healthchecks and Prometheus, on a port of its own (``--health-listen``):
 
 * ``GET /livez``: 200 while the event loop answers;
-* ``GET /readyz``: 200 when the catcher should get new connections (Redis
-  answers, its buffer has room, and it is not stopping), else 503 with the
-  reason ("Redis unreachable", "buffer full", "stopping");
-* ``GET /metrics``: the counters in Prometheus' text format, the readiness,
-  and which C speedups run (``logrelay_speedup_in_use``).
+* ``GET /readyz``: 200 when the process should get work, else 503 with the
+  reason; what "ready" means is the readiness callable's (a catcher:
+  :meth:`relay.server.CatcherServer.readiness`; a consumer:
+  :meth:`consumers.file_consumer.FileConsumer.readiness`; ``logrelay up``:
+  both, :func:`all_ready`);
+* ``GET /metrics``: the process's Prometheus registry
+  (:mod:`relay.common.metrics`) in the text format.
 
 It speaks just enough HTTP/1.x for those clients: one request per
-connection, a bounded request head, a short read deadline.
+connection, a bounded request head, a short read deadline.  It runs on the
+process's event loop, so /livez answering means the loop does, and no
+thread reads the counters while the loop bumps them.
 """
 
 from __future__ import annotations
@@ -19,22 +23,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from relay.common import speedups
-from relay.common.addresses import ListenAddress
-from relay.common.counters import CatcherStats
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-__all__ = ["HealthServer", "Readiness", "render_metrics"]
+from relay.common.addresses import ListenAddress
+from relay.common.metrics import render
+from relay.common.signals import StartError
+
+__all__ = ["HealthServer", "Readiness", "all_ready"]
 
 log = logging.getLogger("logrelay.health")
 
 MAX_REQUEST_HEAD = 8192
 READ_DEADLINE = 5.0
-
-# Counters that only grow get the Prometheus _total suffix; the rest are gauges.
-_GAUGES = frozenset({"connections", "buffered"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,34 +48,43 @@ class Readiness:
     reason: str
 
 
-def render_metrics(stats: CatcherStats, ready: bool) -> str:
-    """The counters in Prometheus' text exposition format."""
-    lines = []
-    for name, value in stats.as_dict().items():
-        kind = "gauge" if name in _GAUGES else "counter"
-        metric = f"logrelay_catcher_{name}" + ("" if kind == "gauge" else "_total")
-        lines += [f"# TYPE {metric} {kind}", f"{metric} {value}"]
-    lines += ["# TYPE logrelay_catcher_ready gauge", f"logrelay_catcher_ready {int(ready)}"]
-    # 1 where the module's C extension runs, 0 where its Python reference does.
-    lines.append("# TYPE logrelay_speedup_in_use gauge")
-    lines += [
-        f'logrelay_speedup_in_use{{module="{name}"}} {int(how == "c")}' for name, how in sorted(speedups.IN_USE.items())
-    ]
-    return "\n".join(lines) + "\n"
+def all_ready(parts: dict[str, Callable[[], Readiness]]) -> Callable[[], Readiness]:
+    """One readiness for several parts of a process (``logrelay up``): ready when all are, else the first reason.
+
+    The reason names the part: ``consumer: standing by for the lock of PATH``.
+    """
+
+    def readiness() -> Readiness:
+        for name, part in parts.items():
+            answer = part()
+            if not answer.ready:
+                return Readiness(False, f"{name}: {answer.reason}")
+        return Readiness(True, "ready")
+
+    return readiness
 
 
 class HealthServer:
-    def __init__(self, listen: ListenAddress, readiness: Callable[[], Readiness], stats: CatcherStats) -> None:
+    """Serves /livez, /readyz (``readiness``) and /metrics (``registry``) on ``listen`` once started."""
+
+    def __init__(self, listen: ListenAddress, readiness: Callable[[], Readiness], registry: CollectorRegistry) -> None:
         self.listen = listen
         self.readiness = readiness
-        self.stats = stats
+        self.registry = registry
         self._server: asyncio.Server | None = None
         self.port: int | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._handle, self.listen.host, self.listen.port, reuse_address=True, limit=MAX_REQUEST_HEAD
-        )
+        """Listen; raise :class:`StartError` naming the address if it cannot be bound (in use, not ours)."""
+        try:
+            self._server = await asyncio.start_server(
+                self._handle, self.listen.host, self.listen.port, reuse_address=True, limit=MAX_REQUEST_HEAD
+            )
+        except OSError as exc:
+            # One line, from the CLI (relay.common.signals.run_command), naming this address, not the listener's.
+            # asyncio's message repeats the address; the errno's own text does not.
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise StartError(f"cannot serve health on {self.listen}: {reason}") from exc
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("health endpoint on %s:%d (/livez, /readyz, /metrics)", self.listen.host, self.port)
 
@@ -112,6 +126,5 @@ class HealthServer:
             status = "200 OK" if readiness.ready else "503 Service Unavailable"
             return status, readiness.reason.encode() + b"\n", "text/plain"
         if path == "/metrics":
-            body = render_metrics(self.stats, self.readiness().ready).encode()
-            return "200 OK", body, "text/plain; version=0.0.4"
+            return "200 OK", render(self.registry), CONTENT_TYPE_PLAIN_0_0_4
         return "404 Not Found", b"try /livez, /readyz or /metrics\n", "text/plain"

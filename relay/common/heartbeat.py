@@ -108,11 +108,17 @@ class Heartbeat:
 
     async def run(self) -> None:
         """Beat every ``interval`` seconds until cancelled."""
+        task = asyncio.current_task()
         while True:
             try:
-                await asyncio.wait_for(self.beat(), self.interval)
+                async with asyncio.timeout(self.interval):
+                    await self.beat()
             except (RedisError, OSError, TimeoutError) as exc:
                 log.debug("heartbeat not stored this time: %s", exc)
+            if task is not None and task.cancelling():
+                # redis-py may answer a command cancelled in flight with its reply instead of
+                # CancelledError (consumers/group_watch.py): end anyway, or the process's exit hangs.
+                raise asyncio.CancelledError
             await asyncio.sleep(self.interval)
 
     async def remove(self) -> None:

@@ -11,9 +11,17 @@ from typing import Any, NoReturn
 
 import click
 
-__all__ = ["run_command", "serve_with_signals"]
+__all__ = ["StartError", "run_command", "serve_with_signals"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StartError(OSError):
+    """The system refused something a service needs, with a message that says what, where and why.
+
+    :func:`run_command` prints it as it is, not after the command's own
+    description of a failure (which names another address or file).
+    """
 
 
 async def serve_with_signals(run: Callable[[], Awaitable[int]], on_signal: Callable[[], None]) -> int:
@@ -53,6 +61,8 @@ def run_command(build: Callable[[], tuple[Callable[[], Coroutine[Any, Any, int]]
     gc.set_threshold(10_000, 10, 10)
     try:
         code = asyncio.run(serve())
+    except StartError as exc:
+        raise click.ClickException(str(exc)) from exc
     except OSError as exc:
         detail = exc.strerror or str(exc)
         if exc.filename:

@@ -33,7 +33,7 @@ ENTRY_OVERHEAD: Final = 120
 class Batch:
     """Entries at the head of the buffer, sent as one script call."""
 
-    __slots__ = ("entries", "packed", "pipelined", "seq", "size")
+    __slots__ = ("entries", "packed", "pipelined", "sent_at", "seq", "size")
 
     def __init__(self, entries: list[Entry], size: int, seq: int, pipelined: bool) -> None:
         self.entries = entries
@@ -41,6 +41,7 @@ class Batch:
         self.seq = seq
         self.pipelined = pipelined  # sent behind the batch before it, before its reply
         self.packed: bytes | None = None  # its EVALSHA, once packed (for the script loaded then)
+        self.sent_at = 0.0  # time.monotonic() of its last send, for the publish latency
 
 
 class BatchCutter:

@@ -5,15 +5,21 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.clients import finish_senders, start_senders
 from tests.support.polling import wait_until
 from tests.support.processes import CatcherProcess, ConsumerProcess, kill_at_random_moments
-from tests.support.realredis import RedisServer
+from tests.support.realredis import RedisServer, free_port
 from tests.support.streams import assert_each_record_once_in_order, count_json_lines, group_pending, json_lines
 
 pytestmark = pytest.mark.integration
@@ -225,3 +231,67 @@ def test_the_consumer_trims_what_it_has_written(
     wait_until(lambda: stream_length() <= 1, timeout=10, what="the stream trimmed")
     assert consumer.stop() == 0
     assert_each_record_once_in_order([(r["client_id"], r["seq"]) for r in json_lines(output)], 2, 1000)
+
+
+def http_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def scraped(port: int) -> dict[str, float]:
+    """The unlabelled samples of /metrics, parsed as Prometheus parses them."""
+    _, text = http_get(f"http://127.0.0.1:{port}/metrics")
+    return {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples if not s.labels}
+
+
+def test_consume_file_serves_readiness_and_metrics(
+    redis_server: RedisServer, catcher_factory: CatcherFactory, consumer_factory: ConsumerFactory, tmp_path: Path
+) -> None:
+    catcher = catcher_factory(redis_server.url)
+    output = tmp_path / "central.jsonl"
+    health = free_port()
+    consumer_factory(redis_server.url, output, "--format", "json", "--health-listen", f"127.0.0.1:{health}")
+    wait_until(lambda: http_get(f"http://127.0.0.1:{health}/readyz") == (200, "ready\n"), what="consumer ready")
+    assert http_get(f"http://127.0.0.1:{health}/livez") == (200, "ok\n")
+    reports = finish_senders(start_senders(catcher.port, 2, 300))
+    assert all(report["errors"] == 0 for report in reports)
+    wait_until(lambda: scraped(health).get("logrelay_consumer_entries_acked_total") == 600, what="600 acknowledged")
+    figures = wait_until(lambda: (f := scraped(health)).get("logrelay_consumer_pending") == 0 and f, what="lag read")
+    assert figures["logrelay_consumer_lines_written_total"] == 600 == count_json_lines(output)
+    assert figures["logrelay_consumer_bytes_written_total"] == output.stat().st_size
+    assert figures["logrelay_consumer_sync_seconds_count"] >= 1
+    assert figures["logrelay_consumer_lag"] == 0
+    assert figures["logrelay_consumer_ready"] == 1
+
+
+def test_up_serves_both_halves_on_one_endpoint(catcher_factory: CatcherFactory, tmp_path: Path) -> None:
+    output = tmp_path / "central.jsonl"
+    health = free_port()
+    args = ("--output", str(output), "--format", "json", "--health-listen", f"127.0.0.1:{health}")
+    up = catcher_factory("", *args, command="up")
+    wait_until(lambda: http_get(f"http://127.0.0.1:{health}/readyz") == (200, "ready\n"), what="both halves ready")
+    reports = finish_senders(start_senders(up.port, 2, 200))
+    assert all(report["errors"] == 0 for report in reports)
+    wait_until(lambda: scraped(health).get("logrelay_consumer_entries_acked_total") == 400, what="400 acknowledged")
+    figures = scraped(health)
+    assert figures["logrelay_catcher_records_published_total"] == 400
+    assert figures["logrelay_catcher_publish_seconds_count"] == figures["logrelay_catcher_batches_published_total"]
+    assert figures["logrelay_consumer_lines_written_total"] == 400
+    assert figures["logrelay_catcher_ready"] == figures["logrelay_consumer_ready"] == 1
+    assert up.stop() == 0
+
+
+def test_a_health_address_in_use_is_one_line_naming_it(redis_server: RedisServer, tmp_path: Path) -> None:
+    health = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", health))
+        taken.listen()
+        command = [sys.executable, "-m", "relay", "consume", "file", "--redis-url", redis_server.url]
+        command += ["--output", str(tmp_path / "central.log"), "--health-listen", f"127.0.0.1:{health}"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert f"Error: cannot serve health on 127.0.0.1:{health}: Address already in use" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -470,7 +470,8 @@ def scrape_metrics(port: int) -> dict[str, int]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
         text = response.read().decode()
     return {
-        name.removeprefix("logrelay_catcher_").removesuffix("_total"): int(value)
+        # prometheus_client writes every value as a float: 7.0
+        name.removeprefix("logrelay_catcher_").removesuffix("_total"): int(float(value))
         for name, value in (line.split() for line in text.splitlines() if line and not line.startswith("#"))
     }
 

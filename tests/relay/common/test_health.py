@@ -6,11 +6,13 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from relay.common import speedups
 from relay.common.addresses import ListenAddress
 from relay.common.counters import CatcherStats
-from relay.common.health import HealthServer, Readiness, render_metrics
+from relay.common.health import HealthServer, Readiness, all_ready
+from relay.common.metrics import CatcherMetrics, new_registry
+from relay.common.signals import StartError
 
 
 async def request(port: int, raw: bytes) -> tuple[int, bytes]:
@@ -28,7 +30,9 @@ async def request(port: int, raw: bytes) -> tuple[int, bytes]:
 async def endpoint() -> AsyncIterator[tuple[HealthServer, list[Readiness]]]:
     state = [Readiness(True, "ready")]
     stats = CatcherStats(records_received=7, connections=2)
-    server = HealthServer(ListenAddress("127.0.0.1", 0), lambda: state[0], stats)
+    registry = new_registry()
+    CatcherMetrics(registry, stats, lambda: state[0].ready)
+    server = HealthServer(ListenAddress("127.0.0.1", 0), lambda: state[0], registry)
     await server.start()
     yield server, state
     await server.close()
@@ -43,9 +47,15 @@ async def test_livez_readyz_and_metrics(endpoint: tuple[HealthServer, list[Readi
     assert await request(server.port, b"GET /readyz HTTP/1.0\r\n\r\n") == (503, b"Redis unreachable\n")
     status, body = await request(server.port, b"GET /metrics HTTP/1.0\r\n\r\n")
     assert status == 200
-    assert b"logrelay_catcher_records_received_total 7\n" in body
-    assert b"logrelay_catcher_connections 2\n" in body
-    assert b"logrelay_catcher_ready 0\n" in body
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+        if not sample.labels
+    }
+    assert samples["logrelay_catcher_records_received_total"] == 7
+    assert samples["logrelay_catcher_connections"] == 2
+    assert samples["logrelay_catcher_ready"] == 0
 
 
 async def test_other_requests_get_clear_statuses(endpoint: tuple[HealthServer, list[Readiness]]) -> None:
@@ -70,24 +80,17 @@ async def test_an_oversized_request_head_is_dropped_not_buffered(
     await writer.wait_closed()
 
 
-def test_metrics_name_every_counter_once() -> None:
-    text = render_metrics(CatcherStats(), ready=True)
-    names = [line.split()[0] for line in text.splitlines() if not line.startswith("#")]
-    catcher = [name for name in names if name.startswith("logrelay_catcher_")]
-    assert len(names) == len(set(names))
-    assert len(catcher) == len(CatcherStats().as_dict()) + 1
+async def test_an_address_in_use_is_named_in_one_line(endpoint: tuple[HealthServer, list[Readiness]]) -> None:
+    taken, _ = endpoint
+    second = HealthServer(ListenAddress("127.0.0.1", taken.port or 0), lambda: Readiness(True, "ready"), new_registry())
+    with pytest.raises(
+        StartError, match=rf"^cannot serve health on 127\.0\.0\.1:{taken.port}: Address already in use$"
+    ):
+        await second.start()
 
 
-def test_metrics_say_which_speedups_run() -> None:
-    # The decoder and the packer are loaded wherever the catcher runs.
-    import relay.decode.fast_path
-    import relay.publish.packing  # noqa: F401
-
-    text = render_metrics(CatcherStats(), ready=True)
-    reported = {
-        line.split('"')[1]: line.rsplit(" ", 1)[1]
-        for line in text.splitlines()
-        if line.startswith("logrelay_speedup_in_use{")
-    }
-    assert reported == {name: "1" if how == "c" else "0" for name, how in speedups.IN_USE.items()}
-    assert {"relay.decode._fast_path", "relay.publish._packing"} <= set(reported)
+def test_all_ready_is_ready_when_every_part_is_and_names_the_first_that_is_not() -> None:
+    parts = {"catcher": lambda: Readiness(True, "ready"), "consumer": lambda: Readiness(False, "stopping")}
+    assert all_ready(parts)() == Readiness(False, "consumer: stopping")
+    parts["consumer"] = lambda: Readiness(True, "ready")
+    assert all_ready(parts)() == Readiness(True, "ready")

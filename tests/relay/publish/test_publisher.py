@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Collection
 from typing import Any
 
@@ -21,8 +22,10 @@ import pytest
 import redis.exceptions
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 from redis.connection import Connection
 
+from relay.common.metrics import CatcherMetrics
 from relay.common.redis_protocol import CommandPipeline
 from relay.common.stream import StreamKeys
 from relay.publish.packing import pack_publish, record_args_python
@@ -668,3 +671,26 @@ def test_an_unusual_batch_is_left_to_the_python_packer() -> None:
     assert _packing.record_args([(b"rec", b"not a str", "1")]) is None
     assert _packing.record_args([("not bytes", "c", "1")]) is None
     assert _packing.record_args([[b"a list", "c", "1"]]) is None
+
+
+async def test_each_confirmed_batch_is_timed_once_from_its_oldest_record(client: fakeredis.FakeAsyncRedis) -> None:
+    registry = CollectorRegistry()
+    publisher = make_publisher(client, batch_max_records=50, latency=CatcherMetrics(registry))
+    received = time.time() - 2.0  # the oldest record of the first batch arrived two seconds ago
+    publisher.add_record(record(0), "c", f"{received:.6f}")
+    for seq in range(1, 250):
+        publisher.add_record(record(seq), "c", f"{time.time():.6f}")
+    publisher.add_record(record(250), "c", "not a time")  # a caller's own label: not timed, not a failure
+    await run_until_published(publisher, 251)
+
+    def sample(name: str) -> float:
+        value = registry.get_sample_value(name)
+        assert value is not None, name
+        return value
+
+    assert publisher.stats.batches_published == 6
+    assert sample("logrelay_catcher_publish_seconds_count") == 6
+    assert 0 <= sample("logrelay_catcher_publish_seconds_sum") < 10
+    # Once per batch, from its oldest record; the last batch's is "not a time".
+    assert sample("logrelay_catcher_record_latency_seconds_count") == 5
+    assert 2.0 <= sample("logrelay_catcher_record_latency_seconds_sum") < 2.0 + 10
