@@ -56,12 +56,12 @@ def get(port: int, path: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def metric(text: str, name: str) -> float:
-    """The value of the sample ``name`` (without labels) in Prometheus' text format."""
+def metric(text: str, name: str) -> float | None:
+    """The value of the sample ``name`` (without labels) in Prometheus' text format; None if it is not there."""
     for line in text.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
-    raise AssertionError(f"{name} not in the metrics")
+    return None
 
 
 def test_status_tail_replay_health_and_a_config_file(
