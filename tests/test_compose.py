@@ -429,6 +429,13 @@ def consumer_problems(compose: Compose) -> list[str]:
     redis_host = urlsplit(service_env(consumer).get("LOGRELAY_CONSUME_FILE_REDIS_URL") or "").hostname
     if (consumer.get("depends_on") or {}).get(redis_host, {}).get("condition") != "service_healthy":
         problems.append(f"consumer does not wait for {redis_host} to be healthy")
+    health = service_env(consumer).get("LOGRELAY_CONSUME_FILE_HEALTH_LISTEN")
+    if not health:
+        problems.append("the consumer has no health endpoint")
+    elif f":{ListenAddress.parse(health).port}/livez" not in " ".join(
+        (consumer.get("healthcheck") or {}).get("test") or []
+    ):
+        problems.append(f"the consumer's healthcheck does not ask its endpoint ({health}) for /livez")
     return problems
 
 
