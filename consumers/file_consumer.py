@@ -25,39 +25,32 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from consumers.checkpoint import Checkpoint
+from consumers.batch_renderer import BatchRenderer
 from consumers.file_sink import FileSink, FsyncPolicy
-from consumers.formatting import DEFAULT_FORMAT, build_formatter
+from consumers.formatting import build_formatter
 from consumers.group_commit import GroupCommit, RenderedBatch
 from consumers.group_reader import Entry, GroupReader, Items
 from consumers.group_watch import GroupWatch
-from consumers.read_replies import bulk_ids
-from consumers.read_replies import entries as stream_entries
-from consumers.rotation import RotationPolicy, RotationSettings
+from consumers.rotation import RotationPolicy
 from consumers.segments import SegmentKeeper
+from consumers.settings import FileConsumerSettings
 from consumers.trimmer import StreamTrimmer
 from relay.common import speedups, stream
-from relay.common.addresses import ListenAddress
 from relay.common.backoff import retry_delay
 from relay.common.counters import ConsumerStats
 from relay.common.health import HealthServer, Readiness
 from relay.common.heartbeat import Heartbeat
-from relay.common.identity import process_name
 from relay.common.metrics import ConsumerMetrics, new_registry
 from relay.common.redis_client import RedisSettings, create_redis
-from relay.common.redis_protocol import bulk_string
 from relay.common.signals import serve_with_signals
-from relay.common.stream import StreamKeys
 
-__all__ = ["FileConsumer", "FileConsumerSettings"]
+__all__ = ["FileConsumer"]
 
 log = logging.getLogger("logrelay.consumer")
 
@@ -69,39 +62,6 @@ UNSYNCED_BATCHES = 8
 
 class _GivingUp(Exception):
     """A stop was requested while an operation kept failing."""
-
-
-@dataclass(frozen=True, slots=True)
-class FileConsumerSettings:
-    """Everything one ``logrelay consume file`` process needs."""
-
-    output: Path
-    redis: RedisSettings = field(default_factory=RedisSettings)
-    keys: StreamKeys = field(default_factory=StreamKeys)
-    group: str = "logrelay-file"
-    consumer: str = field(default_factory=process_name)
-    format: str = DEFAULT_FORMAT
-    placeholder: str = "-"
-    fsync: FsyncPolicy = FsyncPolicy.BATCH
-    batch_size: int = 1000
-    block_ms: int = 1000
-    max_deliveries: int = 10
-    # Least milliseconds between two syncs (fsync, checkpoint, XACK) under load.
-    sync_interval_ms: int = 10
-    # Seconds between trims of what every group acknowledged (0: never trim).
-    trim_interval: float = 10.0
-    rotation: RotationSettings = field(default_factory=RotationSettings)
-    # HTTP liveness/readiness/metrics; None: no endpoint.
-    health_listen: ListenAddress | None = None
-
-    def __post_init__(self) -> None:
-        if self.batch_size <= 0 or self.block_ms <= 0 or self.max_deliveries <= 0:
-            raise ValueError("batch-size, block-ms and max-deliveries must be positive")
-        if self.trim_interval < 0 or self.sync_interval_ms < 0:
-            raise ValueError("trim-interval and sync-interval-ms must not be negative")
-        if not self.group or not self.consumer:
-            raise ValueError("group and consumer names must not be empty")
-        build_formatter(self.format, self.placeholder)  # validates the format string
 
 
 class FileConsumer:
@@ -157,8 +117,9 @@ class FileConsumer:
         self._last_trim = time.monotonic()
         self._trimming: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
-        # Up to where batches were rendered, whether or not their write is done.
-        self._rendered = Checkpoint()
+        self.renderer = BatchRenderer(
+            self.formatter, lambda: self.sink.checkpoint, self.stats, max_deliveries=settings.max_deliveries
+        )
         self.commits = GroupCommit(
             self.sink,
             max_unsynced=UNSYNCED_BATCHES * settings.batch_size,
@@ -284,7 +245,7 @@ class FileConsumer:
                     # and acks stay in stream order, one batch at a time.  A
                     # crash leaves what was read and not yet written pending,
                     # claimed on the next start like any batch in hand.
-                    batch = self._render_items(items)
+                    batch = self.renderer.render_items(items)
                     if committing is not None:
                         await committing
                     committing = asyncio.create_task(self._commit(batch))
@@ -382,77 +343,7 @@ class FileConsumer:
 
     async def _handle(self, entries: list[Entry], deliveries: dict[bytes, int]) -> None:
         """Render, write, checkpoint and acknowledge one batch."""
-        await self._commit(self._render(entries, deliveries))
-
-    def _already_written(self, entry_id: bytes) -> bool:
-        # Batches handed to _commit and not yet checkpointed count as written:
-        # a re-read of our own pending entries may return them again.
-        return self.sink.checkpoint.covers(entry_id) or self._rendered.covers(entry_id)
-
-    def _render_items(self, items: Items) -> RenderedBatch:
-        """Turn a batch of read entries (in stream order, as the parser gave them) into lines and dead letters.
-
-        The formatter renders the usual entries in one call
-        (:meth:`~consumers.formatting.EntryFormatter.format_items`); any other
-        goes through :meth:`_line`, one by one.
-        """
-        start = 0
-        # Redis lists a batch in stream order: once one entry is past what is
-        # written, all later ones are.
-        while start < len(items) and self._already_written(items[start][0]):
-            start += 1
-        self.stats.already_written += start
-        ack_ids = bulk_ids(items)
-        new = items[start:] if start else items
-        if not new:
-            return RenderedBatch(b"", 0, [], False, ack_ids, len(items), items[-1][0])
-        chunks: list[bytes] = []
-        dead: list[tuple[bytes, dict[bytes, bytes], str]] = []
-        for piece in self.formatter.format_items(new):
-            if isinstance(piece, bytes):
-                chunks.append(piece)
-            else:
-                ((entry_id, fields),) = stream_entries([new[piece]])
-                self._line(entry_id, fields or {}, chunks, dead)
-        last_id: bytes = items[-1][0]
-        self._rendered = Checkpoint(last_id=last_id.decode())
-        return RenderedBatch(b"".join(chunks), len(new) - len(dead), dead, True, ack_ids, len(items), last_id)
-
-    def _render(self, entries: list[Entry], deliveries: dict[bytes, int]) -> RenderedBatch:
-        """Turn a batch of entries taken over from the pending list into lines and dead letters."""
-        lines: list[bytes] = []
-        dead: list[tuple[bytes, dict[bytes, bytes], str]] = []
-        last_new: bytes | None = None
-        for entry_id, fields in entries:
-            if last_new is None and self._already_written(entry_id):
-                self.stats.already_written += 1
-                continue
-            last_new = entry_id
-            delivered = deliveries.get(entry_id, 1)
-            if delivered > self.settings.max_deliveries:
-                dead.append((entry_id, fields, f"delivered {delivered} times without being written"))
-                continue
-            self._line(entry_id, fields, lines, dead)
-        if last_new is not None:
-            self._rendered = Checkpoint(last_id=last_new.decode())
-        ack_ids = b"".join(bulk_string(entry_id) for entry_id, _ in entries)
-        # Once an entry is new, every later one is: last_new is the batch's last entry.
-        return RenderedBatch(
-            b"".join(lines), len(lines), dead, last_new is not None, ack_ids, len(entries), entries[-1][0]
-        )
-
-    def _line(
-        self,
-        entry_id: bytes,
-        fields: dict[bytes, bytes],
-        lines: list[bytes],
-        dead: list[tuple[bytes, dict[bytes, bytes], str]],
-    ) -> None:
-        """Append the entry's line(s), or the entry to the dead letters with why it cannot be formatted."""
-        try:
-            lines.append(self.formatter.format(entry_id, fields))
-        except Exception as exc:
-            dead.append((entry_id, fields, f"cannot format: {type(exc).__name__}: {exc}"))
+        await self._commit(self.renderer.render_pending(entries, deliveries))
 
     async def _commit(self, batch: RenderedBatch) -> None:
         """Dead-letter and write a rendered batch (one at a time, in stream order).

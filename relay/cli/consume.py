@@ -8,9 +8,10 @@ from typing import Any
 
 import click
 
-from consumers.file_consumer import FileConsumer, FileConsumerSettings
+from consumers.file_consumer import FileConsumer
 from consumers.file_sink import FsyncPolicy
 from consumers.rotation import COMPRESSIONS, RotationSettings, parse_duration
+from consumers.settings import FileConsumerSettings
 from relay.cli.options import (
     HEALTH_OPTIONS,
     LOG_OPTIONS,

@@ -25,7 +25,8 @@ from typing import Any
 import click
 from redis.asyncio import Redis
 
-from consumers.file_consumer import FileConsumer, FileConsumerSettings
+from consumers.file_consumer import FileConsumer
+from consumers.settings import FileConsumerSettings
 from relay.cli.consume import FILE_OPTIONS, file_consumer_settings
 from relay.cli.options import (
     CATCHER_OPTIONS,

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from consumers.file_consumer import FileConsumer, FileConsumerSettings
+from consumers.file_consumer import FileConsumer
+from consumers.settings import FileConsumerSettings
 from relay.common.redis_client import RedisSettings
 from tests.support.file_consumers import ConsumerFactory
 from tests.support.realredis import RedisServer

@@ -21,9 +21,9 @@ async def test_a_batch_rendered_again_before_its_write_finished_is_not_written_t
     # the reader return our own pending entries again (N's, not acknowledged
     # yet), rendering them must find them already handed over, though the
     # checkpoint does not say so yet.
-    first = consumer._render(entries(0, 5), {})
-    again = consumer._render(entries(0, 5), {})
-    overlapping = consumer._render(entries(3, 4), {})
+    first = consumer.renderer.render_pending(entries(0, 5), {})
+    again = consumer.renderer.render_pending(entries(0, 5), {})
+    overlapping = consumer.renderer.render_pending(entries(3, 4), {})
     assert (first.lines, again.lines, again.last_new) == (5, 0, None)
     assert overlapping.lines == 2
     assert overlapping.last_new == b"1700000000000-6"
@@ -42,7 +42,7 @@ async def test_entries_up_to_the_checkpoint_are_skipped_at_the_head_of_a_batch(
     if skipped:
         consumer.sink.write(b'{"n":0}\n{"n":1}\n', b"1700000000000-1")
         consumer.sink.sync()
-    batch = consumer._render(entries(0, 5), {})
+    batch = consumer.renderer.render_pending(entries(0, 5), {})
     assert batch.lines == 5 - skipped
     await consumer._commit(batch)
     assert written(consumer) == list(range(5))

@@ -10,8 +10,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from consumers.file_consumer import FileConsumer, FileConsumerSettings
+from consumers.file_consumer import FileConsumer
 from consumers.group_watch import GroupWatch
+from consumers.settings import FileConsumerSettings
 from relay.common.addresses import ListenAddress
 from relay.common.health import Readiness
 from relay.common.redis_client import RedisSettings

@@ -44,9 +44,9 @@ async def test_the_next_batch_reaches_the_file_while_the_one_before_is_fsynced(
 ) -> None:
     fsync = HeldFsync()
     monkeypatch.setattr(os, "fsync", fsync)
-    await consumer._commit(consumer._render_items(await read_new(consumer, 0, 5)))  # type: ignore[arg-type]
+    await consumer._commit(consumer.renderer.render_items(await read_new(consumer, 0, 5)))  # type: ignore[arg-type]
     assert await asyncio.to_thread(fsync.entered.wait, 10), "the first batch's sync never started"
-    second = consumer._render_items(await read_new(consumer, 5, 5))  # type: ignore[arg-type]
+    second = consumer.renderer.render_items(await read_new(consumer, 5, 5))  # type: ignore[arg-type]
     await asyncio.wait_for(consumer._commit(second), 10)  # not waiting for the held fsync
 
     # Both batches are in the file for readers; neither is durable, so none is checkpointed or acknowledged.
@@ -73,11 +73,11 @@ async def test_writes_wait_once_a_bounded_number_of_entries_wait_for_a_sync(
     monkeypatch.setattr(os, "fsync", fsync)
     room = UNSYNCED_BATCHES * 2
     for first in range(0, room, 2):
-        await consumer._commit(consumer._render_items(await read_new(consumer, first, 2)))  # type: ignore[arg-type]
+        await consumer._commit(consumer.renderer.render_items(await read_new(consumer, first, 2)))  # type: ignore[arg-type]
     assert await asyncio.to_thread(fsync.entered.wait, 10)
     assert written(consumer) == list(range(room))
 
-    one_more = asyncio.create_task(consumer._commit(consumer._render_items(await read_new(consumer, room, 2))))  # type: ignore[arg-type]
+    one_more = asyncio.create_task(consumer._commit(consumer.renderer.render_items(await read_new(consumer, room, 2))))  # type: ignore[arg-type]
     done, _ = await asyncio.wait({one_more}, timeout=0.5)
     assert not done, "a write went ahead with the sync stalled and the bound reached"
     assert written(consumer) == list(range(room))
@@ -97,8 +97,8 @@ async def test_a_failed_fsync_writes_the_batches_not_yet_synced_again(
     fsync = HeldFsync(held=False, lose_first=0)
     monkeypatch.setattr(os, "fsync", fsync)
     caplog.set_level(logging.INFO, "logrelay.consumer")
-    await consumer._commit(consumer._render_items(await read_new(consumer, 0, 5)))  # type: ignore[arg-type]
-    await consumer._commit(consumer._render_items(await read_new(consumer, 5, 5)))  # type: ignore[arg-type]
+    await consumer._commit(consumer.renderer.render_items(await read_new(consumer, 0, 5)))  # type: ignore[arg-type]
+    await consumer._commit(consumer.renderer.render_items(await read_new(consumer, 5, 5)))  # type: ignore[arg-type]
     await asyncio.wait_for(consumer.commits.drained(), 30)
 
     assert written(consumer) == list(range(10))
@@ -109,7 +109,7 @@ async def test_a_failed_fsync_writes_the_batches_not_yet_synced_again(
 
 
 async def commit_new(consumer: FileConsumer, first: int, count: int) -> None:
-    await consumer._commit(consumer._render_items(await read_new(consumer, first, count)))  # type: ignore[arg-type]
+    await consumer._commit(consumer.renderer.render_items(await read_new(consumer, first, count)))  # type: ignore[arg-type]
 
 
 async def test_within_the_interval_batches_are_written_at_once_and_wait_for_one_sync(
@@ -211,11 +211,11 @@ async def test_a_rotation_due_happens_between_two_batches_and_what_it_synced_is_
     now = [1_796_000_000.0]
     consumer.commits.clock = lambda: now[0]
     consumer.commits.rotation = RotationPolicy(RotationSettings(size=1), started=now[0])
-    await consumer._commit(consumer._render_items(await read_new(consumer, 0, 5)))  # type: ignore[arg-type]
+    await consumer._commit(consumer.renderer.render_items(await read_new(consumer, 0, 5)))  # type: ignore[arg-type]
     assert list_segments(consumer.settings.output) == []  # an empty file is never rotated
     now[0] += 1
-    await consumer._commit(consumer._render_items(await read_new(consumer, 5, 3)))  # type: ignore[arg-type]
-    await consumer._commit(consumer._render_items(await read_new(consumer, 8, 2)))  # type: ignore[arg-type]
+    await consumer._commit(consumer.renderer.render_items(await read_new(consumer, 5, 3)))  # type: ignore[arg-type]
+    await consumer._commit(consumer.renderer.render_items(await read_new(consumer, 8, 2)))  # type: ignore[arg-type]
     await consumer.commits.drained()
 
     (segment,) = list_segments(consumer.settings.output)  # one rotation per second: the third batch waits
@@ -235,7 +235,7 @@ async def test_an_interval_boundary_rotates_an_idle_file_without_a_new_batch(con
     now = [hour - 30]
     consumer.commits.clock = lambda: now[0]
     consumer.commits.rotation = RotationPolicy(RotationSettings(interval=3600), started=now[0])
-    await consumer._commit(consumer._render_items(await read_new(consumer, 0, 4)))  # type: ignore[arg-type]
+    await consumer._commit(consumer.renderer.render_items(await read_new(consumer, 0, 4)))  # type: ignore[arg-type]
     await consumer.commits.drained()
     await consumer.commits.maintain()
     assert list_segments(consumer.settings.output) == []
@@ -255,10 +255,10 @@ async def test_an_fsync_failing_in_a_rotation_writes_the_lost_lines_again_before
     consumer.commits.clock = lambda: now[0]
     consumer.commits.rotation = RotationPolicy(RotationSettings(size=1), started=now[0])
     consumer.commits.rotation.rotated(now[0])  # none before the clock's next second
-    await consumer._commit(consumer._render_items(await read_new(consumer, 0, 3)))  # type: ignore[arg-type]
+    await consumer._commit(consumer.renderer.render_items(await read_new(consumer, 0, 3)))  # type: ignore[arg-type]
     await consumer.commits.drained()
     consumer.commits.sync_interval = 30.0  # the next batch waits for the rotation's sync
-    await consumer._commit(consumer._render_items(await read_new(consumer, 3, 2)))  # type: ignore[arg-type]
+    await consumer._commit(consumer.renderer.render_items(await read_new(consumer, 3, 2)))  # type: ignore[arg-type]
     sink = consumer.sink
     real_fsync, failed = os.fsync, []
 
@@ -272,7 +272,7 @@ async def test_an_fsync_failing_in_a_rotation_writes_the_lost_lines_again_before
 
     monkeypatch.setattr(os, "fsync", failing_once)
     now[0] += 1
-    await consumer._commit(consumer._render_items(await read_new(consumer, 5, 2)))  # type: ignore[arg-type]
+    await consumer._commit(consumer.renderer.render_items(await read_new(consumer, 5, 2)))  # type: ignore[arg-type]
     await consumer.commits.drained()
 
     assert failed
@@ -287,11 +287,11 @@ async def test_a_file_renamed_without_a_sighup_is_reopened_at_the_next_check(
     consumer: FileConsumer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(group_commit, "IDENTITY_CHECK_SECONDS", 0.0)
-    await consumer._commit(consumer._render_items(await read_new(consumer, 0, 2)))  # type: ignore[arg-type]
+    await consumer._commit(consumer.renderer.render_items(await read_new(consumer, 0, 2)))  # type: ignore[arg-type]
     output = consumer.settings.output
     output.rename(output.with_name("central.log.1"))  # logrotate, whose postrotate never reached us
     await consumer.commits.maintain()
-    await consumer._commit(consumer._render_items(await read_new(consumer, 2, 2)))  # type: ignore[arg-type]
+    await consumer._commit(consumer.renderer.render_items(await read_new(consumer, 2, 2)))  # type: ignore[arg-type]
     await consumer.commits.drained()
     assert written(consumer) == [2, 3]
     assert [json.loads(line)["n"] for line in output.with_name("central.log.1").read_bytes().splitlines()] == [0, 1]

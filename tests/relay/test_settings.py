@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from consumers.file_consumer import FileConsumerSettings
+from consumers.settings import FileConsumerSettings
 from relay.cli import main
 from relay.cli.consume import file_consumer_settings
 from relay.cli.options import catcher_settings, parse_byte_size

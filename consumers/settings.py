@@ -1,0 +1,49 @@
+"""The file consumer's settings: one frozen, validated object per ``logrelay consume file`` process (no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from consumers.file_sink import FsyncPolicy
+from consumers.formatting import DEFAULT_FORMAT, build_formatter
+from consumers.rotation import RotationSettings
+from relay.common.addresses import ListenAddress
+from relay.common.identity import process_name
+from relay.common.redis_client import RedisSettings
+from relay.common.stream import StreamKeys
+
+__all__ = ["FileConsumerSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class FileConsumerSettings:
+    """Everything one ``logrelay consume file`` process needs."""
+
+    output: Path
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    keys: StreamKeys = field(default_factory=StreamKeys)
+    group: str = "logrelay-file"
+    consumer: str = field(default_factory=process_name)
+    format: str = DEFAULT_FORMAT
+    placeholder: str = "-"
+    fsync: FsyncPolicy = FsyncPolicy.BATCH
+    batch_size: int = 1000
+    block_ms: int = 1000
+    max_deliveries: int = 10
+    # Least milliseconds between two syncs (fsync, checkpoint, XACK) under load.
+    sync_interval_ms: int = 10
+    # Seconds between trims of what every group acknowledged (0: never trim).
+    trim_interval: float = 10.0
+    rotation: RotationSettings = field(default_factory=RotationSettings)
+    # HTTP liveness/readiness/metrics; None: no endpoint.
+    health_listen: ListenAddress | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size <= 0 or self.block_ms <= 0 or self.max_deliveries <= 0:
+            raise ValueError("batch-size, block-ms and max-deliveries must be positive")
+        if self.trim_interval < 0 or self.sync_interval_ms < 0:
+            raise ValueError("trim-interval and sync-interval-ms must not be negative")
+        if not self.group or not self.consumer:
+            raise ValueError("group and consumer names must not be empty")
+        build_formatter(self.format, self.placeholder)  # validates the format string
