@@ -18,6 +18,7 @@ from relay.cli.options import (
     REDIS_URL_OPTION,
     STREAM_OPTIONS,
     ByteSize,
+    ParsedText,
     configure_logging,
     default,
     redis_settings,
@@ -31,18 +32,14 @@ from relay.common.signals import run_command
 __all__ = ["FILE_OPTIONS", "LINE_FORMAT_OPTIONS", "consume", "file_consumer_settings"]
 
 
-class Duration(click.ParamType):  # type: ignore[type-arg]
+class Duration(ParsedText):
     """Seconds: ``90``, ``90s``, ``15m``, ``1h``, ``7d``, ``hourly``, ``daily``."""
 
     name = "duration"
+    ready = (int, float)
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        if isinstance(value, int | float):
-            return float(value)
-        try:
-            return parse_duration(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+    def parse(self, text: str) -> float:
+        return parse_duration(text)
 
 
 #: How a record becomes a line: the file consumer's, and ``tail``'s (the same lines).

@@ -32,6 +32,7 @@ __all__ = [
     "REDIS_URL_OPTION",
     "STREAM_LENGTH_OPTION",
     "STREAM_OPTIONS",
+    "ParsedText",
     "catcher_settings",
     "configure_logging",
     "decode_limits",
@@ -77,30 +78,44 @@ def default(settings: type, name: str) -> Any:
     raise ValueError(f"{settings.__name__} has no field {name}")
 
 
-class ByteSize(click.ParamType):  # type: ignore[type-arg]
+class ParsedText(click.ParamType):  # type: ignore[type-arg]
+    """An option's value parsed from its text by :meth:`parse`; a ValueError is a usage error naming the option.
+
+    A value already of a ``ready`` type (a default written as one) passes as it is.
+    """
+
+    ready: tuple[type, ...] = ()
+
+    def parse(self, text: str) -> Any:
+        raise NotImplementedError
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, self.ready):
+            return value
+        try:
+            return self.parse(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class ByteSize(ParsedText):
     """A byte count: ``1048576``, ``512KiB``, ``1MiB``."""
 
     name = "size"
+    ready = (int,)
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_byte_size(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+    def parse(self, text: str) -> int:
+        return parse_byte_size(text)
 
 
-class Address(click.ParamType):  # type: ignore[type-arg]
+class Address(ParsedText):
+    """``HOST:PORT``, ``[::1]:PORT`` or ``:PORT``."""
+
     name = "host:port"
+    ready = (ListenAddress,)
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> ListenAddress:
-        if isinstance(value, ListenAddress):
-            return value
-        try:
-            return ListenAddress.parse(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+    def parse(self, text: str) -> ListenAddress:
+        return ListenAddress.parse(text)
 
 
 def with_options(*groups: list[Any]) -> Callable[[F], F]:

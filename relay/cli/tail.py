@@ -24,7 +24,14 @@ from consumers.record_filter import RecordFilter, parse_level
 from consumers.stream_tail import StreamTail
 from consumers.tail_view import NewestCollector, Outcome, TailLine, TailView
 from relay.cli.consume import LINE_FORMAT_OPTIONS
-from relay.cli.options import LOG_OPTIONS, REDIS_URL_OPTION, STREAM_OPTIONS, configure_logging, with_options
+from relay.cli.options import (
+    LOG_OPTIONS,
+    REDIS_URL_OPTION,
+    STREAM_OPTIONS,
+    ParsedText,
+    configure_logging,
+    with_options,
+)
 from relay.cli.redis_query import redis_failure
 from relay.cli.terminal import printable_bytes
 from relay.common.redis_client import RedisSettings, create_redis
@@ -36,18 +43,14 @@ DEFAULT_LINES: Final = 10
 DEFAULT_SCAN_LIMIT: Final = 100_000
 
 
-class Level(click.ParamType):  # type: ignore[type-arg]
+class Level(ParsedText):
     """A logging level: a name (debug, info, warning, error, critical) or a number."""
 
     name = "level"
+    ready = (int,)
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_level(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+    def parse(self, text: str) -> int:
+        return parse_level(text)
 
 
 TAIL_OPTIONS = [
