@@ -102,8 +102,12 @@ def _process_row(process: dict[str, Any]) -> list[str]:
 
 
 def lagging_groups(report: StreamReport, max_lag: int) -> list[str]:
-    """One message per group whose lag exceeds ``max_lag`` (or cannot be told)."""
+    """One message per group whose lag exceeds ``max_lag`` (or cannot be told), or one if no group reads a stream
+    that holds entries."""
     messages = []
+    if report.length and not report.groups:
+        # Nobody reads the stream: everything in it waits (a consumer that never started, another --stream).
+        messages.append(f"no consumer group reads stream {report.stream!r}, which holds {report.length:,} entries")
     for group in report.groups:
         if group.lag is None or group.lag > max_lag:
             lag = "an unknown number of" if group.lag is None else f"{group.lag:,}"

@@ -96,3 +96,15 @@ def test_escape_sequences_in_what_others_wrote_are_shown_not_obeyed(redis_server
     assert "\\x1b[2J:9020" in result.stdout
     assert "\\x9b2J" in result.stdout
     assert not {"\x1b", "\x07", "\r", "\x9b"} & set(result.stdout)
+
+
+def test_max_lag_fails_when_no_group_reads_a_stream_that_holds_entries(redis_server: RedisServer) -> None:
+    with redis_server.client() as client:
+        client.xadd(KEYS.records, {"v": "1"})
+    result = CliRunner().invoke(main, ["status", "--max-lag", "100", "--redis-url", redis_server.url])
+    assert result.exit_code == 1
+    assert "no consumer group reads stream 'logrelay', which holds 1 entries" in result.stderr
+    with redis_server.client() as client:
+        client.delete(KEYS.records)
+    # Nothing published yet: nothing waits.
+    assert CliRunner().invoke(main, ["status", "--max-lag", "0", "--redis-url", redis_server.url]).exit_code == 0
