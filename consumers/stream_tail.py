@@ -8,13 +8,18 @@ consumers are delivered.  What to keep of the entries is
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from consumers.tail_view import Entry, NewestCollector, previous_id
+from relay.common.backoff import retry_delay
 
 __all__ = ["EMPTY_STREAM_ID", "NewestScan", "StreamTail"]
 
@@ -73,16 +78,41 @@ class StreamTail:
         more = upper is not None and bool(await self._redis.xrevrange(self._key, upper, "-", count=1))
         return NewestScan(newest or EMPTY_STREAM_ID, limit_reached=more)
 
-    async def follow(self, after: bytes, *, block_ms: int, count: int = 1000) -> AsyncIterator[list[Entry]]:
+    async def follow(
+        self,
+        after: bytes,
+        *,
+        block_ms: int,
+        count: int = 1000,
+        on_outage: Callable[[RedisError | OSError], None] | None = None,
+        on_back: Callable[[bytes], None] | None = None,
+    ) -> AsyncIterator[list[Entry]]:
         """Batches of entries newer than ``after``, in stream order, forever (until cancelled).
 
         Each XREAD goes on from the last id returned, never ``$``, so nothing
         added between two reads is missed.  ``block_ms`` must stay below the
         client's socket timeout: a blocked read is a reply that takes that long.
+
+        Losing Redis (a restart, a failover, the network) does not end the
+        follow, as ``tail -F`` outlives a rotation: ``on_outage`` is told once,
+        the read is retried with backoff, and ``on_back`` is told the id it
+        goes on from.  Any other error (the key is not a stream) ends it.
         """
         last = after
+        attempt = 0
         while True:
-            reply: Any = await self._redis.xread({self._key: last}, count=count, block=block_ms)
+            try:
+                reply: Any = await self._redis.xread({self._key: last}, count=count, block=block_ms)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                if attempt == 0 and on_outage is not None:
+                    on_outage(exc)
+                await asyncio.sleep(retry_delay(attempt))
+                attempt += 1
+                continue
+            if attempt:
+                attempt = 0
+                if on_back is not None:
+                    on_back(last)
             for _key, reply_entries in reply or ():
                 entries = _entries(reply_entries)
                 if entries:

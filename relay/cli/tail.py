@@ -199,7 +199,7 @@ class Tail:
             if self._follow:
                 # A blocked XREAD is a reply that takes block_ms: keep it well inside the socket timeout.
                 block_ms = max(1, min(2000, int(self._settings.socket_timeout * 500)))
-                async for batch in reader.follow(start, block_ms=block_ms):
+                async for batch in reader.follow(start, block_ms=block_ms, on_outage=self._outage, on_back=self._back):
                     shown = (self._view.render(entry_id, fields) for entry_id, fields in batch)
                     self._printer.show([outcome for outcome in shown if outcome is not None])
         except redis.exceptions.RedisError as exc:
@@ -207,6 +207,12 @@ class Tail:
         finally:
             await client.aclose()
         return 0
+
+    def _outage(self, exc: redis.exceptions.RedisError | OSError) -> None:
+        click.echo(f"logrelay tail: {redis_failure(self._settings, exc)}; retrying", err=True)
+
+    def _back(self, last: bytes) -> None:
+        click.echo(f"logrelay tail: Redis answers again; going on after {last.decode()}", err=True)
 
     async def _show_newest(self, reader: StreamTail) -> bytes:
         """Print the newest matching lines; return the id a follow goes on from."""

@@ -12,6 +12,7 @@ from consumers.record_filter import RecordFilter
 from consumers.stream_tail import EMPTY_STREAM_ID, StreamTail
 from consumers.tail_view import NewestCollector, TailLine, TailView
 from tests.support.entries import entry_for
+from tests.support.realredis import RedisServer
 
 KEY = "logrelay"
 
@@ -89,3 +90,25 @@ async def test_follow_goes_on_from_the_scans_newest_id_so_entries_added_in_betwe
     await batches.aclose()  # type: ignore[attr-defined]
     groups = await redis.xinfo_groups(KEY)
     assert groups == []
+
+
+async def test_follow_outlives_a_redis_restart_and_says_so(redis: Redis, redis_server: RedisServer) -> None:
+    first = await add(redis, range(2))
+    outages: list[Exception] = []
+    backs: list[bytes] = []
+    batches = StreamTail(redis, KEY).follow(
+        EMPTY_STREAM_ID, block_ms=100, on_outage=outages.append, on_back=backs.append
+    )
+    assert [entry_id for entry_id, _ in await asyncio.wait_for(anext(batches), timeout=10)] == first
+    pending = asyncio.ensure_future(anext(batches))
+    redis_server.stop()
+    deadline = asyncio.get_running_loop().time() + 10
+    while not outages:
+        assert asyncio.get_running_loop().time() < deadline, "the outage was never reported"
+        await asyncio.sleep(0.05)
+    redis_server.start()  # the same port; without persistence the stream starts empty
+    later = await add(redis, range(2, 3))
+    assert [entry_id for entry_id, _ in await asyncio.wait_for(pending, timeout=20)] == later
+    assert len(outages) == 1  # told once, not once per retry
+    assert backs == [first[-1]]
+    await batches.aclose()  # type: ignore[attr-defined]
