@@ -100,15 +100,22 @@ class StreamTail:
         """
         last = after
         attempt = 0
+        task = asyncio.current_task()
         while True:
             try:
                 reply: Any = await self._redis.xread({self._key: last}, count=count, block=block_ms)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                if task is not None and task.cancelling():
+                    # A stop (Ctrl-C) cancelled the read, and redis-py answered with the connection it
+                    # dropped for it instead of CancelledError: a stop, not an outage.
+                    raise asyncio.CancelledError from exc
                 if attempt == 0 and on_outage is not None:
                     on_outage(exc)
                 await asyncio.sleep(retry_delay(attempt))
                 attempt += 1
                 continue
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError  # redis-py answered a read cancelled in flight with its reply
             if attempt:
                 attempt = 0
                 if on_back is not None:
