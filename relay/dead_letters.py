@@ -65,9 +65,19 @@ _ID_OR_MILLISECONDS = re.compile(r"^\d+(-\d+)?$")
 _header: Final = struct.Struct(">I").pack
 
 
+#: Each part of a stream id is a 64-bit unsigned number.
+_ID_PART_LIMIT: Final = 1 << 64
+#: The exclusive end before every entry: nothing is before it (Redis refuses it as an end).
+_BEFORE_EVERYTHING: Final = "(0-0"
+
+
+def _parts_in_range(text: str) -> bool:
+    return all(int(part) < _ID_PART_LIMIT for part in text.split("-"))
+
+
 def valid_id(text: str) -> bool:
-    """Whether ``text`` is a whole stream entry id (``1700000000000-0``)."""
-    return bool(_ENTRY_ID.match(text))
+    """Whether ``text`` is a whole stream entry id (``1700000000000-0``), each part a 64-bit number."""
+    return bool(_ENTRY_ID.match(text)) and _parts_in_range(text)
 
 
 class Kind(enum.StrEnum):
@@ -206,6 +216,8 @@ def parse_before(text: str) -> str:
     (an entry's id is its arrival time in milliseconds).  Raises ``ValueError``.
     """
     if _ID_OR_MILLISECONDS.match(text):
+        if not _parts_in_range(text):
+            raise ValueError(f"not a dead letter id: {text!r} (each part at most {_ID_PART_LIMIT - 1})")
         return "(" + (text if "-" in text else text + "-0")
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -219,6 +231,8 @@ def parse_before(text: str) -> str:
 async def delete_range(redis: Redis, key: str, end: str) -> int:
     """Delete the dead letters from the oldest up to ``end`` (as :func:`dead_letters`), a page per call; how many."""
     deleted = 0
+    if end == _BEFORE_EVERYTHING:
+        return 0  # before the first possible id (or 1970): nothing
     while True:
         page = await _xrange(redis, key, "-", end, PAGE_SIZE)
         if not page:

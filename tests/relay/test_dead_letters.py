@@ -23,6 +23,7 @@ from relay.dead_letters import (
     parse_before,
     record_fields,
     replay,
+    valid_id,
 )
 from relay.decode.frames import DecodeLimits, FrameDecoder
 from tests.support.amplifiers import AMPLIFIERS, frame
@@ -150,3 +151,18 @@ def test_parse_before() -> None:
     assert parse_before("2023-11-14T22:13:20") == "(1700000000000-0"
     with pytest.raises(ValueError, match="not a dead letter id or an ISO 8601 time"):
         parse_before("yesterday")
+
+
+def test_ids_beyond_64_bits_are_not_ids() -> None:
+    assert valid_id("18446744073709551615-18446744073709551615")
+    assert not valid_id("18446744073709551616-0")
+    assert not valid_id("1-18446744073709551616")
+    with pytest.raises(ValueError, match="not a dead letter id"):
+        parse_before("18446744073709551616")
+
+
+async def test_purging_before_the_first_possible_id_removes_nothing(redis: Redis) -> None:
+    await redis.xadd(KEYS.dead_letters, {"v": "1", "reason": "r"})
+    for before in ("0", "0-0", "1969-12-31T00:00:00Z"):
+        assert await delete_range(redis, KEYS.dead_letters, parse_before(before)) == 0
+    assert await redis.xlen(KEYS.dead_letters) == 1
