@@ -40,6 +40,9 @@ log = logging.getLogger("logrelay.health")
 
 MAX_REQUEST_HEAD = 8192
 READ_DEADLINE = 5.0
+#: Connections served at once; more are closed on arrival, so a flood of them cannot take the
+#: process's file descriptors (the catcher's connections need them) nor hold the loop.
+MAX_CONNECTIONS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,7 @@ class HealthServer:
         self.registry = registry
         self._server: asyncio.Server | None = None
         self.port: int | None = None
+        self.open_connections = 0
 
     async def start(self) -> None:
         """Listen; raise :class:`StartError` naming the address if it cannot be bound (in use, not ours)."""
@@ -95,23 +99,36 @@ class HealthServer:
                 await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.open_connections >= MAX_CONNECTIONS:
+            writer.close()  # nothing written: closes at once
+            return
+        self.open_connections += 1
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_DEADLINE)
-            request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-            method, _, rest = request_line.partition(" ")
-            path = rest.split(" ", 1)[0].split("?", 1)[0]
-            status, body, content_type = self._respond(method, path)
-            response = (
-                f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            ).encode() + body
-            if method == "HEAD":
-                response = response[: len(response) - len(body)]
-            writer.write(response)
-            await writer.drain()
+            # One deadline for the whole exchange: a client that sends slowly or never reads is dropped.
+            async with asyncio.timeout(READ_DEADLINE):
+                head = await reader.readuntil(b"\r\n\r\n")
+                request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+                method, _, rest = request_line.partition(" ")
+                path = rest.split(" ", 1)[0].split("?", 1)[0]
+                try:
+                    status, body, content_type = self._respond(method, path)
+                except Exception:
+                    # A bug in a readiness callable or a collector: a 500, the traceback in our log only.
+                    log.exception("health endpoint: %s %s failed", method, path)
+                    status, body, content_type = "500 Internal Server Error", b"internal error\n", "text/plain"
+                response = (
+                    f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                ).encode() + body
+                if method == "HEAD":
+                    response = response[: len(response) - len(body)]
+                writer.write(response)
+                await writer.drain()
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            pass
+            if writer.transport.get_write_buffer_size():
+                writer.transport.abort()  # a client that does not read: close() would wait on it
         finally:
+            self.open_connections -= 1
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from relay.common.addresses import ListenAddress
 from relay.common.counters import CatcherStats
-from relay.common.health import HealthServer, Readiness, all_ready
+from relay.common.health import MAX_CONNECTIONS, READ_DEADLINE, HealthServer, Readiness, all_ready
 from relay.common.metrics import CatcherMetrics, new_registry
 from relay.common.signals import StartError
 
@@ -94,3 +94,46 @@ def test_all_ready_is_ready_when_every_part_is_and_names_the_first_that_is_not()
     assert all_ready(parts)() == Readiness(False, "consumer: stopping")
     parts["consumer"] = lambda: Readiness(True, "ready")
     assert all_ready(parts)() == Readiness(True, "ready")
+
+
+async def test_a_readiness_or_scrape_that_fails_answers_500_not_a_dropped_connection() -> None:
+    def broken() -> Readiness:
+        raise RuntimeError("a bug in a readiness callable")
+
+    def unreadable() -> float | None:
+        raise RuntimeError("a bug in a gauge's reader")
+
+    registry = new_registry()
+    CatcherMetrics(registry, CatcherStats(), unreadable)  # type: ignore[arg-type]
+    server = HealthServer(ListenAddress("127.0.0.1", 0), broken, registry)
+    await server.start()
+    try:
+        assert server.port
+        assert (await request(server.port, b"GET /readyz HTTP/1.0\r\n\r\n"))[0] == 500
+        assert (await request(server.port, b"GET /metrics HTTP/1.0\r\n\r\n"))[0] == 500
+        assert await request(server.port, b"GET /livez HTTP/1.0\r\n\r\n") == (200, b"ok\n")
+    finally:
+        await server.close()
+
+
+async def test_connections_beyond_the_limit_are_closed_at_once_and_the_endpoint_still_answers(
+    endpoint: tuple[HealthServer, list[Readiness]],
+) -> None:
+    server, _ = endpoint
+    assert server.port
+    # Silent connections (a slow loris, a flood): each would hold a socket for the read deadline.
+    silent = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(MAX_CONNECTIONS)]
+    try:
+        extra_reader, extra_writer = await asyncio.open_connection("127.0.0.1", server.port)
+        # Beyond the limit: closed without waiting for the read deadline.
+        assert await asyncio.wait_for(extra_reader.read(), READ_DEADLINE / 2) == b""
+        extra_writer.close()
+        assert server.open_connections == MAX_CONNECTIONS
+    finally:
+        for _, writer in silent:
+            writer.close()
+    for _ in range(100):
+        if server.open_connections == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert await request(server.port, b"GET /livez HTTP/1.0\r\n\r\n") == (200, b"ok\n")
