@@ -264,9 +264,13 @@ class CatcherServer:
         """
         target = self.settings.redis.safe_url
         first = True
+        task = asyncio.current_task()
         while True:
             try:
-                await asyncio.wait_for(self._redis.ping(), REDIS_CHECK_SECONDS * 2)
+                # asyncio.timeout, not wait_for: in 3.11 wait_for returns the reply and drops a cancellation
+                # that arrives with it (consumers/group_watch.py).
+                async with asyncio.timeout(REDIS_CHECK_SECONDS * 2):
+                    await self._redis.ping()
             except Exception as exc:
                 if self.redis_ok or first:
                     log.error("Redis at %s is unreachable (%s); buffering records and retrying", target, exc)
@@ -276,6 +280,10 @@ class CatcherServer:
                     log.info("Redis at %s answers%s", target, "" if first else " again")
                 self.redis_ok = True
             first = False
+            if task is not None and task.cancelling():
+                # redis-py may answer a cancelled command with its reply: end anyway, or this task
+                # outlives the catcher's shutdown, pinging through a client it has closed.
+                raise asyncio.CancelledError
             await asyncio.sleep(REDIS_CHECK_SECONDS)
 
     async def _sweep_idle(self) -> None:
