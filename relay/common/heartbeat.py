@@ -115,6 +115,10 @@ class Heartbeat:
                     await self.beat()
             except (RedisError, OSError, TimeoutError) as exc:
                 log.debug("heartbeat not stored this time: %s", exc)
+            except Exception:
+                # Upkeep, as in consumers/group_watch.py: a beat we could not build must not end the beating
+                # (the process would vanish from `logrelay status`, and its exit re-raise this).
+                log.exception("heartbeat not stored this time; trying again")
             if task is not None and task.cancelling():
                 # redis-py may answer a command cancelled in flight with its reply instead of
                 # CancelledError (consumers/group_watch.py): end anyway, or the process's exit hangs.
