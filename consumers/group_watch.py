@@ -37,7 +37,10 @@ class GroupWatch:
         self.info = GroupInfo()
 
     async def refresh(self) -> None:
-        """Ask once.  No answer: ``redis_ok`` goes False and the last figures stay (the last known)."""
+        """Ask once.  No answer: ``redis_ok`` goes False and the last figures stay (the last known).
+
+        An answer without the group (not created yet, destroyed, its stream deleted): no figures.
+        """
         try:
             # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow the cancellation that
             # stops the consumer when it arrives as the reply does, and run() would go on forever.
@@ -51,12 +54,15 @@ class GroupWatch:
             self.redis_ok = False
             return
         self.redis_ok = True
+        # Redis answered: figures for a group it no longer lists (destroyed, the stream deleted) are not current.
+        info = GroupInfo()
         for group in groups:
             name = group["name"].decode() if isinstance(group["name"], bytes) else str(group["name"])
             if name == self.group:
                 lag, pending = group.get("lag"), group.get("pending")
                 # Redis answers nil for a lag it cannot tell cheaply (entries deleted in between).
-                self.info = GroupInfo(None if lag is None else int(lag), None if pending is None else int(pending))
+                info = GroupInfo(None if lag is None else int(lag), None if pending is None else int(pending))
+        self.info = info
 
     async def run(self) -> None:
         """:meth:`refresh` every CHECK_SECONDS until cancelled."""

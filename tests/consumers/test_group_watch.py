@@ -52,6 +52,27 @@ async def test_no_answer_keeps_the_last_figures(redis: Redis, redis_server: Redi
     assert (watch.redis_ok, watch.info) == (False, GroupInfo(lag=1, pending=0))
 
 
+async def test_an_answer_without_the_group_drops_the_last_figures(redis: Redis) -> None:
+    await redis.xgroup_create("logrelay", "logrelay-file", id="0", mkstream=True)
+    for n in range(3):
+        await redis.xadd("logrelay", {"n": n})
+    watch = GroupWatch(redis, "logrelay", "logrelay-file", where="test")
+    await watch.refresh()
+    assert watch.info == GroupInfo(lag=3, pending=0)
+    await redis.xgroup_destroy("logrelay", "logrelay-file")
+    await watch.refresh()
+    # Redis answered, and the group is gone: its old lag is not served as current (before the fix: lag=3).
+    assert (watch.redis_ok, watch.info) == (True, GroupInfo(None, None))
+    await redis.delete("logrelay")
+    await redis.xgroup_create("logrelay", "logrelay-file", id="0", mkstream=True)
+    await redis.xadd("logrelay", {"n": 0})
+    await watch.refresh()
+    assert watch.info == GroupInfo(lag=1, pending=0)
+    await redis.delete("logrelay")
+    await watch.refresh()  # no such stream: an answer too
+    assert (watch.redis_ok, watch.info) == (True, GroupInfo(None, None))
+
+
 class AnswersEvenWhenCancelled(Redis):
     """A client that, cancelled during XINFO GROUPS, still returns Redis's answer (as redis-py 8.2 was seen doing)."""
 
