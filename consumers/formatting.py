@@ -33,6 +33,7 @@ __all__ = [
     "JsonLineFormatter",
     "LineFormatter",
     "build_formatter",
+    "record_json",
     "text_plan",
 ]
 
@@ -77,7 +78,8 @@ class EntryFormatter(Protocol):
         ...
 
 
-def _record_json(fields: dict[bytes, bytes]) -> bytes:
+def record_json(fields: dict[bytes, bytes]) -> bytes:
+    """An entry's ``record`` field (EntryError if the entry is of another schema or has none)."""
     version = fields.get(_VERSION)
     if version != SUPPORTED_SCHEMA:
         raise EntryError(f"unsupported entry schema version {version!r}")
@@ -305,7 +307,7 @@ class LineFormatter:
         self.plan = text_plan(fmt, placeholder) if text_lines is not None else None
 
     def format(self, entry_id: bytes, fields: dict[bytes, bytes]) -> bytes:
-        attributes = load_record(_record_json(fields))
+        attributes = load_record(record_json(fields))
         if not isinstance(attributes, dict):
             raise EntryError("record is not a JSON object")
         if attributes.keys() >= _RECORD_ATTRIBUTES:
@@ -389,7 +391,7 @@ class JsonLineFormatter:
         return json_lines(items, self._metadata.shared_json)
 
     def format(self, entry_id: bytes, fields: dict[bytes, bytes]) -> bytes:
-        record = _record_json(fields)
+        record = record_json(fields)
         stripped = record.strip()
         if stripped[:1] != b"{" or stripped[-1:] != b"}":
             raise EntryError("record is not a JSON object")

@@ -15,14 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from consumers.formatting import SUPPORTED_SCHEMA, EntryFormatter, load_record
+from consumers.formatting import EntryFormatter, load_record, record_json
 from consumers.record_filter import RecordFilter, record_level
-from relay.common import stream
 
 __all__ = ["NewestCollector", "TailLine", "TailView", "Unrenderable", "previous_id"]
 
-_VERSION: Final = stream.VERSION.encode()
-_RECORD: Final = stream.RECORD.encode()
 #: The largest sequence number of a stream id.
 _MAX_SEQUENCE: Final = 2**64 - 1
 
@@ -75,13 +72,7 @@ class TailView:
 
     @staticmethod
     def _record(fields: dict[bytes, bytes]) -> dict[str, Any]:
-        version = fields.get(_VERSION)
-        if version != SUPPORTED_SCHEMA:
-            raise ValueError(f"unsupported entry schema version {version!r}")
-        raw = fields.get(_RECORD)
-        if raw is None:
-            raise ValueError("entry has no record field")
-        record = load_record(raw)
+        record = load_record(record_json(fields))
         if not isinstance(record, dict):
             raise ValueError("record is not a JSON object")
         return record
