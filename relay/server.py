@@ -82,7 +82,7 @@ class CatcherServer:
             window=settings.publish_window,
             linger=settings.linger_ms / 1000,
             stats=self.stats,
-            latency=self.metrics,
+            metrics=self.metrics,
             flow=self.registry,
             max_stream_length=settings.max_stream_length,
             full_policy=settings.full_policy,

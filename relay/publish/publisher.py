@@ -88,7 +88,7 @@ class StreamPublisher:
         window: int = DEFAULT_WINDOW,
         linger: float = 0.0,
         stats: CatcherStats | None = None,
-        latency: CatcherMetrics | None = None,
+        metrics: CatcherMetrics | None = None,
         flow: FlowControl | None = None,
         max_stream_length: int = 0,
         full_policy: FullPolicy = "block",
@@ -113,7 +113,7 @@ class StreamPublisher:
         self._lingering = False
         self.stats = stats or CatcherStats()
         # Observed once per confirmed batch (about 0.6 µs each), never per record.
-        metrics = latency or CatcherMetrics()
+        metrics = metrics or CatcherMetrics()
         self._publish_seconds = metrics.publish_seconds
         self._record_latency_seconds = metrics.record_latency_seconds
         self._gate = ReadGate(

@@ -675,7 +675,7 @@ def test_an_unusual_batch_is_left_to_the_python_packer() -> None:
 
 async def test_each_confirmed_batch_is_timed_once_from_its_oldest_record(client: fakeredis.FakeAsyncRedis) -> None:
     registry = CollectorRegistry()
-    publisher = make_publisher(client, batch_max_records=50, latency=CatcherMetrics(registry))
+    publisher = make_publisher(client, batch_max_records=50, metrics=CatcherMetrics(registry))
     received = time.time() - 2.0  # the oldest record of the first batch arrived two seconds ago
     publisher.add_record(record(0), "c", f"{received:.6f}")
     for seq in range(1, 250):
