@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from relay.common.metrics import GroupInfo
+from relay.common.redis_client import raise_if_cancelled
 
 __all__ = ["CHECK_SECONDS", "GroupWatch"]
 
@@ -66,15 +67,11 @@ class GroupWatch:
 
     async def run(self) -> None:
         """:meth:`refresh` every CHECK_SECONDS until cancelled."""
-        task = asyncio.current_task()
         while True:
             try:
                 await self.refresh()
             except Exception:
                 # Upkeep: a reply we did not expect must not end the consumer.
                 log.exception("reading the consumer group's figures failed; trying again")
-            if task is not None and task.cancelling():
-                # redis-py (8.2 seen) may answer a command cancelled in flight with its reply or error
-                # instead of CancelledError: without this the loop went on and the consumer's exit hung.
-                raise asyncio.CancelledError
+            raise_if_cancelled()
             await asyncio.sleep(CHECK_SECONDS)

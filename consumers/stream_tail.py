@@ -20,6 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from consumers.tail_view import Entry, NewestCollector, previous_id
 from relay.common.backoff import retry_delay
+from relay.common.redis_client import raise_if_cancelled
 
 __all__ = ["EMPTY_STREAM_ID", "NewestScan", "StreamTail"]
 
@@ -100,22 +101,17 @@ class StreamTail:
         """
         last = after
         attempt = 0
-        task = asyncio.current_task()
         while True:
             try:
                 reply: Any = await self._redis.xread({self._key: last}, count=count, block=block_ms)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                if task is not None and task.cancelling():
-                    # A stop (Ctrl-C) cancelled the read, and redis-py answered with the connection it
-                    # dropped for it instead of CancelledError: a stop, not an outage.
-                    raise asyncio.CancelledError from exc
+                raise_if_cancelled()  # a stop (Ctrl-C) that redis-py answered as a dropped connection
                 if attempt == 0 and on_outage is not None:
                     on_outage(exc)
                 await asyncio.sleep(retry_delay(attempt))
                 attempt += 1
                 continue
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError  # redis-py answered a read cancelled in flight with its reply
+            raise_if_cancelled()
             if attempt:
                 attempt = 0
                 if on_back is not None:

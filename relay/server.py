@@ -31,7 +31,7 @@ from relay.common.counters import CatcherStats
 from relay.common.health import HealthServer, Readiness
 from relay.common.heartbeat import Heartbeat
 from relay.common.metrics import CatcherMetrics, new_registry
-from relay.common.redis_client import create_redis
+from relay.common.redis_client import create_redis, raise_if_cancelled
 from relay.common.signals import serve_with_signals
 from relay.net.listener import Listener
 from relay.net.protocol import CatcherProtocol, format_peer
@@ -264,7 +264,6 @@ class CatcherServer:
         """
         target = self.settings.redis.safe_url
         first = True
-        task = asyncio.current_task()
         while True:
             try:
                 # asyncio.timeout, not wait_for: in 3.11 wait_for returns the reply and drops a cancellation
@@ -280,10 +279,7 @@ class CatcherServer:
                     log.info("Redis at %s answers%s", target, "" if first else " again")
                 self.redis_ok = True
             first = False
-            if task is not None and task.cancelling():
-                # redis-py may answer a cancelled command with its reply: end anyway, or this task
-                # outlives the catcher's shutdown, pinging through a client it has closed.
-                raise asyncio.CancelledError
+            raise_if_cancelled()
             await asyncio.sleep(REDIS_CHECK_SECONDS)
 
     async def _sweep_idle(self) -> None:

@@ -29,6 +29,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from relay.common.redis_client import raise_if_cancelled
 from relay.common.stream import StreamKeys
 
 __all__ = ["HEARTBEAT_INTERVAL", "Heartbeat", "read_heartbeats"]
@@ -108,7 +109,6 @@ class Heartbeat:
 
     async def run(self) -> None:
         """Beat every ``interval`` seconds until cancelled."""
-        task = asyncio.current_task()
         while True:
             try:
                 async with asyncio.timeout(self.interval):
@@ -119,10 +119,7 @@ class Heartbeat:
                 # Upkeep, as in consumers/group_watch.py: a beat we could not build must not end the beating
                 # (the process would vanish from `logrelay status`, and its exit re-raise this).
                 log.exception("heartbeat not stored this time; trying again")
-            if task is not None and task.cancelling():
-                # redis-py may answer a command cancelled in flight with its reply instead of
-                # CancelledError (consumers/group_watch.py): end anyway, or the process's exit hangs.
-                raise asyncio.CancelledError
+            raise_if_cancelled()
             await asyncio.sleep(self.interval)
 
     async def remove(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -10,7 +11,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-__all__ = ["DEFAULT_REDIS_URL", "RedisSettings", "create_redis", "mask_url"]
+__all__ = ["DEFAULT_REDIS_URL", "RedisSettings", "create_redis", "mask_url", "raise_if_cancelled"]
 
 DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"
 #: Query parameters of a URL that carry a secret (redis-py reads ``password`` from the query too).
@@ -72,3 +73,17 @@ def create_redis(settings: RedisSettings, *, client_name: str) -> Redis:
         client_name=client_name,
         decode_responses=False,
     )
+
+
+def raise_if_cancelled() -> None:
+    """Raise CancelledError if the current task was asked to stop.
+
+    redis-py (8.2 seen) may answer a command cancelled in flight with its reply,
+    or with the error of the connection it dropped for it, instead of raising
+    CancelledError: a loop that goes on after a Redis call must call this
+    before its next round, or the cancellation is lost and the process's exit
+    waits on it for ever.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
