@@ -3,8 +3,6 @@ replay`` (a child process, run twice) puts it back, a real consumer writes it in
 
 from __future__ import annotations
 
-import logging
-import logging.handlers
 import os
 import subprocess
 import sys
@@ -13,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.clients import stock_logger
 from tests.support.polling import wait_until
 from tests.support.processes import CatcherProcess, ConsumerProcess
 from tests.support.realredis import RedisServer
@@ -39,11 +38,7 @@ def test_a_refused_record_replayed_twice_is_written_once(
     catcher = catcher_factory(redis_server.url, "--max-decoded-bytes", "64KiB")
     output = tmp_path / "central.log"
     consumer_factory(redis_server.url, output, "--format", "json")
-    handler = logging.handlers.SocketHandler("127.0.0.1", catcher.port)  # the stock handler
-    logger = logging.getLogger("dead.letters.replay")
-    logger.propagate = False
-    logger.addHandler(handler)
-    try:
+    with stock_logger("dead.letters.replay", catcher.port) as logger:
         logger.error(BIG)
         logger.warning("small")
         wait_until(lambda: stream_length(redis_server, "{logrelay}:dead") == 1, timeout=20, what="the dead letter")
@@ -64,9 +59,6 @@ def test_a_refused_record_replayed_twice_is_written_once(
         # anything the replays added before it is there too.
         logger.warning("after")
         wait_until(lambda: "after" in [line["msg"] for line in json_lines(output)], timeout=30, what="after")
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
 
     lines = json_lines(output)
     assert [line["msg"] for line in lines] == ["small", BIG, "after"]

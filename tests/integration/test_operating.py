@@ -10,8 +10,6 @@ twice; the consumer back, and every record in the file once.
 
 from __future__ import annotations
 
-import logging
-import logging.handlers
 import os
 import subprocess
 import sys
@@ -24,6 +22,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.support.clients import stock_logger
 from tests.support.polling import wait_until
 from tests.support.processes import CatcherProcess, ConsumerProcess
 from tests.support.realredis import RedisServer, free_port
@@ -80,11 +79,7 @@ def test_status_tail_replay_health_and_a_config_file(
     catcher = catcher_factory("", "--config", str(config))  # its Redis URL from the file
     output = tmp_path / "central.log"
     consumer = consumer_factory(redis_server.url, output, "--config", str(config))
-    handler = logging.handlers.SocketHandler("127.0.0.1", catcher.port)
-    logger = logging.getLogger("operating.day")
-    logger.propagate = False
-    logger.addHandler(handler)
-    try:
+    with stock_logger("operating.day", catcher.port) as logger:
         for n in range(20):
             logger.warning("record %d", n)
         logger.error(BIG)
@@ -139,9 +134,6 @@ def test_status_tail_replay_health_and_a_config_file(
         consumer.start()
         wait_until(lambda: len(json_lines(output, writer_running=True)) == 26, timeout=30, what="26 lines")
         wait_until(lambda: logrelay(config, "status", "--max-lag", "0").returncode == 0, timeout=20, what="no lag")
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
 
     messages = [line["msg"] for line in json_lines(output)]
     assert messages == [f"record {n}" for n in range(20)] + [f"later {n}" for n in range(5)] + [BIG]

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from relay.common import speedups
+from tests.support.clients import stock_logger
 from tests.support.entries import entry_for
 from tests.support.polling import wait_until
 from tests.support.processes import CatcherProcess
@@ -107,16 +108,9 @@ def test_follow_prints_what_real_socket_handlers_send_until_ctrl_c(
     assert [record["logrelay"]["entry_id"] for record in newest] == [entry_id.decode() for entry_id in ids[2:]]
 
     catcher = catcher_factory(redis_server.url)
-    handler = logging.handlers.SocketHandler("127.0.0.1", catcher.port)
-    sender = logging.getLogger("app.sender")
-    sender.propagate = False
-    sender.addHandler(handler)
-    try:
+    with stock_logger("app.sender", catcher.port) as sender:
         for n in range(5):
             sender.error("new %d from %s", n, "a stock SocketHandler")
-    finally:
-        sender.removeHandler(handler)
-        handler.close()
     arrived = [json.loads(line) for line in tail.lines(5)]
     assert [record["msg"] for record in arrived] == [f"new {n} from a stock SocketHandler" for n in range(5)]
     assert {record["levelname"] for record in arrived} == {"ERROR"}

@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import logging.handlers
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import redis
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextlib.contextmanager
+def stock_logger(name: str, port: int) -> Iterator[logging.Logger]:
+    """Logger ``name`` sending through a stock ``SocketHandler`` to 127.0.0.1:``port`` (and nowhere else).
+
+    At exit the handler is removed and closed, which sends what it still holds.
+    """
+    handler = logging.handlers.SocketHandler("127.0.0.1", port)
+    logger = logging.getLogger(name)
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        yield logger
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
 
 
 def start_senders(
