@@ -40,7 +40,7 @@ __all__ = [
 DEFAULT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s [%(client)s] %(message)s"
 SUPPORTED_SCHEMA: Final = stream.SCHEMA_VERSION.encode()
 # The usual entry's field names (relay.common.stream), as a read reply has them.
-_VERSION, _RECORD, _CLIENT, _CATCHER, _RECEIVED = (name.encode() for name in stream.RECORD_FIELDS)
+_VERSION, _RECORD, _CLIENT, _CATCHER, _RECEIVED = (name.encode() for name in stream.RECORD_FIELDS_WITHOUT_SEQ)
 METADATA_KEY: Final = "logrelay"
 # The key as it appears in a record's JSON, and as the line's last member.
 _METADATA_NAME: Final = b'"' + METADATA_KEY.encode() + b'"'

@@ -36,7 +36,7 @@ from typing import Final, NamedTuple, TypeAlias, cast
 from redis.asyncio import Redis
 
 from relay.common import stream
-from relay.common.stream import RECORD_FIELDS, SCHEMA_VERSION, StreamKeys
+from relay.common.stream import RECORD_FIELDS_WITHOUT_SEQ, SCHEMA_VERSION, StreamKeys
 from relay.decode.frames import BadFrame, DecodeLimits, FrameDecoder, FrameTooLarge
 from relay.publish.replay import ReplayOutcome, replay_entry
 
@@ -273,15 +273,15 @@ def record_fields(letter: DeadLetter, limits: DecodeLimits) -> list[tuple[str, b
         if isinstance(record, Refused):
             return record
         # The catcher's entry: its schema, the record decoded now, the rest as the letter kept it.
-        values = {name: letter.field(name) or b"" for name in RECORD_FIELDS}
+        values = {name: letter.field(name) or b"" for name in RECORD_FIELDS_WITHOUT_SEQ}
         values[stream.VERSION] = SCHEMA_VERSION.encode()
         values[stream.RECORD] = record
-        return [(name, values[name]) for name in RECORD_FIELDS]
+        return [(name, values[name]) for name in RECORD_FIELDS_WITHOUT_SEQ]
     if kind is Kind.CONSUMER:
         # As it was: a consumer decides again whether it can render it.
         if letter.field(stream.RECORD) is None:
             return Refused("the consumer's dead letter holds no record field")
-        return [(name, value) for name in RECORD_FIELDS if (value := letter.field(name)) is not None]
+        return [(name, value) for name in RECORD_FIELDS_WITHOUT_SEQ if (value := letter.field(name)) is not None]
     return Refused("neither a refused frame (raw) nor a consumer's entry (entry_id, group)")
 
 

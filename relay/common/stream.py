@@ -8,7 +8,11 @@ The entry layout is described for users in docs/stream-format.md.
 * The records stream: one entry per record, fields in this order:
   ``v`` (the schema version), ``record`` (the record's attributes as a JSON
   object), ``client`` (the sender, ``host:port``), ``catcher`` (the catcher
-  that accepted it), ``received`` (Unix time, as text, when it was read).
+  that accepted it), ``received`` (Unix time, as text, when it was read),
+  ``seq`` (the record's identity: ``TOKEN:N``, the catcher process's
+  producer token, 16 lowercase hex digits, and the record's number from 1,
+  increasing in stream order per token; entries written before it existed,
+  and records replayed from the dead letters, have no ``seq``).
 * The dead-letter stream: one entry per refused frame: ``v``, ``reason``,
   ``raw`` (the frame's bytes), ``client``, ``catcher``, ``received``; and one
   per entry a consumer could not render: the entry's own fields, then
@@ -28,6 +32,7 @@ __all__ = [
     "DEAD_LETTER_FIELDS",
     "DEFAULT_STREAM",
     "RECORD_FIELDS",
+    "RECORD_FIELDS_WITHOUT_SEQ",
     "SCHEMA_VERSION",
     "StreamKeys",
 ]
@@ -44,9 +49,12 @@ REASON: Final = "reason"
 RAW: Final = "raw"
 ENTRY_ID: Final = "entry_id"
 GROUP: Final = "group"
+SEQ: Final = "seq"
 
 #: A record's entry, field by field in order.
-RECORD_FIELDS: Final = (VERSION, RECORD, CLIENT, CATCHER, RECEIVED)
+RECORD_FIELDS: Final = (VERSION, RECORD, CLIENT, CATCHER, RECEIVED, SEQ)
+#: A record's entry as written before record identities (and by a replay), field by field in order.
+RECORD_FIELDS_WITHOUT_SEQ: Final = (VERSION, RECORD, CLIENT, CATCHER, RECEIVED)
 #: A dead letter's entry, field by field in order.
 DEAD_LETTER_FIELDS: Final = (VERSION, REASON, RAW, CLIENT, CATCHER, RECEIVED)
 
