@@ -86,6 +86,8 @@ class CatcherServer:
             flow=self.registry,
             max_stream_length=settings.max_stream_length,
             full_policy=settings.full_policy,
+            wait_replicas=settings.wait_replicas,
+            wait_timeout=settings.wait_timeout_ms / 1000,
         )
         self._server: asyncio.Server | Listener | None = None
         self._stop = asyncio.Event()

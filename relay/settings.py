@@ -79,6 +79,10 @@ class CatcherSettings:
     publish_window: int = 16
     # Milliseconds a partial batch waits for more records (relay.publish.publisher); 0: sent at once.
     linger_ms: float = DEFAULT_LINGER_MS
+    # A batch counts as published once this many replicas acknowledged it (WAIT); 0: once the master applied it.
+    wait_replicas: int = 0
+    # How long one WAIT may hold the publishing connection, in milliseconds.
+    wait_timeout_ms: float = 100.0
     max_connections: int = 10_000
     # Per client address (after the PROXY header, if any); 0: no limit.
     max_connections_per_client: int = 1000
@@ -113,6 +117,10 @@ class CatcherSettings:
             raise ValueError("full-policy must be block or shed")
         if self.max_connections_per_client < 0:
             raise ValueError("max-connections-per-client must not be negative")
+        if self.wait_replicas < 0:
+            raise ValueError("wait-replicas must not be negative")
+        if not 1 <= self.wait_timeout_ms <= 60_000:
+            raise ValueError("wait-timeout-ms must be between 1 and 60000")
         for name in (
             "idle_timeout",
             "frame_timeout",

@@ -236,6 +236,20 @@ CATCHER_OPTIONS = [
         "fewer, fuller batches cost the catcher, Redis and the consumer less CPU per record.",
     ),
     click.option(
+        "--wait-replicas",
+        type=click.IntRange(0),
+        default=default(CatcherSettings, "wait_replicas"),
+        help="A batch counts as published (leaves the buffer) only once this many replicas acknowledged it; "
+        "until then it is kept, and sent again to a new master after a failover (0: once the master applied it).",
+    ),
+    click.option(
+        "--wait-timeout-ms",
+        type=click.FloatRange(1, 60_000),
+        default=default(CatcherSettings, "wait_timeout_ms"),
+        help="With --wait-replicas: how long one WAIT may hold the publishing connection; "
+        "batches not yet acknowledged are waited for again.",
+    ),
+    click.option(
         "--max-connections",
         type=click.IntRange(1),
         default=default(CatcherSettings, "max_connections"),
@@ -340,6 +354,8 @@ def catcher_settings(options: dict[str, Any], redis: RedisSettings | None = None
         batch_max_records=options["batch_max_records"],
         publish_window=options["publish_window"],
         linger_ms=options["linger_ms"],
+        wait_replicas=options["wait_replicas"],
+        wait_timeout_ms=options["wait_timeout_ms"],
         max_connections=options["max_connections"],
         max_connections_per_client=options["max_connections_per_client"],
         frame_timeout=options["frame_timeout"],

@@ -43,6 +43,8 @@ class CatcherStats(Counters):
     dead_letters_published: int = 0
     batches_published: int = 0
     batches_deduplicated: int = 0
+    #: WAITs that counted fewer replicas than --wait-replicas (their batches stayed buffered).
+    replica_waits_short: int = 0
     redis_errors: int = 0
     buffered: int = 0
     backpressure_pauses: int = 0

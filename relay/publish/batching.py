@@ -33,12 +33,16 @@ ENTRY_OVERHEAD: Final = 120
 class Batch:
     """Entries at the head of the buffer, sent as one script call."""
 
-    __slots__ = ("entries", "packed", "pipelined", "sent_at", "seq", "size")
+    __slots__ = ("applied", "entries", "first_record", "packed", "pipelined", "sent_at", "seq", "size")
 
-    def __init__(self, entries: list[Entry], size: int, seq: int, pipelined: bool) -> None:
+    def __init__(self, entries: list[Entry], size: int, seq: int, pipelined: bool, first_record: int = 1) -> None:
         self.entries = entries
         self.size = size  # their share of buffered_bytes
         self.seq = seq
+        # The number of its first record (the records' identities, see relay.common.stream).
+        self.first_record = first_record
+        # Redis applied it and the replicas asked for have not all acknowledged it yet.
+        self.applied = False
         self.pipelined = pipelined  # sent behind the batch before it, before its reply
         self.packed: bytes | None = None  # its EVALSHA, once packed (for the script loaded then)
         self.sent_at = 0.0  # time.monotonic() of its last send, for the publish latency
@@ -53,6 +57,10 @@ class BatchCutter:
         self.window = window
         self.linger = linger
         self._seq = 0
+        # Records numbered so far: a batch's records get the next numbers.  A
+        # record held back (stream full) is numbered again in a later batch;
+        # it was never written under its first number.
+        self._records = 0
         # When the last batch was made (time.monotonic()).
         self._last_at = float("-inf")
 
@@ -80,15 +88,21 @@ class BatchCutter:
         decided the linger is over (or a batch is full, or it is closing):
         then everything goes, so it cannot spin on a buffer never sent.
         """
-        room = self.window - len(in_flight)
+        # The window counts the batches Redis has not answered; those applied
+        # and waiting for replicas (:attr:`Batch.applied`) stay in the buffer
+        # and in flight, behind no limit but the buffer's.
+        unanswered = sum(1 for batch in in_flight if not batch.applied)
+        room = self.window - unanswered
         if room <= 0:
             return []
         start = sum(len(batch.entries) for batch in in_flight)
         batches: list[Batch] = []
         entries: list[Entry] = []
-        size = 0
+        size = dead = 0
         max_records, max_bytes = self.max_records, self.max_bytes
-        pipelined = bool(in_flight)
+        # Sent before the reply of the batch before it: only behind a batch
+        # Redis has not answered yet (one it applied, waiting for replicas, is answered).
+        pipelined = unanswered > 0
         for entry in itertools.islice(buffer, start, start + room * max_records):
             # The entry's share of the buffer's bytes, as the publisher counts it
             # (inline: this runs per record, where a function call costs a fifth of
@@ -96,24 +110,30 @@ class BatchCutter:
             this = len(entry[0]) + ENTRY_OVERHEAD
             if type(entry) is DeadLetterEntry:
                 this += len(entry.reason)
+                letter = 1
+            else:
+                letter = 0
             # Always take at least one entry, however large.
             if entries and (len(entries) >= max_records or size + this > max_bytes):
-                batches.append(self._batch(entries, size, pipelined or bool(batches)))
+                batches.append(self._batch(entries, size, pipelined or bool(batches), len(entries) - dead))
                 if len(batches) == room:
                     return batches
-                entries, size = [], 0
+                entries, size, dead = [], 0, 0
             entries.append(entry)
             size += this
+            dead += letter
         if entries:
             # Behind batches in flight, a partial batch waits out its linger
             # (in the publisher's run(), once they are confirmed) rather than go at once.
             if hold_partial and not self.is_full(len(entries), size) and self.linger_left() > 0:
                 return batches
-            batches.append(self._batch(entries, size, pipelined or bool(batches)))
+            batches.append(self._batch(entries, size, pipelined or bool(batches), len(entries) - dead))
         if batches:
             self._last_at = time.monotonic()
         return batches
 
-    def _batch(self, entries: list[Entry], size: int, pipelined: bool) -> Batch:
+    def _batch(self, entries: list[Entry], size: int, pipelined: bool, records: int) -> Batch:
         self._seq += 1
-        return Batch(entries, size, self._seq, pipelined)
+        first = self._records + 1
+        self._records += records
+        return Batch(entries, size, self._seq, pipelined, first)

@@ -2,6 +2,7 @@
 -- relay/publish/script.py fills in the field names (the names between double braces) from relay/common/stream.py.
 -- KEYS: records stream, dead-letter stream, producer key
 -- ARGV: seq, ttl, catcher, schema, n_records, n_dead, max_length, policy, pipelined,
+--       token, first (the producer token and the number of the batch's first record),
 --       n_records x (record, client, received),
 --       n_dead x (raw, reason, client, received)
 -- Returns {written, shed, held}: held records (policy block, stream full) were
@@ -58,13 +59,17 @@ elseif max_length > 0 then
     keep = math.max(room, 0)
   end
 end
-local i = 10
+-- Record r's identity is token:(first + r - 1); Lua prints a number below
+-- 10^14 as its integer digits, and no producer numbers that many records.
+local prefix, first = ARGV[10] .. ':', tonumber(ARGV[11]) - 1
+local i = 12
 for r = 1, keep do
   redis.call('XADD', KEYS[1], '*', '{{version}}', schema, '{{record}}', ARGV[i],
-             '{{client}}', ARGV[i + 1], '{{catcher}}', catcher, '{{received}}', ARGV[i + 2])
+             '{{client}}', ARGV[i + 1], '{{catcher}}', catcher, '{{received}}', ARGV[i + 2],
+             '{{seq}}', prefix .. (first + r))
   i = i + 3
 end
-i = 10 + 3 * n_records
+i = 12 + 3 * n_records
 for _ = 1, n_dead do
   redis.call('XADD', KEYS[2], '*', '{{version}}', schema, '{{reason}}', ARGV[i + 1], '{{raw}}', ARGV[i],
              '{{client}}', ARGV[i + 2], '{{catcher}}', catcher, '{{received}}', ARGV[i + 3])

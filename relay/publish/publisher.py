@@ -42,7 +42,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from relay.common.backoff import retry_delay
 from relay.common.counters import CatcherStats
 from relay.common.metrics import CatcherMetrics
-from relay.common.redis_protocol import CommandPipeline
+from relay.common.redis_protocol import CommandPipeline, pack_command
 from relay.common.stream import SCHEMA_VERSION, StreamKeys
 from relay.publish.batching import ENTRY_OVERHEAD, Batch, BatchCutter
 from relay.publish.packing import pack_publish
@@ -54,6 +54,7 @@ from relay.publish.script import (
     DeadLetterEntry,
     Entry,
     FullPolicy,
+    Identity,
     RecordEntry,
     parse_result,
 )
@@ -66,6 +67,20 @@ _new_tuple: Final = tuple.__new__
 
 #: Batches sent before waiting for their replies.
 DEFAULT_WINDOW: Final = 16
+
+
+class _Wait:
+    """A ``WAIT`` sent on the publishing connection: its reply says how many replicas have the batches before it."""
+
+    __slots__ = ("covers",)
+
+    def __init__(self, covers: Batch) -> None:
+        self.covers = covers  # the last batch sent before it
+
+
+def _waiting(expected: deque[Batch | _Wait]) -> bool:
+    """Whether a WAIT's reply is still to come (one at a time: a WAIT holds the connection until it returns)."""
+    return any(type(item) is _Wait for item in expected)
 
 
 class StreamPublisher:
@@ -93,14 +108,18 @@ class StreamPublisher:
         max_stream_length: int = 0,
         full_policy: FullPolicy = "block",
         pipeline: Callable[[Redis], CommandPipeline] = CommandPipeline,
+        wait_replicas: int = 0,
+        wait_timeout: float = 0.1,
     ) -> None:
         self._redis = redis
         # Where batches go and replies come from: a seam for tests to inject faults.
         self._pipeline = pipeline
         self._keys = keys
         self.catcher_id = catcher_id
-        # Unique per process lifetime even if two catchers share an id.
-        self.producer_id = f"{catcher_id}:{secrets.token_hex(6)}"
+        # Unique per process lifetime even if two catchers share an id; the
+        # token also names this process's records (their seq field).
+        self.producer_token = secrets.token_hex(8)
+        self.producer_id = f"{catcher_id}:{self.producer_token}"
         self._producer_key = keys.producer(self.producer_id)
         self._buffer: deque[Entry] = deque()
         self._buffered_bytes = 0
@@ -128,6 +147,13 @@ class StreamPublisher:
         self.full_policy: FullPolicy = full_policy
         self._last_shed_log = -60.0
         self._full_attempts = 0
+        # A batch is confirmed once that many replicas acknowledged it (WAIT);
+        # a WAIT holds the connection at most wait_timeout seconds.
+        self.wait_replicas = wait_replicas
+        self._wait_command = pack_command("WAIT", wait_replicas, max(1, round(wait_timeout * 1000)))
+        #: How many replicas the last WAIT counted (None: no WAIT yet).
+        self.replicas_acknowledging: int | None = None
+        self._last_replica_log = -60.0
 
     # -- the producer side (called from protocol callbacks) -----------------
 
@@ -254,12 +280,18 @@ class StreamPublisher:
         batch goes out, and the held records are that batch's held tail and
         every record of the batches in flight behind it (see
         :data:`PUBLISH_SCRIPT`), in order.  A batch leaves the buffer once
-        Redis confirms it, in order.  A failed batch makes the script refuse
-        the ones behind it: their replies are read, and all are sent again.
-        When the connection fails, which ran is unknown: all in flight are
-        sent again (the script skips what it applied).
+        Redis confirms it, in order: once the script applied it, or, with
+        ``wait_replicas``, once a ``WAIT`` sent behind it on the same
+        connection says that many replicas have it.  A failed batch makes the
+        script refuse the ones behind it: their replies are read, and all are
+        sent again.  When the connection fails, which ran is unknown: all in
+        flight, applied or not, are sent again (the script skips what the
+        master it reaches has applied, on a new master after a failover too).
         """
         in_flight: deque[Batch] = deque()
+        # The replies to read, in order: a batch's, or a WAIT's (the last batch it covers).
+        expected: deque[Batch | _Wait] = deque()
+        covered: Batch | None = None  # the last batch a WAIT was sent behind
         held: list[RecordEntry] = []
         pipe = self._pipeline(self._redis)
         attempt = 0
@@ -272,21 +304,42 @@ class StreamPublisher:
                 in_flight.extend(fresh)
                 if not in_flight:
                     return held
-                outgoing = list(in_flight) if resend else fresh
+                outgoing = fresh
+                if resend:
+                    outgoing = list(in_flight)
+                    expected.clear()
+                    covered = None
+                    for batch in outgoing:
+                        batch.applied = False
+                    # The batch before the first was confirmed: the first
+                    # needs no turn (a new master may not know that batch).
+                    if in_flight[0].pipelined:
+                        in_flight[0].pipelined = False
+                        in_flight[0].packed = None
+                wait = self.wait_replicas > 0 and in_flight[-1] is not covered and not _waiting(expected)
                 try:
                     if self._script_sha is None:
                         self._script_sha = await self._redis.script_load(PUBLISH_SCRIPT)
                         for batch in in_flight:
                             batch.packed = None
-                    if outgoing:
+                    if outgoing or wait:
                         self._in_flight_bytes = sum(batch.size for batch in in_flight)
                         # Redis has them: reading may go on while it works.
                         self._check_resume()
                         sent_at = time.monotonic()
+                        packed = []
                         for batch in outgoing:
                             batch.sent_at = sent_at
-                        await pipe.send([self._packed(batch) for batch in outgoing])
+                            packed.append(self._packed(batch))
+                        expected.extend(outgoing)
+                        if wait:
+                            covered = in_flight[-1]
+                            packed.append(self._wait_command)
+                            expected.append(_Wait(covered))
+                        await pipe.send(packed)
                         resend = False
+                    if not expected:
+                        raise RuntimeError("publisher: batches in flight and no reply to read")
                     reply = await pipe.reply()
                 except (RedisError, OSError) as exc:
                     resend = True
@@ -294,11 +347,17 @@ class StreamPublisher:
                     await asyncio.sleep(retry_delay(attempt))
                     attempt += 1
                     continue
-                batch = in_flight[0]
-                failure = self._confirm(batch, reply, held)
+                item = expected.popleft()
+                if type(item) is _Wait:
+                    failure = self._replicas_acknowledged(item.covers, reply, in_flight)
+                    if failure is None and item.covers in in_flight:
+                        covered = None  # too few replicas: WAIT again
+                else:
+                    assert type(item) is Batch
+                    failure = self._applied(item, reply, held)
+                    if failure is None and not self.wait_replicas:
+                        self._release(in_flight)
                 if failure is None:
-                    in_flight.popleft()
-                    self._in_flight_bytes -= batch.size
                     attempt = 0
                     if self._gate.paused:
                         self._check_resume()
@@ -307,10 +366,11 @@ class StreamPublisher:
                 # The batches behind it were refused by the script: read
                 # their replies, then send everything again.
                 try:
-                    for _ in range(len(in_flight) - 1):
+                    for _ in range(len(expected)):
                         await pipe.reply()
                 except (RedisError, OSError):
                     await pipe.reset()
+                expected.clear()
                 if isinstance(failure, NoScriptError):
                     # Redis restarted or SCRIPT FLUSH: load it again, no backoff.
                     self._script_sha = None
@@ -320,7 +380,7 @@ class StreamPublisher:
                 attempt += 1
         finally:
             self._in_flight_bytes = 0
-            if in_flight:
+            if expected:
                 await pipe.reset()  # cancelled with replies pending
             else:
                 await pipe.close()
@@ -343,11 +403,12 @@ class StreamPublisher:
                 self.max_stream_length,
                 self.full_policy,
                 pipelined=batch.pipelined,
+                identity=Identity(self.producer_token, batch.first_record),
             )
         return batch.packed
 
-    def _confirm(self, batch: Batch, reply: object, held: list[RecordEntry]) -> BaseException | None:
-        """Release a batch Redis confirmed (adding what it held to ``held``); or say why it was not applied."""
+    def _applied(self, batch: Batch, reply: object, held: list[RecordEntry]) -> BaseException | None:
+        """Note a batch the script applied (adding what it held to ``held``); or say why it was not applied."""
         if isinstance(reply, ResponseError):
             return reply
         try:
@@ -357,14 +418,50 @@ class StreamPublisher:
         if result.out_of_turn:
             # Only behind a batch that failed, and that one is read first.
             return RedisError(f"batch {batch.seq} refused: the batch before it was not applied")
+        batch.applied = True
         kept = self._note_success(batch, result)
         if kept:
             held.extend([entry for entry in batch.entries if type(entry) is RecordEntry][-kept:])
+        return None
+
+    def _release(self, in_flight: deque[Batch]) -> None:
+        """The first batch in flight is confirmed: it leaves the buffer (its held records, if any, go back later)."""
+        batch = in_flight.popleft()
+        self._in_flight_bytes -= batch.size
         for _ in range(len(batch.entries)):
             self._buffer.popleft()
         self._buffered_bytes -= batch.size
         self._publish_seconds.observe(time.monotonic() - batch.sent_at)
         self._observe_record_latency(batch)
+
+    def _replicas_acknowledged(self, covers: Batch, reply: object, in_flight: deque[Batch]) -> BaseException | None:
+        """A WAIT's reply: release the batches up to ``covers`` if enough replicas have them; or say why not."""
+        if isinstance(reply, ResponseError):
+            return reply
+        if type(reply) is not int:
+            return RedisError(f"unexpected reply to WAIT: {reply!r:.100}")
+        self.replicas_acknowledging = reply
+        if reply < self.wait_replicas:
+            # Applied, not yet on enough replicas: kept, covered by the next WAIT.
+            self.stats.replica_waits_short += 1
+            now = time.monotonic()
+            if now - self._last_replica_log >= 30:
+                self._last_replica_log = now
+                log.warning(
+                    "%d of the %d replicas asked for (--wait-replicas) acknowledged the last batches; "
+                    "keeping their %d records buffered until enough do",
+                    reply,
+                    self.wait_replicas,
+                    sum(len(batch.entries) for batch in in_flight),
+                )
+            return None
+        if covers not in in_flight:
+            return None
+        while in_flight and in_flight[0].applied:
+            last = in_flight[0] is covers
+            self._release(in_flight)
+            if last:
+                break
         return None
 
     def _observe_record_latency(self, batch: Batch) -> None:

@@ -18,18 +18,23 @@ from relay.common import stream
 from relay.common.stream import SCHEMA_VERSION
 
 __all__ = [
+    "DEFAULT_TOKEN",
     "PRODUCER_KEY_TTL",
     "PUBLISH_SCRIPT",
     "BatchResult",
     "DeadLetterEntry",
     "Entry",
     "FullPolicy",
+    "Identity",
     "RecordEntry",
     "parse_result",
     "script_args",
     "script_header",
 ]
 
+
+#: The token of :func:`script_args`'s callers that give none (tests and tools).
+DEFAULT_TOKEN: Final = "0" * 16
 
 # Seconds a producer's last-sequence key lives after its last batch.  A retry
 # always comes within an outage; a week covers any outage Redis survives.
@@ -54,6 +59,7 @@ def _publish_script() -> str:
         "received": stream.RECEIVED,
         "reason": stream.REASON,
         "raw": stream.RAW,
+        "seq": stream.SEQ,
     }
     for name, value in fields.items():
         source = source.replace("{{" + name + "}}", value)
@@ -89,23 +95,58 @@ class BatchResult(NamedTuple):
     out_of_turn: bool = False
 
 
+class Identity(NamedTuple):
+    """Who numbers a batch's records: the producer's token and the number of the batch's first record."""
+
+    token: str
+    first: int
+
+
 def script_header(
-    records: int, dead: int, seq: int, catcher_id: str, max_length: int, policy: FullPolicy, pipelined: bool
+    records: int,
+    dead: int,
+    seq: int,
+    catcher_id: str,
+    max_length: int,
+    policy: FullPolicy,
+    pipelined: bool,
+    identity: Identity,
 ) -> list[bytes | str | int]:
     """The script's first arguments (before the records and dead letters)."""
-    return [seq, PRODUCER_KEY_TTL, catcher_id, SCHEMA_VERSION, records, dead, max_length, policy, int(pipelined)]
+    return [
+        seq,
+        PRODUCER_KEY_TTL,
+        catcher_id,
+        SCHEMA_VERSION,
+        records,
+        dead,
+        max_length,
+        policy,
+        int(pipelined),
+        identity.token,
+        identity.first,
+    ]
 
 
 def script_args(
-    batch: list[Entry], seq: int, catcher_id: str, max_length: int, policy: FullPolicy, *, pipelined: bool = False
+    batch: list[Entry],
+    seq: int,
+    catcher_id: str,
+    max_length: int,
+    policy: FullPolicy,
+    *,
+    pipelined: bool = False,
+    identity: Identity | None = None,
 ) -> list[bytes | str | int]:
     """ARGV for :data:`PUBLISH_SCRIPT`: header, then records, then dead letters.
 
     ``pipelined``: the batch is sent before the reply to the batch before it
-    (seq - 1) has arrived.
+    (seq - 1) has arrived.  ``identity``: how its records are numbered (the
+    record entries' ``seq`` field); by default a fixed token, records from 1.
     """
     dead = sum(1 for e in batch if type(e) is DeadLetterEntry)
-    args = script_header(len(batch) - dead, dead, seq, catcher_id, max_length, policy, pipelined)
+    identity = identity or Identity(DEFAULT_TOKEN, 1)
+    args = script_header(len(batch) - dead, dead, seq, catcher_id, max_length, policy, pipelined, identity)
     for record in batch:
         if type(record) is RecordEntry:
             args.extend(record)

@@ -252,6 +252,7 @@ async def test_entry_fields_follow_the_documented_format(client: fakeredis.FakeA
         b"client": b"[::1]:6000",
         b"catcher": b"test-catcher",
         b"received": b"1700000000.250000",
+        b"seq": f"{publisher.producer_token}:1".encode(),
     }
     ((_, dead),) = await client.xrange(KEYS.dead_letters)
     assert dead == {
@@ -283,10 +284,8 @@ def publish_args(
     seq: int, *records: bytes, max_length: int = 0, policy: str = "block", pipelined: bool = False
 ) -> list[object]:
     """ARGV of the publish script for ``records`` (see relay.publish.script)."""
-    args: list[object] = [seq, 60, "catcher", "1", len(records), 0, max_length, policy, int(pipelined)]
-    for record in records:
-        args += [record, "c", "1"]
-    return args
+    batch: list[Entry] = [RecordEntry(record, "c", "1") for record in records]
+    return list(script_args(batch, seq, "catcher", max_length, policy, pipelined=pipelined))
 
 
 async def test_the_script_skips_a_sequence_number_it_has_applied(client: fakeredis.FakeAsyncRedis) -> None:
