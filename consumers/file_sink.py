@@ -44,11 +44,20 @@ import logging
 import os
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Final
 
-from consumers.checkpoint import SLOT_BLOCK, Checkpoint, encode_slot, read_checkpoint, stream_id_key
+from consumers.checkpoint import (
+    SLOT_BLOCK,
+    Checkpoint,
+    Producers,
+    encode_slot,
+    merge_producers,
+    read_checkpoint_slot,
+    stream_id_key,
+)
 
 __all__ = ["COPYTRUNCATE_ERROR", "FileSink", "FsyncPolicy", "fsync_directory"]
 
@@ -99,6 +108,8 @@ class FileSink:
         self._fd: int | None = None
         self._checkpoint_fd: int | None = None
         self._seq = 0
+        # Where the current checkpoint's slot is in the checkpoint file (the next goes in the other).
+        self._slot = 0
         #: The file written: device and inode.
         self._identity = (0, 0)
         # A sync (in the syncer's thread) and a rotation or reopen never overlap.
@@ -133,12 +144,12 @@ class FileSink:
         back to the checkpoint's offset, and writing continues in PATH.
         """
         assert self._lock_fd is not None, "take the lock first"
-        found = read_checkpoint(self.checkpoint_path)
+        found = read_checkpoint_slot(self.checkpoint_path)
         if found is None:
             # A file we never wrote: keep what it holds, append after it.
             size = self.path.stat().st_size if self.path.exists() else 0
-            found = (-1, Checkpoint(size, "0-0"))
-        self._seq, checkpoint = found
+            found = (-1, -1, Checkpoint(size, "0-0"))
+        self._seq, self._slot, checkpoint = found
         self.checkpoint = checkpoint
         mode = 0o644
         moved = checkpoint.inode != 0 and not _is_file(self.path, checkpoint.device, checkpoint.inode)
@@ -146,7 +157,7 @@ class FileSink:
             completed = self._complete_moved_file(checkpoint)
             if completed is not None:
                 mode = completed
-                checkpoint = Checkpoint(0, checkpoint.last_id)
+                checkpoint = replace(checkpoint, offset=0)
             elif _size(self.path) >= checkpoint.offset:
                 # Nothing renamed from PATH is here, and PATH holds at least what the
                 # checkpoint covers: the same file under another device or inode
@@ -158,7 +169,7 @@ class FileSink:
                 )
                 moved = False
             else:
-                checkpoint = Checkpoint(0, checkpoint.last_id)
+                checkpoint = replace(checkpoint, offset=0)
         existed = self.path.exists()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, mode)
         if moved and not existed:
@@ -170,7 +181,7 @@ class FileSink:
             if moved:
                 # Not the file the checkpoint covers (a new PATH after a
                 # rename): nothing in it is ours; keep it, append after it.
-                checkpoint = Checkpoint(size, checkpoint.last_id)
+                checkpoint = replace(checkpoint, offset=size)
             else:
                 log.warning(
                     "%s: dropping %d bytes written after the last checkpoint (their entries are re-read)",
@@ -179,12 +190,12 @@ class FileSink:
                 )
         elif size < checkpoint.offset:
             log.error(COPYTRUNCATE_ERROR + "; appending at its end", self.path, size, checkpoint.offset)
-            checkpoint = Checkpoint(size, checkpoint.last_id)
-        checkpoint = Checkpoint(checkpoint.offset, checkpoint.last_id, *self._identity)
+            checkpoint = replace(checkpoint, offset=size)
+        checkpoint = replace(checkpoint, device=self._identity[0], inode=self._identity[1])
         if self._seq < 0:
             # No slot file yet (a new file, or one from an earlier version):
             # make one the old, atomic way, once; slots are written in place after.
-            self._seq = 0
+            self._seq = self._slot = 0
             self._replace_checkpoint_file(encode_slot(0, checkpoint))
             self._checkpoint_fd = os.open(self.checkpoint_path, os.O_WRONLY)
         else:
@@ -245,8 +256,11 @@ class FileSink:
 
     # -- writing ---------------------------------------------------------------
 
-    def write(self, data: bytes, last_id: bytes) -> None:
+    def write(self, data: bytes, last_id: bytes, producers: Mapping[str, int] | None = None) -> None:
         """Append ``data`` (whole lines, for the entries up to ``last_id``) after the last whole batch.
+
+        ``producers``: the highest record number of each producer among
+        those lines (see :class:`~consumers.checkpoint.Checkpoint`).
 
         The lines are visible to readers on return; they are durable, and
         covered by the checkpoint, once a :meth:`sync` that starts after this
@@ -259,9 +273,10 @@ class FileSink:
         """
         assert self._fd is not None, "open() first"
         end = self.written.offset
+        known: Producers = merge_producers(self.written.producers, producers) if producers else self.written.producers
         if not data:
             if stream_id_key(last_id) > self.written._last_key:
-                self.written = Checkpoint(end, last_id.decode(), *self._identity)
+                self.written = Checkpoint(end, last_id.decode(), *self._identity, known)
             return
         view = memoryview(data)
         try:
@@ -287,7 +302,7 @@ class FileSink:
             raise
         # Published last, in one assignment: a sync in another thread reads
         # either the end before this batch or the end after it, never between.
-        self.written = Checkpoint(position, last_id.decode(), *self._identity)
+        self.written = Checkpoint(position, last_id.decode(), *self._identity, known)
 
     def sync(self) -> Checkpoint:
         """Make everything written so far durable (per policy) and checkpoint it; return the new checkpoint.
@@ -374,7 +389,9 @@ class FileSink:
                 os.fchmod(fd, mode)  # the old file's mode, whatever the umask
             if self.fsync is FsyncPolicy.BATCH:
                 fsync_directory(self.path.parent)
-            checkpoint = Checkpoint(status.st_size, self.written.last_id, status.st_dev, status.st_ino)
+            checkpoint = Checkpoint(
+                status.st_size, self.written.last_id, status.st_dev, status.st_ino, self.written.producers
+            )
             self.step("checkpoint")
             self._write_checkpoint(checkpoint)
         except BaseException:
@@ -401,10 +418,13 @@ class FileSink:
         """Write ``checkpoint`` into the slot that does not hold the current one."""
         assert self._checkpoint_fd is not None
         seq = self._seq + 1
-        os.pwrite(self._checkpoint_fd, encode_slot(seq, checkpoint), (seq % 2) * SLOT_BLOCK)
+        # Never over the current slot: after an earlier version's second
+        # slot (at 4 KiB, inside the first block) too, the next is the second block.
+        slot = 0 if self._slot == SLOT_BLOCK else SLOT_BLOCK
+        os.pwrite(self._checkpoint_fd, encode_slot(seq, checkpoint), slot)
         if self.fsync is FsyncPolicy.BATCH:
             os.fdatasync(self._checkpoint_fd)
-        self._seq = seq
+        self._seq, self._slot = seq, slot
         self.checkpoint = checkpoint
 
     def _replace_checkpoint_file(self, content: bytes) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from consumers.checkpoint import SLOT_BLOCK, Checkpoint, read_checkpoint, stream_id_key
+from consumers.checkpoint import Checkpoint, read_checkpoint, read_checkpoint_slot, stream_id_key
 from consumers.file_sink import FileSink, FsyncPolicy
 from tests.support.file_consumers import HeldFsync
 from tests.support.polling import wait_until
@@ -173,9 +173,10 @@ def test_a_torn_newest_slot_falls_back_to_the_one_before(tmp_path: Path, damage:
     append(sink, b"first\n", b"1-0")
     append(sink, b"second\n", b"2-0")  # its slot is the newest
     sink.close()
-    newest_slot = (read_checkpoint(sink.checkpoint_path) or (0, None))[0] % 2
+    found = read_checkpoint_slot(sink.checkpoint_path)
+    assert found is not None
     with sink.checkpoint_path.open("r+b") as raw:  # what a torn write or power loss may leave
-        raw.seek(newest_slot * SLOT_BLOCK)
+        raw.seek(found[1])
         raw.write(damage)
     again, checkpoint = reopened(path)
     assert checkpoint == Checkpoint(6, "1-0")

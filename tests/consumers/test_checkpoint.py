@@ -1,0 +1,105 @@
+"""The checkpoint remembers each producer's last record number, and reads the slots of earlier versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from consumers.checkpoint import (
+    MAX_PRODUCERS,
+    OLD_SLOT,
+    SLOT_BLOCK,
+    Checkpoint,
+    encode_slot,
+    merge_producers,
+    read_checkpoint_slot,
+)
+from consumers.file_sink import FileSink
+
+A, B = "0123456789abcdef", "fedcba9876543210"
+
+
+def opened(path: Path) -> FileSink:
+    sink = FileSink(path)
+    assert sink.try_lock()
+    sink.open()
+    return sink
+
+
+def test_a_record_is_held_up_to_its_producers_last_number() -> None:
+    checkpoint = Checkpoint(10, "5-0", producers=merge_producers({}, {A: 7}))
+    assert checkpoint.holds(A, 7)
+    assert checkpoint.holds(A, 1)
+    assert not checkpoint.holds(A, 8)
+    assert not checkpoint.holds(B, 1)
+
+
+def test_merging_keeps_the_higher_number_and_the_producers_that_wrote_last() -> None:
+    producers = merge_producers({}, {A: 7, B: 3})
+    assert merge_producers(producers, {A: 5}) == {A: 7, B: 3}
+    many = merge_producers({}, {f"{n:016x}": 1 for n in range(MAX_PRODUCERS)})
+    assert len(many) == MAX_PRODUCERS
+    # The least recently updated is forgotten first; one just updated stays.
+    refreshed = merge_producers(many, {f"{0:016x}": 2})
+    grown = merge_producers(refreshed, {A: 1})
+    assert len(grown) == MAX_PRODUCERS
+    assert f"{0:016x}" in grown and A in grown
+    assert f"{1:016x}" not in grown
+
+
+def test_the_producers_survive_a_restart_with_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "central.log"
+    sink = opened(path)
+    sink.write(b"a\nb\n", b"2-0", {A: 2})
+    sink.write(b"c\n", b"3-0", {B: 9, A: 3})
+    sink.sync()
+    sink.write(b"not synced\n", b"4-0", {A: 4})  # cut back on restart: not held
+    sink.close()
+    again = opened(path)
+    assert again.checkpoint.producers == {A: 3, B: 9}
+    assert again.checkpoint.holds(A, 3) and not again.checkpoint.holds(A, 4)
+    assert path.read_bytes() == b"a\nb\nc\n"
+    again.close()
+
+
+def test_a_line_of_dead_letters_only_still_carries_the_producers(tmp_path: Path) -> None:
+    sink = opened(tmp_path / "central.log")
+    sink.write(b"", b"1-0", {A: 5})
+    assert sink.sync().producers == {A: 5}
+    sink.close()
+
+
+def test_an_earlier_versions_slots_are_read_and_the_newer_one_kept_until_a_new_slot_is_down(tmp_path: Path) -> None:
+    path = tmp_path / "central.log"
+    path.write_bytes(b"one\ntwo\n")
+    old = bytearray(b" " * (OLD_SLOT + 256))
+    old[0:256] = encode_slot(3, Checkpoint(4, "1-0")).ljust(256)
+    old[OLD_SLOT : OLD_SLOT + 256] = encode_slot(4, Checkpoint(8, "2-0")).ljust(256)
+    path.with_name("central.log.checkpoint").write_bytes(bytes(old))
+    sink = opened(path)  # checkpoints the file's device and inode: the first new slot
+    assert sink.checkpoint.offset == 8
+    assert sink.checkpoint.last_id == "2-0"
+    data = path.with_name("central.log.checkpoint").read_bytes()
+    # It went past both old ones: a write torn there leaves them whole.
+    assert data[: OLD_SLOT + 256] == bytes(old)
+    found = read_checkpoint_slot(path.with_name("central.log.checkpoint"))
+    assert found is not None and (found[0], found[1]) == (5, SLOT_BLOCK)
+    sink.write(b"three\n", b"3-0", {A: 1})
+    sink.sync()
+    sink.close()
+    found = read_checkpoint_slot(path.with_name("central.log.checkpoint"))
+    assert found is not None and (found[0], found[1]) == (6, 0)
+    assert found[2].producers == {A: 1}
+    assert opened(path).checkpoint == Checkpoint(14, "3-0")
+
+
+@pytest.mark.parametrize("producers", ['{"ABCDEF0123456789":1}', '{"0123456789abcdef":0}', '{"0123":1}', "[]"])
+def test_a_slot_with_malformed_producers_is_not_a_checkpoint(tmp_path: Path, producers: str) -> None:
+    good = encode_slot(1, Checkpoint(0, "1-0"))
+    path = tmp_path / "c.checkpoint"
+    body = good.decode().replace(',"crc"', f',"producers":{producers},"crc"')
+    path.write_bytes(good + b" " * (SLOT_BLOCK - len(good)) + body.encode())
+    found = read_checkpoint_slot(path)
+    assert found is not None
+    assert found[1] == 0
