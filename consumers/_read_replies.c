@@ -75,7 +75,8 @@ error:
  *
  * The file consumer's JSON lines, straight from a reply's entry list, for
  * the entries a catcher writes: fields exactly v=1, record, client, catcher,
- * received (in that order), an id of digits and one dash, a record that
+ * received (in that order), maybe then seq (not rendered: a line is the same
+ * with or without it), an id of digits and one dash, a record that
  * starts with '{', ends with '}' and passes the JSON object check of
  * _json_scan.h with no string ending in logrelay (which covers every place
  * a "logrelay" member name could be).  Each such entry becomes
