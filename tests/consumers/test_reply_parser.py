@@ -29,7 +29,7 @@ from redis.exceptions import ConnectionError, InvalidResponse, ResponseError
 from consumers import read_replies
 from consumers.formatting import build_formatter
 from consumers.group_reader import GroupReader
-from consumers.read_replies import ReplyReader, bulk_ids
+from consumers.read_replies import ReplyReader, bulk_ids, producer_runs, producer_runs_python
 from consumers.reply_parser import ReplyReaderPython
 from relay.common.redis_protocol import pack_command
 from tests.support.polling import wait_until
@@ -203,6 +203,15 @@ def test_renderers_and_ids_read_the_entries_in_place_as_from_hiredis_lists(read_
 
 
 @needs_c
+def test_producer_runs_of_a_real_reply_read_in_place_are_those_of_hiredis_lists(read_reply: bytes) -> None:
+    lists = hiredis_entries(read_reply)
+    _, entries = feed_in_chunks(read_reply, [])
+    expected = [(0, 20, None, 0), (20, 20, TOKEN.encode(), 1), (40, 14, None, 0)]
+    assert producer_runs(entries) == producer_runs(lists) == producer_runs_python(lists) == expected
+    assert producer_runs(entries[30:]) == [(0, 10, TOKEN.encode(), 11), (10, 14, None, 0)]
+
+
+@needs_c
 def test_text_lines_with_a_record_check_callable_sees_each_record() -> None:
     record = str(usual_fields(1)["record"]).encode()
     data = encode([[b"1-1", usual_list(record)]])
@@ -366,6 +375,7 @@ def test_generated_replies_match_hiredis_in_any_chunks(
     assert kind == ENTRIES
     assert list(got) == lists
     assert bulk_ids(got) == bulk_ids(lists)
+    assert producer_runs(got) == producer_runs(lists) == producer_runs_python(lists)
     for spec in ("json", TEXT_FORMAT):
         assert build_formatter(spec).format_items(got) == build_formatter(spec).format_items(lists)
 
