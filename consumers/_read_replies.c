@@ -4,6 +4,7 @@
  * json_lines(items: list, metadata) -> list[bytes | int]
  * text_lines(items: list, plan, metadata, second_text, is_object) -> list[bytes | int]  (_read_replies_lines.c)
  * bulk_ids(items: list) -> bytes | None
+ * producer_runs(items: list) -> list[tuple[int, int, bytes | None, int]]
  *
  * Each item of a reply's entry list is [id, [field, value, field, value, ...]]
  * (or [id, nil] for a pending entry that was trimmed).  This builds what
@@ -75,7 +76,8 @@ error:
  *
  * The file consumer's JSON lines, straight from a reply's entry list, for
  * the entries a catcher writes: fields exactly v=1, record, client, catcher,
- * received (in that order), an id of digits and one dash, a record that
+ * received (in that order), maybe then seq (not rendered: a line is the same
+ * with or without it), an id of digits and one dash, a record that
  * starts with '{', ends with '}' and passes the JSON object check of
  * _json_scan.h with no string ending in logrelay (which covers every place
  * a "logrelay" member name could be).  Each such entry becomes
@@ -189,6 +191,106 @@ static PyObject *bulk_ids(PyObject *module, PyObject *items) {
     return result;
 }
 
+/* ---------------------------------------------------------------- producer runs
+ *
+ * producer_runs(items) -> [(start, count, token, first_n), ...]
+ *
+ * The entries cut into runs, in order, covering them all: a run of records
+ * of one producer numbered n, n + 1, ... (token: its 16-byte TOKEN, first_n
+ * the first's n), or a run of entries without an identity (token None,
+ * first_n 0).  An entry has an identity when it is usual (_read_replies.h)
+ * with a seq whose value is exactly TOKEN:N, TOKEN 16 lowercase hex digits,
+ * N 1 to 18 decimal digits without a leading zero (relay.common.stream);
+ * any other value is no identity, never an error.  One pass, no object per
+ * entry: a run's tuple is made when it ends.
+ * consumers.read_replies.producer_runs_python is the reference.
+ */
+
+#define TOKEN_DIGITS 16
+#define MAX_N_DIGITS 18 /* 10**18 - 1 < 2**63: N and N + 1 fit in a long long */
+
+/* A seq value's token and number, if it is TOKEN:N: 1, else 0.  Reads only
+ * within the span (an absent seq has n == -1). */
+static int identity_of(Span seq, long long *number) {
+    if (seq.n < TOKEN_DIGITS + 2 || seq.n > TOKEN_DIGITS + 1 + MAX_N_DIGITS) return 0;
+    for (int k = 0; k < TOKEN_DIGITS; k++) {
+        char c = seq.p[k];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return 0;
+    }
+    if (seq.p[TOKEN_DIGITS] != ':') return 0;
+    const char *digit = seq.p + TOKEN_DIGITS + 1, *end = seq.p + seq.n;
+    if (*digit == '0') return 0; /* N counts from 1, written without a leading zero */
+    long long n = 0;
+    for (; digit < end; digit++) {
+        if (*digit < '0' || *digit > '9') return 0;
+        n = n * 10 + (*digit - '0');
+    }
+    *number = n;
+    return 1;
+}
+
+/* Append (start, count, token or None, first_n) to runs. */
+static int add_run(PyObject *runs, Py_ssize_t start, Py_ssize_t count, const char *token, long long first_n) {
+    PyObject *run = PyTuple_New(4);
+    if (run == NULL) return -1;
+    PyObject *values[4] = {
+        PyLong_FromSsize_t(start),
+        PyLong_FromSsize_t(count),
+        token != NULL ? PyBytes_FromStringAndSize(token, TOKEN_DIGITS) : Py_NewRef(Py_None),
+        PyLong_FromLongLong(first_n),
+    };
+    int failed = 0;
+    for (int k = 0; k < 4; k++) {
+        if (values[k] == NULL) failed = -1;
+        else PyTuple_SET_ITEM(run, k, values[k]); /* a NULL slot is fine for the DECREF below */
+    }
+    if (failed == 0) failed = PyList_Append(runs, run);
+    Py_DECREF(run);
+    return failed;
+}
+
+static PyObject *producer_runs(PyObject *module, PyObject *items) {
+    (void)module;
+    Py_ssize_t count = entries_count(items);
+    if (count < 0) {
+        PyErr_SetString(PyExc_TypeError, "producer_runs(items: list | ReplyEntries)");
+        return NULL;
+    }
+    PyObject *runs = PyList_New(0);
+    if (runs == NULL) return NULL;
+    /* The open run: from start, its token (NULL: no identity; else in items,
+     * which outlive the call) and the number its next entry must have. */
+    Py_ssize_t start = 0;
+    const char *token = NULL;
+    long long first_n = 0, next_n = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Usual entry;
+        long long n = 0;
+        const char *entry_token = NULL;
+        if (usual_at(items, i, &entry) && identity_of(entry.seq, &n)) entry_token = entry.seq.p;
+        if (i > 0) {
+            /* The open run goes on: no identity after none, or the same
+             * token's next number. */
+            int goes_on = entry_token == NULL ? token == NULL
+                                              : token != NULL && n == next_n &&
+                                                    memcmp(entry_token, token, TOKEN_DIGITS) == 0;
+            if (goes_on) {
+                next_n = n + 1;
+                continue;
+            }
+            if (add_run(runs, start, i - start, token, first_n) < 0) goto error;
+        }
+        start = i, token = entry_token;
+        first_n = entry_token != NULL ? n : 0;
+        next_n = n + 1;
+    }
+    if (count > 0 && add_run(runs, start, count - start, token, first_n) < 0) goto error;
+    return runs;
+error:
+    Py_DECREF(runs);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"entries", entries, METH_O,
      "entries(items) -> [(id, {field: value} or None), ...], or None if the reply is not of that shape"},
@@ -199,6 +301,9 @@ static PyMethodDef methods[] = {
      "text_lines(items, plan, metadata, second_text, is_object) -> [bytes | int]: text lines of the usual "
      "entries, the index of any other"},
     {"bulk_ids", bulk_ids, METH_O, "bulk_ids(items) -> the entries' ids as RESP bulk strings, or None"},
+    {"producer_runs", producer_runs, METH_O,
+     "producer_runs(items) -> [(start, count, token | None, first_n)]: the entries in runs of one producer's "
+     "consecutive records, or of entries without an identity"},
     {NULL, NULL, 0, NULL},
 };
 

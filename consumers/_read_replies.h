@@ -86,11 +86,17 @@ static inline int is_stream_id(PyObject *value) {
 static inline int is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 /* The values of the usual entry, as a catcher writes it: fields exactly v=1,
- * record, client, catcher, received, in that order, under an id of digits
- * and one dash. */
+ * record, client, catcher, received, in that order, then, in an entry
+ * written since records have an identity, seq (relay.common.stream), under
+ * an id of digits and one dash.  seq is {NULL, -1} in an entry of ten fields
+ * (written before, or replayed from the dead letters): absent, not empty. */
 typedef struct {
-    Span id, record, client, catcher, received;
+    Span id, record, client, catcher, received, seq;
 } Usual;
+
+/* The two lengths of a usual entry's field list. */
+#define USUAL_FIELDS_WITHOUT_SEQ 10
+#define USUAL_FIELDS_WITH_SEQ 12
 
 /* _read_replies_parser.c: the entries of a reply read from its bytes. */
 int is_reply_entries(PyObject *object);
@@ -107,19 +113,34 @@ static inline Py_ssize_t entries_count(PyObject *items) {
     return -1;
 }
 
-/* Whether an entry's ten fields are the usual names: v=1, record, client,
- * catcher, received, in that order (values at 3, 5, 7 and 9). */
-static inline int usual_fields(const Span fields[10]) {
+/* Whether an entry's field list, of count fields, is the usual one: v=1,
+ * record, client, catcher, received, in that order (values at 3, 5, 7 and 9),
+ * and nothing else, or those and seq (its value at 11).  The names are the
+ * stream contract's (tests/relay/common/test_stream.py reads this table). */
+static inline int usual_fields(const Span *fields, Py_ssize_t count) {
     static const struct {
         int at;
         const char *text;
         Py_ssize_t size;
-    } names[6] = {{0, "v", 1}, {1, "1", 1}, {2, "record", 6}, {4, "client", 6}, {6, "catcher", 7}, {8, "received", 8}};
-    for (int k = 0; k < 6; k++) {
+    } names[7] = {{0, "v", 1},       {1, "1", 1},        {2, "record", 6}, {4, "client", 6},
+                  {6, "catcher", 7}, {8, "received", 8}, {10, "seq", 3}};
+    if (count != USUAL_FIELDS_WITHOUT_SEQ && count != USUAL_FIELDS_WITH_SEQ) return 0;
+    for (int k = 0; k < 7 && names[k].at < count; k++) {
         Span name = fields[names[k].at];
         if (name.n != names[k].size || memcmp(name.p, names[k].text, (size_t)name.n) != 0) return 0;
     }
     return 1;
+}
+
+/* The usual entry's values from its checked field list (usual_fields said yes). */
+static inline void usual_values(Usual *usual, Span id, const Span *fields, Py_ssize_t count) {
+    Span absent = {NULL, -1};
+    usual->id = id;
+    usual->record = fields[3];
+    usual->client = fields[5];
+    usual->catcher = fields[7];
+    usual->received = fields[9];
+    usual->seq = count == USUAL_FIELDS_WITH_SEQ ? fields[11] : absent;
 }
 
 /* Entry i of items (entries_count said it is one of the two), if it is the
@@ -130,19 +151,17 @@ static inline int usual_at(PyObject *items, Py_ssize_t i, Usual *usual) {
     PyObject *item = PyList_GET_ITEM(items, i);
     if (!PyList_CheckExact(item) || PyList_GET_SIZE(item) != 2) return 0;
     PyObject *id = PyList_GET_ITEM(item, 0), *list = PyList_GET_ITEM(item, 1);
-    if (!is_stream_id(id) || !PyList_CheckExact(list) || PyList_GET_SIZE(list) != 10) return 0;
-    Span fields[10];
-    for (Py_ssize_t k = 0; k < 10; k++) {
+    if (!is_stream_id(id) || !PyList_CheckExact(list)) return 0;
+    Py_ssize_t count = PyList_GET_SIZE(list);
+    if (count != USUAL_FIELDS_WITHOUT_SEQ && count != USUAL_FIELDS_WITH_SEQ) return 0;
+    Span fields[USUAL_FIELDS_WITH_SEQ];
+    for (Py_ssize_t k = 0; k < count; k++) {
         PyObject *field = PyList_GET_ITEM(list, k);
         if (!PyBytes_CheckExact(field)) return 0;
         fields[k] = span_of(field);
     }
-    if (!usual_fields(fields)) return 0;
-    usual->id = span_of(id);
-    usual->record = fields[3];
-    usual->client = fields[5];
-    usual->catcher = fields[7];
-    usual->received = fields[9];
+    if (!usual_fields(fields, count)) return 0;
+    usual_values(usual, span_of(id), fields, count);
     return 1;
 }
 

@@ -277,7 +277,9 @@ done:
 /* Offsets into the reply's buffer (it moves while the reply is read). */
 typedef struct {
     Py_ssize_t begin, end; /* the whole entry, [id, [field, value, ...]] */
-    Py_ssize_t offset[5], size[5]; /* id, record, client, catcher, received */
+    /* id, record, client, catcher, received, seq: as Usual has them (seq's
+     * size -1 when the entry has none) */
+    Py_ssize_t offset[6], size[6];
     int usual;
 } EntryRow;
 
@@ -301,13 +303,14 @@ static const char *usual_bulk(const char *p, const char *end, Span *span) {
 }
 
 /* The usual entry at p, [id, [v, 1, record, R, client, C, catcher, K,
- * received, T]], in one pass: fills row and returns the position past it;
- * INCOMPLETE if the bytes end before it does (read again from p with more);
- * NOT_USUAL for any other element, which the caller reads with check_entry. */
+ * received, T]] or [id, [..., received, T, seq, S]], in one pass: fills row
+ * and returns the position past it; INCOMPLETE if the bytes end before it
+ * does (read again from p with more); NOT_USUAL for any other element, which
+ * the caller reads with check_entry. */
 static const char *read_usual_entry(const char *data, const char *p, const char *end, EntryRow *row) {
     long long n;
     const char *begin = p;
-    Span id, fields[10];
+    Span id, fields[USUAL_FIELDS_WITH_SEQ];
     if (p >= end) return INCOMPLETE;
     if (*p != '*') return NOT_USUAL;
     p = read_header(p, end, &n);
@@ -319,14 +322,22 @@ static const char *read_usual_entry(const char *data, const char *p, const char 
     if (*p != '*') return NOT_USUAL;
     p = read_header(p, end, &n);
     if (p == INCOMPLETE || p == MALFORMED) return p == INCOMPLETE ? INCOMPLETE : NOT_USUAL;
-    if (n != 10) return NOT_USUAL;
-    for (int k = 0; k < 10; k++) {
+    /* the count checked before any field is read into fields[] */
+    if (n != USUAL_FIELDS_WITHOUT_SEQ && n != USUAL_FIELDS_WITH_SEQ) return NOT_USUAL;
+    for (int k = 0; k < (int)n; k++) {
         p = usual_bulk(p, end, &fields[k]);
         if (p == INCOMPLETE || p == NOT_USUAL) return p;
     }
-    if (!usual_fields(fields) || !is_stream_id_span(id)) return NOT_USUAL;
-    const Span values[5] = {id, fields[3], fields[5], fields[7], fields[9]};
-    for (int k = 0; k < 5; k++) {
+    if (!usual_fields(fields, (Py_ssize_t)n) || !is_stream_id_span(id)) return NOT_USUAL;
+    Usual usual;
+    usual_values(&usual, id, fields, (Py_ssize_t)n);
+    const Span values[6] = {usual.id, usual.record, usual.client, usual.catcher, usual.received, usual.seq};
+    for (int k = 0; k < 6; k++) {
+        /* an absent seq keeps its -1 and no offset: NULL - data is undefined */
+        if (values[k].n < 0) {
+            row->offset[k] = 0, row->size[k] = -1;
+            continue;
+        }
         row->offset[k] = values[k].p - data;
         row->size[k] = values[k].n;
     }
@@ -352,6 +363,7 @@ Py_ssize_t reply_entries_count(PyObject *object) { return ((ReplyEntries *)objec
 
 static Span row_span(const ReplyEntries *entries, const EntryRow *row, int k) {
     Span span = {entries->data + row->offset[k], row->size[k]};
+    if (row->size[k] < 0) span.p = NULL; /* seq absent: as Usual says it */
     return span;
 }
 
@@ -364,6 +376,7 @@ int reply_usual_at(PyObject *object, Py_ssize_t i, Usual *usual) {
     usual->client = row_span(entries, row, 2);
     usual->catcher = row_span(entries, row, 3);
     usual->received = row_span(entries, row, 4);
+    usual->seq = row_span(entries, row, 5);
     return 1;
 }
 

@@ -39,8 +39,9 @@ __all__ = [
 
 DEFAULT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s [%(client)s] %(message)s"
 SUPPORTED_SCHEMA: Final = stream.SCHEMA_VERSION.encode()
-# The usual entry's field names (relay.common.stream), as a read reply has them.
-_VERSION, _RECORD, _CLIENT, _CATCHER, _RECEIVED = (name.encode() for name in stream.RECORD_FIELDS_WITHOUT_SEQ)
+# The usual entry's field names (relay.common.stream), as a read reply has them.  seq, the
+# record's identity, is not rendered: a line is the same with or without it.
+_VERSION, _RECORD, _CLIENT, _CATCHER, _RECEIVED, _SEQ = (name.encode() for name in stream.RECORD_FIELDS)
 METADATA_KEY: Final = "logrelay"
 # The key as it appears in a record's JSON, and as the line's last member.
 _METADATA_NAME: Final = b'"' + METADATA_KEY.encode() + b'"'
@@ -150,10 +151,16 @@ class _Metadata:
 
     def add_values(self, attributes: dict[str, Any], entry_id: bytes, metadata: list[bytes]) -> None:
         """:meth:`add_to` for the rest of a usual entry's fields: client, its value, catcher, ..., received, ...
+        and maybe seq, its value (which renders nowhere).
 
-        Raises ``EntryError`` if they are not those three, in that order.
+        Raises ``EntryError`` if they are not those three (or four), in that order.
         """
-        if len(metadata) != 6 or metadata[0] != _CLIENT or metadata[2] != _CATCHER or metadata[4] != _RECEIVED:
+        if (
+            (len(metadata) != 6 and (len(metadata) != 8 or metadata[6] != _SEQ))
+            or metadata[0] != _CLIENT
+            or metadata[2] != _CATCHER
+            or metadata[4] != _RECEIVED
+        ):
             raise EntryError("not the usual entry")
         self._load_values(metadata[1], metadata[3], metadata[5])
         attributes.update(self._shared)
@@ -324,7 +331,7 @@ class LineFormatter:
         return text.encode("utf-8", "backslashreplace") + b"\n"
 
     def format_items(self, items: Sequence[Any]) -> Pieces:
-        """The usual entries (the catcher's five fields, a complete record) without a LogRecord or
+        """The usual entries (the catcher's five fields, maybe seq, a complete record) without a LogRecord or
         ``logging.Formatter.format``; anything else, or anything that fails, is left to :meth:`format`.
 
         Formats of plain ``%(name)s`` fields are rendered in C from the

@@ -12,13 +12,21 @@ The same extension renders JSON lines straight from a reply's lists
 (:func:`json_lines`, for :class:`consumers.formatting.JsonLineFormatter`),
 text lines of formats made of plain ``%(name)s`` fields (:data:`text_lines`,
 for :class:`consumers.formatting.LineFormatter`; ``_read_replies_lines.c``), and
-packs their ids for XACK (:func:`bulk_ids`).  All of these take a reply's
-entries either as hiredis's lists or as a :data:`ReplyReader`'s
+packs their ids for XACK (:func:`bulk_ids`), and cuts a reply into runs of
+one producer's consecutive records (:func:`producer_runs`).  All of these
+take a reply's entries either as hiredis's lists or as a :data:`ReplyReader`'s
 ``ReplyEntries`` (the entries kept in the reply's bytes, ``_read_replies_parser.c``).
+
+The renderers take *the usual entry* (:func:`usual_fields` is its definition in
+Python, ``usual_at`` in ``_read_replies.h`` in C): an id of digits and one
+dash, and fields exactly ``v``/``1``, ``record``, ``client``, ``catcher``,
+``received``, in that order, all bytes, maybe followed by ``seq`` (the
+record's identity, :mod:`relay.common.stream`), which no line renders.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, Final, NoReturn
 
@@ -32,8 +40,12 @@ __all__ = [
     "check_items",
     "entries",
     "entries_python",
+    "identity",
     "json_lines",
+    "producer_runs",
+    "producer_runs_python",
     "text_lines",
+    "usual_fields",
 ]
 
 Fields = dict[bytes, bytes]
@@ -48,6 +60,10 @@ TextPlan = tuple[tuple[bytes | int, ...], tuple[bytes, ...], int, bytes]
 #: call per record.
 RecordCheck = Callable[[bytes], bool] | None
 TextLines = Callable[[Sequence[Any], TextPlan, MetadataTexts, Callable[[int], bytes], RecordCheck], Pieces]
+#: ``(start, count, token, first_n)``: entries ``start`` to ``start + count - 1``, records of the
+#: producer ``token`` numbered ``first_n``, ``first_n + 1``, ...; or (token None, first_n 0) entries
+#: without an identity.
+Run = tuple[int, int, bytes | None, int]
 
 
 def entries_python(items: list[Any]) -> list[tuple[bytes, Fields | None]]:
@@ -140,6 +156,76 @@ def _refuse(index: int, item: Any, text: type) -> NoReturn:
     raise ValueError(f"{head}: element {field} of its field list is {shown}; Redis sends a bulk string there")
 
 
+#: The usual entry's field names at their places (None: a value), without and with ``seq``.
+_USUAL_NAMES: Final = (b"v", b"1", b"record", None, b"client", None, b"catcher", None, b"received", None)
+_USUAL_NAMES_WITH_SEQ: Final = (*_USUAL_NAMES, b"seq", None)
+_STREAM_ID: Final = re.compile(rb"[0-9]+-[0-9]+")
+#: A record's identity, ``TOKEN:N`` (relay.common.stream): 16 lowercase hex digits, then N from 1, at most
+#: 18 digits (so that N, and N + 1, fit in 63 bits, as in C).
+_IDENTITY: Final = re.compile(rb"([0-9a-f]{16}):([1-9][0-9]{0,17})")
+
+
+def usual_fields(item: Any) -> list[bytes] | None:
+    """The field list of ``item`` if it is the usual entry (``usual_at`` of ``_read_replies.h``), else None.
+
+    Ten fields (no ``seq``: written before record identities, or replayed
+    from the dead letters) or twelve (``seq`` and its value, any bytes, last).
+    Only exact types count, as in C: a list ``[id, [field, value, ...]]`` of
+    bytes (a reply a client decoded to str is never usual), the id digits,
+    one dash, digits.
+    """
+    if type(item) is not list or len(item) != 2:
+        return None
+    entry_id, fields = item
+    if type(entry_id) is not bytes or _STREAM_ID.fullmatch(entry_id) is None or type(fields) is not list:
+        return None
+    names = _USUAL_NAMES if len(fields) == 10 else _USUAL_NAMES_WITH_SEQ if len(fields) == 12 else None
+    if names is None:
+        return None
+    for name, field in zip(names, fields, strict=True):
+        if type(field) is not bytes or (name is not None and field != name):
+            return None
+    return fields
+
+
+def identity(seq: bytes) -> tuple[bytes, int] | None:
+    """``(TOKEN, N)`` of a ``seq`` value exactly ``TOKEN:N`` (relay.common.stream); None for anything else."""
+    found = _IDENTITY.fullmatch(seq)
+    return (found[1], int(found[2])) if found is not None else None
+
+
+def producer_runs_python(items: Sequence[Any]) -> list[Run]:
+    """The entries in runs, in order, covering them all, each as ``(start, count, token, first_n)``.
+
+    An entry has an identity when it is usual (:func:`usual_fields`) with a
+    ``seq`` of the form ``TOKEN:N`` (:func:`identity`); a malformed value is
+    no identity, never an error.  Consecutive entries of one token numbered
+    n, n + 1, ... make one run (``token`` the 16 bytes of TOKEN, ``first_n``
+    the first's N); consecutive entries without an identity make one run
+    ``(start, count, None, 0)``.  A new token, a gap or a step back in N, or
+    an entry with(out) an identity after one without (with) starts a new run.
+    No items, no runs.
+    """
+    runs: list[Run] = []
+    start = 0
+    token: bytes | None = None
+    first_n = next_n = 0
+    for index, item in enumerate(items):
+        fields = usual_fields(item)
+        found = identity(fields[11]) if fields is not None and len(fields) == 12 else None
+        entry_token, n = found if found is not None else (None, 0)
+        if index > 0:
+            goes_on = entry_token is None if token is None else entry_token == token and n == next_n
+            if goes_on:
+                next_n = n + 1
+                continue
+            runs.append((start, index - start, token, first_n))
+        start, token, first_n, next_n = index, entry_token, n, n + 1
+    if len(items):
+        runs.append((start, len(items) - start, token, first_n))
+    return runs
+
+
 def json_lines_python(items: Sequence[Any], metadata: MetadataJson) -> Pieces:
     """Where the extension is missing: every entry is left to the caller's formatter."""
     return list(range(len(items)))
@@ -196,6 +282,14 @@ def entries(items: list[Any]) -> list[tuple[bytes, Fields | None]]:
         if converted is not None:
             return converted
     return entries_python(items)
+
+
+def producer_runs(items: Sequence[Any]) -> list[Run]:
+    """:func:`producer_runs_python`, in C (one pass, an object per run) for a list or a ``ReplyEntries``."""
+    if _extension is not None and (type(items) is list or type(items) is _extension.ReplyEntries):
+        runs: list[Run] = _extension.producer_runs(items)
+        return runs
+    return producer_runs_python(items)
 
 
 def bulk_ids(items: Sequence[Any]) -> bytes:

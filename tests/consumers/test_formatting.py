@@ -355,3 +355,59 @@ def test_format_items_agrees_with_format_on_mutated_records(mutations: list[tupl
         record[position % len(record) : position % len(record)] = insert
         items[number % 4] = [entry_id, [*flat[:3], bytes(record), *flat[4:]]]
     assert all_at_once(formatter, items) == one_by_one(formatter, items)
+
+
+# --------------------------------------------------------------------------- the record's identity (seq)
+
+
+def with_seq(item: list[object], value: bytes) -> list[object]:
+    """The entry as a catcher writes it since records have an identity: ``seq`` last."""
+    entry_id, flat = item
+    assert isinstance(flat, list)
+    return [entry_id, [*flat, b"seq", value]]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "json",
+        DEFAULT_FORMAT,
+        "%(asctime)s %(levelname)s %(name)s %(message)s [%(client)s %(catcher)s %(received)s %(entry_id)s]",
+        "%(seq)s %(n)s %(message)s",  # seq, a record attribute: the entry's field never stands in for it
+        "%(levelname)-8s %(seq)s %(message)r",  # a format the C renderer leaves to Python
+    ],
+)
+def test_a_seq_field_changes_no_line(spec: str) -> None:
+    """An entry with seq renders exactly as the same entry without it, on every path: format(), the
+    formatter's format_items (C where built) with its leftovers, and the text formatter's Python path."""
+    plain: list[list[object]] = []
+    for n, odd in enumerate(unusual_text_items()):
+        plain += [usual(2 * n), odd, usual(2 * n + 1, client=b"10.9.9.9:1")]
+    plain += [usual(100, received=b"1700000001.%06d" % n) for n in range(5)]
+    seqs = [b"0123456789abcdef:%d" % (n + 1) for n in range(len(plain))]
+    seqs[3:6] = [b"", b"not an identity", b"%(seq)s"]
+    seq_items = [with_seq(item, value) for item, value in zip(plain, seqs, strict=True)]
+    expected = one_by_one(build_formatter(spec), plain)
+    assert b"seq" not in b"".join(expected).replace(b'"seq"', b"")  # the record's own attribute only
+    assert one_by_one(build_formatter(spec), seq_items) == expected
+    assert all_at_once(build_formatter(spec), seq_items) == all_at_once(build_formatter(spec), plain)
+    assert all_at_once(build_formatter(spec), seq_items) == expected
+    formatter = build_formatter(spec)
+    if isinstance(formatter, LineFormatter):
+        with_seq_pieces = formatter.format_items_python(seq_items)
+        assert with_seq_pieces == LineFormatter(spec).format_items_python(plain)
+
+
+def test_the_usual_entry_with_seq_is_rendered_in_one_piece() -> None:
+    from consumers import read_replies
+
+    items = [with_seq(usual(n), b"0123456789abcdef:%d" % (n + 1)) for n in range(20)]
+    lines = one_by_one(JsonLineFormatter(), items)
+    assert all(b"0123456789abcdef" not in line for line in lines)
+    # The text formatter's Python path takes them (no entry left to format()); so does the C renderer.
+    text = LineFormatter("%(n)s %(message)s")
+    assert text.format_items_python(items) == [b"".join(b"%d record %d\n" % (n, n) for n in range(20))]
+    if read_replies.IMPLEMENTATION != "c":
+        return
+    assert JsonLineFormatter().format_items(items) == [b"".join(lines)]
+    assert text.format_items(items) == text.format_items_python(items)

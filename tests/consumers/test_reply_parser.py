@@ -29,7 +29,7 @@ from redis.exceptions import ConnectionError, InvalidResponse, ResponseError
 from consumers import read_replies
 from consumers.formatting import build_formatter
 from consumers.group_reader import GroupReader
-from consumers.read_replies import ReplyReader, bulk_ids
+from consumers.read_replies import ReplyReader, bulk_ids, producer_runs, producer_runs_python
 from consumers.reply_parser import ReplyReaderPython
 from relay.common.redis_protocol import pack_command
 from tests.support.polling import wait_until
@@ -50,7 +50,11 @@ ENTRIES, NIL, ERROR, OTHER = 0, 1, 2, 3
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s [%(client)s %(entry_id)s]"
 
 
-def usual_fields(n: int, client: str = "10.0.0.1:5000") -> dict[str, str | bytes]:
+#: The producer token of the entries fill() writes with a seq.
+TOKEN = "00000000000000a1"
+
+
+def usual_fields(n: int, client: str = "10.0.0.1:5000", seq: str | None = None) -> dict[str, str | bytes]:
     record = {
         "name": "app.db",
         "msg": f"query {n} took {n % 7} ms ✓",
@@ -63,14 +67,17 @@ def usual_fields(n: int, client: str = "10.0.0.1:5000") -> dict[str, str | bytes
         "stack_info": None,
         "seq": n,
     }
-    return {"v": "1", "record": json.dumps(record), "client": client, "catcher": "c1", "received": "1700000000.5"}
+    fields = {"v": "1", "record": json.dumps(record), "client": client, "catcher": "c1", "received": "1700000000.5"}
+    return fields if seq is None else {**fields, "seq": seq}
 
 
 def fill(server: RedisServer) -> None:
-    """Usual entries, with unusual ones among them (other fields, other order, not JSON)."""
+    """Usual entries, the last 20 of the first 40 with a seq (TOKEN:1 to 20), then unusual ones among them
+    (other fields, other order, not JSON)."""
     with server.client() as client:
         for n in range(40):
-            client.xadd("s", usual_fields(n, client=f"10.0.0.{n % 3}:5000"))  # type: ignore[arg-type]
+            seq = f"{TOKEN}:{n - 19}" if n >= 20 else None
+            client.xadd("s", usual_fields(n, client=f"10.0.0.{n % 3}:5000", seq=seq))  # type: ignore[arg-type]
         client.xadd("s", {"v": "1", "record": "not json", "client": "a", "catcher": "c1", "received": "1"})
         client.xadd("s", {"record": "{}", "v": "1"})
         client.xadd("s", {"other": "x"})
@@ -196,6 +203,15 @@ def test_renderers_and_ids_read_the_entries_in_place_as_from_hiredis_lists(read_
 
 
 @needs_c
+def test_producer_runs_of_a_real_reply_read_in_place_are_those_of_hiredis_lists(read_reply: bytes) -> None:
+    lists = hiredis_entries(read_reply)
+    _, entries = feed_in_chunks(read_reply, [])
+    expected = [(0, 20, None, 0), (20, 20, TOKEN.encode(), 1), (40, 14, None, 0)]
+    assert producer_runs(entries) == producer_runs(lists) == producer_runs_python(lists) == expected
+    assert producer_runs(entries[30:]) == [(0, 10, TOKEN.encode(), 11), (10, 14, None, 0)]
+
+
+@needs_c
 def test_text_lines_with_a_record_check_callable_sees_each_record() -> None:
     record = str(usual_fields(1)["record"]).encode()
     data = encode([[b"1-1", usual_list(record)]])
@@ -290,8 +306,9 @@ def test_a_reader_reads_one_reply(reader_type: ReaderType) -> None:
 # ------------------------------------------------------------------ generated replies
 
 
-def usual_list(record: bytes, entry_client: bytes = b"c:1") -> list[bytes]:
-    return [b"v", b"1", b"record", record, b"client", entry_client, b"catcher", b"k", b"received", b"1.5"]
+def usual_list(record: bytes, entry_client: bytes = b"c:1", seq: bytes | None = None) -> list[bytes]:
+    fields = [b"v", b"1", b"record", record, b"client", entry_client, b"catcher", b"k", b"received", b"1.5"]
+    return fields if seq is None else [*fields, b"seq", seq]
 
 
 def encode(entries: list[Any], *, resp3: bool = False, stream: bytes = b"s") -> bytes:
@@ -309,9 +326,12 @@ def encode(entries: list[Any], *, resp3: bool = False, stream: bytes = b"s") -> 
 
 
 ids = st.tuples(st.integers(0, 2**48), st.integers(0, 99)).map(lambda t: b"%d-%d" % t)
-names = st.sampled_from([b"v", b"1", b"record", b"client", b"catcher", b"received", b"x", b""])
+names = st.sampled_from([b"v", b"1", b"record", b"client", b"catcher", b"received", b"seq", b"x", b""])
 values = st.binary(max_size=40) | st.sampled_from([b"{}", b'{"a": 1}', b'{"msg": "\\u00e9"}', b"\r\n"])
-usual = st.builds(lambda i, r, c: [i, usual_list(r, c)], ids, values, st.binary(max_size=6))
+seqs = st.none() | st.sampled_from([b"0123456789abcdef:1", b"0123456789abcdef:2", b"0123456789ABCDEF:1", b""])
+usual = st.builds(
+    lambda i, r, c, q: [i, usual_list(r, c, q)], ids, values, st.binary(max_size=6), seqs | st.binary(max_size=20)
+)
 odd = st.one_of(
     st.tuples(ids | st.binary(max_size=5), st.lists(names | values, max_size=12) | st.none()).map(list),
     st.lists(st.binary(max_size=4), max_size=3),
@@ -355,6 +375,7 @@ def test_generated_replies_match_hiredis_in_any_chunks(
     assert kind == ENTRIES
     assert list(got) == lists
     assert bulk_ids(got) == bulk_ids(lists)
+    assert producer_runs(got) == producer_runs(lists) == producer_runs_python(lists)
     for spec in ("json", TEXT_FORMAT):
         assert build_formatter(spec).format_items(got) == build_formatter(spec).format_items(lists)
 

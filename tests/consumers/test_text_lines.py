@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from consumers import read_replies
 from consumers.formatting import DEFAULT_FORMAT, LineFormatter, text_plan
 from tests.support.entries import all_at_once, entry_for, make_record, one_by_one, reply_item
-from tests.support.strategies import fuzz
+from tests.support.strategies import fuzz, seq_values
 
 needs_c = pytest.mark.skipif(read_replies.text_lines is None, reason="the C renderer is not built here")
 
@@ -284,9 +284,17 @@ def records(draw: st.DrawFn) -> bytes:
 
 
 @fuzz(400)
-@given(st.lists(records(), min_size=1, max_size=4), st.sampled_from(FORMATS))
-def test_generated_records_render_as_the_python_path_renders_them(batch: list[bytes], fmt: str) -> None:
-    assert_same(fmt, [item(n, record) for n, record in enumerate(batch)])
+@given(st.lists(records(), min_size=1, max_size=4), st.sampled_from(FORMATS), seq_values(max_size=4))
+def test_generated_records_render_as_the_python_path_renders_them(
+    batch: list[bytes], fmt: str, seqs: list[bytes | None]
+) -> None:
+    """With a seq field or not (the entry is usual either way, and seq renders nowhere)."""
+    seqs = [*seqs, *[None] * len(batch)][: len(batch)]
+    pairs = enumerate(zip(batch, seqs, strict=True))
+    items = [item(n, record) if seq is None else item(n, record, seq=seq) for n, (record, seq) in pairs]
+    assert_same(fmt, items)
+    formatter = LineFormatter(fmt, placeholder="<%none>")
+    assert all_at_once(formatter, items) == all_at_once(formatter, [item(n, record) for n, record in enumerate(batch)])
 
 
 @fuzz(400)

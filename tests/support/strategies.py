@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 
 __all__ = [
     "FUZZ",
+    "MALFORMED_SEQS",
     "SEED_FRAMES",
+    "TOKENS",
     "fuzz",
     "json_values",
     "make_frame",
@@ -23,6 +25,7 @@ __all__ = [
     "payloads",
     "pickle_like",
     "records",
+    "seq_values",
     "texts",
 ]
 
@@ -145,3 +148,63 @@ def mutated(draw: st.DrawFn) -> tuple[bytes, bytes]:
     fixed = draw(st.booleans())
     header = len(payload).to_bytes(4, "big") if fixed else data[:4]
     return header + payload, payload
+
+
+# --------------------------------------------------------------------------- record identities (seq)
+
+#: Producer tokens (16 lowercase hex digits), a few so that generated entries share them.
+TOKENS = (b"0123456789abcdef", b"ffffffffffffffff", b"00000000000000a1")
+#: seq values that are no identity (relay.common.stream): each breaks one rule of TOKEN:N.
+MALFORMED_SEQS = (
+    b"",
+    b"0123456789ABCDEF:1",  # uppercase
+    b"0123456789abcdeF:1",
+    b"0123456789abcde:1",  # 15 hex digits
+    b"0123456789abcdef0:1",  # 17
+    b"0123456789abcdeg:1",
+    b"0123456789abcdef:0",  # N from 1
+    b"0123456789abcdef:01",  # a leading zero
+    b"0123456789abcdef:" + b"1" * 19,  # 19 digits
+    b"0123456789abcdef:18446744073709551617",  # past 64 bits
+    b"0123456789abcdef:",
+    b"0123456789abcdef",
+    b"0123456789abcdef-1",
+    b"0123456789abcdef::1",
+    b"0123456789abcdef:+1",
+    b"0123456789abcdef:-1",
+    b"0123456789abcdef:1 ",
+    b" 0123456789abcdef:1",
+    b"0123456789abcdef:1\n",
+    b"0123456789abcdef:1\x00",
+    b"0123456789abcdef:1a",
+    b"0123456789abcdef:\xd9\xa1",  # a digit outside ASCII
+    b"0123456789abcdef:1:2",
+)
+
+
+@st.composite
+def seq_values(draw: st.DrawFn, max_size: int = 12, size: int | None = None) -> list[bytes | None]:
+    """seq values for consecutive entries: mostly the last producer's next number, so that runs form; also
+    another producer's next, jumps back and forth, the largest N (18 digits), malformed values, arbitrary
+    bytes, and None (an entry without seq).  ``size`` values if given, else up to ``max_size``."""
+    values: list[bytes | None] = []
+    last: dict[bytes, int] = {}
+    token = TOKENS[0]
+    for _ in range(draw(st.integers(0, max_size)) if size is None else size):
+        kind = draw(st.sampled_from(["same"] * 6 + ["other", "jump", "none", "malformed", "bytes"]))
+        if kind in ("same", "other", "jump"):
+            if kind != "same":
+                token = draw(st.sampled_from(TOKENS))
+            if kind != "jump" and last.get(token, 0) < 10**18 - 1:
+                n = last.get(token, 0) + 1
+            else:
+                n = draw(st.integers(1, 10**18 - 1) | st.sampled_from([1, 2, 10**18 - 1, 10**18 - 2]))
+            last[token] = n
+            values.append(b"%b:%d" % (token, n))
+        elif kind == "none":
+            values.append(None)
+        elif kind == "malformed":
+            values.append(draw(st.sampled_from(MALFORMED_SEQS)))
+        else:
+            values.append(draw(st.binary(max_size=36)))
+    return values
