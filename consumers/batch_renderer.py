@@ -4,23 +4,32 @@ acknowledge (sans-I/O).
 What the file already holds is skipped, never rendered twice: everything the
 sink's checkpoint covers, and every batch rendered before (handed to the group
 commit, perhaps not yet checkpointed), since a re-read of the consumer's own
-pending entries may return them again.
+pending entries may return them again.  By stream id, and by record identity
+(the ``seq`` field: a producer's token and the record's number): after a
+Redis failover, records the new master lost come back from their catcher
+under new ids, and the numbers say which the file holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from consumers.checkpoint import Checkpoint
+from consumers.checkpoint import MAX_PRODUCERS, Checkpoint
 from consumers.formatting import EntryFormatter
 from consumers.group_commit import RenderedBatch
 from consumers.group_reader import Entry, Items
-from consumers.read_replies import bulk_ids
+from consumers.read_replies import Pieces, bulk_ids, identity, producer_runs
 from consumers.read_replies import entries as stream_entries
 from relay.common.counters import ConsumerStats
 from relay.common.redis_protocol import bulk_string
 
 __all__ = ["BatchRenderer"]
+
+log = logging.getLogger("logrelay.consumer")
+
+_SEQ = b"seq"
 
 
 class BatchRenderer:
@@ -45,10 +54,70 @@ class BatchRenderer:
         self.max_deliveries = max_deliveries
         # Up to where batches were rendered, whether or not their write is done.
         self._rendered = Checkpoint()
+        # Of each producer, the last record number rendered (the file's, then
+        # every batch's since), least recently rendered first; made on first use.
+        self._numbers: dict[str, int] | None = None
 
     def already_written(self, entry_id: bytes) -> bool:
         """Whether the file holds ``entry_id`` already, or a batch rendered before does."""
         return self._written().covers(entry_id) or self._rendered.covers(entry_id)
+
+    def _known(self) -> dict[str, int]:
+        if self._numbers is None:
+            self._numbers = dict(self._written().producers)
+        return self._numbers
+
+    def _note(self, token: str, last: int, updates: dict[str, int]) -> None:
+        """Producer ``token`` rendered up to record ``last``."""
+        known = self._known()
+        known.pop(token, None)
+        known[token] = updates[token] = last
+        if len(known) > MAX_PRODUCERS:
+            del known[next(iter(known))]
+
+    def _by_identity(self, items: Sequence[Any]) -> tuple[list[tuple[int, int]] | None, dict[str, int]]:
+        """Which items to render, by record identity: None (all), or the ranges ``[begin, end)`` to keep;
+        and the producers' new last numbers."""
+        known = self._known()
+        updates: dict[str, int] = {}
+        skipped: list[tuple[int, int]] = []
+        for start, count, token, first in producer_runs(items):
+            if token is None:
+                continue
+            name = token.decode()
+            last = first + count - 1
+            held = known.get(name, 0)
+            if first <= held:
+                # Sent again after a failover: the file holds these already.
+                skipped.append((start, start + min(count, held - first + 1)))
+            if last > held:
+                self._note(name, last, updates)
+        if not skipped:
+            return None, updates
+        self.stats.republished_skipped += sum(end - begin for begin, end in skipped)
+        log.info(
+            "skipped %d records the file holds already (sent again by their catcher after a Redis failover)",
+            sum(end - begin for begin, end in skipped),
+        )
+        kept: list[tuple[int, int]] = []
+        position = 0
+        for begin, end in skipped:
+            if begin > position:
+                kept.append((position, begin))
+            position = end
+        if position < len(items):
+            kept.append((position, len(items)))
+        return kept, updates
+
+    def _format(self, items: Sequence[Any], kept: list[tuple[int, int]] | None) -> Pieces:
+        """The formatter's pieces for the kept items (indices into ``items``)."""
+        if kept is None:
+            return self.formatter.format_items(items)
+        pieces: Pieces = []
+        for begin, end in kept:
+            for piece in self.formatter.format_items(items[begin:end]):
+                pieces.append(piece if isinstance(piece, bytes) else piece + begin)
+        return pieces
 
     def render_items(self, items: Items) -> RenderedBatch:
         """Turn a batch of read entries (in stream order, as the parser gave them) into lines and dead letters.
@@ -67,9 +136,10 @@ class BatchRenderer:
         new = items[start:] if start else items
         if not new:
             return RenderedBatch(b"", 0, [], False, ack_ids, len(items), items[-1][0])
+        kept, producers = self._by_identity(new)
         chunks: list[bytes] = []
         dead: list[tuple[bytes, dict[bytes, bytes], str]] = []
-        for piece in self.formatter.format_items(new):
+        for piece in self._format(new, kept):
             if isinstance(piece, bytes):
                 chunks.append(piece)
             else:
@@ -77,18 +147,31 @@ class BatchRenderer:
                 self._line(entry_id, fields or {}, chunks, dead)
         last_id: bytes = items[-1][0]
         self._rendered = Checkpoint(last_id=last_id.decode())
-        return RenderedBatch(b"".join(chunks), len(new) - len(dead), dead, True, ack_ids, len(items), last_id)
+        rendered = len(new) if kept is None else sum(end - begin for begin, end in kept)
+        # has_new even when every entry was known by its identity: the
+        # checkpoint's last_id moves past them, so that they are acknowledged.
+        return RenderedBatch(
+            b"".join(chunks), rendered - len(dead), dead, True, ack_ids, len(items), last_id, producers
+        )
 
     def render_pending(self, entries: list[Entry], deliveries: dict[bytes, int]) -> RenderedBatch:
         """Turn a batch of entries taken over from the pending list into lines and dead letters."""
         lines: list[bytes] = []
         dead: list[tuple[bytes, dict[bytes, bytes], str]] = []
         last_new: bytes | None = None
+        producers: dict[str, int] = {}
         for entry_id, fields in entries:
             if last_new is None and self.already_written(entry_id):
                 self.stats.already_written += 1
                 continue
             last_new = entry_id
+            found = identity(fields.get(_SEQ, b"")) if fields else None
+            if found is not None:
+                name = found[0].decode()
+                if found[1] <= self._known().get(name, 0):
+                    self.stats.republished_skipped += 1
+                    continue
+                self._note(name, found[1], producers)
             delivered = deliveries.get(entry_id, 1)
             if delivered > self.max_deliveries:
                 dead.append((entry_id, fields, f"delivered {delivered} times without being written"))
@@ -99,7 +182,7 @@ class BatchRenderer:
         ack_ids = b"".join(bulk_string(entry_id) for entry_id, _ in entries)
         # Once an entry is new, every later one is: last_new is the batch's last entry.
         return RenderedBatch(
-            b"".join(lines), len(lines), dead, last_new is not None, ack_ids, len(entries), entries[-1][0]
+            b"".join(lines), len(lines), dead, last_new is not None, ack_ids, len(entries), entries[-1][0], producers
         )
 
     def _line(

@@ -33,6 +33,7 @@ from typing import Final
 
 __all__ = [
     "MAX_PRODUCERS",
+    "NO_PRODUCERS",
     "SLOT_BLOCK",
     "Checkpoint",
     "Producers",
@@ -51,7 +52,7 @@ Producers = Mapping[str, int]
 #: last are the ones that can; the oldest beyond this many are forgotten.
 MAX_PRODUCERS: Final = 1024
 
-_NO_PRODUCERS: Final[Producers] = MappingProxyType({})
+NO_PRODUCERS: Final[Producers] = MappingProxyType({})
 _TOKEN: Final = re.compile(r"[0-9a-f]{16}")
 
 
@@ -82,7 +83,7 @@ class Checkpoint:
     device: int = field(default=0, compare=False)
     inode: int = field(default=0, compare=False)
     #: Of each producer, the number of its last record in the file (in insertion order: least recent first).
-    producers: Producers = field(default_factory=lambda: _NO_PRODUCERS, compare=False)
+    producers: Producers = field(default_factory=lambda: NO_PRODUCERS, compare=False)
     # last_id as stream_id_key orders it, parsed once: covers() runs per entry.
     _last_key: tuple[int, int] = field(init=False, repr=False, compare=False)
 
@@ -156,7 +157,7 @@ def _decode_slot(raw: bytes) -> tuple[int, Checkpoint] | None:
         producers = _producers(data.get("producers", {}))
         if producers is None:
             return None
-        checkpoint = Checkpoint(offset, last_id, device, inode, producers or _NO_PRODUCERS)
+        checkpoint = Checkpoint(offset, last_id, device, inode, producers or NO_PRODUCERS)
     except ValueError:
         return None
     return (seq, checkpoint) if zlib.crc32(_slot_body(seq, checkpoint).encode()) == crc else None

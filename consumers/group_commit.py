@@ -35,11 +35,11 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from consumers.checkpoint import Checkpoint
+from consumers.checkpoint import NO_PRODUCERS, Checkpoint
 from consumers.file_sink import FileSink
 from consumers.rotation import RotationPolicy, segment_name
 from relay.common.counters import ConsumerStats
@@ -66,6 +66,8 @@ class RenderedBatch(NamedTuple):
     ack_count: int
     #: The batch's last entry: the batch is acknowledged once the checkpoint covers it.
     last_id: bytes
+    #: Of each producer whose records it rendered, the last record number (for the checkpoint).
+    producers: Mapping[str, int] = NO_PRODUCERS
 
     @property
     def last_new(self) -> bytes | None:
@@ -225,11 +227,11 @@ class GroupCommit:
                     # wakes) cost more than the write itself (python -m
                     # bench.suite, the consumer's CPU per record).
                     try:
-                        sink.write(data, last_new)
+                        sink.write(data, last_new, batch.producers)
                     except OSError as exc:
-                        await self._retrying_io(lambda: sink.write(data, last_new), exc)
+                        await self._retrying_io(lambda: sink.write(data, last_new, batch.producers), exc)
                 else:
-                    await self._retrying_io(lambda: sink.write(data, last_new))
+                    await self._retrying_io(lambda: sink.write(data, last_new, batch.producers))
                 self._write_seconds.observe(time.monotonic() - started)
                 self.stats.lines_written += batch.lines
                 self.stats.bytes_written += len(data)
@@ -355,7 +357,7 @@ class GroupCommit:
             for batch in batches:
                 # A rotation's sync may have covered (and moved) some already.
                 if batch.last_new is not None and not sink.checkpoint.covers(batch.last_new):
-                    sink.write(batch.data, batch.last_new)
+                    sink.write(batch.data, batch.last_new, batch.producers)
             return sink.sync()
 
         checkpoint: Checkpoint = await self._retrying_io(rewrite_and_sync, failure)

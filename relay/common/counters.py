@@ -64,6 +64,8 @@ class ConsumerStats(Counters):
     bytes_written: int = 0
     entries_acked: int = 0
     already_written: int = 0
+    #: Records known by their identity as already in the file (sent again by a catcher after a failover).
+    republished_skipped: int = 0
     dead_lettered: int = 0
     entries_trimmed: int = 0
     batches: int = 0

@@ -44,7 +44,8 @@ def test_merging_keeps_the_higher_number_and_the_producers_that_wrote_last() -> 
     refreshed = merge_producers(many, {f"{0:016x}": 2})
     grown = merge_producers(refreshed, {A: 1})
     assert len(grown) == MAX_PRODUCERS
-    assert f"{0:016x}" in grown and A in grown
+    assert f"{0:016x}" in grown
+    assert A in grown
     assert f"{1:016x}" not in grown
 
 
@@ -58,7 +59,8 @@ def test_the_producers_survive_a_restart_with_the_file(tmp_path: Path) -> None:
     sink.close()
     again = opened(path)
     assert again.checkpoint.producers == {A: 3, B: 9}
-    assert again.checkpoint.holds(A, 3) and not again.checkpoint.holds(A, 4)
+    assert again.checkpoint.holds(A, 3)
+    assert not again.checkpoint.holds(A, 4)
     assert path.read_bytes() == b"a\nb\nc\n"
     again.close()
 
@@ -84,14 +86,18 @@ def test_an_earlier_versions_slots_are_read_and_the_newer_one_kept_until_a_new_s
     # It went past both old ones: a write torn there leaves them whole.
     assert data[: OLD_SLOT + 256] == bytes(old)
     found = read_checkpoint_slot(path.with_name("central.log.checkpoint"))
-    assert found is not None and (found[0], found[1]) == (5, SLOT_BLOCK)
+    assert found is not None
+    assert (found[0], found[1]) == (5, SLOT_BLOCK)
     sink.write(b"three\n", b"3-0", {A: 1})
     sink.sync()
     sink.close()
     found = read_checkpoint_slot(path.with_name("central.log.checkpoint"))
-    assert found is not None and (found[0], found[1]) == (6, 0)
+    assert found is not None
+    assert (found[0], found[1]) == (6, 0)
     assert found[2].producers == {A: 1}
-    assert opened(path).checkpoint == Checkpoint(14, "3-0")
+    reopened = opened(path)
+    assert reopened.checkpoint == Checkpoint(14, "3-0")
+    reopened.close()
 
 
 @pytest.mark.parametrize("producers", ['{"ABCDEF0123456789":1}', '{"0123456789abcdef":0}', '{"0123":1}', "[]"])

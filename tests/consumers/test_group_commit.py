@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Mapping
 
 import pytest
 
@@ -169,9 +170,9 @@ async def test_writes_run_on_the_loops_thread_only_where_syncs_bound_the_dirty_p
     threads: list[int] = []
     real_write = consumer.sink.write
 
-    def write(data: bytes, last_id: bytes) -> None:
+    def write(data: bytes, last_id: bytes, producers: Mapping[str, int] | None = None) -> None:
         threads.append(threading.get_ident())
-        real_write(data, last_id)
+        real_write(data, last_id, producers)
 
     monkeypatch.setattr(consumer.sink, "write", write)
     await commit_new(consumer, 0, 3)
@@ -190,11 +191,11 @@ async def test_a_write_on_the_loop_that_fails_is_retried_and_lands_once(
     real_write = consumer.sink.write
     failures = iter([OSError(errno.ENOSPC, "No space left on device")])
 
-    def write(data: bytes, last_id: bytes) -> None:
+    def write(data: bytes, last_id: bytes, producers: Mapping[str, int] | None = None) -> None:
         failure = next(failures, None)
         if failure is not None:
             raise failure
-        real_write(data, last_id)
+        real_write(data, last_id, producers)
 
     monkeypatch.setattr(consumer.sink, "write", write)
     await asyncio.wait_for(commit_new(consumer, 0, 4), 30)
