@@ -75,43 +75,56 @@ class BatchRenderer:
         if len(known) > MAX_PRODUCERS:
             del known[next(iter(known))]
 
-    def _by_identity(self, items: Sequence[Any]) -> tuple[list[tuple[int, int]] | None, dict[str, int]]:
-        """Which items to render, by record identity: None (all), or the ranges ``[begin, end)`` to keep;
-        and the producers' new last numbers."""
+    def _select(self, items: Sequence[Any]) -> tuple[list[tuple[int, int]], dict[str, int]]:
+        """The ranges ``[begin, end)`` of ``items`` the file does not hold yet, in order; the producers' new
+        last numbers.
+
+        A record with an identity is known by it alone: after a failover its
+        stream id says nothing (a record the new master lost comes back
+        under a new id; the new master numbers its entries from its own last
+        one, which may be below what the file holds).  An entry without one
+        (written before identities, or replayed from the dead letters) is
+        known by its id: within a run of them, ids increase, so once one is
+        past what is written, all later ones are.
+        """
         known = self._known()
         updates: dict[str, int] = {}
-        skipped: list[tuple[int, int]] = []
+        kept: list[tuple[int, int]] = []
+        by_id = by_identity = republished = 0
         for start, count, token, first in producer_runs(items):
             if token is None:
-                continue
-            name = token.decode()
-            last = first + count - 1
-            held = known.get(name, 0)
-            if first <= held:
-                # Sent again after a failover: the file holds these already.
-                skipped.append((start, start + min(count, held - first + 1)))
-            if last > held:
-                self._note(name, last, updates)
-        if not skipped:
-            return None, updates
-        self.stats.republished_skipped += sum(end - begin for begin, end in skipped)
-        log.info(
-            "skipped %d records the file holds already (sent again by their catcher after a Redis failover)",
-            sum(end - begin for begin, end in skipped),
-        )
-        kept: list[tuple[int, int]] = []
-        position = 0
-        for begin, end in skipped:
-            if begin > position:
-                kept.append((position, begin))
-            position = end
-        if position < len(items):
-            kept.append((position, len(items)))
+                skip = 0
+                while skip < count and self.already_written(items[start + skip][0]):
+                    skip += 1
+                by_id += skip
+            else:
+                name = token.decode()
+                held = known.get(name, 0)
+                skip = min(count, max(0, held - first + 1))
+                if skip:
+                    by_identity += skip
+                    if not self.already_written(items[start + skip - 1][0]):
+                        republished += skip  # under new ids: sent again after a failover
+                if first + count - 1 > held:
+                    self._note(name, first + count - 1, updates)
+            begin, end = start + skip, start + count
+            if begin < end:
+                if kept and kept[-1][1] == begin:
+                    kept[-1] = (kept[-1][0], end)
+                else:
+                    kept.append((begin, end))
+        self.stats.already_written += by_id + by_identity - republished
+        if republished:
+            self.stats.republished_skipped += republished
+            log.info(
+                "skipped %d records the file holds already (sent again by their catcher after a Redis failover)",
+                republished,
+            )
         return kept, updates
 
-    def _format(self, items: Sequence[Any], kept: list[tuple[int, int]] | None) -> Pieces:
+    def _format(self, items: Sequence[Any], kept: list[tuple[int, int]]) -> Pieces:
         """The formatter's pieces for the kept items (indices into ``items``)."""
-        if kept is None:
+        if kept == [(0, len(items))]:
             return self.formatter.format_items(items)
         pieces: Pieces = []
         for begin, end in kept:
@@ -126,33 +139,29 @@ class BatchRenderer:
         (:meth:`~consumers.formatting.EntryFormatter.format_items`); any other
         goes through :meth:`_line`, one by one.
         """
-        start = 0
-        # Redis lists a batch in stream order: once one entry is past what is
-        # written, all later ones are.
-        while start < len(items) and self.already_written(items[start][0]):
-            start += 1
-        self.stats.already_written += start
         ack_ids = bulk_ids(items)
-        new = items[start:] if start else items
-        if not new:
-            return RenderedBatch(b"", 0, [], False, ack_ids, len(items), items[-1][0])
-        kept, producers = self._by_identity(new)
+        last_id: bytes = items[-1][0]
+        kept, producers = self._select(items)
+        if not kept:
+            return RenderedBatch(b"", 0, [], False, ack_ids, len(items), last_id)
         chunks: list[bytes] = []
         dead: list[tuple[bytes, dict[bytes, bytes], str]] = []
-        for piece in self._format(new, kept):
+        for piece in self._format(items, kept):
             if isinstance(piece, bytes):
                 chunks.append(piece)
             else:
-                ((entry_id, fields),) = stream_entries([new[piece]])
+                ((entry_id, fields),) = stream_entries([items[piece]])
                 self._line(entry_id, fields or {}, chunks, dead)
-        last_id: bytes = items[-1][0]
-        self._rendered = Checkpoint(last_id=last_id.decode())
-        rendered = len(new) if kept is None else sum(end - begin for begin, end in kept)
-        # has_new even when every entry was known by its identity: the
-        # checkpoint's last_id moves past them, so that they are acknowledged.
+        self._rendered_up_to(last_id)
+        rendered = sum(end - begin for begin, end in kept)
         return RenderedBatch(
             b"".join(chunks), rendered - len(dead), dead, True, ack_ids, len(items), last_id, producers
         )
+
+    def _rendered_up_to(self, entry_id: bytes) -> None:
+        """Entries up to ``entry_id`` were rendered (never backwards: after a failover ids may be)."""
+        if not self._rendered.covers(entry_id):
+            self._rendered = Checkpoint(last_id=entry_id.decode())
 
     def render_pending(self, entries: list[Entry], deliveries: dict[bytes, int]) -> RenderedBatch:
         """Turn a batch of entries taken over from the pending list into lines and dead letters."""
@@ -161,26 +170,28 @@ class BatchRenderer:
         last_new: bytes | None = None
         producers: dict[str, int] = {}
         for entry_id, fields in entries:
-            if last_new is None and self.already_written(entry_id):
-                self.stats.already_written += 1
-                continue
-            last_new = entry_id
             found = identity(fields.get(_SEQ, b"")) if fields else None
-            if found is not None:
+            if found is None:
+                if self.already_written(entry_id):
+                    self.stats.already_written += 1
+                    continue
+            else:
+                # Known by its identity alone (see _select).
                 name = found[0].decode()
                 if found[1] <= self._known().get(name, 0):
-                    self.stats.republished_skipped += 1
+                    self.stats.already_written += 1
                     continue
                 self._note(name, found[1], producers)
+            last_new = entry_id
             delivered = deliveries.get(entry_id, 1)
             if delivered > self.max_deliveries:
                 dead.append((entry_id, fields, f"delivered {delivered} times without being written"))
                 continue
             self._line(entry_id, fields, lines, dead)
         if last_new is not None:
-            self._rendered = Checkpoint(last_id=last_new.decode())
+            self._rendered_up_to(last_new)
         ack_ids = b"".join(bulk_string(entry_id) for entry_id, _ in entries)
-        # Once an entry is new, every later one is: last_new is the batch's last entry.
+        # has_new: the checkpoint moves to the batch's last entry (with the producers of what was new).
         return RenderedBatch(
             b"".join(lines), len(lines), dead, last_new is not None, ack_ids, len(entries), entries[-1][0], producers
         )

@@ -223,7 +223,7 @@ class FileConsumer:
                 rotation.describe(),
                 speedups.describe(),
             )
-            await self._retrying(self._ensure_group)
+            await self._retrying(self.reader.ensure_group)
             await self._take_over_pending()
             while True:
                 if prefetch is not None:
@@ -392,10 +392,6 @@ class FileConsumer:
             await pipe.execute()
         self.stats.dead_lettered += len(dead)
 
-    async def _ensure_group(self) -> None:
-        """Create the group if missing, after what the file holds (:meth:`GroupReader.ensure_group`)."""
-        await self.reader.ensure_group(self.sink.written.last_id if self.holds_file else "0-0")
-
     async def _retrying(self, operation: Any) -> Any:
         """Run a Redis operation until it succeeds (logging an outage once) or a stop is requested."""
         attempt = 0
@@ -409,7 +405,7 @@ class FileConsumer:
                     # not received the group: recreate them and carry on.
                     log.warning("consumer group %r is gone; creating it again", self.settings.group)
                     with contextlib.suppress(RedisError, OSError):
-                        await self._ensure_group()
+                        await self.reader.ensure_group()
                 else:
                     self._note_outage(exc)
                 await self._pause_or_give_up(retry_delay(attempt), "Redis")

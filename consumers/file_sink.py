@@ -300,9 +300,13 @@ class FileSink:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, end)
             raise
+        # last_id never goes back: after a Redis failover, new entries may
+        # have ids below those written before (records are known by their
+        # identity then, see consumers.batch_renderer).
+        last = last_id.decode() if stream_id_key(last_id) > self.written._last_key else self.written.last_id
         # Published last, in one assignment: a sync in another thread reads
         # either the end before this batch or the end after it, never between.
-        self.written = Checkpoint(position, last_id.decode(), *self._identity, known)
+        self.written = Checkpoint(position, last, *self._identity, known)
 
     def sync(self) -> Checkpoint:
         """Make everything written so far durable (per policy) and checkpoint it; return the new checkpoint.

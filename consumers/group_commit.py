@@ -64,7 +64,7 @@ class RenderedBatch(NamedTuple):
     #: The ids of every entry of the batch, as RESP bulk strings (an XACK's arguments), and how many.
     ack_ids: bytes
     ack_count: int
-    #: The batch's last entry: the batch is acknowledged once the checkpoint covers it.
+    #: The batch's last entry (the checkpoint's last_id moves to it; acknowledged once a sync after its write ends).
     last_id: bytes
     #: Of each producer whose records it rendered, the last record number (for the checkpoint).
     producers: Mapping[str, int] = NO_PRODUCERS
@@ -119,6 +119,12 @@ class GroupCommit:
         # Written, not yet covered by a sync, in stream order.
         self._unsynced: deque[RenderedBatch] = deque()
         self._unsynced_entries = 0
+        # Batches counted in write order: appended to _unsynced (their write
+        # done), taken from it (acknowledged), and known durable (covered by a
+        # sync that began after their write).  By order, not by stream id:
+        # after a Redis failover the ids of new entries may be below those of
+        # entries written before.
+        self._appended = self._popped = self._durable = 0
         self._file_lock = asyncio.Lock()  # one write, or one rewrite after a failed sync, at a time
         self._progress = asyncio.Condition()  # notified after each sync, and when the syncer ends
         self._sync_wanted = asyncio.Event()
@@ -236,6 +242,7 @@ class GroupCommit:
                 self.stats.lines_written += batch.lines
                 self.stats.bytes_written += len(data)
             self._unsynced.append(batch)
+            self._appended += 1
             self._unsynced_entries += batch.ack_count
         self._sync_wanted.set()
         if self._unsynced_entries >= self.max_unsynced // 2:
@@ -297,8 +304,8 @@ class GroupCommit:
                 if not self._unsynced:
                     continue
                 last_start = time.monotonic()
-                checkpoint = await self._sync()
-                if checkpoint.covers(self._unsynced[0].last_id):
+                await self._sync()
+                if self._popped < self._durable:
                     # The lines and the checkpoint are down: an XACK lost with
                     # a crash only leaves entries pending that the checkpoint
                     # covers (acknowledged on restart, never written twice).
@@ -308,8 +315,9 @@ class GroupCommit:
                     # never sees a batch gone from _unsynced whose XACK is
                     # not in _acking.
                     covered: list[RenderedBatch] = []
-                    while self._unsynced and checkpoint.covers(self._unsynced[0].last_id):
+                    while self._unsynced and self._popped < self._durable:
                         covered.append(self._unsynced.popleft())
+                        self._popped += 1
                         self._unsynced_entries -= covered[-1].ack_count
                     ids = b"".join(batch.ack_ids for batch in covered)
                     count = sum(b.ack_count for b in covered)
@@ -328,20 +336,30 @@ class GroupCommit:
         await self._acknowledge(ids, count)
         self._sync_seconds.observe(time.monotonic() - started)
 
-    async def _sync(self) -> Checkpoint:
+    async def _sync(self) -> None:
+        """Sync what was written; the batches written before it began are then durable."""
+        upto = self._appended  # their writes are done: the sync covers them
         try:
-            return await asyncio.to_thread(self.sink.sync)
+            await asyncio.to_thread(self.sink.sync)
         except OSError as exc:
             failure = exc
+        else:
+            self._durable = max(self._durable, upto)
+            return
         async with self._file_lock:
-            return await self._rewrite_and_sync(failure)
+            await self._sync_locked(failure)
 
-    async def _sync_locked(self) -> Checkpoint:
+    async def _sync_locked(self, failure: OSError | None = None) -> None:
         """Sync everything written, the file lock held (no write running)."""
-        try:
-            return await asyncio.to_thread(self.sink.sync)
-        except OSError as exc:
-            return await self._rewrite_and_sync(exc)
+        upto = self._appended
+        if failure is None:
+            try:
+                await asyncio.to_thread(self.sink.sync)
+            except OSError as exc:
+                failure = exc
+        if failure is not None:
+            await self._rewrite_and_sync(failure)
+        self._durable = max(self._durable, upto)
 
     async def _rewrite_and_sync(self, failure: OSError) -> Checkpoint:
         """After a failed sync, the file lock held: write every batch not covered again, then sync.
@@ -349,14 +367,14 @@ class GroupCommit:
         The kernel may have dropped the pages whose write-back failed, and a
         second fsync would not say so: the batches come again from memory.
         """
-        batches = list(self._unsynced)
+        # A sync before (a rotation's) may have covered (and moved) the first ones already.
+        batches = list(self._unsynced)[max(0, self._durable - self._popped) :]
         sink = self.sink
 
         def rewrite_and_sync() -> Checkpoint:
             sink.rewind()
             for batch in batches:
-                # A rotation's sync may have covered (and moved) some already.
-                if batch.last_new is not None and not sink.checkpoint.covers(batch.last_new):
+                if batch.last_new is not None:
                     sink.write(batch.data, batch.last_new, batch.producers)
             return sink.sync()
 

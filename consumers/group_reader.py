@@ -16,7 +16,6 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import InvalidResponse, ResponseError
 
-from consumers.checkpoint import stream_id_key
 from consumers.read_replies import ReplyReader, bulk_ids, check_items
 from relay.common.redis_protocol import CommandPipeline, bulk_string, pack_command, send_packed
 
@@ -58,29 +57,19 @@ class GroupReader:
         self._read_own_pending = pack_command(*read, "STREAMS", stream, "0")
         self._ack_head = b"".join(bulk_string(part) for part in ("XACK", stream, group))
 
-    async def ensure_group(self, after: str = "0-0") -> None:
-        """Create the group (and the stream) if missing.
+    async def ensure_group(self) -> None:
+        """Create the group (and the stream) if missing; the group starts at the stream's beginning.
 
-        A new group starts after ``after``, the last entry the file holds
-        (``0-0``: at the stream's beginning), or at the stream's last entry if
-        that is older: after a failover the new master may have lost the group
-        and the newest entries the file holds, and its new entries may then be
-        numbered below those; the entries it kept up to there are in the file.
+        Also when the group is created again while the file holds entries
+        (after a failover to a replica that had not received the group, or a
+        Redis restart without persistence): the new master may number its new
+        entries below those the file holds, so no position is safe but the
+        beginning; what the file holds is skipped by its record identity (see
+        :mod:`consumers.batch_renderer`).
         """
-        start = after
-        if stream_id_key(after) > (0, 0):
-            try:
-                info = await self.redis.xinfo_stream(self.stream)
-            except ResponseError as exc:
-                if "no such key" not in str(exc).lower():
-                    raise
-                info = {}
-            last = info.get("last-generated-id", b"0-0")
-            last = last.decode() if isinstance(last, bytes) else str(last)
-            start = min(after, last, key=stream_id_key)
         try:
-            await self.redis.xgroup_create(self.stream, self.group, id=start, mkstream=True)
-            log.info("created consumer group %r on stream %r, reading after %s", self.group, self.stream, start)
+            await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+            log.info("created consumer group %r on stream %r", self.group, self.stream)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise

@@ -78,10 +78,10 @@ def test_records_sent_again_under_new_ids_are_skipped_by_their_identity() -> Non
     assert render.stats.republished_skipped == 2
 
 
-def test_a_batch_of_records_the_file_holds_only_moves_past_them() -> None:
+def test_a_batch_of_records_the_file_holds_is_only_acknowledged() -> None:
     render = renderer(written=Checkpoint(last_id="5-0", producers={A: 9}))
     batch = render.render_items([numbered(20, A, 8), numbered(21, A, 9)])
-    assert (batch.data, batch.lines, batch.has_new, batch.ack_count) == (b"", 0, True, 2)
+    assert (batch.data, batch.lines, batch.has_new, batch.ack_count) == (b"", 0, False, 2)
     assert batch.producers == {}
     assert render.stats.republished_skipped == 2
 
@@ -101,7 +101,7 @@ def test_pending_entries_are_skipped_by_their_identity_too() -> None:
     batch = render.render_pending(pending, {})  # type: ignore[arg-type]
     assert messages(batch.data) == ["0 record 3"]
     assert batch.producers == {A: 3}
-    assert render.stats.republished_skipped == 1
+    assert render.stats.already_written == 1
 
 
 def test_records_without_an_identity_are_known_by_their_ids_only() -> None:
@@ -111,3 +111,17 @@ def test_records_without_an_identity_are_known_by_their_ids_only() -> None:
     )
     assert messages(batch.data) == ["record 2", "record 3"]
     assert render.stats.republished_skipped == 0
+
+
+def test_new_records_numbered_below_what_the_file_holds_are_written() -> None:
+    # After a failover the new master numbers its entries from its own last
+    # one: below ids the file holds (read from the old master).  Their
+    # identities are new: they are written.
+    render = renderer(written=Checkpoint(last_id="90-0", producers={A: 3}))
+    batch = render.render_items([numbered(50, B, 1), numbered(51, A, 4)])
+    assert messages(batch.data) == ["f record 1", "0 record 4"]
+    pending = render.render_pending(
+        [(b"52-0", dict(zip(*[iter(numbered(52, A, 5)[1])] * 2, strict=True)))],  # type: ignore[call-overload]
+        {},
+    )
+    assert messages(pending.data) == ["0 record 5"]
