@@ -115,6 +115,8 @@ class CatcherServer:
             "connections": self.stats.connections,
             "ready": self.readiness().ready,
             "counters": self.stats.as_dict(),
+            "wait_replicas": self.settings.wait_replicas,
+            "awaiting_replicas": self.publisher.awaiting_replicas,
         }
 
     def readiness(self) -> Readiness:
@@ -221,8 +223,19 @@ class CatcherServer:
             await self._wait_or_force(asyncio.shield(self._publisher_task), settings.shutdown_timeout)
         finally:
             lost = self.publisher.buffered
+            applied = self.publisher.awaiting_replicas
             if lost:
                 self._publisher_task.cancel()
+            if applied:
+                log.error(
+                    "exiting with %d accepted records not confirmed: %d applied on the master but acknowledged "
+                    "by fewer than %d replicas (--wait-replicas), %d not published",
+                    lost,
+                    applied,
+                    settings.wait_replicas,
+                    lost - applied,
+                )
+            elif lost:
                 log.error("exiting with %d accepted records not published (Redis unavailable)", lost)
             if self.health is not None:
                 await self.health.close()

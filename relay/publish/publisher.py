@@ -153,6 +153,8 @@ class StreamPublisher:
         self._wait_command = pack_command("WAIT", wait_replicas, max(1, round(wait_timeout * 1000)))
         #: How many replicas the last WAIT counted (None: no WAIT yet).
         self.replicas_acknowledging: int | None = None
+        # The batches in flight of the running _publish (for awaiting_replicas).
+        self._in_flight: deque[Batch] = deque()
         self._last_replica_log = -60.0
 
     # -- the producer side (called from protocol callbacks) -----------------
@@ -180,6 +182,13 @@ class StreamPublisher:
     def lingering(self) -> bool:
         """Whether a partial batch, nothing else to send, waits out its linger for more records."""
         return self._lingering
+
+    @property
+    def awaiting_replicas(self) -> int:
+        """Entries the master applied that fewer replicas than ``wait_replicas`` acknowledged so far."""
+        if not self.wait_replicas:
+            return 0
+        return sum(len(batch.entries) for batch in self._in_flight if batch.applied)
 
     @property
     def in_outage(self) -> bool:
@@ -289,6 +298,7 @@ class StreamPublisher:
         master it reaches has applied, on a new master after a failover too).
         """
         in_flight: deque[Batch] = deque()
+        self._in_flight = in_flight
         # The replies to read, in order: a batch's, or a WAIT's (the last batch it covers).
         expected: deque[Batch | _Wait] = deque()
         covered: Batch | None = None  # the last batch a WAIT was sent behind
