@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from tests.support.ha import ClusterNodes, SentinelGroup
 from tests.support.processes import CatcherProcess, ConsumerProcess, LogrelayProcess
 from tests.support.realredis import RedisServer
 
@@ -25,6 +26,50 @@ def redis_server_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def sentinel_group_factory(tmp_path: Path) -> Iterator[Callable[..., SentinelGroup]]:
+    """Start Sentinel groups (a master, a replica, three Sentinels) for this test; all stopped at teardown.
+
+    ``start(service="logrelay-ha")`` returns a :class:`SentinelGroup` ready to fail over; its ``url`` is
+    the ``redis+sentinel://`` URL.  Its processes are killed at teardown, also when ``start`` failed midway.
+    """
+    groups: list[SentinelGroup] = []
+
+    def start(service: str = "logrelay-ha") -> SentinelGroup:
+        group = SentinelGroup(tmp_path / f"sentinel-group-{len(groups)}", service)
+        groups.append(group)
+        return group.start()
+
+    yield start
+    for group in groups:
+        group.stop()
+
+
+@pytest.fixture
+def sentinel_group(sentinel_group_factory: Callable[..., SentinelGroup]) -> SentinelGroup:
+    return sentinel_group_factory()
+
+
+@pytest.fixture
+def redis_cluster_factory(tmp_path: Path) -> Iterator[Callable[[], ClusterNodes]]:
+    """Start Redis Clusters (six nodes: three masters, a replica each) for this test; all killed at teardown."""
+    clusters: list[ClusterNodes] = []
+
+    def start() -> ClusterNodes:
+        cluster = ClusterNodes(tmp_path / f"cluster-{len(clusters)}")
+        clusters.append(cluster)
+        return cluster.start()
+
+    yield start
+    for cluster in clusters:
+        cluster.stop()
+
+
+@pytest.fixture
+def redis_cluster(redis_cluster_factory: Callable[[], ClusterNodes]) -> ClusterNodes:
+    return redis_cluster_factory()
 
 
 @pytest.fixture
