@@ -18,8 +18,11 @@ def redis_server_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]
     """Start redis-servers for this test; each is stopped at teardown, by PID."""
     servers: list[RedisServer] = []
 
-    def start(*, appendonly: bool = False, port: int | None = None, started: bool = True) -> RedisServer:
-        server = RedisServer(tmp_path / f"redis-{len(servers)}", port=port, appendonly=appendonly)
+    def start(
+        *, appendonly: bool = False, port: int | None = None, started: bool = True, extra_args: tuple[str, ...] = ()
+    ) -> RedisServer:
+        directory = tmp_path / f"redis-{len(servers)}"
+        server = RedisServer(directory, port=port, appendonly=appendonly, extra_args=extra_args)
         servers.append(server)
         return server.start() if started else server
 
