@@ -20,6 +20,8 @@ here (no hidden retries: the callers own them).
 
 from __future__ import annotations
 
+import contextlib
+import time
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -36,6 +38,9 @@ from relay.common.redis_protocol import failover_outage, is_failover_error
 __all__ = ["SentinelMasterPool", "SlotMasterPool", "cluster_slot_client", "sentinel_master_client"]
 
 Address = tuple[str, int]
+
+#: How often a pool checks, on a checkout, that the master it connects to is still the master.
+RECHECK_SECONDS = 1.0
 
 
 class _FailoverAware:
@@ -62,12 +67,46 @@ class _SentinelSSLConnection(_SentinelConnection, SSLConnection):
     pass
 
 
-class SentinelMasterPool(SentinelConnectionPool):
-    """redis-py's pool of connections to a Sentinel service's master; closing it closes the Sentinel clients too."""
+class _Rechecking:
+    """Mixin for a pool: at most every :data:`RECHECK_SECONDS`, a checkout first asks who the master is now.
+
+    A connection only finds its server when it connects.  An idle pooled
+    connection to a master that was stopped (SIGSTOP, a frozen VM, a
+    partition) and has come back still reaches it, and for a moment after its
+    return that old master believes it is the master and takes writes, which
+    its demotion then throws away.  Asking again before reuse drops idle
+    connections to a master that is no longer the one named
+    (``_refresh_master`` disconnects them).  If nobody answers, the checkout
+    goes on: the command itself then meets the outage, or not.
+    """
+
+    _checked_at = float("-inf")
+
+    async def _refresh_master(self) -> object:
+        raise NotImplementedError
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        now = time.monotonic()
+        if now - self._checked_at >= RECHECK_SECONDS:
+            self._checked_at = now
+            with contextlib.suppress(RedisError, OSError):
+                await self._refresh_master()
+        return await super().get_connection(*args, **kwargs)  # type: ignore[misc]
+
+
+class SentinelMasterPool(_Rechecking, SentinelConnectionPool):
+    """redis-py's pool of connections to a Sentinel service's master; closing it closes the Sentinel clients too.
+
+    Idle connections to a master the Sentinels no longer name are dropped at
+    the next checkout (:class:`_Rechecking`).
+    """
 
     def __init__(self, service_name: str, sentinel_manager: Sentinel, **kwargs: Any) -> None:
         kwargs["connection_class"] = _SentinelSSLConnection if kwargs.pop("ssl", False) else _SentinelConnection
         super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
+
+    async def _refresh_master(self) -> object:
+        return await self.get_master_address()  # type: ignore[no-untyped-call]
 
     async def aclose(self) -> None:
         try:
@@ -114,13 +153,14 @@ class _SlotSSLConnection(_SlotConnection, SSLConnection):
     pass
 
 
-class SlotMasterPool(ConnectionPool):
+class SlotMasterPool(_Rechecking, ConnectionPool):
     """Connections to the master that serves one hash slot of a Redis Cluster, found at each connect.
 
     ``startup_nodes``: where to ask first; the nodes found are asked next time
     too.  ``discovery_kwargs``: the connections that ask (login, timeouts,
     TLS).  When the master found changes, idle connections to the old one
-    are dropped (as ``SentinelConnectionPool`` does); a busy one that still
+    are dropped (as ``SentinelConnectionPool`` does; the master is asked for
+    again on a checkout, see :class:`_Rechecking`); a busy one that still
     reaches the old node gets a failover error reply (MOVED) and is dropped then.
     """
 
@@ -138,6 +178,9 @@ class SlotMasterPool(ConnectionPool):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}(slot={self.slot}, master={self.master_address})>"
+
+    async def _refresh_master(self) -> object:
+        return await self.find_master()
 
     async def find_master(self) -> Address:
         """Ask the cluster which master serves :attr:`slot` now (``RedisError`` if no node answers or none does)."""

@@ -55,12 +55,14 @@ _FAILOVER_ERRORS: tuple[type[RedisError], ...] = (
     TryAgainError,
     BusyLoadingError,
 )
-#: What a master that turns into a replica answers the clients it had blocked (XREADGROUP BLOCK ...).
-_DEMOTED_MASTER_UNBLOCKED = "UNBLOCKED force unblock from blocking operation, instance state changed"
+#: What a master that turns into a replica answers the clients it had blocked (XREADGROUP BLOCK ...),
+#: and what one configured with min-replicas-to-write answers once cut off from its replicas (it may
+#: be a master the Sentinels or the cluster have replaced).
+_FAILOVER_REPLIES = ("UNBLOCKED force unblock from blocking operation, instance state changed", "NOREPLICAS ")
 
 
 def is_failover_error(error: BaseException) -> bool:
-    """Whether ``error`` is a server's answer that it is not the master to talk to now (see ``_FAILOVER_ERRORS``).
+    """Whether ``error`` is a server's answer that it is not the master to talk to now (``_FAILOVER_ERRORS``, ...).
 
     Such an answer says nothing about the command: the same command sent to
     the current master is the retry.  The connection must not be used again,
@@ -68,7 +70,7 @@ def is_failover_error(error: BaseException) -> bool:
     """
     if isinstance(error, _FAILOVER_ERRORS):
         return True
-    return isinstance(error, ResponseError) and str(error).startswith(_DEMOTED_MASTER_UNBLOCKED)
+    return isinstance(error, ResponseError) and str(error).startswith(_FAILOVER_REPLIES)
 
 
 def failover_outage(error: RedisError, where: str) -> ConnectionError:

@@ -99,8 +99,9 @@ class SentinelGroup:
     def __init__(self, directory: Path, service: str = "logrelay-ha") -> None:
         self.directory = directory
         self.service = service
-        self.master = RedisServer(directory / "node-0")
-        self.replica = RedisServer(directory / "node-1", extra_args=("--replicaof", "127.0.0.1", str(self.master.port)))
+        self.master = RedisServer(directory / "node-0", extra_args=("--repl-diskless-sync-delay", "0"))
+        replica_args = ("--replicaof", "127.0.0.1", str(self.master.port), "--repl-diskless-sync-delay", "0")
+        self.replica = RedisServer(directory / "node-1", extra_args=replica_args)
         self.sentinels = [Sentinel(directory / f"sentinel-{n}", service, self.master.port) for n in range(3)]
 
     @property
@@ -195,6 +196,10 @@ class ClusterNodes:
             "--cluster-enabled", "yes",
             "--cluster-node-timeout", str(DOWN_AFTER_MS),
             "--cluster-config-file", "nodes.conf",
+            # A replica's first sync starts at once (the default waits 5 s for more replicas)...
+            "--repl-diskless-sync-delay", "0",
+            # ... and a replica may take over however long ago it last heard from its master.
+            "--cluster-replica-validity-factor", "0",
         )  # fmt: skip
         # The bus port is its own free port (Redis 7's cluster-port): the default, port + 10000,
         # may fall in the kernel's ephemeral range, where a client's source port can hold it.
@@ -220,6 +225,15 @@ class ClusterNodes:
             timeout=timeout,
         )
         self.wait_ok(timeout)
+        # Only a replica that has synced can be promoted.
+        wait_until(
+            lambda: all(
+                info.get("role") == "master" or info.get("master_link_status") == "up"
+                for info in (_info(node.port, "replication") for node in self.nodes)
+            ),
+            timeout=timeout,
+            what="every replica's first sync",
+        )
         return self
 
     def live(self) -> list[RedisServer]:
