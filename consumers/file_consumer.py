@@ -84,6 +84,7 @@ class FileConsumer:
         self._redis = redis or create_redis(
             RedisSettings(redis_settings.url, timeout, redis_settings.connect_timeout),
             client_name=f"logrelay-consume:{settings.consumer}",
+            slot_key=settings.keys.records,
         )
         self._owns_redis = redis is None
         if settings.rotation.rotates and settings.output.is_symlink():

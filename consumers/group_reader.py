@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import InvalidResponse, ResponseError
+from redis.exceptions import InvalidResponse, RedisError, ResponseError
 
 from consumers.read_replies import ReplyReader, bulk_ids, check_items
 from relay.common.redis_protocol import CommandPipeline, bulk_string, pack_command, send_packed
@@ -166,7 +166,7 @@ class GroupReader:
             parser = hiredis.Reader(protocolError=InvalidResponse, replyError=pipe.error_reply)
             parser.feed(value)
             reply = parser.gets()
-            if isinstance(reply, ResponseError):
+            if isinstance(reply, RedisError):  # error_reply's: a ResponseError, or a failover's ConnectionError
                 raise reply
             return self._entries_of(reply)
         finally:

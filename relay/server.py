@@ -70,7 +70,9 @@ class CatcherServer:
             max_partial_bytes=settings.max_partial_bytes,
             release_memory=release_free_memory,
         )
-        self._redis = redis or create_redis(settings.redis, client_name=f"logrelay-catch:{settings.catcher_id}")
+        self._redis = redis or create_redis(
+            settings.redis, client_name=f"logrelay-catch:{settings.catcher_id}", slot_key=settings.keys.records
+        )
         self._owns_redis = redis is None
         self.publisher = StreamPublisher(
             self._redis,

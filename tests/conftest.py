@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from tests.support.ha import ClusterNodes, SentinelGroup
 from tests.support.processes import CatcherProcess, ConsumerProcess, LogrelayProcess
 from tests.support.realredis import RedisServer
 
@@ -17,14 +18,61 @@ def redis_server_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]
     """Start redis-servers for this test; each is stopped at teardown, by PID."""
     servers: list[RedisServer] = []
 
-    def start(*, appendonly: bool = False, port: int | None = None, started: bool = True) -> RedisServer:
-        server = RedisServer(tmp_path / f"redis-{len(servers)}", port=port, appendonly=appendonly)
+    def start(
+        *, appendonly: bool = False, port: int | None = None, started: bool = True, extra_args: tuple[str, ...] = ()
+    ) -> RedisServer:
+        directory = tmp_path / f"redis-{len(servers)}"
+        server = RedisServer(directory, port=port, appendonly=appendonly, extra_args=extra_args)
         servers.append(server)
         return server.start() if started else server
 
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def sentinel_group_factory(tmp_path: Path) -> Iterator[Callable[..., SentinelGroup]]:
+    """Start Sentinel groups (a master, a replica, three Sentinels) for this test; all stopped at teardown.
+
+    ``start(service="logrelay-ha")`` returns a :class:`SentinelGroup` ready to fail over; its ``url`` is
+    the ``redis+sentinel://`` URL.  Its processes are killed at teardown, also when ``start`` failed midway.
+    """
+    groups: list[SentinelGroup] = []
+
+    def start(service: str = "logrelay-ha") -> SentinelGroup:
+        group = SentinelGroup(tmp_path / f"sentinel-group-{len(groups)}", service)
+        groups.append(group)
+        return group.start()
+
+    yield start
+    for group in groups:
+        group.stop()
+
+
+@pytest.fixture
+def sentinel_group(sentinel_group_factory: Callable[..., SentinelGroup]) -> SentinelGroup:
+    return sentinel_group_factory()
+
+
+@pytest.fixture
+def redis_cluster_factory(tmp_path: Path) -> Iterator[Callable[[], ClusterNodes]]:
+    """Start Redis Clusters (six nodes: three masters, a replica each) for this test; all killed at teardown."""
+    clusters: list[ClusterNodes] = []
+
+    def start() -> ClusterNodes:
+        cluster = ClusterNodes(tmp_path / f"cluster-{len(clusters)}")
+        clusters.append(cluster)
+        return cluster.start()
+
+    yield start
+    for cluster in clusters:
+        cluster.stop()
+
+
+@pytest.fixture
+def redis_cluster(redis_cluster_factory: Callable[[], ClusterNodes]) -> ClusterNodes:
+    return redis_cluster_factory()
 
 
 @pytest.fixture

@@ -62,7 +62,9 @@ def _run(options: dict[str, Any], work: Callable[[Redis, StreamKeys], Coroutine[
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
 
-    return run_query(settings, lambda redis: work(redis, keys), client_name="logrelay-dead-letters")
+    return run_query(
+        settings, lambda redis: work(redis, keys), client_name="logrelay-dead-letters", slot_key=keys.records
+    )
 
 
 def _check_ids(ids: tuple[str, ...]) -> None:

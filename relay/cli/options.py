@@ -130,7 +130,11 @@ def with_options(*groups: list[Any]) -> Callable[[F], F]:
 
 
 REDIS_URL_OPTION = [
-    click.option("--redis-url", default=DEFAULT_REDIS_URL, help="Redis URL (redis://, rediss://, unix://)."),
+    click.option(
+        "--redis-url",
+        default=DEFAULT_REDIS_URL,
+        help="Redis URL (redis://, rediss://, unix://, redis+sentinel://, redis+cluster://).",
+    ),
 ]
 
 STREAM_OPTIONS = [

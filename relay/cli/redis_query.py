@@ -38,11 +38,14 @@ def redis_failure(settings: RedisSettings, exc: RedisError | OSError) -> str:
     return f"Redis at {url} refused a command: {' '.join(str(exc).split())}"
 
 
-def run_query(settings: RedisSettings, query: Callable[[Redis], Awaitable[T]], *, client_name: str) -> T:
-    """Run ``query`` with a client for ``settings``; a Redis failure is a one-line error (exit 1)."""
+def run_query(settings: RedisSettings, query: Callable[[Redis], Awaitable[T]], *, client_name: str, slot_key: str) -> T:
+    """Run ``query`` with a client for ``settings``; a Redis failure is a one-line error (exit 1).
+
+    ``slot_key``: the stream's key (a Redis Cluster client is pinned to the master of its hash slot).
+    """
 
     async def run() -> T:
-        redis = create_redis(settings, client_name=client_name)
+        redis = create_redis(settings, client_name=client_name, slot_key=slot_key)
         try:
             return await query(redis)
         finally:

@@ -131,7 +131,9 @@ def status(**options: Any) -> None:
         settings = redis_settings(options)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    report = run_query(settings, lambda redis: read_report(redis, keys), client_name="logrelay-status")
+    report = run_query(
+        settings, lambda redis: read_report(redis, keys), client_name="logrelay-status", slot_key=keys.records
+    )
     if options["json"]:
         click.echo(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2).decode())
     else:

@@ -192,7 +192,7 @@ class Tail:
         self._scan_limit = scan_limit
 
     async def run(self) -> int:
-        client = create_redis(self._settings, client_name="logrelay-tail")
+        client = create_redis(self._settings, client_name="logrelay-tail", slot_key=self._stream_key)
         try:
             reader = StreamTail(client, self._stream_key)
             start = await self._show_newest(reader) if self._lines else await reader.newest_id()

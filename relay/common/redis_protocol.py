@@ -16,15 +16,69 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError, InvalidResponse, ResponseError
+from redis.exceptions import (
+    AskError,
+    BusyLoadingError,
+    ClusterDownError,
+    ConnectionError,
+    InvalidResponse,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["CommandPipeline", "bulk_string", "pack_command", "send_packed", "send_pipeline"]
+__all__ = [
+    "CommandPipeline",
+    "bulk_string",
+    "failover_outage",
+    "is_failover_error",
+    "pack_command",
+    "send_packed",
+    "send_pipeline",
+]
 
 T = TypeVar("T")
 
 # Most bytes taken from the connection's stream per read of reply_bytes.
 _READ_SIZE = 1 << 20
+
+
+#: Error replies of a server that is not (or not yet, or no longer) the master a write must go to: a
+#: demoted master (READONLY), a cluster node that does not serve the slot (MOVED, ASK), a cluster in
+#: failover (CLUSTERDOWN, TRYAGAIN; MASTERDOWN is a ClusterDownError), a node loading its data (LOADING).
+_FAILOVER_ERRORS: tuple[type[RedisError], ...] = (
+    ReadOnlyError,
+    AskError,
+    ClusterDownError,
+    TryAgainError,
+    BusyLoadingError,
+)
+#: What a master that turns into a replica answers the clients it had blocked (XREADGROUP BLOCK ...),
+#: and what one configured with min-replicas-to-write answers once cut off from its replicas (it may
+#: be a master the Sentinels or the cluster have replaced).
+_FAILOVER_REPLIES = ("UNBLOCKED force unblock from blocking operation, instance state changed", "NOREPLICAS ")
+
+
+def is_failover_error(error: BaseException) -> bool:
+    """Whether ``error`` is a server's answer that it is not the master to talk to now (``_FAILOVER_ERRORS``, ...).
+
+    Such an answer says nothing about the command: the same command sent to
+    the current master is the retry.  The connection must not be used again,
+    since it goes on reaching the wrong node.
+    """
+    if isinstance(error, _FAILOVER_ERRORS):
+        return True
+    return isinstance(error, ResponseError) and str(error).startswith(_FAILOVER_REPLIES)
+
+
+def failover_outage(error: RedisError, where: str) -> ConnectionError:
+    """The ``ConnectionError`` a failover error (:func:`is_failover_error`) reaches callers as: an outage to retry."""
+    code = getattr(error, "status_code", None) or type(error).__name__
+    outage = ConnectionError(f"{where} is not the master now (failover): {code} {error}")
+    outage.__cause__ = error
+    return outage
 
 
 def bulk_string(value: bytes | str | int) -> bytes:
@@ -43,7 +97,8 @@ async def send_packed(redis: Redis, packed: bytes) -> object:
     """Send one packed command on a pooled connection; return the reply as the parser reads it (no callback).
 
     Retries are the caller's.  An error reply is raised (``ResponseError``)
-    and leaves the connection usable.
+    and leaves the connection usable; but a failover error reply
+    (:func:`is_failover_error`) is raised as a ``ConnectionError`` and drops it.
     """
     (reply,) = await send_pipeline(redis, packed, 1)
     if isinstance(reply, ResponseError):
@@ -76,11 +131,19 @@ class CommandPipeline:
     dropped (:meth:`reset`), since which commands ran is unknown; the next
     :meth:`send` takes another.  :meth:`close` gives the connection back to
     the pool; only call it with no reply pending.
+
+    A failover error reply (:func:`is_failover_error`: READONLY, MOVED,
+    LOADING, ...) is an outage, not a reply: :meth:`reply` raises it as a
+    ``ConnectionError`` and drops the connection, and :meth:`error_reply`
+    returns it so and has :meth:`close` drop the connection, so that the
+    next connection finds the current master.
     """
 
     def __init__(self, redis: Redis) -> None:
         self._pool = redis.connection_pool
         self._connection: Any = None
+        # An error reply said this connection reaches a node that is not the master: close() drops it.
+        self._stale = False
 
     async def send(self, packed: bytes | list[bytes]) -> None:
         if self._connection is None:
@@ -98,7 +161,11 @@ class CommandPipeline:
         try:
             reply: object = await self._connection.read_response()
         except ResponseError as exc:
-            return exc
+            if not is_failover_error(exc):
+                return exc
+            outage = failover_outage(exc, _where(self._connection))
+            await self.reset()
+            raise outage from exc
         except BaseException:
             await self.reset()
             raise
@@ -161,15 +228,23 @@ class CommandPipeline:
             await self.reset()
             raise
 
-    def error_reply(self, message: bytes | str) -> ResponseError:
-        """The exception redis-py makes of an error reply's message (``NOGROUP ...`` and the like)."""
+    def error_reply(self, message: bytes | str) -> RedisError:
+        """The exception redis-py makes of an error reply's message (``NOGROUP ...`` and the like).
+
+        A failover error comes back as the ``ConnectionError`` of
+        :func:`failover_outage`, and :meth:`close` will drop the connection.
+        """
         if isinstance(message, bytes):
             message = message.decode("utf-8", "replace")
-        error: ResponseError = self._connection._parser.parse_error(message)
+        error: RedisError = self._connection._parser.parse_error(message)
+        if is_failover_error(error):
+            self._stale = True
+            return failover_outage(error, _where(self._connection))
         return error
 
     async def reset(self) -> None:
         """Drop the connection: replies still pending on it are lost with it."""
+        self._stale = False
         connection, self._connection = self._connection, None
         if connection is not None:
             try:
@@ -178,6 +253,9 @@ class CommandPipeline:
                 await self._pool.release(connection)
 
     async def close(self) -> None:
+        if self._stale:
+            await self.reset()
+            return
         connection, self._connection = self._connection, None
         if connection is not None:
             await self._pool.release(connection)
