@@ -129,6 +129,8 @@ def up(**options: Any) -> None:
 
     def build() -> tuple[Callable[[], Coroutine[Any, Any, int]], str]:
         embedded = options["redis_url"] is None
+        if embedded and options["wait_replicas"]:
+            raise ValueError("--wait-replicas needs --redis-url: the embedded broker has no replicas")
         redis = RedisSettings(url=EMBEDDED_BROKER) if embedded else redis_settings(options)
         catcher = catcher_settings(options, redis)
         consumer = file_consumer_settings(options, redis)

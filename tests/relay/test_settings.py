@@ -170,3 +170,17 @@ def test_rotating_a_symlinked_output_is_a_usage_error(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "is a symbolic link: with rotation, give the file itself" in result.output
     assert "Traceback" not in result.output
+
+
+def test_waiting_for_replicas_of_the_embedded_broker_is_a_usage_error(tmp_path: Path) -> None:
+    args = ["up", "--output", str(tmp_path / "central.log"), "--wait-replicas", "1"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert "--wait-replicas needs --redis-url: the embedded broker has no replicas" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_wait_replicas_maps_onto_the_catchers_settings() -> None:
+    ctx = main.commands["catch"].make_context("catch", ["--wait-replicas", "2", "--wait-timeout-ms", "250"])
+    settings = catcher_settings(ctx.params)
+    assert (settings.wait_replicas, settings.wait_timeout_ms) == (2, 250.0)
