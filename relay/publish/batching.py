@@ -22,7 +22,7 @@ import time
 from collections import deque
 from typing import Final
 
-from relay.publish.script import DeadLetterEntry, Entry
+from relay.publish.script import DeadLetterEntry, Entry, RecordEntry
 
 __all__ = ["ENTRY_OVERHEAD", "Batch", "BatchCutter"]
 
@@ -33,7 +33,7 @@ ENTRY_OVERHEAD: Final = 120
 class Batch:
     """Entries at the head of the buffer, sent as one script call."""
 
-    __slots__ = ("applied", "entries", "first_record", "packed", "pipelined", "sent_at", "seq", "size")
+    __slots__ = ("applied", "entries", "first_record", "held", "packed", "pipelined", "sent_at", "seq", "size")
 
     def __init__(self, entries: list[Entry], size: int, seq: int, pipelined: bool, first_record: int = 1) -> None:
         self.entries = entries
@@ -43,6 +43,8 @@ class Batch:
         self.first_record = first_record
         # Redis applied it and the replicas asked for have not all acknowledged it yet.
         self.applied = False
+        # The records its last reply said were held back (stream full): sent again after it.
+        self.held: list[RecordEntry] = []
         self.pipelined = pipelined  # sent behind the batch before it, before its reply
         self.packed: bytes | None = None  # its EVALSHA, once packed (for the script loaded then)
         self.sent_at = 0.0  # time.monotonic() of its last send, for the publish latency

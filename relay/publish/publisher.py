@@ -309,7 +309,9 @@ class StreamPublisher:
         sent_once = False
         try:
             while True:
-                fresh = [] if held else self._more_batches(in_flight, hold_partial=sent_once)
+                # No new batch behind records held back: they go first, later.
+                holding = held or any(batch.held for batch in in_flight)
+                fresh = [] if holding or resend else self._more_batches(in_flight, hold_partial=sent_once)
                 sent_once = True
                 in_flight.extend(fresh)
                 if not in_flight:
@@ -319,13 +321,15 @@ class StreamPublisher:
                     outgoing = list(in_flight)
                     expected.clear()
                     covered = None
-                    for batch in outgoing:
+                    for index, batch in enumerate(outgoing):
                         batch.applied = False
-                    # The batch before the first was confirmed: the first
-                    # needs no turn (a new master may not know that batch).
-                    if in_flight[0].pipelined:
-                        in_flight[0].pipelined = False
-                        in_flight[0].packed = None
+                        # The batch before the first was confirmed: the first
+                        # needs no turn (a new master may not know that one);
+                        # each later one applies only right behind the one
+                        # before, and is held whole if that one held records.
+                        if batch.pipelined != (index > 0):
+                            batch.pipelined = index > 0
+                            batch.packed = None
                 wait = self.wait_replicas > 0 and in_flight[-1] is not covered and not _waiting(expected)
                 try:
                     if self._script_sha is None:
@@ -359,14 +363,14 @@ class StreamPublisher:
                     continue
                 item = expected.popleft()
                 if type(item) is _Wait:
-                    failure = self._replicas_acknowledged(item.covers, reply, in_flight)
+                    failure = self._replicas_acknowledged(item.covers, reply, in_flight, held)
                     if failure is None and item.covers in in_flight:
                         covered = None  # too few replicas: WAIT again
                 else:
                     assert type(item) is Batch
-                    failure = self._applied(item, reply, held)
+                    failure = self._applied(item, reply)
                     if failure is None and not self.wait_replicas:
-                        self._release(in_flight)
+                        self._release(in_flight, held)
                 if failure is None:
                     attempt = 0
                     if self._gate.paused:
@@ -417,8 +421,8 @@ class StreamPublisher:
             )
         return batch.packed
 
-    def _applied(self, batch: Batch, reply: object, held: list[RecordEntry]) -> BaseException | None:
-        """Note a batch the script applied (adding what it held to ``held``); or say why it was not applied."""
+    def _applied(self, batch: Batch, reply: object) -> BaseException | None:
+        """Note a batch the script applied (and the records it held back); or say why it was not applied."""
         if isinstance(reply, ResponseError):
             return reply
         try:
@@ -430,13 +434,15 @@ class StreamPublisher:
             return RedisError(f"batch {batch.seq} refused: the batch before it was not applied")
         batch.applied = True
         kept = self._note_success(batch, result)
-        if kept:
-            held.extend([entry for entry in batch.entries if type(entry) is RecordEntry][-kept:])
+        # Its last reply's word, not added to an earlier one's: a batch sent
+        # again after its reply (waiting for replicas) is answered again.
+        batch.held = [entry for entry in batch.entries if type(entry) is RecordEntry][-kept:] if kept else []
         return None
 
-    def _release(self, in_flight: deque[Batch]) -> None:
-        """The first batch in flight is confirmed: it leaves the buffer (its held records, if any, go back later)."""
+    def _release(self, in_flight: deque[Batch], held: list[RecordEntry]) -> None:
+        """The first batch in flight is confirmed: it leaves the buffer, its held records (if any) go to ``held``."""
         batch = in_flight.popleft()
+        held.extend(batch.held)
         self._in_flight_bytes -= batch.size
         for _ in range(len(batch.entries)):
             self._buffer.popleft()
@@ -444,7 +450,9 @@ class StreamPublisher:
         self._publish_seconds.observe(time.monotonic() - batch.sent_at)
         self._observe_record_latency(batch)
 
-    def _replicas_acknowledged(self, covers: Batch, reply: object, in_flight: deque[Batch]) -> BaseException | None:
+    def _replicas_acknowledged(
+        self, covers: Batch, reply: object, in_flight: deque[Batch], held: list[RecordEntry]
+    ) -> BaseException | None:
         """A WAIT's reply: release the batches up to ``covers`` if enough replicas have them; or say why not."""
         if isinstance(reply, ResponseError):
             return reply
@@ -469,7 +477,7 @@ class StreamPublisher:
             return None
         while in_flight and in_flight[0].applied:
             last = in_flight[0] is covers
-            self._release(in_flight)
+            self._release(in_flight, held)
             if last:
                 break
         return None

@@ -56,7 +56,9 @@ def test_records_of_a_forgotten_producer_read_again_are_not_written_twice() -> N
     assert first.lines == MAX_PRODUCERS + 1
     # The file holds all of them and the checkpoint says so (by id; producers: the last MAX_PRODUCERS).
     written = Checkpoint(
-        offset=len(first.data), last_id=f"{MAX_PRODUCERS + 1}-0", producers=merge_producers(NO_PRODUCERS, first.producers)
+        offset=len(first.data),
+        last_id=f"{MAX_PRODUCERS + 1}-0",
+        producers=merge_producers(NO_PRODUCERS, first.producers),
     )
     assert token(0) not in written.producers
     restarted = renderer(written)

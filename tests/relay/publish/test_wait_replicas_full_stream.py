@@ -1,6 +1,9 @@
-"""Attack findings on ``--wait-replicas`` in the publisher: each test shows a hole (xfail strict).
+"""``--wait-replicas`` with a full stream (``--full-policy block``): records held back are written once, in
+order, across reconnects and a failover.
 
-Real master and replica (redis-server processes of this test), as in test_wait_replicas.py.
+A batch waiting for its replicas is answered again when it is sent again;
+what it held must be counted once, from its last answer.  Real master and
+replica (redis-server processes of this test), as in test_wait_replicas.py.
 """
 
 from __future__ import annotations
@@ -35,12 +38,6 @@ def take_all(server: RedisServer, into: list[int]) -> None:
         client.xdel(KEYS.records, *[entry_id for entry_id, _ in entries])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE: publisher._publish never clears `held` when it sends in-flight batches again; with "
-    "--wait-replicas and --full-policy block a batch that held records and is resent after a connection "
-    "failure (dedup reply repeats its held count) adds its held tail twice: those records are written twice",
-)
 async def test_records_held_by_a_full_stream_are_written_once_across_a_reconnect(
     pair: tuple[RedisServer, RedisServer],
 ) -> None:
@@ -53,9 +50,7 @@ async def test_records_held_by_a_full_stream_are_written_once_across_a_reconnect
         ) as publisher:
             replica.pause()  # WAITs come back short: the batch stays in flight, applied
             publisher.add_records([record(n) for n in range(8)], "c", "1")
-            await async_wait_until(
-                lambda: publisher.stats.replica_waits_short >= 1, timeout=10, what="a short WAIT"
-            )
+            await async_wait_until(lambda: publisher.stats.replica_waits_short >= 1, timeout=10, what="a short WAIT")
             assert master.client().xlen(KEYS.records) == 5  # 0..4 written, 5..7 held
             # The publishing connection breaks (a network blip, a proxy, a timeout).
             master.client().client_kill_filter(_type="normal", skipme=True)
@@ -92,39 +87,26 @@ def prefill(server: RedisServer, count: int) -> None:
 
 def call(client: object, seq: int, first: int, count: int, *, pipelined: bool, max_length: int) -> list[int]:
     batch = [RecordEntry(record(n), "c", "1") for n in range(first - 1, first - 1 + count)]
-    args = script_args(
-        batch, seq, "cat", max_length, "block", pipelined=pipelined, identity=Identity(TOKEN, first)
-    )
+    args = script_args(batch, seq, "cat", max_length, "block", pipelined=pipelined, identity=Identity(TOKEN, first))
     keys = [KEYS.records, KEYS.dead_letters, KEYS.producer(f"cat:{TOKEN}")]
     return client.eval(PUBLISH_SCRIPT, 3, *keys, *args)  # type: ignore[attr-defined, no-any-return]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE: with --wait-replicas, batches cut after their predecessor was applied are not pipelined; "
-    "resent together after a failover, the second one (not pipelined) starts a new run of held batches in "
-    "the producer key, so a repeat of the first one reports held 0 although it held records: those are lost",
-)
-def test_a_repeat_reports_what_the_first_of_two_unpipelined_resent_batches_held(
+def test_batches_sent_again_together_say_again_what_the_first_held(
     redis_server_factory: Callable[..., RedisServer],
 ) -> None:
     server = redis_server_factory()
     prefill(server, 8)  # the new master's stream: room for 2 of 10
     client = server.client()
-    # The publisher's in-flight batches after a failover: seq 1 sent first as not pipelined, and seq 2,
-    # which was cut after seq 1's reply on the old master (not pipelined either), behind it.
+    # What the publisher sends after a failover: the first batch in flight
+    # without a turn, every later one pipelined behind it (held whole).
     assert call(client, 1, 1, 3, pipelined=False, max_length=10) == [2, 0, 1]
-    assert call(client, 2, 4, 3, pipelined=False, max_length=10) == [0, 0, 3]
-    # The connection breaks before the WAIT: both are sent again, and seq 1 must say again that it held 1.
+    assert call(client, 2, 4, 3, pipelined=True, max_length=10) == [0, 0, 3]
+    # The connection breaks before the WAIT: both are sent again, and each says again what it held.
     assert call(client, 1, 1, 3, pipelined=False, max_length=10) == [-1, 0, 1]
+    assert call(client, 2, 4, 3, pipelined=True, max_length=10) == [-1, 0, 3]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE: after a failover to a master with a nearly full stream (--full-policy block, "
-    "--wait-replicas), unpipelined batches resent together break the producer key's run of held batches "
-    "and `held` is not cleared on the next resend: records written twice (and lost once `held` is cleared)",
-)
 async def test_unconfirmed_batches_reach_a_nearly_full_new_master_once_across_two_reconnects(
     redis_server_factory: Callable[..., RedisServer],
 ) -> None:
