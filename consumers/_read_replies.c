@@ -258,9 +258,11 @@ static PyObject *producer_runs(PyObject *module, PyObject *items) {
     }
     PyObject *runs = PyList_New(0);
     if (runs == NULL) return NULL;
-    /* The open run: from start, its token (NULL: no identity; else in items,
-     * which outlive the call) and the number its next entry must have. */
+    /* The open run: from start, its token (NULL: no identity) and the number
+     * its next entry must have.  The token is copied: add_run allocates, and
+     * a collection then could run code that drops the bytes it was read from. */
     Py_ssize_t start = 0;
+    char token_copy[TOKEN_DIGITS];
     const char *token = NULL;
     long long first_n = 0, next_n = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
@@ -280,8 +282,11 @@ static PyObject *producer_runs(PyObject *module, PyObject *items) {
             }
             if (add_run(runs, start, i - start, token, first_n) < 0) goto error;
         }
-        start = i, token = entry_token;
-        first_n = entry_token != NULL ? n : 0;
+        start = i, token = NULL, first_n = 0;
+        if (entry_token != NULL) {
+            memcpy(token_copy, entry_token, TOKEN_DIGITS);
+            token = token_copy, first_n = n;
+        }
         next_n = n + 1;
     }
     if (count > 0 && add_run(runs, start, count - start, token, first_n) < 0) goto error;

@@ -9,8 +9,9 @@ extensions out of tree with ``-fsanitize=address,undefined`` and runs this
 there with ``LD_PRELOAD`` of libasan).
 
 Each input is a read reply's bytes: a generated XREADGROUP reply (RESP2 or
-RESP3) of usual entries (the catcher's five fields, records of varied JSON)
-and other ones (other fields, elements of every RESP type at every place of
+RESP3) of usual entries (the catcher's five fields, records of varied JSON,
+most with a sixth, seq: runs of one producer's numbers, jumps, malformed
+identities) and other ones (other fields, elements of every RESP type at every place of
 an entry, other shapes), some of its bytes changed, cut into chunks.  What
 must hold, for any input (:func:`check_one`):
 
@@ -24,8 +25,11 @@ must hold, for any input (:func:`check_one`):
   :func:`~consumers.read_replies.bulk_ids_python`; ``entries`` in C is
   :func:`~consumers.read_replies.entries_python`; the JSON lines and the
   text lines rendered in C (in place, and from the lists), their leftovers
-  filled in by ``format()``, are what the Python paths write; a slice reads
-  as the list's slice;
+  filled in by ``format()``, are what the Python paths write, and the same
+  lines as for the entries with their seq taken off; ``producer_runs`` in C
+  (in place, on the lists, on slices) is
+  :func:`~consumers.read_replies.producer_runs_python`; a slice reads as the
+  list's slice;
 * a record the C JSON check (``_json_scan.h``) says is one JSON object is
   one for ``orjson.loads``.
 
@@ -51,7 +55,14 @@ import orjson
 
 from consumers import read_replies
 from consumers.formatting import EntryFormatter, JsonLineFormatter, LineFormatter
-from consumers.read_replies import ReplyReader, bulk_ids_python, check_items, entries_python
+from consumers.read_replies import (
+    ReplyReader,
+    bulk_ids_python,
+    check_items,
+    entries_python,
+    producer_runs_python,
+    usual_fields,
+)
 from consumers.reply_parser import ENTRIES, ReplyReaderPython
 
 #: Text formats: plain %(name)s fields (rendered in C) and one the C renderer leaves to Python.
@@ -160,6 +171,11 @@ def python_text(formatter: LineFormatter, items: Sequence[Any]) -> list[bytes]:
     return b"".join(lines).split(b"\n")
 
 
+def without_seq(items: Sequence[Any]) -> list[Any]:
+    """The entries with the seq of every usual entry taken off (ten fields: the same entry as before identities)."""
+    return [[item[0], item[1][:10]] if (fields := usual_fields(item)) and len(fields) == 12 else item for item in items]
+
+
 def expect(condition: bool, what: str) -> None:
     if not condition:
         raise FuzzFinding(what)
@@ -181,8 +197,16 @@ def check_one(blob: bytes, cuts: Sequence[int]) -> None:
         expect(read_replies.bulk_ids(entries) == bulk_ids_python(items), "bulk_ids differs from the reference")
     converted = read_replies.entries(items)
     expect(converted == entries_python(items), "entries() in C differs from entries_python")
+    runs = producer_runs_python(items)
+    for entries in (in_place, items):
+        expect(read_replies.producer_runs(entries) == runs, "producer_runs in C differs from the reference")
+    plain = without_seq(items)
     for entries in (in_place, items):
         json_formatter = JsonLineFormatter()
+        expect(
+            all_at_once(json_formatter, entries) == all_at_once(JsonLineFormatter(), plain),
+            "JSON lines of entries with seq differ from those of the same entries without",
+        )
         expect(
             all_at_once(json_formatter, entries) == b"".join(one_by_one(json_formatter, items)).split(b"\n"),
             "JSON lines differ from format()",
@@ -192,9 +216,17 @@ def check_one(blob: bytes, cuts: Sequence[int]) -> None:
                 all_at_once(LineFormatter(fmt), entries) == python_text(LineFormatter(fmt), items),
                 f"text lines of {fmt!r} differ from the Python path",
             )
+            expect(
+                all_at_once(LineFormatter(fmt), entries) == all_at_once(LineFormatter(fmt), plain),
+                f"text lines of {fmt!r} of entries with seq differ from those of the same entries without",
+            )
     for start in (1, len(items) // 2, len(items)):
         expect(list(in_place[start:]) == items[start:], f"a slice from {start} reads otherwise")
         expect(read_replies.bulk_ids(in_place[start:]) == bulk_ids_python(items[start:]), "bulk_ids of a slice")
+        expect(
+            read_replies.producer_runs(in_place[start:]) == producer_runs_python(items[start:]),
+            f"producer_runs of a slice from {start}",
+        )
     from consumers import _json_check  # type: ignore[attr-defined]  # the extension exists: ReplyReader did
 
     for _, fields in items:
@@ -213,6 +245,8 @@ def run(seconds: float, artifacts: pathlib.Path) -> int:
     from hypothesis import strategies as st
     from hypothesis.configuration import set_hypothesis_home_dir
 
+    from tests.support.strategies import seq_values
+
     texts = st.text(max_size=30) | st.sampled_from(["", "é ✓ 😀", "\ud800", '"quoted"', "back\\slash", "logrelay"])
     scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | texts
     attributes = st.dictionaries(
@@ -228,12 +262,13 @@ def run(seconds: float, artifacts: pathlib.Path) -> int:
         text = json.dumps(record, ensure_ascii=draw(st.booleans()), indent=draw(st.sampled_from([None, 1])))
         return text.encode("utf-8", "surrogatepass") if draw(st.booleans()) else text.encode("utf-8", "replace")
 
-    ids = st.tuples(st.integers(0, 2**64), st.integers(0, 99)).map(lambda t: b"%d-%d" % t) | st.binary(max_size=4)
-    names = st.sampled_from([b"v", b"1", b"record", b"client", b"catcher", b"received", b"x", b""])
+    stream_ids = st.tuples(st.integers(0, 2**64), st.integers(0, 99)).map(lambda t: b"%d-%d" % t)
+    ids = stream_ids | st.binary(max_size=4)
+    names = st.sampled_from([b"v", b"1", b"record", b"client", b"catcher", b"received", b"seq", b"x", b""])
     raw = st.sampled_from(ELEMENTS).map(Raw)
     usual = st.builds(
         lambda i, r, c, t: [i, [b"v", b"1", b"record", r, b"client", c, b"catcher", b"k", b"received", t]],
-        ids,
+        st.one_of(stream_ids, stream_ids, stream_ids, st.binary(max_size=4)),
         records() | st.binary(max_size=20),
         st.sampled_from([b"10.0.0.1:5000", b"c:1", b""]),
         st.sampled_from([b"1700000000.5", b"1.5", b"x"]),
@@ -247,7 +282,13 @@ def run(seconds: float, artifacts: pathlib.Path) -> int:
 
     @st.composite
     def inputs(draw: st.DrawFn) -> tuple[bytes, list[int]]:
-        data = bytearray(reply(draw(st.lists(usual | odd, max_size=8)), resp3=draw(st.booleans())))
+        # A count drawn first: hypothesis's lists are mostly empty or short, and runs need a few entries.
+        entries = [draw(st.one_of(usual, usual, odd)) for _ in range(draw(st.integers(0, 8)))]
+        # Most usual entries get a seq, as a catcher writes them now: runs of a producer's numbers and the rest.
+        for entry, seq in zip(entries, draw(seq_values(size=len(entries))), strict=True):
+            if seq is not None and type(entry) is list and len(entry) == 2 and type(entry[1]) is list:
+                entry[1] = [*entry[1], b"seq", seq]
+        data = bytearray(reply(entries, resp3=draw(st.booleans())))
         for _ in range(draw(st.sampled_from([0, 0, 1, 2, 4]))):
             at = draw(st.integers(0, len(data)))
             change = draw(st.integers(0, 2))
