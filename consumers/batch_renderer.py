@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from consumers.checkpoint import MAX_PRODUCERS, Checkpoint
+from consumers.checkpoint import MAX_PRODUCERS, Checkpoint, stream_id_key
 from consumers.formatting import EntryFormatter
 from consumers.group_commit import RenderedBatch
 from consumers.group_reader import Entry, Items
@@ -57,6 +57,8 @@ class BatchRenderer:
         # Of each producer, the last record number rendered (the file's, then
         # every batch's since), least recently rendered first; made on first use.
         self._numbers: dict[str, int] | None = None
+        # As the checkpoint's floor, for the producers this renderer forgot.
+        self._floor = (0, 0)
 
     def already_written(self, entry_id: bytes) -> bool:
         """Whether the file holds ``entry_id`` already, or a batch rendered before does."""
@@ -67,13 +69,20 @@ class BatchRenderer:
             self._numbers = dict(self._written().producers)
         return self._numbers
 
-    def _note(self, token: str, last: int, updates: dict[str, int]) -> None:
-        """Producer ``token`` rendered up to record ``last``."""
+    def _under_floor(self, entry_id: bytes) -> bool:
+        """For a producer not known (forgotten, or before identities): whether the file holds ``entry_id``."""
+        written = self._written()
+        return stream_id_key(entry_id) <= max(stream_id_key(written.floor), self._floor)
+
+    def _note(self, token: str, last: int, updates: dict[str, int], batch_end: bytes) -> None:
+        """Producer ``token`` rendered up to record ``last``, in a batch ending at entry ``batch_end``."""
         known = self._known()
         known.pop(token, None)
         known[token] = updates[token] = last
         if len(known) > MAX_PRODUCERS:
             del known[next(iter(known))]
+            # What the forgotten one rendered is at or below the end of this batch.
+            self._floor = max(self._floor, stream_id_key(batch_end))
 
     def _select(self, items: Sequence[Any]) -> tuple[list[tuple[int, int]], dict[str, int]]:
         """The ranges ``[begin, end)`` of ``items`` the file does not hold yet, in order; the producers' new
@@ -100,13 +109,18 @@ class BatchRenderer:
             else:
                 name = token.decode()
                 held = known.get(name, 0)
-                skip = min(count, max(0, held - first + 1))
+                if name in known:
+                    skip = min(count, max(0, held - first + 1))
+                else:
+                    skip = 0
+                    while skip < count and self._under_floor(items[start + skip][0]):
+                        skip += 1
                 if skip:
                     by_identity += skip
                     if not self.already_written(items[start + skip - 1][0]):
                         republished += skip  # under new ids: sent again after a failover
                 if first + count - 1 > held:
-                    self._note(name, first + count - 1, updates)
+                    self._note(name, first + count - 1, updates, items[-1][0])
             begin, end = start + skip, start + count
             if begin < end:
                 if kept and kept[-1][1] == begin:
@@ -178,10 +192,11 @@ class BatchRenderer:
             else:
                 # Known by its identity alone (see _select).
                 name = found[0].decode()
-                if found[1] <= self._known().get(name, 0):
+                known = self._known()
+                if found[1] <= known[name] if name in known else self._under_floor(entry_id):
                     self.stats.already_written += 1
                     continue
-                self._note(name, found[1], producers)
+                self._note(name, found[1], producers, entries[-1][0])
             last_new = entry_id
             delivered = deliveries.get(entry_id, 1)
             if delivered > self.max_deliveries:

@@ -56,16 +56,18 @@ NO_PRODUCERS: Final[Producers] = MappingProxyType({})
 _TOKEN: Final = re.compile(r"[0-9a-f]{16}")
 
 
-def merge_producers(producers: Producers, updates: Mapping[str, int]) -> Producers:
-    """``producers`` with ``updates`` applied (the higher number kept), the updated ones last, at most MAX_PRODUCERS."""
+def merge_producers(producers: Producers, updates: Mapping[str, int]) -> tuple[Producers, bool]:
+    """``producers`` with ``updates`` applied (the higher number kept), the updated ones last, at most
+    MAX_PRODUCERS; and whether one was forgotten to keep to that."""
     if not updates:
-        return producers
+        return producers, False
     merged = dict(producers)
     for token, number in updates.items():
         merged[token] = max(merged.pop(token, 0), number)
-    for token in list(merged)[: max(0, len(merged) - MAX_PRODUCERS)]:
+    forgotten = list(merged)[: max(0, len(merged) - MAX_PRODUCERS)]
+    for token in forgotten:
         del merged[token]
-    return MappingProxyType(merged)
+    return MappingProxyType(merged), bool(forgotten)
 
 
 def stream_id_key(entry_id: bytes | str) -> tuple[int, int]:
@@ -84,6 +86,10 @@ class Checkpoint:
     inode: int = field(default=0, compare=False)
     #: Of each producer, the number of its last record in the file (in insertion order: least recent first).
     producers: Producers = field(default_factory=lambda: NO_PRODUCERS, compare=False)
+    #: A record of a producer not in ``producers`` is in the file if its stream id is at or below this: the
+    #: last_id when the file had no producers yet (written by a version before identities), or when one was
+    #: forgotten (beyond MAX_PRODUCERS).
+    floor: str = field(default="0-0", compare=False)
     # last_id as stream_id_key orders it, parsed once: covers() runs per entry.
     _last_key: tuple[int, int] = field(init=False, repr=False, compare=False)
 
@@ -94,9 +100,16 @@ class Checkpoint:
         """True if the entry is already in the file (by its stream id)."""
         return stream_id_key(entry_id) <= self._last_key
 
-    def holds(self, token: str, number: int) -> bool:
-        """True if the file holds record ``number`` of producer ``token`` (by its identity, whatever its stream id)."""
-        return number <= self.producers.get(token, 0)
+    def holds(self, token: str, number: int, entry_id: bytes) -> bool:
+        """True if the file holds record ``number`` of producer ``token``, stream id ``entry_id``.
+
+        By its identity, whatever its stream id, for a producer the
+        checkpoint knows; else by its id, against :attr:`floor`.
+        """
+        known = self.producers.get(token)
+        if known is not None:
+            return number <= known
+        return stream_id_key(entry_id) <= stream_id_key(self.floor)
 
 
 # The checkpoint file: two slots, each a line of JSON, at offsets 0 and
@@ -120,6 +133,8 @@ def _slot_body(seq: int, checkpoint: Checkpoint) -> str:
         body["ino"] = checkpoint.inode
     if checkpoint.producers:
         body["producers"] = dict(checkpoint.producers)
+    if checkpoint.floor != "0-0":
+        body["floor"] = checkpoint.floor
     return json.dumps(body, separators=(",", ":"))
 
 
@@ -146,7 +161,7 @@ def _decode_slot(raw: bytes) -> tuple[int, Checkpoint] | None:
     """(seq, checkpoint) of one slot, or None if it is empty, torn or not a slot."""
     try:
         data = json.loads(raw.partition(b"\n")[0].strip(b" \0") or b"null")
-        if not isinstance(data, dict) or data.keys() - {"producers"} not in (_SLOT_KEYS, _SLOT_KEYS_UNNAMED):
+        if not isinstance(data, dict) or data.keys() - {"producers", "floor"} not in (_SLOT_KEYS, _SLOT_KEYS_UNNAMED):
             return None
         seq, offset, last_id, crc = data["seq"], data["offset"], data["last_id"], data["crc"]
         device, inode = data.get("dev", 0), data.get("ino", 0)
@@ -155,9 +170,11 @@ def _decode_slot(raw: bytes) -> tuple[int, Checkpoint] | None:
         if type(device) is not int or type(inode) is not int or ("ino" in data and not inode):
             return None
         producers = _producers(data.get("producers", {}))
-        if producers is None:
+        floor = data.get("floor", "0-0")
+        if producers is None or type(floor) is not str:
             return None
-        checkpoint = Checkpoint(offset, last_id, device, inode, producers or NO_PRODUCERS)
+        stream_id_key(floor)  # ValueError if it is no stream id
+        checkpoint = Checkpoint(offset, last_id, device, inode, producers or NO_PRODUCERS, floor)
     except ValueError:
         return None
     return (seq, checkpoint) if zlib.crc32(_slot_body(seq, checkpoint).encode()) == crc else None

@@ -52,7 +52,6 @@ from typing import Final
 from consumers.checkpoint import (
     SLOT_BLOCK,
     Checkpoint,
-    Producers,
     encode_slot,
     merge_producers,
     read_checkpoint_slot,
@@ -192,6 +191,10 @@ class FileSink:
             log.error(COPYTRUNCATE_ERROR + "; appending at its end", self.path, size, checkpoint.offset)
             checkpoint = replace(checkpoint, offset=size)
         checkpoint = replace(checkpoint, device=self._identity[0], inode=self._identity[1])
+        if not checkpoint.producers and checkpoint.floor == "0-0":
+            # Written without record identities (an earlier version, older
+            # catchers): what it holds is known by stream id, up to here.
+            checkpoint = replace(checkpoint, floor=checkpoint.last_id)
         if self._seq < 0:
             # No slot file yet (a new file, or one from an earlier version):
             # make one the old, atomic way, once; slots are written in place after.
@@ -273,10 +276,15 @@ class FileSink:
         """
         assert self._fd is not None, "open() first"
         end = self.written.offset
-        known: Producers = merge_producers(self.written.producers, producers) if producers else self.written.producers
+        known, floor = self.written.producers, self.written.floor
+        if producers:
+            known, forgotten = merge_producers(known, producers)
+            if forgotten:
+                # Everything the forgotten producer wrote is at or below the end of this batch.
+                floor = max(self.written.last_id, last_id.decode(), key=stream_id_key)
         if not data:
             if stream_id_key(last_id) > self.written._last_key:
-                self.written = Checkpoint(end, last_id.decode(), *self._identity, known)
+                self.written = Checkpoint(end, last_id.decode(), *self._identity, known, floor)
             return
         view = memoryview(data)
         try:
@@ -306,7 +314,7 @@ class FileSink:
         last = last_id.decode() if stream_id_key(last_id) > self.written._last_key else self.written.last_id
         # Published last, in one assignment: a sync in another thread reads
         # either the end before this batch or the end after it, never between.
-        self.written = Checkpoint(position, last, *self._identity, known)
+        self.written = Checkpoint(position, last, *self._identity, known, floor)
 
     def sync(self) -> Checkpoint:
         """Make everything written so far durable (per policy) and checkpoint it; return the new checkpoint.
@@ -393,9 +401,7 @@ class FileSink:
                 os.fchmod(fd, mode)  # the old file's mode, whatever the umask
             if self.fsync is FsyncPolicy.BATCH:
                 fsync_directory(self.path.parent)
-            checkpoint = Checkpoint(
-                status.st_size, self.written.last_id, status.st_dev, status.st_ino, self.written.producers
-            )
+            checkpoint = replace(self.written, offset=status.st_size, device=status.st_dev, inode=status.st_ino)
             self.step("checkpoint")
             self._write_checkpoint(checkpoint)
         except BaseException:

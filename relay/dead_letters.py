@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import re
+import secrets
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -309,6 +310,11 @@ async def replay(
     ``full``: the records stream is at ``max_length`` (the letter stays; the
     caller should stop).  ``dry_run`` decodes but writes nothing.
     """
+    # The replayed records' identity (relay.common.stream): a token of this
+    # replay, numbered in the order it writes them.  Never the letter's own
+    # (a consumer letter's): the file may hold later records of its catcher.
+    token = secrets.token_hex(8)
+    number = 0
     async for letter in letters:
         fields = record_fields(letter, limits)
         if isinstance(fields, Refused):
@@ -317,7 +323,9 @@ async def replay(
         if dry_run:
             yield ReplayResult(letter, "would replay")
             continue
-        outcome = await replay_entry(redis, keys, letter.id.encode(), fields, max_length=max_length)
+        number += 1
+        identity = (stream.SEQ, f"{token}:{number}".encode())
+        outcome = await replay_entry(redis, keys, letter.id.encode(), [*fields, identity], max_length=max_length)
         if outcome is ReplayOutcome.REPLAYED:
             yield ReplayResult(letter, "replayed")
         elif outcome is ReplayOutcome.GONE:

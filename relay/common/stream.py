@@ -11,8 +11,9 @@ The entry layout is described for users in docs/stream-format.md.
   that accepted it), ``received`` (Unix time, as text, when it was read),
   ``seq`` (the record's identity: ``TOKEN:N``, the catcher process's
   producer token, 16 lowercase hex digits, and the record's number from 1,
-  increasing in stream order per token; entries written before it existed,
-  and records replayed from the dead letters, have no ``seq``).
+  increasing in stream order per token; entries written before it existed
+  have no ``seq``; a replay of dead letters numbers its records under a
+  token of its own).
 * The dead-letter stream: one entry per refused frame: ``v``, ``reason``,
   ``raw`` (the frame's bytes), ``client``, ``catcher``, ``received``; and one
   per entry a consumer could not render: the entry's own fields, then

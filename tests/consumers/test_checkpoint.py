@@ -28,21 +28,25 @@ def opened(path: Path) -> FileSink:
 
 
 def test_a_record_is_held_up_to_its_producers_last_number() -> None:
-    checkpoint = Checkpoint(10, "5-0", producers=merge_producers({}, {A: 7}))
-    assert checkpoint.holds(A, 7)
-    assert checkpoint.holds(A, 1)
-    assert not checkpoint.holds(A, 8)
-    assert not checkpoint.holds(B, 1)
+    checkpoint = Checkpoint(10, "5-0", producers=merge_producers({}, {A: 7})[0], floor="3-0")
+    assert checkpoint.holds(A, 7, b"90-0")
+    assert checkpoint.holds(A, 1, b"1-0")
+    assert not checkpoint.holds(A, 8, b"1-0")
+    # A producer it does not know: by its id, against the floor.
+    assert checkpoint.holds(B, 1, b"3-0")
+    assert not checkpoint.holds(B, 1, b"4-0")
 
 
 def test_merging_keeps_the_higher_number_and_the_producers_that_wrote_last() -> None:
-    producers = merge_producers({}, {A: 7, B: 3})
-    assert merge_producers(producers, {A: 5}) == {A: 7, B: 3}
-    many = merge_producers({}, {f"{n:016x}": 1 for n in range(MAX_PRODUCERS)})
+    producers, _ = merge_producers({}, {A: 7, B: 3})
+    assert merge_producers(producers, {A: 5}) == ({A: 7, B: 3}, False)
+    many, forgotten = merge_producers({}, {f"{n:016x}": 1 for n in range(MAX_PRODUCERS)})
     assert len(many) == MAX_PRODUCERS
+    assert not forgotten
     # The least recently updated is forgotten first; one just updated stays.
-    refreshed = merge_producers(many, {f"{0:016x}": 2})
-    grown = merge_producers(refreshed, {A: 1})
+    refreshed, _ = merge_producers(many, {f"{0:016x}": 2})
+    grown, forgotten = merge_producers(refreshed, {A: 1})
+    assert forgotten
     assert len(grown) == MAX_PRODUCERS
     assert f"{0:016x}" in grown
     assert A in grown
@@ -59,8 +63,8 @@ def test_the_producers_survive_a_restart_with_the_file(tmp_path: Path) -> None:
     sink.close()
     again = opened(path)
     assert again.checkpoint.producers == {A: 3, B: 9}
-    assert again.checkpoint.holds(A, 3)
-    assert not again.checkpoint.holds(A, 4)
+    assert again.checkpoint.holds(A, 3, b"3-0")
+    assert not again.checkpoint.holds(A, 4, b"1-0")
     assert path.read_bytes() == b"a\nb\nc\n"
     again.close()
 
@@ -109,3 +113,30 @@ def test_a_slot_with_malformed_producers_is_not_a_checkpoint(tmp_path: Path, pro
     found = read_checkpoint_slot(path)
     assert found is not None
     assert found[1] == 0
+
+
+def test_a_checkpoint_without_producers_holds_what_it_covers_by_id(tmp_path: Path) -> None:
+    # Written by a version before identities: its records are known by id, up to its last_id.
+    path = tmp_path / "central.log"
+    path.write_bytes(b"one\ntwo\n")
+    path.with_name("central.log.checkpoint").write_bytes(encode_slot(3, Checkpoint(8, "2-0")))
+    sink = opened(path)
+    assert sink.checkpoint.floor == "2-0"
+    assert sink.checkpoint.holds(A, 9, b"2-0")
+    assert not sink.checkpoint.holds(A, 1, b"3-0")
+    sink.write(b"three\n", b"3-0", {A: 1})
+    assert sink.sync().floor == "2-0"
+    sink.close()
+    again = opened(path)
+    assert again.checkpoint.floor == "2-0"
+    again.close()
+
+
+def test_forgetting_a_producer_raises_the_floor_to_the_end_of_the_batch(tmp_path: Path) -> None:
+    sink = opened(tmp_path / "central.log")
+    sink.write(b"a\n", b"5-0", {f"{n:016x}": 1 for n in range(MAX_PRODUCERS)})
+    assert sink.written.floor == "0-0"
+    sink.write(b"b\n", b"7-0", {A: 1})
+    assert sink.written.floor == "7-0"
+    assert sink.written.holds(f"{0:016x}", 1, b"5-0")
+    sink.close()

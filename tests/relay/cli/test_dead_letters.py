@@ -54,6 +54,9 @@ def test_replay_with_a_raised_limit_publishes_the_catchers_record_once(
 
     (expected,) = FrameDecoder(DecodeLimits(max_decoded_bytes=4 << 20)).feed(big_frame())
     ((_, fields),) = client.xrange(RECORDS)
+    # The catcher's entry, with an identity of the replay's own (a token, the record's number).
+    seq = fields.pop(b"seq")
+    assert re.fullmatch(rb"[0-9a-f]{16}:1", seq)
     assert list(fields.items()) == [
         (b"v", b"1"),
         (b"record", expected),
@@ -101,15 +104,20 @@ def test_dry_run_reports_and_writes_nothing(redis_server: RedisServer, client: r
 
 
 def test_a_consumer_letter_replays_its_original_fields(redis_server: RedisServer, client: redis.Redis) -> None:
-    # Its identity stays behind: the file may hold later records of its catcher,
-    # and a consumer skips a record numbered below what it wrote.
+    # Its identity stays behind (the file may hold later records of its
+    # catcher, and a consumer skips a record numbered below what it wrote):
+    # the replay gives it one of its own.
     original = {**entry_for(make_record("could not write %s", ("this",))), b"seq": b"0123456789abcdef:5"}
     letter_id = consumer_dead_letter(client, original).decode()
     result = run(redis_server, "replay", letter_id)
     assert result.exit_code == 0, result.output
     assert f"replayed {letter_id} (consumer, 10.1.2.3:4000, " in result.output
     ((_, fields),) = client.xrange(RECORDS)
-    assert list(fields.items()) == [(name.encode(), original[name.encode()]) for name in RECORD_FIELDS_WITHOUT_SEQ]
+    replayed = list(fields.items())
+    assert replayed[:-1] == [(name.encode(), original[name.encode()]) for name in RECORD_FIELDS_WITHOUT_SEQ]
+    assert replayed[-1][0] == b"seq"
+    assert re.fullmatch(rb"[0-9a-f]{16}:1", replayed[-1][1])
+    assert replayed[-1][1] != original[b"seq"]
     assert client.xlen(DEAD) == 0
 
 
