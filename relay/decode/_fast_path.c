@@ -441,12 +441,14 @@ static int parse(Parser *p, long max_numbers, int32_t *root) {
         }
         case 'q': /* BINPUT: nothing reads the memo back (no GET), only check it has an object */
             NEED(1);
+            /* The scan refuses an index larger than the pickle (or MAX_MEMO_INDEX). */
+            if ((Py_ssize_t)d[pos] > p->end) return BAIL;
             pos += 1;
             rc = pj_has_items(p, 1) ? 0 : BAIL;
             break;
-        case 'r': /* LONG_BINPUT: the scan refuses an index larger than the pickle */
+        case 'r': /* LONG_BINPUT: the scan refuses an index larger than the pickle (or MAX_MEMO_INDEX) */
             NEED(4);
-            if (read_u32(d + pos) > (uint64_t)p->end) return BAIL;
+            if (read_u32(d + pos) > (uint64_t)p->end || read_u32(d + pos) > MAX_MEMO_INDEX) return BAIL;
             pos += 4;
             rc = pj_has_items(p, 1) ? 0 : BAIL;
             break;

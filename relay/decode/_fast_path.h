@@ -31,6 +31,10 @@ enum { C_DATETIME, C_DATE, C_TIMEZONE, C_TIMEDELTA, C_DECIMAL, C_ENCODE, C_SET, 
  * Python path, which has its own bounds; it keeps this one's memory small. */
 #define MAX_NODES 65536
 #define MAX_LEVELS 128
+/* The largest memo index the cost scan takes (relay/decode/cost_scan.py: at
+ * most the pickle's length and cost_model.MAX_OBJECTS): beyond it the Python
+ * path refuses the pickle, so this one must not answer. */
+#define MAX_MEMO_INDEX 65536
 #define INLINE_NODES 256
 
 /* orjson's text of a double is at most 24 characters, without a NUL:

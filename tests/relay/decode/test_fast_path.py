@@ -114,6 +114,21 @@ def test_arbitrary_payloads_agree(payload: bytes) -> None:
     agree(payload)
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\x80\x04}qs.",  # BINPUT 115 in a 5-byte pickle: found by the test above
+        b"\x80\x04}q\x05.",
+        b"\x80\x04}q\x06.",
+        b"\x80\x04}r\x07\x00\x00\x00.",
+        b"\x80\x04}r\x01\x00\x01\x00." + b" " * 70_000,  # index 65,537 in a long pickle
+        b"\x80\x04}r\x00\x00\x01\x00." + b" " * 70_000,  # 65,536: the largest the scan takes
+    ],
+)
+def test_a_memo_index_beyond_what_the_scan_takes_is_left_to_the_python_path(payload: bytes) -> None:
+    agree(payload)
+
+
 @fuzz(400)
 @given(mutated())
 def test_mutated_real_frames_agree(case: tuple[bytes, bytes]) -> None:
