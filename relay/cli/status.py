@@ -93,6 +93,10 @@ def _process_row(process: dict[str, Any]) -> list[str]:
     if process.get("kind") == "catcher":
         where = str(process.get("address", "-"))
         state = f"{process.get('connections', 0)} connections" + ("" if process.get("ready", True) else ", not ready")
+        awaiting = process.get("awaiting_replicas")
+        if type(awaiting) is int and awaiting > 0:
+            # Applied on the master, held until --wait-replicas replicas acknowledge them.
+            state += f", {awaiting:,} awaiting {process.get('wait_replicas')} replicas"
         rate = _rate(rates, "records_received", "records")
     else:
         where = str(process.get("output", "-"))

@@ -74,7 +74,10 @@ def test_garbage_in_the_heartbeats_is_skipped_or_shown_never_a_traceback(redis_s
     now = time.time()
     with redis_server.client() as client:
         client.zadd(KEYS.processes, {b"no-colon": now, b"\xff\xfe:x": now, "catcher:a": now, "consumer:b": now})
-        client.set(KEYS.heartbeat("catcher", "a"), b'{"kind": "catcher", "id": "a", "rates": [1], "beat": 1}')
+        client.set(
+            KEYS.heartbeat("catcher", "a"),
+            b'{"kind": "catcher", "id": "a", "rates": [1], "beat": 1, "awaiting_replicas": "x"}',
+        )
         client.set(KEYS.heartbeat("consumer", "b"), b'{"kind": "consumer", "rates": {"lines_written": "x"}}')
     for args in ([], ["--json"], ["--max-lag", "0"]):
         result = CliRunner().invoke(main, ["status", "--redis-url", redis_server.url, *args])
@@ -108,3 +111,14 @@ def test_max_lag_fails_when_no_group_reads_a_stream_that_holds_entries(redis_ser
         client.delete(KEYS.records)
     # Nothing published yet: nothing waits.
     assert CliRunner().invoke(main, ["status", "--max-lag", "0", "--redis-url", redis_server.url]).exit_code == 0
+
+
+def test_a_catcher_holding_records_for_its_replicas_says_how_many(redis_server: RedisServer) -> None:
+    with redis_server.client() as client:
+        client.zadd(KEYS.processes, {"catcher:a": time.time()})
+        beat = {"kind": "catcher", "id": "a", "connections": 3, "wait_replicas": 1, "awaiting_replicas": 1200}
+        client.set(KEYS.heartbeat("catcher", "a"), orjson.dumps(beat))
+    result = CliRunner().invoke(main, ["status", "--redis-url", redis_server.url])
+    assert result.exit_code == 0, result.output
+    (catcher,) = [line for line in result.stdout.splitlines() if line.strip().startswith("catcher")]
+    assert "3 connections, 1,200 awaiting 1 replicas" in catcher
