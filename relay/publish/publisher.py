@@ -42,11 +42,12 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from relay.common.backoff import retry_delay
 from relay.common.counters import CatcherStats
 from relay.common.metrics import CatcherMetrics
-from relay.common.redis_protocol import CommandPipeline, pack_command
+from relay.common.redis_protocol import CommandPipeline
 from relay.common.stream import SCHEMA_VERSION, StreamKeys
 from relay.publish.batching import ENTRY_OVERHEAD, Batch, BatchCutter
 from relay.publish.packing import pack_publish
 from relay.publish.read_gate import FlowControl, ReadGate
+from relay.publish.replica_wait import ReplicaWait, Wait, waiting
 from relay.publish.script import (
     PUBLISH_SCRIPT,
     STREAM_FULL,
@@ -67,20 +68,6 @@ _new_tuple: Final = tuple.__new__
 
 #: Batches sent before waiting for their replies.
 DEFAULT_WINDOW: Final = 16
-
-
-class _Wait:
-    """A ``WAIT`` sent on the publishing connection: its reply says how many replicas have the batches before it."""
-
-    __slots__ = ("covers",)
-
-    def __init__(self, covers: Batch) -> None:
-        self.covers = covers  # the last batch sent before it
-
-
-def _waiting(expected: deque[Batch | _Wait]) -> bool:
-    """Whether a WAIT's reply is still to come (one at a time: a WAIT holds the connection until it returns)."""
-    return any(type(item) is _Wait for item in expected)
 
 
 class StreamPublisher:
@@ -150,12 +137,9 @@ class StreamPublisher:
         # A batch is confirmed once that many replicas acknowledged it (WAIT);
         # a WAIT holds the connection at most wait_timeout seconds.
         self.wait_replicas = wait_replicas
-        self._wait_command = pack_command("WAIT", wait_replicas, max(1, round(wait_timeout * 1000)))
-        #: How many replicas the last WAIT counted (None: no WAIT yet).
-        self.replicas_acknowledging: int | None = None
+        self._replicas = ReplicaWait(wait_replicas, wait_timeout, self.stats)
         # The batches in flight of the running _publish (for awaiting_replicas).
         self._in_flight: deque[Batch] = deque()
-        self._last_replica_log = -60.0
 
     # -- the producer side (called from protocol callbacks) -----------------
 
@@ -182,6 +166,11 @@ class StreamPublisher:
     def lingering(self) -> bool:
         """Whether a partial batch, nothing else to send, waits out its linger for more records."""
         return self._lingering
+
+    @property
+    def replicas_acknowledging(self) -> int | None:
+        """How many replicas the last WAIT counted (None: no WAIT yet)."""
+        return self._replicas.acknowledging
 
     @property
     def awaiting_replicas(self) -> int:
@@ -300,7 +289,7 @@ class StreamPublisher:
         in_flight: deque[Batch] = deque()
         self._in_flight = in_flight
         # The replies to read, in order: a batch's, or a WAIT's (the last batch it covers).
-        expected: deque[Batch | _Wait] = deque()
+        expected: deque[Batch | Wait] = deque()
         covered: Batch | None = None  # the last batch a WAIT was sent behind
         held: list[RecordEntry] = []
         pipe = self._pipeline(self._redis)
@@ -330,7 +319,7 @@ class StreamPublisher:
                         if batch.pipelined != (index > 0):
                             batch.pipelined = index > 0
                             batch.packed = None
-                wait = self.wait_replicas > 0 and in_flight[-1] is not covered and not _waiting(expected)
+                wait = self.wait_replicas > 0 and in_flight[-1] is not covered and not waiting(expected)
                 try:
                     if self._script_sha is None:
                         self._script_sha = await self._redis.script_load(PUBLISH_SCRIPT)
@@ -348,8 +337,8 @@ class StreamPublisher:
                         expected.extend(outgoing)
                         if wait:
                             covered = in_flight[-1]
-                            packed.append(self._wait_command)
-                            expected.append(_Wait(covered))
+                            packed.append(self._replicas.command)
+                            expected.append(Wait(covered))
                         await pipe.send(packed)
                         resend = False
                     if not expected:
@@ -362,10 +351,16 @@ class StreamPublisher:
                     attempt += 1
                     continue
                 item = expected.popleft()
-                if type(item) is _Wait:
-                    failure = self._replicas_acknowledged(item.covers, reply, in_flight, held)
-                    if failure is None and item.covers in in_flight:
-                        covered = None  # too few replicas: WAIT again
+                if type(item) is Wait:
+                    confirmed = self._replicas.confirmed(item, reply, in_flight)
+                    if isinstance(confirmed, BaseException):
+                        failure = confirmed
+                    else:
+                        failure = None
+                        for _ in range(confirmed):
+                            self._release(in_flight, held)
+                        if item.covers in in_flight:
+                            covered = None  # too few replicas: WAIT again
                 else:
                     assert type(item) is Batch
                     failure = self._applied(item, reply)
@@ -449,38 +444,6 @@ class StreamPublisher:
         self._buffered_bytes -= batch.size
         self._publish_seconds.observe(time.monotonic() - batch.sent_at)
         self._observe_record_latency(batch)
-
-    def _replicas_acknowledged(
-        self, covers: Batch, reply: object, in_flight: deque[Batch], held: list[RecordEntry]
-    ) -> BaseException | None:
-        """A WAIT's reply: release the batches up to ``covers`` if enough replicas have them; or say why not."""
-        if isinstance(reply, ResponseError):
-            return reply
-        if type(reply) is not int:
-            return RedisError(f"unexpected reply to WAIT: {reply!r:.100}")
-        self.replicas_acknowledging = reply
-        if reply < self.wait_replicas:
-            # Applied, not yet on enough replicas: kept, covered by the next WAIT.
-            self.stats.replica_waits_short += 1
-            now = time.monotonic()
-            if now - self._last_replica_log >= 30:
-                self._last_replica_log = now
-                log.warning(
-                    "%d of the %d replicas asked for (--wait-replicas) acknowledged the last batches; "
-                    "keeping their %d records buffered until enough do",
-                    reply,
-                    self.wait_replicas,
-                    sum(len(batch.entries) for batch in in_flight),
-                )
-            return None
-        if covers not in in_flight:
-            return None
-        while in_flight and in_flight[0].applied:
-            last = in_flight[0] is covers
-            self._release(in_flight, held)
-            if last:
-                break
-        return None
 
     def _observe_record_latency(self, batch: Batch) -> None:
         """Receive → confirmed, of the batch's oldest entry (the one that waited longest), once per batch.
