@@ -29,6 +29,9 @@ Figures:
   connections (skipped by ``--quick``).
 * rotation: the consumer's JSON lines/s rotating every 64 MiB with gzip,
   against rotation off, alternated (:mod:`bench.rotation`; skipped by ``--quick``).
+* replicas: ingest (confirmed), end to end and latency with ``--wait-replicas 1``
+  against 0, a master and one replica for both, alternated
+  (:mod:`bench.replicas`; skipped by ``--quick``).
 """
 
 from __future__ import annotations
@@ -46,7 +49,9 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +71,7 @@ from relay.decode.cost_scan import IMPLEMENTATION as SCAN_IMPLEMENTATION
 from tests.support.clients import read_stream
 from tests.support.polling import wait_until
 from tests.support.processes import CatcherProcess, ConsumerProcess
-from tests.support.realredis import RedisServer
+from tests.support.realredis import RedisServer, free_port
 
 TIMEOUT = 180.0  # any one run; a stuck run fails instead of hanging the suite
 SLOW = 0.025  # the latency target: records slower than this are counted per second of the run
@@ -140,14 +145,46 @@ def line_times(chunks: list[tuple[float, bytes]]) -> Iterator[tuple[float, bytes
 # --------------------------------------------------------------------------- the systems under test
 
 
-class Stack:
-    """logrelay on this machine: a redis-server, one catcher and (optionally) a JSON file consumer."""
+@dataclass(frozen=True)
+class Setup:
+    """How logrelay runs beyond the suite's defaults.
 
-    def __init__(self, tmp: Path, *, with_consumer: bool, consumer_args: tuple[str, ...] = ()) -> None:
+    ``catcher_args``: more ``logrelay catch`` options (``--wait-replicas 1``).
+    ``replicas``: replicas of its redis-server (``--replicaof``), each online
+    before the catcher starts.  ``confirmed``: the catcher serves /metrics, and
+    an ingest run ends once its buffer is empty (every record confirmed: with
+    ``--wait-replicas N``, acknowledged by N replicas), not once the records
+    are in the stream.
+    """
+
+    catcher_args: tuple[str, ...] = ()
+    replicas: int = 0
+    confirmed: bool = False
+
+
+PLAIN = Setup()
+
+
+class Stack:
+    """logrelay on this machine: a redis-server (and replicas), one catcher and (optionally) a JSON file consumer."""
+
+    def __init__(
+        self, tmp: Path, *, with_consumer: bool, consumer_args: tuple[str, ...] = (), setup: Setup = PLAIN
+    ) -> None:
         self.tmp = tmp
         self.output = tmp / "central.log"
-        self.server = RedisServer(tmp / "redis").start()
-        self.catcher = CatcherProcess(self.server.url, [], tmp / "catcher.log")
+        # A replica's first sync starts at once, not after Redis's default 5 s wait for more replicas.
+        master_args = ("--repl-diskless-sync-delay", "0") if setup.replicas else ()
+        self.server = RedisServer(tmp / "redis", extra_args=master_args)
+        self.replicas = [
+            RedisServer(tmp / f"replica-{n}", extra_args=("--replicaof", "127.0.0.1", str(self.server.port)))
+            for n in range(setup.replicas)
+        ]
+        self.metrics_port = free_port() if setup.confirmed else None
+        catcher_args = list(setup.catcher_args)
+        if self.metrics_port is not None:
+            catcher_args += ["--health-listen", f"127.0.0.1:{self.metrics_port}"]
+        self.catcher = CatcherProcess(self.server.url, catcher_args, tmp / "catcher.log")
         self.consumer = (
             ConsumerProcess(self.server.url, self.output, ["--format", "json", *consumer_args], tmp / "consumer.log")
             if with_consumer
@@ -155,26 +192,47 @@ class Stack:
         )
 
     def start(self) -> Stack:
+        self.server.start()
+        for replica in self.replicas:
+            replica.start()
+        if self.replicas:
+            wait_until(self._replicas_online, timeout=30, max_delay=0.05, what="replicas online")
         self.catcher.start()
         if self.consumer is not None:
             self.consumer.start()
         return self
 
+    def _replicas_online(self) -> bool:
+        with self.server.client() as client:
+            info = client.info("replication")
+        online = [key for key, value in info.items() if key.startswith("slave") and value.get("state") == "online"]
+        return len(online) >= len(self.replicas)
+
     @property
     def port(self) -> int:
         return self.catcher.port
+
+    def buffered(self) -> int:
+        """The catcher's buffered records, from its /metrics (records accepted and not yet confirmed)."""
+        assert self.metrics_port is not None, "a Setup(confirmed=True) serves /metrics"
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith("logrelay_catcher_buffered "):
+                    return int(float(line.split()[1]))
+        raise RuntimeError("the catcher's /metrics has no logrelay_catcher_buffered")
 
     def close(self) -> None:
         for process in (self.consumer, self.catcher):
             if process is not None:
                 process.kill()
-        self.server.stop()
+        for server in (*self.replicas, self.server):
+            server.stop()
 
 
 @contextlib.contextmanager
-def logrelay(*, with_consumer: bool, consumer_args: tuple[str, ...] = ()) -> Iterator[Stack]:
+def logrelay(*, with_consumer: bool, consumer_args: tuple[str, ...] = (), setup: Setup = PLAIN) -> Iterator[Stack]:
     with tempfile.TemporaryDirectory() as tmp:
-        stack = Stack(Path(tmp), with_consumer=with_consumer, consumer_args=consumer_args)
+        stack = Stack(Path(tmp), with_consumer=with_consumer, consumer_args=consumer_args, setup=setup)
         try:
             yield stack.start()
         finally:
@@ -205,19 +263,23 @@ def reference(kind: str) -> Iterator[tuple[int, Path]]:
 
 
 @contextlib.contextmanager
-def receiver(system: str) -> Iterator[tuple[int, Path, dict[str, int]]]:
+def receiver(system: str, setup: Setup = PLAIN) -> Iterator[tuple[int, Path, dict[str, int]]]:
     """(port, output file, pids by role) of ``system``: "logrelay [consumer options]", "naive" or "cookbook".
 
     The pids are logrelay's processes (catcher, Redis, consumer), whose CPU
     per record the end-to-end run reports; none for a reference receiver.
+    ``setup``: logrelay's, beyond the defaults.
     """
     if system.startswith("logrelay"):
-        with logrelay(with_consumer=True, consumer_args=tuple(system.split()[1:])) as relay:
+        with logrelay(with_consumer=True, consumer_args=tuple(system.split()[1:]), setup=setup) as relay:
             processes = {"catcher": relay.catcher.process, "redis": relay.server.process}
             if relay.consumer is not None:
                 processes["consumer"] = relay.consumer.process
+            for n, replica in enumerate(relay.replicas):
+                processes[f"replica {n}"] = replica.process
             yield relay.port, relay.output, {role: p.pid for role, p in processes.items() if p is not None}
     else:
+        assert setup == PLAIN, "a reference receiver has no setup"
         with reference(system) as (port, output):
             yield port, output, {}
 
@@ -248,20 +310,31 @@ def json_seqs(path: Path) -> list[int]:
 # --------------------------------------------------------------------------- the runs
 
 
-def ingest(frames: list[bytes], connections: int) -> dict[str, Any]:
-    """Frames in -> entries in the stream, one catcher."""
+def ingest(frames: list[bytes], connections: int, setup: Setup = PLAIN) -> dict[str, Any]:
+    """Frames in -> entries in the stream, one catcher (with ``setup.confirmed``: and its buffer empty).
+
+    With replicas, their streams are checked too: each record exactly once.
+    """
     count = len(frames)
-    with logrelay(with_consumer=False) as stack:
+    with logrelay(with_consumer=False, setup=setup) as stack:
         client = redis.Redis(port=stack.server.port)
         assert stack.catcher.process is not None
         assert stack.server.process is not None
         cpu_before = cpu_seconds(stack.catcher.process.pid), cpu_seconds(stack.server.process.pid)
         sent = send_frames(stack.port, frames, connections, 2, timeout=TIMEOUT)
         wait_until(lambda: client.xlen("logrelay") >= count, timeout=TIMEOUT, max_delay=0.01, what="records in")
+        if setup.confirmed:
+            # Scraped only once the records are in: /metrics costs the catcher some CPU per request.
+            wait_until(lambda: stack.buffered() == 0, timeout=TIMEOUT, max_delay=0.005, what="records confirmed")
         elapsed = time.time() - sent["send_start"]
         catcher_cpu = cpu_seconds(stack.catcher.process.pid) - cpu_before[0]
         redis_cpu = cpu_seconds(stack.server.process.pid) - cpu_before[1]
         assert_exactly_once([json.loads(f[b"record"])["bench_seq"] for _, f in read_stream(client)], count, "ingest")
+        for n, replica in enumerate(stack.replicas):
+            with replica.client() as replica_client:
+                wait_until(lambda c=replica_client: c.xlen("logrelay") >= count, timeout=TIMEOUT, what="replica")
+                seqs = [json.loads(f[b"record"])["bench_seq"] for _, f in read_stream(replica_client)]
+            assert_exactly_once(seqs, count, f"ingest, replica {n}")
         rss = peak_rss_mib(stack.catcher.process.pid)
         client.close()
     return {
@@ -336,7 +409,7 @@ def hand_rolled_publish(frames: list[bytes]) -> dict[str, Any]:
 
 
 def into_the_file(
-    system: str, send: Callable[[int], dict[str, Any]], lines: int | None, what: str
+    system: str, send: Callable[[int], dict[str, Any]], lines: int | None, what: str, setup: Setup = PLAIN
 ) -> tuple[float, dict[str, float]]:
     """Records/s of ``send(port)`` into ``system``'s file: from the first byte sent until the last line is there.
 
@@ -345,7 +418,7 @@ def into_the_file(
     returns the CPU each of logrelay's processes spent per record meanwhile.
     """
     with contextlib.ExitStack() as stack:
-        port, output, pids = stack.enter_context(receiver(system))
+        port, output, pids = stack.enter_context(receiver(system, setup))
         watch = stack.enter_context(FileWatch(output, interval=0.005))
         cpu_before = {role: cpu_seconds(pid) for role, pid in pids.items()}
         sent = send(port)
@@ -355,13 +428,13 @@ def into_the_file(
     return float(sent["records"] / (done - sent["send_start"])), cpu
 
 
-def end_to_end(frames: list[bytes], connections: int, system: str) -> dict[str, Any]:
+def end_to_end(frames: list[bytes], connections: int, system: str, setup: Setup = PLAIN) -> dict[str, Any]:
     """Frames in -> lines in the file, for logrelay or a reference receiver."""
 
     def send(port: int) -> dict[str, Any]:
         return send_frames(port, frames, connections, 2, timeout=TIMEOUT)
 
-    rate, cpu = into_the_file(system, send, expected_lines(frames, system), "end to end")
+    rate, cpu = into_the_file(system, send, expected_lines(frames, system), "end to end", setup)
     return {
         "system": system,
         "connections": connections,
@@ -387,11 +460,11 @@ def with_handlers(count: int, processes: int, system: str) -> dict[str, Any]:
     return {"system": system, "processes": processes, "records": sent_records, "records_per_s": rate}
 
 
-def latency(rate: float, seconds: float, system: str) -> dict[str, Any]:
+def latency(rate: float, seconds: float, system: str, setup: Setup = PLAIN) -> dict[str, Any]:
     """Emit -> line in the file at a steady ``rate``, 8 connections from 2 processes."""
     count = max(1000, int(rate * seconds))
     with contextlib.ExitStack() as stack:
-        port, output, _ = stack.enter_context(receiver(system))
+        port, output, _ = stack.enter_context(receiver(system, setup))
         watch = stack.enter_context(FileWatch(output, keep=True))
         with StallWatch() as stalls:
             sent = send_paced(port, count, rate, 8, 2, timeout=TIMEOUT)
@@ -492,6 +565,9 @@ def run_suite(records: int, *, quick: bool) -> dict[str, Any]:
         results["rotation"] = step(
             "consumer with rotation", lambda: rotation_bench.run(ROTATION_RECORDS, "64MiB", repeat=3)
         )
+        from bench import replicas  # built on this module's runs: imported here, not in a cycle
+
+        results["replicas"] = step("--wait-replicas 1 against 0", lambda: replicas.run(records, rounds=2))
     return results
 
 
@@ -613,6 +689,10 @@ def table(results: dict[str, Any]) -> str:
             ("  rotation's cost, best / median pass", f"{rotation['ratio']:.3f}x / {rotation['median_ratio']:.3f}x",
              f"{rotation['gzip']['segments']} segments")
         )  # fmt: skip
+    if "replicas" in results:
+        from bench import replicas  # built on this module's runs: imported here, not in a cycle
+
+        rows += replicas.rows(results["replicas"])
     peak = max(r["catcher_peak_rss_mib"] for r in results["ingest"])
     rows.append(("catcher peak RSS under load", f"{peak:.0f} MiB", ""))
     if "idle" in results:
