@@ -47,7 +47,7 @@ from relay.common.stream import SCHEMA_VERSION, StreamKeys
 from relay.publish.batching import ENTRY_OVERHEAD, Batch, BatchCutter
 from relay.publish.packing import pack_publish
 from relay.publish.read_gate import FlowControl, ReadGate
-from relay.publish.replica_wait import ReplicaWait, Wait, waiting
+from relay.publish.replica_wait import ReplicaWait, Wait
 from relay.publish.script import (
     PUBLISH_SCRIPT,
     STREAM_FULL,
@@ -136,10 +136,11 @@ class StreamPublisher:
         self._full_attempts = 0
         # A batch is confirmed once that many replicas acknowledged it (WAIT);
         # a WAIT holds the connection at most wait_timeout seconds.
-        self.wait_replicas = wait_replicas
         self._replicas = ReplicaWait(wait_replicas, wait_timeout, self.stats)
-        # The batches in flight of the running _publish (for awaiting_replicas).
+        # The batches in flight of the running _publish (for awaiting_replicas),
+        # and how many of them held records back (no new batch goes behind those).
         self._in_flight: deque[Batch] = deque()
+        self._holding = 0
 
     # -- the producer side (called from protocol callbacks) -----------------
 
@@ -166,6 +167,11 @@ class StreamPublisher:
     def lingering(self) -> bool:
         """Whether a partial batch, nothing else to send, waits out its linger for more records."""
         return self._lingering
+
+    @property
+    def wait_replicas(self) -> int:
+        """Replicas that must acknowledge a batch before it leaves the buffer (0: none, no WAIT)."""
+        return self._replicas.replicas
 
     @property
     def replicas_acknowledging(self) -> int | None:
@@ -287,10 +293,11 @@ class StreamPublisher:
         master it reaches has applied, on a new master after a failover too).
         """
         in_flight: deque[Batch] = deque()
-        self._in_flight = in_flight
+        self._in_flight, self._holding = in_flight, 0
         # The replies to read, in order: a batch's, or a WAIT's (the last batch it covers).
         expected: deque[Batch | Wait] = deque()
         covered: Batch | None = None  # the last batch a WAIT was sent behind
+        wait_pending = False  # a WAIT's reply is among those expected (one at a time: it holds the connection)
         held: list[RecordEntry] = []
         pipe = self._pipeline(self._redis)
         attempt = 0
@@ -299,7 +306,7 @@ class StreamPublisher:
         try:
             while True:
                 # No new batch behind records held back: they go first, later.
-                holding = held or any(batch.held for batch in in_flight)
+                holding = held or self._holding
                 fresh = [] if holding or resend else self._more_batches(in_flight, hold_partial=sent_once)
                 sent_once = True
                 in_flight.extend(fresh)
@@ -309,7 +316,7 @@ class StreamPublisher:
                 if resend:
                     outgoing = list(in_flight)
                     expected.clear()
-                    covered = None
+                    covered, wait_pending = None, False
                     for index, batch in enumerate(outgoing):
                         batch.applied = False
                         # The batch before the first was confirmed: the first
@@ -319,7 +326,7 @@ class StreamPublisher:
                         if batch.pipelined != (index > 0):
                             batch.pipelined = index > 0
                             batch.packed = None
-                wait = self.wait_replicas > 0 and in_flight[-1] is not covered and not waiting(expected)
+                wait = self.wait_replicas > 0 and in_flight[-1] is not covered and not wait_pending
                 try:
                     if self._script_sha is None:
                         self._script_sha = await self._redis.script_load(PUBLISH_SCRIPT)
@@ -339,6 +346,7 @@ class StreamPublisher:
                             covered = in_flight[-1]
                             packed.append(self._replicas.command)
                             expected.append(Wait(covered))
+                            wait_pending = True
                         await pipe.send(packed)
                         resend = False
                     if not expected:
@@ -352,6 +360,7 @@ class StreamPublisher:
                     continue
                 item = expected.popleft()
                 if type(item) is Wait:
+                    wait_pending = False
                     confirmed = self._replicas.confirmed(item, reply, in_flight)
                     if isinstance(confirmed, BaseException):
                         failure = confirmed
@@ -380,6 +389,7 @@ class StreamPublisher:
                 except (RedisError, OSError):
                     await pipe.reset()
                 expected.clear()
+                wait_pending = False
                 if isinstance(failure, NoScriptError):
                     # Redis restarted or SCRIPT FLUSH: load it again, no backoff.
                     self._script_sha = None
@@ -431,13 +441,16 @@ class StreamPublisher:
         kept = self._note_success(batch, result)
         # Its last reply's word, not added to an earlier one's: a batch sent
         # again after its reply (waiting for replicas) is answered again.
+        self._holding -= bool(batch.held)
         batch.held = [entry for entry in batch.entries if type(entry) is RecordEntry][-kept:] if kept else []
+        self._holding += bool(batch.held)
         return None
 
     def _release(self, in_flight: deque[Batch], held: list[RecordEntry]) -> None:
         """The first batch in flight is confirmed: it leaves the buffer, its held records (if any) go to ``held``."""
         batch = in_flight.popleft()
         held.extend(batch.held)
+        self._holding -= bool(batch.held)
         self._in_flight_bytes -= batch.size
         for _ in range(len(batch.entries)):
             self._buffer.popleft()

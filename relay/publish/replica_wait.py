@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
 
 from redis.exceptions import RedisError, ResponseError
 
@@ -24,7 +23,7 @@ from relay.common.counters import CatcherStats
 from relay.common.redis_protocol import pack_command
 from relay.publish.batching import Batch
 
-__all__ = ["ReplicaWait", "Wait", "waiting"]
+__all__ = ["ReplicaWait", "Wait"]
 
 log = logging.getLogger("logrelay.publisher")
 
@@ -36,11 +35,6 @@ class Wait:
 
     def __init__(self, covers: Batch) -> None:
         self.covers = covers  # the last batch sent before it
-
-
-def waiting(expected: Iterable[Batch | Wait]) -> bool:
-    """Whether a WAIT's reply is still to come."""
-    return any(type(item) is Wait for item in expected)
 
 
 class ReplicaWait:

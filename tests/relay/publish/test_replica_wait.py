@@ -8,7 +8,7 @@ from redis.exceptions import ResponseError
 
 from relay.common.counters import CatcherStats
 from relay.publish.batching import Batch
-from relay.publish.replica_wait import ReplicaWait, Wait, waiting
+from relay.publish.replica_wait import ReplicaWait, Wait
 from relay.publish.script import RecordEntry
 
 
@@ -47,9 +47,6 @@ def test_an_error_reply_is_returned_not_raised() -> None:
     assert isinstance(wait.confirmed(Wait(in_flight[0]), b"1", in_flight), Exception)
 
 
-def test_the_command_and_the_waiting_check() -> None:
+def test_the_command() -> None:
     wait = ReplicaWait(2, 0.25, CatcherStats())
     assert wait.command == b"*3\r\n$4\r\nWAIT\r\n$1\r\n2\r\n$3\r\n250\r\n"
-    in_flight = batches(1, 0)
-    assert waiting([in_flight[0], Wait(in_flight[0])])
-    assert not waiting(list(in_flight))
