@@ -91,10 +91,11 @@ class BatchRenderer:
         A record with an identity is known by it alone: after a failover its
         stream id says nothing (a record the new master lost comes back
         under a new id; the new master numbers its entries from its own last
-        one, which may be below what the file holds).  An entry without one
-        (written before identities, or replayed from the dead letters) is
-        known by its id: within a run of them, ids increase, so once one is
-        past what is written, all later ones are.
+        one, which may be below what the file holds); one of a producer the
+        checkpoint does not know, by its id against the checkpoint's floor.
+        An entry without one (from a catcher older than identities) is known
+        by its id: within a run of them, ids increase, so once one is past
+        what is written, all later ones are.
         """
         known = self._known()
         updates: dict[str, int] = {}

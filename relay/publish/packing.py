@@ -12,7 +12,15 @@ from typing import Final
 
 from relay.common import speedups
 from relay.common.redis_protocol import bulk_string
-from relay.publish.script import DEFAULT_TOKEN, DeadLetterEntry, Entry, FullPolicy, Identity, RecordEntry, script_header
+from relay.publish.script import (
+    DEFAULT_IDENTITY,
+    DeadLetterEntry,
+    Entry,
+    FullPolicy,
+    Identity,
+    RecordEntry,
+    script_header,
+)
 
 __all__ = ["IMPLEMENTATION", "pack_publish", "record_args_python"]
 
@@ -27,7 +35,7 @@ def pack_publish(
     policy: FullPolicy,
     *,
     pipelined: bool = False,
-    identity: Identity | None = None,
+    identity: Identity = DEFAULT_IDENTITY,
 ) -> bytes:
     """The whole ``EVALSHA`` call for one batch, in Redis's wire format (RESP), as one bytes object.
 
@@ -44,9 +52,7 @@ def pack_publish(
         sha,
         len(keys),
         *keys,
-        *script_header(
-            records, dead, seq, catcher_id, max_length, policy, pipelined, identity or Identity(DEFAULT_TOKEN, 1)
-        ),
+        *script_header(records, dead, seq, catcher_id, max_length, policy, pipelined, identity),
     ]
     parts = [b"*%d\r\n" % (len(header) + 3 * records + 4 * dead)]
     parts.extend(bulk_string(value) for value in header)

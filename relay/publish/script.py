@@ -18,7 +18,7 @@ from relay.common import stream
 from relay.common.stream import SCHEMA_VERSION
 
 __all__ = [
-    "DEFAULT_TOKEN",
+    "DEFAULT_IDENTITY",
     "PRODUCER_KEY_TTL",
     "PUBLISH_SCRIPT",
     "BatchResult",
@@ -32,9 +32,6 @@ __all__ = [
     "script_header",
 ]
 
-
-#: The token of :func:`script_args`'s callers that give none (tests and tools).
-DEFAULT_TOKEN: Final = "0" * 16
 
 # Seconds a producer's last-sequence key lives after its last batch.  A retry
 # always comes within an outage; a week covers any outage Redis survives.
@@ -102,6 +99,10 @@ class Identity(NamedTuple):
     first: int
 
 
+#: The identity of the batches of callers that give none (tests and tools): a fixed token, records from 1.
+DEFAULT_IDENTITY: Final = Identity("0" * 16, 1)
+
+
 def script_header(
     records: int,
     dead: int,
@@ -136,16 +137,15 @@ def script_args(
     policy: FullPolicy,
     *,
     pipelined: bool = False,
-    identity: Identity | None = None,
+    identity: Identity = DEFAULT_IDENTITY,
 ) -> list[bytes | str | int]:
     """ARGV for :data:`PUBLISH_SCRIPT`: header, then records, then dead letters.
 
     ``pipelined``: the batch is sent before the reply to the batch before it
     (seq - 1) has arrived.  ``identity``: how its records are numbered (the
-    record entries' ``seq`` field); by default a fixed token, records from 1.
+    record entries' ``seq`` field).
     """
     dead = sum(1 for e in batch if type(e) is DeadLetterEntry)
-    identity = identity or Identity(DEFAULT_TOKEN, 1)
     args = script_header(len(batch) - dead, dead, seq, catcher_id, max_length, policy, pipelined, identity)
     for record in batch:
         if type(record) is RecordEntry:

@@ -11,6 +11,7 @@ the new master; records the file already holds come back under new ids and are k
 from __future__ import annotations
 
 import signal
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,7 +36,19 @@ def file_records(path: Path) -> list[tuple[str, int]]:
     return [(record["client_id"], record["seq"]) for record in json_lines(path)]
 
 
-def every_record_once_in_order(output: Path, senders: list) -> None:  # type: ignore[type-arg]
+def under_load(
+    url: str, catcher_factory: CatcherFactory, consumer_factory: ConsumerFactory, tmp_path: Path
+) -> tuple[CatcherProcess, ConsumerProcess, Path, list[subprocess.Popen[bytes]]]:
+    """A catcher (``--wait-replicas 1``) and a JSON file consumer on ``url``, stock senders sending, lines arriving."""
+    catcher = catcher_factory(url, "--wait-replicas", "1")
+    output = tmp_path / "central.jsonl"
+    consumer = consumer_factory(url, output, "--format", "json")
+    senders = start_senders(catcher.port, CLIENTS, COUNT, patient=True, rate=RATE)
+    wait_until(lambda: count_json_lines(output) >= 1000, timeout=60, what="lines before the fault")
+    return catcher, consumer, output, senders
+
+
+def every_record_once_in_order(output: Path, senders: list[subprocess.Popen[bytes]]) -> None:
     reports = finish_senders(senders)
     assert all(report["errors"] == 0 for report in reports), reports
     total = CLIENTS * COUNT
@@ -53,11 +66,7 @@ def stop_both(catcher: CatcherProcess, consumer: ConsumerProcess) -> None:
 def test_sentinel_master_killed_for_good_under_load(
     sentinel_group: SentinelGroup, catcher_factory: CatcherFactory, consumer_factory: ConsumerFactory, tmp_path: Path
 ) -> None:
-    catcher = catcher_factory(sentinel_group.url, "--wait-replicas", "1")
-    output = tmp_path / "central.jsonl"
-    consumer = consumer_factory(sentinel_group.url, output, "--format", "json")
-    senders = start_senders(catcher.port, CLIENTS, COUNT, patient=True, rate=RATE)
-    wait_until(lambda: count_json_lines(output) >= 1000, timeout=60, what="lines before the kill")
+    catcher, consumer, output, senders = under_load(sentinel_group.url, catcher_factory, consumer_factory, tmp_path)
     old = sentinel_group.current_master()
     old.stop(signal.SIGKILL)  # never started again
     new = sentinel_group.wait_for_new_master(old)
@@ -71,11 +80,7 @@ def test_sentinel_master_killed_for_good_under_load(
 def test_sentinel_master_stopped_past_down_after_then_continued(
     sentinel_group: SentinelGroup, catcher_factory: CatcherFactory, consumer_factory: ConsumerFactory, tmp_path: Path
 ) -> None:
-    catcher = catcher_factory(sentinel_group.url, "--wait-replicas", "1")
-    output = tmp_path / "central.jsonl"
-    consumer = consumer_factory(sentinel_group.url, output, "--format", "json")
-    senders = start_senders(catcher.port, CLIENTS, COUNT, patient=True, rate=RATE)
-    wait_until(lambda: count_json_lines(output) >= 1000, timeout=60, what="lines before the stop")
+    catcher, consumer, output, senders = under_load(sentinel_group.url, catcher_factory, consumer_factory, tmp_path)
     old = sentinel_group.current_master()
     old.pause()
     sentinel_group.wait_for_new_master(old)
@@ -97,11 +102,7 @@ def test_cluster_failover_of_the_streams_master_under_load(
     tmp_path: Path,
 ) -> None:
     cluster = redis_cluster_factory()
-    catcher = catcher_factory(cluster.url, "--wait-replicas", "1")
-    output = tmp_path / "central.jsonl"
-    consumer = consumer_factory(cluster.url, output, "--format", "json")
-    senders = start_senders(catcher.port, CLIENTS, COUNT, patient=True, rate=RATE)
-    wait_until(lambda: count_json_lines(output) >= 1000, timeout=60, what="lines before the kill")
+    catcher, consumer, output, senders = under_load(cluster.url, catcher_factory, consumer_factory, tmp_path)
     old: RedisServer = cluster.master_for("{" + STREAM + "}")
     old.stop(signal.SIGKILL)
     cluster.wait_for_promotion(old, "{" + STREAM + "}")
