@@ -133,7 +133,8 @@ class CatcherMetrics:
     ) -> None:
         self.publish_seconds = Histogram(
             "logrelay_catcher_publish_seconds",
-            "seconds from a batch sent to Redis to its reply (per batch)",
+            "seconds from a batch sent to Redis to its confirmation: its reply, or with --wait-replicas "
+            "the WAIT that counted its replicas (per batch)",
             buckets=_ROUND_TRIP_BUCKETS,
             registry=registry,
         )
