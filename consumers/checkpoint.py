@@ -7,7 +7,7 @@ up to last_id, and of each producer's records (their ``seq`` field, see
 :mod:`relay.common.stream`) those numbered up to N".  The producers make the
 file exactly-once across a Redis failover: records it holds that the new
 master lost come back from their catcher under new stream ids, and are
-known by their numbers (:meth:`Checkpoint.holds`).  At most
+known by their numbers (:mod:`consumers.batch_renderer` skips them).  At most
 :data:`MAX_PRODUCERS` are kept, those that wrote last.
 
 It is written in place, in two slots taken in turn (at offsets 0 and
@@ -99,17 +99,6 @@ class Checkpoint:
     def covers(self, entry_id: bytes) -> bool:
         """True if the entry is already in the file (by its stream id)."""
         return stream_id_key(entry_id) <= self._last_key
-
-    def holds(self, token: str, number: int, entry_id: bytes) -> bool:
-        """True if the file holds record ``number`` of producer ``token``, stream id ``entry_id``.
-
-        By its identity, whatever its stream id, for a producer the
-        checkpoint knows; else by its id, against :attr:`floor`.
-        """
-        known = self.producers.get(token)
-        if known is not None:
-            return number <= known
-        return stream_id_key(entry_id) <= stream_id_key(self.floor)
 
 
 # The checkpoint file: two slots, each a line of JSON, at offsets 0 and

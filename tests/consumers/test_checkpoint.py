@@ -27,16 +27,6 @@ def opened(path: Path) -> FileSink:
     return sink
 
 
-def test_a_record_is_held_up_to_its_producers_last_number() -> None:
-    checkpoint = Checkpoint(10, "5-0", producers=merge_producers({}, {A: 7})[0], floor="3-0")
-    assert checkpoint.holds(A, 7, b"90-0")
-    assert checkpoint.holds(A, 1, b"1-0")
-    assert not checkpoint.holds(A, 8, b"1-0")
-    # A producer it does not know: by its id, against the floor.
-    assert checkpoint.holds(B, 1, b"3-0")
-    assert not checkpoint.holds(B, 1, b"4-0")
-
-
 def test_merging_keeps_the_higher_number_and_the_producers_that_wrote_last() -> None:
     producers, _ = merge_producers({}, {A: 7, B: 3})
     assert merge_producers(producers, {A: 5}) == ({A: 7, B: 3}, False)
@@ -63,8 +53,6 @@ def test_the_producers_survive_a_restart_with_the_file(tmp_path: Path) -> None:
     sink.close()
     again = opened(path)
     assert again.checkpoint.producers == {A: 3, B: 9}
-    assert again.checkpoint.holds(A, 3, b"3-0")
-    assert not again.checkpoint.holds(A, 4, b"1-0")
     assert path.read_bytes() == b"a\nb\nc\n"
     again.close()
 
@@ -122,8 +110,6 @@ def test_a_checkpoint_without_producers_holds_what_it_covers_by_id(tmp_path: Pat
     path.with_name("central.log.checkpoint").write_bytes(encode_slot(3, Checkpoint(8, "2-0")))
     sink = opened(path)
     assert sink.checkpoint.floor == "2-0"
-    assert sink.checkpoint.holds(A, 9, b"2-0")
-    assert not sink.checkpoint.holds(A, 1, b"3-0")
     sink.write(b"three\n", b"3-0", {A: 1})
     assert sink.sync().floor == "2-0"
     sink.close()
@@ -138,5 +124,5 @@ def test_forgetting_a_producer_raises_the_floor_to_the_end_of_the_batch(tmp_path
     assert sink.written.floor == "0-0"
     sink.write(b"b\n", b"7-0", {A: 1})
     assert sink.written.floor == "7-0"
-    assert sink.written.holds(f"{0:016x}", 1, b"5-0")
+    assert f"{0:016x}" not in sink.written.producers
     sink.close()
