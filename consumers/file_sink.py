@@ -267,8 +267,8 @@ class FileSink:
 
         The lines are visible to readers on return; they are durable, and
         covered by the checkpoint, once a :meth:`sync` that starts after this
-        returns.  Empty ``data`` only moves ``last_id`` (entries that produce
-        no line: dead letters), never backwards.  On ``OSError`` (disk full)
+        returns.  ``last_id`` never goes backwards; empty ``data`` only moves
+        it and the producers (entries that produce no line: dead letters).  On ``OSError`` (disk full)
         the file is cut back to the last whole batch, so a retry neither
         doubles nor tears a line.  One write at a time; it may overlap a sync.
         A file found shorter than what was written (``copytruncate``) is an
@@ -282,9 +282,12 @@ class FileSink:
             if forgotten:
                 # Everything the forgotten producer wrote is at or below the end of this batch.
                 floor = max(self.written.last_id, last_id.decode(), key=stream_id_key)
+        # last_id never goes back: after a Redis failover, new entries may
+        # have ids below those written before (records are known by their
+        # identity then, see consumers.batch_renderer).
+        last = last_id.decode() if stream_id_key(last_id) > self.written._last_key else self.written.last_id
         if not data:
-            if stream_id_key(last_id) > self.written._last_key:
-                self.written = Checkpoint(end, last_id.decode(), *self._identity, known, floor)
+            self.written = Checkpoint(end, last, *self._identity, known, floor)
             return
         view = memoryview(data)
         try:
@@ -308,10 +311,6 @@ class FileSink:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, end)
             raise
-        # last_id never goes back: after a Redis failover, new entries may
-        # have ids below those written before (records are known by their
-        # identity then, see consumers.batch_renderer).
-        last = last_id.decode() if stream_id_key(last_id) > self.written._last_key else self.written.last_id
         # Published last, in one assignment: a sync in another thread reads
         # either the end before this batch or the end after it, never between.
         self.written = Checkpoint(position, last, *self._identity, known, floor)
