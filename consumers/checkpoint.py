@@ -31,6 +31,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
+from relay.common.stream import SEQ_TOKEN
+
 __all__ = [
     "MAX_PRODUCERS",
     "NO_PRODUCERS",
@@ -53,7 +55,7 @@ Producers = Mapping[str, int]
 MAX_PRODUCERS: Final = 1024
 
 NO_PRODUCERS: Final[Producers] = MappingProxyType({})
-_TOKEN: Final = re.compile(r"[0-9a-f]{16}")
+_TOKEN: Final = re.compile(SEQ_TOKEN)
 
 
 def merge_producers(producers: Producers, updates: Mapping[str, int]) -> tuple[Producers, bool]:

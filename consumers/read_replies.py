@@ -32,6 +32,7 @@ from typing import Any, Final, NoReturn
 
 from relay.common import speedups
 from relay.common.redis_protocol import bulk_string
+from relay.common.stream import SEQ_TOKEN
 
 __all__ = [
     "IMPLEMENTATION",
@@ -162,7 +163,7 @@ _USUAL_NAMES_WITH_SEQ: Final = (*_USUAL_NAMES, b"seq", None)
 _STREAM_ID: Final = re.compile(rb"[0-9]+-[0-9]+")
 #: A record's identity, ``TOKEN:N`` (relay.common.stream): 16 lowercase hex digits, then N from 1, at most
 #: 18 digits (so that N, and N + 1, fit in 63 bits, as in C).
-_IDENTITY: Final = re.compile(rb"([0-9a-f]{16}):([1-9][0-9]{0,17})")
+_IDENTITY: Final = re.compile(rb"(" + SEQ_TOKEN.encode() + rb"):([1-9][0-9]{0,17})")
 
 
 def usual_fields(item: Any) -> list[bytes] | None:

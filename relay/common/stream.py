@@ -35,6 +35,7 @@ __all__ = [
     "RECORD_FIELDS",
     "RECORD_FIELDS_WITHOUT_SEQ",
     "SCHEMA_VERSION",
+    "SEQ_TOKEN",
     "StreamKeys",
 ]
 
@@ -51,6 +52,8 @@ RAW: Final = "raw"
 ENTRY_ID: Final = "entry_id"
 GROUP: Final = "group"
 SEQ: Final = "seq"
+#: A producer token in a ``seq`` value (a regular expression): 16 lowercase hex digits.
+SEQ_TOKEN: Final = "[0-9a-f]{16}"
 
 #: A record's entry, field by field in order.
 RECORD_FIELDS: Final = (VERSION, RECORD, CLIENT, CATCHER, RECEIVED, SEQ)
