@@ -316,6 +316,11 @@ class FileConsumer:
         return True
 
     async def _take_over_pending(self) -> None:
+        """Claim and write what the group left pending; from its start again after an outage (what was
+        written meanwhile is skipped as already written)."""
+        await self._retrying(self._take_over_pending_once)
+
+    async def _take_over_pending_once(self) -> None:
         async for batch in self.reader.pending():
             if batch.deleted:
                 log.error(
