@@ -91,6 +91,12 @@ class SegmentKeeper:
         self._compressor: threading.Thread | None = None
         # Retention removing a segment, and a compression replacing one, never interleave.
         self._lock = threading.Lock()
+        # A compression asked for while the compressor is already at work (a rotation during a
+        # long compression) is not lost: it runs another pass before it exits.  Both flags
+        # change together under this lock, so a request never meets a compressor on its way out.
+        self._compress_lock = threading.Lock()
+        self._compress_wanted = False
+        self._compressing = False
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -122,17 +128,36 @@ class SegmentKeeper:
                 self._prune()
             except OSError as exc:
                 log.error("retention of the segments of %s failed (%s); trying again later", self.path, exc)
-            if self.settings.compress == "gzip" and (self._compressor is None or not self._compressor.is_alive()):
-                self._compressor = threading.Thread(
-                    target=self._compress_in_idle_time, name="logrelay-compress", daemon=True
-                )
-                self._compressor.start()
+            if self.settings.compress == "gzip":
+                self._request_compression()
             self._wake.wait(IDLE_PASS)
             self._wake.clear()
 
+    def _request_compression(self) -> None:
+        with self._compress_lock:
+            self._compress_wanted = True
+            if self._compressing:
+                return  # the running compressor makes another pass before it exits
+            self._compressing = True
+        self._compressor = threading.Thread(target=self._compress_in_idle_time, name="logrelay-compress", daemon=True)
+        self._compressor.start()
+
     def _compress_in_idle_time(self) -> None:
         _lower_priority()
-        if self._compress_all():
+        compressed = False
+        while True:
+            with self._compress_lock:
+                if not self._compress_wanted or self._stopping.is_set():
+                    self._compressing = False
+                    break
+                self._compress_wanted = False
+            try:
+                compressed = self._compress_all() or compressed
+            except BaseException:
+                with self._compress_lock:
+                    self._compressing = False
+                raise
+        if compressed:
             self._wake.set()  # sizes changed: retention by bytes again
 
     # -- the work ----------------------------------------------------------------

@@ -6,6 +6,7 @@ import errno
 import gzip
 import os
 import stat
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -162,6 +163,43 @@ def test_the_thread_compresses_after_a_wake_and_stops_in_the_middle_of_a_segment
     slow.stop()
     assert big.exists()  # abandoned: the plain segment stays, no temporary file
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_rotation_during_a_compression_is_compressed_without_waiting_for_the_next_pass(tmp_path: Path) -> None:
+    # The compressor lists the segments once per pass: a segment rotated while it works on
+    # another is not in that list, and the wake that announced it came while it was at work.
+    # Here the pass it was in compresses nothing (the disk is full for a moment).
+    path = tmp_path / "central.log"
+    first = make_segments(path, 1)[0]
+    stats = ConsumerStats()
+    in_compression = threading.Event()
+    release = threading.Event()
+
+    def hold_the_first(step: str) -> None:
+        if step == "compress" and not in_compression.is_set():
+            in_compression.set()
+            release.wait(20)
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    keeper = SegmentKeeper(
+        path, RotationSettings(size=1, compress="gzip"), no_protection, stats=stats, step=hold_the_first
+    )
+    keeper.start()
+    try:
+        wait_until(in_compression.is_set, timeout=20, what="the first segment's compression under way")
+        second = path.with_name(segment_name(path.name, T0 + 7200))
+        second.write_bytes(b"rotated meanwhile\n")
+        keeper.wake()
+        # The keeper's loop has taken the wake (and asked for a compression) before the first is done.
+        wait_until(lambda: not keeper._wake.is_set(), timeout=20, what="the wake taken")
+        release.set()
+        wait_until(lambda: stats.segments_compressed == 2, timeout=20, what="both segments compressed")
+    finally:
+        release.set()
+        keeper.stop()
+    assert not first.exists()
+    assert not second.exists()
+    assert gzip.decompress(second.with_name(second.name + ".gz").read_bytes()) == b"rotated meanwhile\n"
 
 
 def test_a_segment_that_cannot_be_compressed_holds_up_neither_the_others_nor_retention(tmp_path: Path) -> None:
