@@ -101,6 +101,13 @@ class CatcherSettings:
     # Client networks allowed to send (after the PROXY header, if any); empty: everyone.
     allow: tuple[IPNetwork, ...] = ()
     tls: TLSSettings | None = None
+    # The other inputs (relay.net.inputs): stdlib DatagramHandler (UDP), syslog (UDP and TCP on one port),
+    # HTTP (stdlib HTTPHandler, JSON); None: not listened on.
+    listen_datagram: ListenAddress | None = None
+    listen_syslog: ListenAddress | None = None
+    listen_http: ListenAddress | None = None
+    # HTTP basic-auth credentials (user, password) accepted on --listen-http; empty: none asked for.
+    http_credentials: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         positive = ("buffer_bytes", "batch_max_records", "batch_max_bytes", "publish_window", "max_connections")
