@@ -199,6 +199,37 @@ CATCHER_OPTIONS = [
         default=str(default(CatcherSettings, "listen")),
         help="Address to accept SocketHandler connections on.",
     ),
+    click.option(
+        "--listen-syslog",
+        type=Address(),
+        default=None,
+        help="Also take syslog (RFC 5424 and 3164) on this address, UDP and TCP (TLS with --tls-cert); "
+        "e.g. 127.0.0.1:5514.",
+    ),
+    click.option(
+        "--listen-datagram",
+        type=Address(),
+        default=None,
+        help="Also take stdlib DatagramHandler records (UDP) on this address, e.g. 127.0.0.1:9021.",
+    ),
+    click.option(
+        "--listen-http",
+        type=Address(),
+        default=None,
+        help="Also take stdlib HTTPHandler records and JSON (POST, GET) on this address (TLS with --tls-cert).",
+    ),
+    click.option(
+        "--http-basic-auth",
+        metavar="USER:PASSWORD",
+        default=None,
+        help="With --listen-http: require these HTTP basic-auth credentials (HTTPHandler's credentials=).",
+    ),
+    click.option(
+        "--http-basic-auth-file",
+        type=click.Path(dir_okay=False, exists=True),
+        default=None,
+        help="With --listen-http: require one of the USER:PASSWORD lines of this file.",
+    ),
     click.option("--catcher-id", default=None, show_default="HOSTNAME-PID", help="Name recorded in every entry."),
     *DECODE_OPTIONS,
     click.option(
@@ -372,7 +403,34 @@ def catcher_settings(options: dict[str, Any], redis: RedisSettings | None = None
         shutdown_grace=options["shutdown_grace"],
         allow=tuple(parse_network(text) for text in options["allow"]),
         tls=tls_settings(options),
+        listen_syslog=options["listen_syslog"],
+        listen_datagram=options["listen_datagram"],
+        listen_http=options["listen_http"],
+        http_credentials=http_credentials(options),
     )
+
+
+def http_credentials(options: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """``--http-basic-auth`` and the lines of ``--http-basic-auth-file`` as (user, password) pairs."""
+    lines: list[str] = []
+    if options["http_basic_auth"]:
+        lines.append(options["http_basic_auth"])
+    path = options["http_basic_auth_file"]
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read --http-basic-auth-file {path}: {exc}") from exc
+        lines.extend(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+    pairs = []
+    for line in lines:
+        user, sep, password = line.partition(":")
+        if not sep or not user or not password:
+            raise ValueError("HTTP basic-auth credentials must be USER:PASSWORD, both non-empty")
+        pairs.append((user, password))
+    if pairs and options["listen_http"] is None:
+        raise ValueError("--http-basic-auth needs --listen-http")
+    return tuple(pairs)
 
 
 def tls_settings(options: dict[str, Any]) -> TLSSettings | None:

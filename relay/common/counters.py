@@ -53,6 +53,11 @@ class CatcherStats(Counters):
     # Bytes of incomplete frames held (a gauge), and how often a connection waited for room (relay.net.partial_frames).
     partial_bytes: int = 0
     partial_frame_waits: int = 0
+    # The UDP inputs (relay.net.datagrams): datagrams read, dropped by the kernel for want of
+    # receive-buffer room (as it reports them), and from senders outside --allow.
+    datagrams_received: int = 0
+    datagrams_dropped: int = 0
+    datagrams_not_allowed: int = 0
 
 
 @dataclass(slots=True)

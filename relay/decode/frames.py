@@ -208,6 +208,10 @@ class FrameDecoder:
         """Bytes the incomplete frame will hold once complete, header included (what is held until its header is)."""
         return HEADER_SIZE + self._need if self._need >= 0 else len(self._buffer)
 
+    def finish(self) -> list[Record | BadFrame]:
+        """The peer closed: an incomplete frame is nothing (none completes at EOF)."""
+        return []
+
     def feed(self, data: bytes | memoryview) -> list[Record | BadFrame]:
         """Consume ``data``; return every frame it completes.
 

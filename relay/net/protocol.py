@@ -1,8 +1,9 @@
 """One client connection: :class:`CatcherProtocol`.
 
 The per-connection state machine: an optional PROXY protocol header, then
-SocketHandler frames through :class:`relay.decode.frames.FrameDecoder` into
-the publisher.  What all connections share (the connection limits, the
+frames through a stream decoder into the publisher: SocketHandler frames
+(:class:`relay.decode.frames.FrameDecoder`, the default) or syslog messages
+(:class:`relay.decode.syslog_frames.SyslogStreamDecoder`).  What all connections share (the connection limits, the
 publisher's flow control, the read buffer, the partial-frame budget) is in
 :class:`relay.net.registry.ConnectionRegistry`.  No sockets here beyond the
 transport it is handed (:class:`relay.net.listener.SocketReader`, or
@@ -16,20 +17,37 @@ import contextlib
 import ipaddress
 import logging
 import time
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, Protocol, cast
 
-from relay.decode.frames import BadFrame, FrameDecoder, FrameTooLarge, Record
+from relay.decode.frames import BadFrame, DecodeLimits, FrameDecoder, FrameTooLarge, Record
 from relay.net.proxy_header import ProxyHeaderParser, ProxyProtocolError
 from relay.net.registry import READ_SIZE, ConnectionRegistry
 from relay.publish.publisher import StreamPublisher
 from relay.settings import CatcherSettings
 
-__all__ = ["CatcherProtocol", "format_peer"]
+__all__ = ["CatcherProtocol", "StreamDecoder", "format_peer"]
 
 log = logging.getLogger("logrelay.catcher")
 
 # With --proxy-protocol, a connection must send its header this soon.
 PROXY_HEADER_DEADLINE = 5.0
+
+
+class StreamDecoder(Protocol):
+    """What a connection needs of its decoder (:class:`FrameDecoder` is one)."""
+
+    bad_frames_fed: int
+
+    @property
+    def pending_bytes(self) -> int: ...
+
+    @property
+    def frame_bytes(self) -> int: ...
+
+    def feed(self, data: bytes | memoryview) -> list[Record | BadFrame]: ...
+
+    def finish(self) -> list[Record | BadFrame]: ...
 
 
 def format_peer(peer: Any) -> str:
@@ -41,7 +59,11 @@ def format_peer(peer: Any) -> str:
 
 
 class CatcherProtocol(asyncio.BufferedProtocol):
-    """One client connection speaking the SocketHandler wire format.
+    """One client connection speaking the SocketHandler wire format, or what ``new_decoder`` decodes.
+
+    ``scheme`` names the input in the records' ``client``
+    (``syslog+tcp://HOST:PORT``); empty for SocketHandler, whose records
+    keep plain ``HOST:PORT``.
 
     Reads go into the registry's shared buffer, ``READ_SIZE`` at a time
     (``get_buffer``/``buffer_updated``); :meth:`data_received` takes the bytes.
@@ -54,11 +76,13 @@ class CatcherProtocol(asyncio.BufferedProtocol):
         "_client",
         "_decoder",
         "_header_deadline",
+        "_new_decoder",
         "_paused",
         "_peer",
         "_proxy_parser",
         "_publisher",
         "_registry",
+        "_scheme",
         "_settings",
         "_stats",
         "_transport",
@@ -68,14 +92,24 @@ class CatcherProtocol(asyncio.BufferedProtocol):
         "last_active",
     )
 
-    def __init__(self, settings: CatcherSettings, registry: ConnectionRegistry, publisher: StreamPublisher) -> None:
+    def __init__(
+        self,
+        settings: CatcherSettings,
+        registry: ConnectionRegistry,
+        publisher: StreamPublisher,
+        *,
+        new_decoder: Callable[[DecodeLimits], StreamDecoder] = FrameDecoder,
+        scheme: str = "",
+    ) -> None:
         self._settings = settings
+        self._new_decoder = new_decoder
+        self._scheme = scheme
         self._registry = registry
         self._publisher = publisher
         self._stats = registry.stats
         # Made on the first bytes: an idle connection (10,000 of them, say)
         # holds no decoder, no buffer and no formatted address.
-        self._decoder: FrameDecoder | None = None
+        self._decoder: StreamDecoder | None = None
         self._transport: asyncio.Transport | None = None
         self._paused = False  # by the registry (the publisher's backpressure)
         self._budget_waiting = False  # for room in the partial-frame budget
@@ -114,8 +148,11 @@ class CatcherProtocol(asyncio.BufferedProtocol):
     def client(self) -> str:
         """The sender as records and logs name it: ``host:port`` (from the PROXY header when one came)."""
         if self._client is None:
-            self._client = format_peer(self._peer)
+            self._client = self._named(self._peer)
         return self._client
+
+    def _named(self, peer: Any) -> str:
+        return f"{self._scheme}://{format_peer(peer)}" if self._scheme else format_peer(peer)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         buffer = self._registry.read_buffer
@@ -137,7 +174,7 @@ class CatcherProtocol(asyncio.BufferedProtocol):
                 return
         decoder = self._decoder
         if decoder is None:
-            decoder = self._decoder = FrameDecoder(self._settings.limits)
+            decoder = self._decoder = self._new_decoder(self._settings.limits)
         try:
             events = decoder.feed(data)
         except FrameTooLarge as exc:
@@ -156,8 +193,10 @@ class CatcherProtocol(asyncio.BufferedProtocol):
             budget.settle(self, held, decoder.frame_bytes if held else 0)
             self._stats.partial_bytes = budget.total
             self._stats.partial_frame_waits = budget.waits
-        if not events:
-            return
+        if events:
+            self._publish(decoder, events)
+
+    def _publish(self, decoder: StreamDecoder, events: list[Record | BadFrame]) -> None:
         received = f"{time.time():.6f}"
         if decoder.bad_frames_fed:
             # Dead letters go to their own stream: their order relative to
@@ -185,7 +224,7 @@ class CatcherProtocol(asyncio.BufferedProtocol):
         if self._header_deadline is not None:
             self._header_deadline.cancel()
         if header.source is not None:
-            self._client = format_peer(header.source)
+            self._client = self._named(header.source)
             refusal = self._not_allowed(header.source[0]) or self._registry.rehome(self, header.source[0])
             if refusal is not None:
                 self._refuse(refusal)
@@ -221,7 +260,16 @@ class CatcherProtocol(asyncio.BufferedProtocol):
             self.abort()
 
     def eof_received(self) -> bool | None:
+        self._finish()
         return None  # close our side too
+
+    def _finish(self) -> None:
+        """The peer is done sending: what its last bytes complete (a syslog message without its LF)."""
+        decoder = self._decoder
+        if decoder is not None and decoder.pending_bytes and self._proxy_parser is None:
+            events = decoder.finish()
+            if events:
+                self._publish(decoder, events)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._registry.discard(self)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from relay.common.counters import CatcherStats
 from relay.net.partial_frames import PartialFrameBudget
@@ -12,7 +12,7 @@ from relay.net.partial_frames import PartialFrameBudget
 if TYPE_CHECKING:
     from relay.net.protocol import CatcherProtocol
 
-__all__ = ["READ_SIZE", "RELEASE_AFTER_PEAK", "ConnectionRegistry"]
+__all__ = ["READ_SIZE", "RELEASE_AFTER_PEAK", "ConnectionRegistry", "Pausable"]
 
 # Bytes read from one connection per turn of the event loop.  Each turn reads
 # every readable connection once, and the publisher only gets the loop
@@ -25,6 +25,14 @@ READ_SIZE = 64 * 1024
 # allocator is asked to give its free memory back (freed large buffers stay
 # in its heap otherwise).
 RELEASE_AFTER_PEAK = 16 * 1024 * 1024
+
+
+class Pausable(Protocol):
+    """An input the publisher's flow control stops and starts."""
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
 
 
 class ConnectionRegistry:
@@ -58,6 +66,8 @@ class ConnectionRegistry:
         self.read_buffer = memoryview(bytearray(READ_SIZE))
         self.partial_frames = PartialFrameBudget(max_partial_bytes)
         self._release_memory = release_memory
+        # Inputs without connections (relay.net.datagrams): paused and resumed with the connections.
+        self.readers: list[Pausable] = []
 
     def partial_frames_released(self) -> None:
         """A connection's partial frame is gone: once none is left after a large peak, give the memory back."""
@@ -104,8 +114,12 @@ class ConnectionRegistry:
         self.reading_paused = True
         for conn in self.connections:
             conn.pause()
+        for reader in self.readers:
+            reader.pause()
 
     def resume_reading(self) -> None:
         self.reading_paused = False
         for conn in list(self.connections):
             conn.resume()
+        for reader in self.readers:
+            reader.resume()

@@ -1,0 +1,137 @@
+"""Syslog over a byte stream (TCP, TLS): RFC 6587 framing, sans-I/O.
+
+:class:`SyslogStreamDecoder` is fed a connection's bytes and returns the
+records (and dead letters) of the messages they complete, with the interface
+of :class:`relay.decode.frames.FrameDecoder`, so that the catcher's
+connection code (limits, PROXY header, TLS, flow control) serves both.
+
+Framing is told apart per message, as rsyslog does: a message that starts
+with digits, a space and ``<`` (a PRI) is octet-counted (``LEN SP MSG``, RFC 6587 §3.4.1,
+what RFC 5425 TLS senders and ``logger --octet-count`` use); any other ends
+at a LF or a NUL (non-transparent framing, §3.4.2: ``logger`` without
+``--octet-count`` ends with LF, the stdlib's ``SysLogHandler`` with NUL).
+
+A message longer than ``max_frame_bytes`` is not a reason to drop a good
+sender: its first bytes and its size become a dead letter, the rest of it
+is read and discarded, and the connection goes on with the next message.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Final
+
+from relay.decode.frames import BadFrame, DecodeLimits, Record
+from relay.decode.syslog_message import syslog_record
+
+__all__ = ["SyslogStreamDecoder"]
+
+#: The most digits an octet count may have (beyond it the message is taken as LF-framed).
+MAX_COUNT_DIGITS: Final = 10
+#: Bytes of an oversize message kept in its dead letter.
+KEPT_OF_OVERSIZE: Final = 256
+_TERMINATOR: Final = re.compile(rb"[\n\x00]")
+
+
+class SyslogStreamDecoder:
+    """A TCP syslog connection's bytes in, records out (see the module docstring)."""
+
+    __slots__ = ("_buffer", "_discarding", "_limit", "_need", "_skip", "bad_frames_fed")
+
+    def __init__(self, limits: DecodeLimits | None = None) -> None:
+        self._limit = (limits or DecodeLimits()).max_frame_bytes
+        self._buffer = bytearray()
+        self._skip = 0  # bytes of an oversize octet-counted message still to discard
+        self._discarding = False  # inside an oversize LF-framed message: discard up to its terminator
+        self._need = 0  # the octet-counted message being received: its whole size with the count
+        self.bad_frames_fed = 0
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of an incomplete message held (0: on a message boundary)."""
+        return len(self._buffer)
+
+    @property
+    def frame_bytes(self) -> int:
+        """The size of the message being received, as far as it is known."""
+        return max(self._need, len(self._buffer))
+
+    def feed(self, data: bytes | memoryview) -> list[Record | BadFrame]:
+        """Take bytes; return the messages they complete, in order."""
+        self.bad_frames_fed = 0
+        if self._skip or self._discarding:
+            data = self._discard(data)
+        buffer = self._buffer
+        buffer += data
+        events: list[Record | BadFrame] = []
+        received = time.time()
+        at, size = 0, len(buffer)
+        while at < size:
+            if 0x30 <= buffer[at] <= 0x39:
+                space = buffer.find(b" ", at, at + MAX_COUNT_DIGITS + 1)
+                if space > at and space + 1 == size and buffer[at:space].isdigit():
+                    break  # is it a count? the byte after the space tells
+                # A counted message is a SYSLOG-MSG, which starts with its PRI: "2024 was a year" is a line.
+                if space > at and buffer[space + 1] == 0x3C and buffer[at:space].isdigit():
+                    count = int(buffer[at:space])
+                    start, end = space + 1, space + 1 + count
+                    if count > self._limit:
+                        events.append(self._oversize(bytes(buffer[start : start + KEPT_OF_OVERSIZE]), count))
+                        self._skip = max(0, end - size)
+                        at = min(end, size)
+                        continue
+                    if end > size:
+                        self._need = end - at
+                        break
+                    events.append(self._message(bytes(buffer[start:end]), received))
+                    at = end
+                    continue
+                if space < 0 and size - at <= MAX_COUNT_DIGITS and buffer[at:size].isdigit():
+                    break  # an octet count still arriving
+            found = _TERMINATOR.search(buffer, at)
+            if found is None:
+                if size - at > self._limit:
+                    events.append(self._oversize(bytes(buffer[at : at + KEPT_OF_OVERSIZE]), size - at, counted=False))
+                    self._discarding = True
+                    at = size
+                break
+            end = found.start()
+            if end > at:  # an empty line between messages is no message
+                events.append(self._message(bytes(buffer[at:end]), received))
+            at = end + 1
+        del buffer[:at]
+        if not buffer:
+            self._need = 0
+        return events
+
+    def finish(self) -> list[Record | BadFrame]:
+        """The peer closed: an unterminated last message is complete; a partial octet-counted one is not."""
+        buffer, self._buffer = self._buffer, bytearray()
+        if not buffer or self._need or self._discarding:
+            return []
+        self.bad_frames_fed = 0
+        return [self._message(bytes(buffer), time.time())]
+
+    def _message(self, message: bytes, received: float) -> Record | BadFrame:
+        event = syslog_record(message, received)
+        if type(event) is BadFrame:
+            self.bad_frames_fed += 1
+        return event
+
+    def _oversize(self, head: bytes, size: int, *, counted: bool = True) -> BadFrame:
+        self.bad_frames_fed += 1
+        what = f"{size} bytes" if counted else f"over {size} bytes without a terminator"
+        return BadFrame(head, f"syslog message of {what} exceeds max-frame-bytes ({self._limit}); first bytes kept")
+
+    def _discard(self, data: bytes | memoryview) -> bytes | memoryview:
+        """Drop the rest of an oversize message from ``data``; return what follows it."""
+        if self._skip:
+            taken = min(self._skip, len(data))
+            self._skip -= taken
+            return data[taken:]
+        found = _TERMINATOR.search(data)
+        if found is None:
+            return b""
+        self._discarding = False
+        return data[found.end() :]

@@ -1,0 +1,115 @@
+"""SyslogStreamDecoder: RFC 6587 framing of a TCP syslog connection, fed bytes without sockets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from relay.decode.frames import BadFrame, DecodeLimits
+from relay.decode.syslog_frames import KEPT_OF_OVERSIZE, SyslogStreamDecoder
+
+M5424 = b'<13>1 2026-12-07T01:27:35.779669+00:00 vm app5 10313 ID47 [ex@32473 k="v"] hello 5424'
+M3164 = b"<131>Dec  7 01:27:35 vm myapp: hello 3164"
+
+
+def octets(message: bytes) -> bytes:
+    return b"%d %s" % (len(message), message)
+
+
+def messages(events: list[Any]) -> list[str]:
+    return [orjson.loads(event)["msg"] if not isinstance(event, BadFrame) else event for event in events]
+
+
+def feed_all(decoder: SyslogStreamDecoder, data: bytes, step: int) -> list[Any]:
+    events: list[Any] = []
+    for at in range(0, len(data), step):
+        events += decoder.feed(data[at : at + step])
+    return events
+
+
+# Every framing a sender uses, back to back: octet counting (logger --octet-count, RFC 5425),
+# LF (logger), NUL (SysLogHandler), CRLF, an empty line, a message that starts with digits.
+STREAM = (
+    octets(M5424)
+    + M3164
+    + b"\n"
+    + b"<14>pyapp: from SysLogHandler\x00"
+    + b"<14>crlf line\r\n"
+    + b"\n"
+    + octets(b"<13>1 - - - - - - 42 apples")
+    + b"2024 was a year\n"
+)
+EXPECTED = ["hello 5424", "hello 3164", "from SysLogHandler", "crlf line", "42 apples", "2024 was a year"]
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 7, 64, len(STREAM)])
+def test_every_framing_in_one_stream_however_it_is_split(step: int) -> None:
+    decoder = SyslogStreamDecoder()
+    assert messages(feed_all(decoder, STREAM, step)) == EXPECTED
+    assert decoder.pending_bytes == 0
+
+
+def test_a_partial_message_is_held_and_its_size_known_when_counted() -> None:
+    decoder = SyslogStreamDecoder()
+    framed = octets(M5424)
+    assert decoder.feed(framed[:20]) == []
+    assert decoder.pending_bytes == 20
+    assert decoder.frame_bytes == len(framed)
+    assert messages(decoder.feed(framed[20:])) == ["hello 5424"]
+    assert (decoder.pending_bytes, decoder.frame_bytes) == (0, 0)
+
+
+def test_at_eof_an_unterminated_message_is_complete_but_a_partial_counted_one_is_not() -> None:
+    decoder = SyslogStreamDecoder()
+    assert decoder.feed(b"<13>app: last words") == []
+    assert messages(decoder.finish()) == ["last words"]
+    counted = SyslogStreamDecoder()
+    assert counted.feed(octets(M5424)[:-3]) == []
+    assert counted.finish() == []
+
+
+def test_an_oversize_counted_message_is_a_dead_letter_and_the_connection_goes_on() -> None:
+    limits = DecodeLimits(max_frame_bytes=1000)
+    decoder = SyslogStreamDecoder(limits)
+    big = b"<13>app: " + b"x" * 5000
+    data = octets(b"<13>app: before") + octets(big) + octets(b"<13>app: after")
+    events = feed_all(decoder, data, 333)
+    assert messages([e for e in events if not isinstance(e, BadFrame)]) == ["before", "after"]
+    (letter,) = [e for e in events if isinstance(e, BadFrame)]
+    assert letter.raw == big[:KEPT_OF_OVERSIZE]
+    assert "5009 bytes exceeds max-frame-bytes (1000)" in letter.reason
+
+
+def test_an_oversize_unterminated_message_is_a_dead_letter_up_to_its_terminator() -> None:
+    decoder = SyslogStreamDecoder(DecodeLimits(max_frame_bytes=1000))
+    data = b"<13>app: before\n<13>app: " + b"y" * 5000 + b"\n<13>app: after\n"
+    events = feed_all(decoder, data, 400)
+    assert messages([e for e in events if not isinstance(e, BadFrame)]) == ["before", "after"]
+    (letter,) = [e for e in events if isinstance(e, BadFrame)]
+    assert letter.raw.startswith(b"<13>app: yyy")
+    assert len(letter.raw) == KEPT_OF_OVERSIZE
+    assert "without a terminator exceeds max-frame-bytes" in letter.reason
+    assert decoder.pending_bytes == 0
+
+
+def test_the_held_bytes_never_exceed_the_limit_much() -> None:
+    decoder = SyslogStreamDecoder(DecodeLimits(max_frame_bytes=1000))
+    for _ in range(100):
+        decoder.feed(b"z" * 700)  # a sender that never ends its line
+        assert decoder.pending_bytes <= 1000 + 700
+
+
+def test_a_malformed_message_is_a_dead_letter_and_counted_as_fed() -> None:
+    decoder = SyslogStreamDecoder()
+    events = decoder.feed(b"<999>bad\n<13>app: good\n")
+    assert decoder.bad_frames_fed == 1
+    assert isinstance(events[0], BadFrame)
+    assert events[0].raw == b"<999>bad"
+    assert messages(events[1:]) == ["good"]
+
+
+def test_digits_that_are_not_a_count_are_a_line() -> None:
+    decoder = SyslogStreamDecoder()
+    assert messages(decoder.feed(b"12345678901234 digits first\n")) == ["12345678901234 digits first"]
