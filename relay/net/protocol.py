@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from typing import Any, cast
 
 from relay.decode.frames import BadFrame, FrameDecoder, FrameTooLarge, Record
-from relay.net.admission import PROXY_HEADER_DEADLINE, Admission, format_peer
-from relay.net.proxy_header import ProxyHeaderParser
+from relay.net.proxy_header import ProxyHeaderParser, ProxyProtocolError
 from relay.net.registry import READ_SIZE, ConnectionRegistry
 from relay.publish.publisher import StreamPublisher
 from relay.settings import CatcherSettings
@@ -28,8 +28,19 @@ __all__ = ["CatcherProtocol", "format_peer"]
 
 log = logging.getLogger("logrelay.catcher")
 
+# With --proxy-protocol, a connection must send its header this soon.
+PROXY_HEADER_DEADLINE = 5.0
 
-class CatcherProtocol(Admission, asyncio.BufferedProtocol):
+
+def format_peer(peer: Any) -> str:
+    """``host:port`` for IPv4, ``[host]:port`` for IPv6, the path for Unix sockets."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = peer[0], peer[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(peer or "unknown")
+
+
+class CatcherProtocol(asyncio.BufferedProtocol):
     """One client connection speaking the SocketHandler wire format.
 
     Reads go into the registry's shared buffer, ``READ_SIZE`` at a time
@@ -156,6 +167,58 @@ class CatcherProtocol(Admission, asyncio.BufferedProtocol):
                     self._bad_frame(frame.raw, frame.reason, received)
             events = [event for event in events if type(event) is not BadFrame]
         self._publisher.add_records(cast(list[Record], events), self.client, received)
+
+    def _proxy_header(self, data: bytes | memoryview) -> bytes:
+        """Consume the PROXY protocol header; return the bytes after it (b"" while incomplete)."""
+        assert self._proxy_parser is not None
+        try:
+            found = self._proxy_parser.feed(bytes(data))
+        except ProxyProtocolError as exc:
+            self._stats.proxy_header_errors += 1
+            log.warning("refusing connection from %s: %s (--proxy-protocol is on)", self.client, exc)
+            self.abort()
+            return b""
+        if found is None:
+            return b""
+        header, rest = found
+        self._proxy_parser = None
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+        if header.source is not None:
+            self._client = format_peer(header.source)
+            refusal = self._not_allowed(header.source[0]) or self._registry.rehome(self, header.source[0])
+            if refusal is not None:
+                self._refuse(refusal)
+                return b""
+        return rest
+
+    def _not_allowed(self, host: str) -> str | None:
+        """Why ``host`` may not send, under --allow; None if it may."""
+        networks = self._settings.allow
+        if not networks:
+            return None
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return f"{host!r} is not an IP address and --allow is set"
+        if any(address in network for network in networks):
+            return None
+        self._stats.connections_not_allowed += 1
+        return "its address is not in the allowed networks (--allow)"
+
+    def _refuse(self, reason: str) -> None:
+        self._stats.connections_refused += 1
+        log.warning("refusing connection from %s: %s", self.client, reason)
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _header_too_slow(self) -> None:
+        if self._proxy_parser is not None:
+            self._stats.proxy_header_errors += 1
+            log.warning(
+                "refusing connection from %s: no PROXY protocol header within %gs", self.client, PROXY_HEADER_DEADLINE
+            )
+            self.abort()
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
