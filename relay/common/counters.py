@@ -58,6 +58,16 @@ class CatcherStats(Counters):
     datagrams_received: int = 0
     datagrams_dropped: int = 0
     datagrams_not_allowed: int = 0
+    # The HTTP input (relay.net.http_protocol): requests answered, and those refused, by cause.
+    http_requests: int = 0
+    #: 401: no or wrong credentials (--http-basic-auth).
+    http_refused_auth: int = 0
+    #: 503: the buffer was full; nothing of the request kept.
+    http_busy: int = 0
+    #: 413: a body over max-frame-bytes, refused before it was read.
+    http_too_large: int = 0
+    #: 400, 405, 415, 431: malformed HTTP, another method, another media type, nothing to record.
+    http_bad_requests: int = 0
 
 
 @dataclass(slots=True)

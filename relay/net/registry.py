@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from relay.common.counters import CatcherStats
 from relay.net.partial_frames import PartialFrameBudget
 
-if TYPE_CHECKING:
-    from relay.net.protocol import CatcherProtocol
-
-__all__ = ["READ_SIZE", "RELEASE_AFTER_PEAK", "ConnectionRegistry", "Pausable"]
+__all__ = ["READ_SIZE", "RELEASE_AFTER_PEAK", "Connection", "ConnectionRegistry", "Pausable"]
 
 # Bytes read from one connection per turn of the event loop.  Each turn reads
 # every readable connection once, and the publisher only gets the loop
@@ -33,6 +30,47 @@ class Pausable(Protocol):
     def pause(self) -> None: ...
 
     def resume(self) -> None: ...
+class Connection(Protocol):
+    """A client connection as the registry and the server see it, whatever it speaks.
+
+    :class:`relay.net.protocol.CatcherProtocol` (SocketHandler) and
+    :class:`relay.net.http_protocol.HttpProtocol` are two.
+    """
+
+    #: The client's address without port: the per-client limit counts by it (set by :meth:`ConnectionRegistry.rehome`).
+    host: str
+    #: When it last sent something (monotonic): idle-timeout and draining go by it.
+    last_active: float
+    #: When the frame or request being received started arriving (monotonic); None between them (frame-timeout).
+    frame_started: float | None
+
+    @property
+    def client(self) -> str:
+        """The sender as logs name it."""
+        ...
+
+    @property
+    def paused(self) -> bool:
+        """Whether we stopped reading it: time paused is not the client's delay."""
+        ...
+
+    @property
+    def at_frame_boundary(self) -> bool:
+        """Whether nothing half-received would be lost by closing it now."""
+        ...
+
+    def pause(self) -> None:
+        """Stop reading for the publisher's sake."""
+
+    def resume(self) -> None:
+        """Read again, unless held for another reason."""
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def ask_to_leave(self) -> None:
+        """The catcher is stopping: ask the client to finish what it is sending and go elsewhere."""
 
 
 class ConnectionRegistry:
@@ -53,7 +91,7 @@ class ConnectionRegistry:
         max_partial_bytes: int = 64 * 1024 * 1024,
         release_memory: Callable[[], object] | None = None,
     ) -> None:
-        self.connections: set[CatcherProtocol] = set()
+        self.connections: set[Connection] = set()
         self.max_connections = max_connections
         self.max_per_client = max_per_client
         self.stats = stats
@@ -78,7 +116,7 @@ class ConnectionRegistry:
             if self._release_memory is not None:
                 self._release_memory()
 
-    def add(self, conn: CatcherProtocol) -> str | None:
+    def add(self, conn: Connection) -> str | None:
         """Register a new connection; return why it is refused, or None."""
         if len(self.connections) >= self.max_connections:
             return f"already {self.max_connections} connections (max-connections)"
@@ -89,7 +127,7 @@ class ConnectionRegistry:
         self.stats.connections = len(self.connections)
         return None
 
-    def rehome(self, conn: CatcherProtocol, host: str) -> str | None:
+    def rehome(self, conn: Connection, host: str) -> str | None:
         """Count a connection under its real client (from a PROXY header); return why refused, or None."""
         self._forget_host(conn.host)
         if self.max_per_client and self._per_host[host] >= self.max_per_client:
@@ -99,7 +137,7 @@ class ConnectionRegistry:
         self._per_host[host] += 1
         return None
 
-    def discard(self, conn: CatcherProtocol) -> None:
+    def discard(self, conn: Connection) -> None:
         if conn in self.connections:
             self.connections.discard(conn)
             self._forget_host(conn.host)
