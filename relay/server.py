@@ -21,23 +21,19 @@ import logging
 import resource
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from relay.common import speedups
-from relay.common.addresses import ListenAddress
 from relay.common.counters import CatcherStats
 from relay.common.health import HealthServer, Readiness
 from relay.common.heartbeat import Heartbeat
 from relay.common.metrics import CatcherMetrics, new_registry
 from relay.common.redis_client import create_redis, raise_if_cancelled
 from relay.common.signals import serve_with_signals
-from relay.decode.syslog_frames import SyslogStreamDecoder
-from relay.decode.syslog_message import syslog_record
-from relay.net.datagrams import DatagramInput, pickle_datagram
-from relay.net.listener import Listener
+from relay.net.inputs import INPUT_LABELS, CatcherInputs, listen_stream
 from relay.net.protocol import CatcherProtocol, format_peer
 from relay.net.registry import ConnectionRegistry
 from relay.publish.publisher import StreamPublisher
@@ -52,10 +48,6 @@ log = logging.getLogger("logrelay.catcher")
 DRAIN_QUIET_SECONDS = 0.25
 # How often readiness asks Redis whether it answers.
 REDIS_CHECK_SECONDS = 1.0
-# How the start line names the other inputs.
-INPUT_LABELS = {"syslog": "syslog (UDP, TCP)", "datagram": "DatagramHandler (UDP)", "http": "HTTP"}
-# Connections the kernel queues before we accept them (bursts of reconnects after a failover).
-LISTEN_BACKLOG = 1024
 
 
 class CatcherServer:
@@ -97,14 +89,13 @@ class CatcherServer:
             wait_replicas=settings.wait_replicas,
             wait_timeout=settings.wait_timeout_ms / 1000,
         )
-        self._server: asyncio.Server | Listener | None = None
+        self._server: Any = None  # asyncio.Server (TLS) or relay.net.listener.Listener
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self.bound: list[tuple[str, int]] = []
         # The other inputs' addresses by kind ("syslog", "datagram", "http"), once started.
-        self.inputs_bound: dict[str, tuple[str, int]] = {}
-        self._stream_inputs: list[Any] = []
-        self._datagram_inputs: list[DatagramInput] = []
+        # The other inputs (syslog, DatagramHandler, HTTP); their addresses by kind once started.
+        self.inputs = CatcherInputs(settings, self.registry, self.publisher)
         self.redis_ok = False
         self.health = (
             HealthServer(settings.health_listen, self.readiness, self.metrics_registry)
@@ -181,9 +172,9 @@ class CatcherServer:
         def new_protocol() -> CatcherProtocol:
             return CatcherProtocol(settings, self.registry, self.publisher)
 
-        self._server = await self._listen_stream(settings.listen, new_protocol)
+        self._server = await listen_stream(settings.listen, new_protocol, settings.tls)
         self.bound = [sock.getsockname()[:2] for sock in self._server.sockets]
-        await self._open_inputs()
+        await self.inputs.open()
         self._tasks.append(asyncio.create_task(self.heartbeat.run(), name="heartbeat"))
         if self.health is not None:
             await self.health.start()
@@ -194,7 +185,7 @@ class CatcherServer:
             "catching on %s -> %s stream %r (dead letters %r), catcher id %s; %s",
             ", ".join(
                 [format_peer(addr) for addr in self.bound]
-                + [f"{INPUT_LABELS[kind]} {format_peer(addr)}" for kind, addr in self.inputs_bound.items()]
+                + [f"{INPUT_LABELS[kind]} {format_peer(addr)}" for kind, addr in self.inputs.bound.items()]
             ),
             settings.redis.safe_url,
             settings.keys.records,
@@ -208,78 +199,11 @@ class CatcherServer:
                 "several times the CPU per record; reinstall where gcc and the Python headers are present"
             )
 
-    async def _listen_stream(self, address: ListenAddress, new_protocol: Callable[[], asyncio.BaseProtocol]) -> Any:
-        """A TCP listener for ``new_protocol`` on ``address``, TLS when the catcher has its options."""
-        tls = self.settings.tls
-        if tls:
-            # asyncio's transports do the TLS handshake and record layer.
-            return await asyncio.get_running_loop().create_server(
-                new_protocol, address.host, address.port, backlog=LISTEN_BACKLOG, reuse_address=True, ssl=tls.context()
-            )
-        # Plain TCP: a read-only transport, about half the memory per connection.
-        listener = Listener(cast(Callable[[], asyncio.BufferedProtocol], new_protocol), backlog=LISTEN_BACKLOG)
-        await listener.open(address.host, address.port)
-        return listener
-
-    async def _open_inputs(self) -> None:
-        """The other inputs: syslog (TCP and UDP on one port), DatagramHandler (UDP)."""
-        settings = self.settings
-        if settings.listen_syslog is not None:
-            scheme = "syslog+tls" if settings.tls else "syslog+tcp"
-
-            def new_syslog_protocol() -> CatcherProtocol:
-                return CatcherProtocol(
-                    settings, self.registry, self.publisher, new_decoder=SyslogStreamDecoder, scheme=scheme
-                )
-
-            stream = await self._listen_stream(settings.listen_syslog, new_syslog_protocol)
-            self._stream_inputs.append(stream)
-            host, port = stream.sockets[0].getsockname()[:2]
-            self.inputs_bound["syslog"] = (host, port)
-            # UDP on the port TCP got (the same one, when it was given as 0).
-            udp = ListenAddress(settings.listen_syslog.host, port)
-            self._add_datagram_input(
-                "syslog",
-                DatagramInput(
-                    udp, syslog_record, self.publisher, self.stats, scheme="syslog+udp", allow=settings.allow
-                ),
-            )
-        if settings.listen_datagram is not None:
-            decode = pickle_datagram(settings.limits)
-            self._add_datagram_input(
-                "datagram",
-                DatagramInput(
-                    settings.listen_datagram,
-                    decode,
-                    self.publisher,
-                    self.stats,
-                    scheme="datagram",
-                    allow=settings.allow,
-                ),
-            )
-
-    def _add_datagram_input(self, kind: str, datagrams: DatagramInput) -> None:
-        datagrams.open()
-        self._datagram_inputs.append(datagrams)
-        self.registry.readers.append(datagrams)
-        if self.registry.reading_paused:
-            datagrams.pause()
-        if kind not in self.inputs_bound:
-            self.inputs_bound[kind] = datagrams.bound
-
-    def _close_inputs(self) -> None:
-        """No new connections or datagrams; what the kernel holds for the UDP inputs is read first."""
-        for stream in self._stream_inputs:
-            stream.close()
-        for datagrams in self._datagram_inputs:
-            datagrams.drain_and_close()
-        self.registry.readers.clear()
-
     async def shutdown(self) -> int:
         settings = self.settings
         if self._server is not None:
             self._server.close()
-        self._close_inputs()
+        self.inputs.close()
         for conn in list(self.registry.connections):
             conn.ask_to_leave()
         # Resume any connection paused by a full buffer would overfill it;

@@ -1,9 +1,9 @@
 """Who may send, shared by every connection kind: :class:`Admission`.
 
 The PROXY protocol header (``--proxy-protocol``), the ``--allow`` networks and
-the per-client limit after a PROXY header, as :class:`relay.net.http_protocol.HttpProtocol`
-applies them; the same code as :class:`relay.net.protocol.CatcherProtocol`'s own, which
-can take this mixin in their place (its ``_named`` is :meth:`Admission.name_client`).
+the per-client limit after a PROXY header, for every connection kind:
+:class:`relay.net.protocol.CatcherProtocol` (SocketHandler, syslog over TCP)
+and :class:`relay.net.http_protocol.HttpProtocol`.
 """
 
 from __future__ import annotations

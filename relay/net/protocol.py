@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import time
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 from relay.decode.frames import BadFrame, DecodeLimits, FrameDecoder, FrameTooLarge, Record
-from relay.net.proxy_header import ProxyHeaderParser, ProxyProtocolError
+from relay.net.admission import PROXY_HEADER_DEADLINE, Admission, format_peer
+from relay.net.proxy_header import ProxyHeaderParser
 from relay.net.registry import READ_SIZE, ConnectionRegistry
 from relay.publish.publisher import StreamPublisher
 from relay.settings import CatcherSettings
@@ -29,9 +29,6 @@ from relay.settings import CatcherSettings
 __all__ = ["CatcherProtocol", "StreamDecoder", "format_peer"]
 
 log = logging.getLogger("logrelay.catcher")
-
-# With --proxy-protocol, a connection must send its header this soon.
-PROXY_HEADER_DEADLINE = 5.0
 
 
 class StreamDecoder(Protocol):
@@ -50,15 +47,7 @@ class StreamDecoder(Protocol):
     def finish(self) -> list[Record | BadFrame]: ...
 
 
-def format_peer(peer: Any) -> str:
-    """``host:port`` for IPv4, ``[host]:port`` for IPv6, the path for Unix sockets."""
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        host, port = peer[0], peer[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(peer or "unknown")
-
-
-class CatcherProtocol(asyncio.BufferedProtocol):
+class CatcherProtocol(Admission, asyncio.BufferedProtocol):
     """One client connection speaking the SocketHandler wire format, or what ``new_decoder`` decodes.
 
     ``scheme`` names the input in the records' ``client``
@@ -148,10 +137,10 @@ class CatcherProtocol(asyncio.BufferedProtocol):
     def client(self) -> str:
         """The sender as records and logs name it: ``host:port`` (from the PROXY header when one came)."""
         if self._client is None:
-            self._client = self._named(self._peer)
+            self._client = self.name_client(self._peer)
         return self._client
 
-    def _named(self, peer: Any) -> str:
+    def name_client(self, peer: Any) -> str:
         return f"{self._scheme}://{format_peer(peer)}" if self._scheme else format_peer(peer)
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -206,58 +195,6 @@ class CatcherProtocol(asyncio.BufferedProtocol):
                     self._bad_frame(frame.raw, frame.reason, received)
             events = [event for event in events if type(event) is not BadFrame]
         self._publisher.add_records(cast(list[Record], events), self.client, received)
-
-    def _proxy_header(self, data: bytes | memoryview) -> bytes:
-        """Consume the PROXY protocol header; return the bytes after it (b"" while incomplete)."""
-        assert self._proxy_parser is not None
-        try:
-            found = self._proxy_parser.feed(bytes(data))
-        except ProxyProtocolError as exc:
-            self._stats.proxy_header_errors += 1
-            log.warning("refusing connection from %s: %s (--proxy-protocol is on)", self.client, exc)
-            self.abort()
-            return b""
-        if found is None:
-            return b""
-        header, rest = found
-        self._proxy_parser = None
-        if self._header_deadline is not None:
-            self._header_deadline.cancel()
-        if header.source is not None:
-            self._client = self._named(header.source)
-            refusal = self._not_allowed(header.source[0]) or self._registry.rehome(self, header.source[0])
-            if refusal is not None:
-                self._refuse(refusal)
-                return b""
-        return rest
-
-    def _not_allowed(self, host: str) -> str | None:
-        """Why ``host`` may not send, under --allow; None if it may."""
-        networks = self._settings.allow
-        if not networks:
-            return None
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return f"{host!r} is not an IP address and --allow is set"
-        if any(address in network for network in networks):
-            return None
-        self._stats.connections_not_allowed += 1
-        return "its address is not in the allowed networks (--allow)"
-
-    def _refuse(self, reason: str) -> None:
-        self._stats.connections_refused += 1
-        log.warning("refusing connection from %s: %s", self.client, reason)
-        if self._transport is not None:
-            self._transport.abort()
-
-    def _header_too_slow(self) -> None:
-        if self._proxy_parser is not None:
-            self._stats.proxy_header_errors += 1
-            log.warning(
-                "refusing connection from %s: no PROXY protocol header within %gs", self.client, PROXY_HEADER_DEADLINE
-            )
-            self.abort()
 
     def eof_received(self) -> bool | None:
         self._finish()

@@ -30,6 +30,8 @@ class Pausable(Protocol):
     def pause(self) -> None: ...
 
     def resume(self) -> None: ...
+
+
 class Connection(Protocol):
     """A client connection as the registry and the server see it, whatever it speaks.
 
