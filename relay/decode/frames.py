@@ -138,19 +138,21 @@ def decode_payload(payload: bytes, limits: DecodeLimits) -> bytes:
 
 def decode_payload_python(payload: bytes, limits: DecodeLimits) -> bytes:
     """:func:`decode_payload` without the C fast path (same contract)."""
-    obj, flags = load_record(payload)
+    obj, flags, byte_strings = load_record(payload)
     if type(obj) is not dict:
         kind = getattr(type(obj), "qualname", type(obj).__name__).rpartition(".")[2]
         raise ValueError(f"payload is a pickled {kind}, not a record dict")
     budget = limits.decoded_budget(len(payload))
     # Only a tree has JSON bounded by the pickle's size (see flat_record_json).
-    if not flags & SHARES_OBJECTS and limits.max_depth >= 1:
+    # A Python 2 byte string that is not UTF-8 is rendered as bytes: the walk does that.
+    if not flags & SHARES_OBJECTS and limits.max_depth >= 1 and not byte_strings:
         flat = flat_record_json(obj, budget)
         if flat is not None:
             return _exact_size(flat)
-    if any(type(key) is not str for key in obj):
+    # An attribute name is text (a Python 2 str that is not UTF-8 is bytes, refused as Python 3's are).
+    if any(type(key) is not str or key in byte_strings for key in obj):
         raise ValueError("record dict has non-string keys")
-    value = to_json_value(obj, max_depth=limits.max_depth, max_bytes=budget)
+    value = to_json_value(obj, max_depth=limits.max_depth, max_bytes=budget, byte_strings=byte_strings)
     try:
         # orjson, several times the stdlib's speed here (docs/decisions.md).
         return _exact_size(orjson.dumps(value))

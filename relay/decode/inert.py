@@ -253,7 +253,9 @@ class LazyMapping(ValueStandIn):
         """This mapping's own parts: pairs, and the mappings its pairs come from.
 
         Mapping types take at most two arguments (``defaultdict(factory,
-        mapping)``) and their items are pairs; anything else is not a
+        mapping)``), a mapping or a list of pairs (Python 2's
+        ``OrderedDict([[key, value], ...])``), and their items are pairs;
+        anything else is not a
         pickle of one, and expanding it once per reference would go through
         what it holds each time without a visit to count.
         """
@@ -264,6 +266,13 @@ class LazyMapping(ValueStandIn):
                 yield from arg.items()
             elif isinstance(arg, LazyMapping):
                 yield arg
+            elif type(arg) is list or type(arg) is tuple:
+                # Pairs, as dict() takes them: Python 2 pickles an
+                # OrderedDict as OrderedDict([[key, value], ...]).
+                for pair in arg:
+                    if not (type(pair) is list or type(pair) is tuple) or len(pair) != 2:
+                        raise ValueError(f"unexpected pickle arguments for {self.qualname}")
+                    yield tuple(pair)
         for item in self.items:
             # SETITEMS gives pairs; anything else (APPENDS on a mapping) is
             # not a mapping's pickle: rendered inert, every item walked once.

@@ -205,9 +205,22 @@ class _ByteArray(LazyBytes):
 
 
 def _as_bytes(value: Any) -> bytes:
-    """A datetime state argument: real bytes, or a short LazyBytes."""
+    """A datetime state argument: real bytes, a short LazyBytes, or a short Python 2 ``str``.
+
+    Python 2 pickles the state as a ``str`` (bytes), which the unpickler
+    decodes as UTF-8 with surrogate escapes for what is not UTF-8 (the
+    state's bytes are binary: a year 2024 is ``07 E8``, and microseconds may
+    well be valid UTF-8 such as ``C3 A9``); encoding it back the same way
+    gives exactly the bytes sent.  Text that did not come from bytes (a lone
+    surrogate outside the escapes) gives nothing, and the value stays opaque.
+    """
     if isinstance(value, LazyBytes) and value.size <= 16:
         return value.rebuild()
+    if type(value) is str and len(value) <= 16:
+        try:
+            return value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return b""
     return value if isinstance(value, bytes) else b""
 
 

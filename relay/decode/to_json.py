@@ -331,6 +331,40 @@ class _Walker:
         return str(value)
 
 
+class _Python2Walker(_Walker):
+    """The walk of a frame from Python 2 that holds byte strings that are not UTF-8.
+
+    Python 2's ``str`` is bytes: the unpickler decodes it as UTF-8, bytes
+    that are not as surrogate escapes.  One that is UTF-8 stays text (what a
+    Python 3 program sends for the same text); one that is not (listed in
+    ``byte_strings``, as the unpickler decoded it) is rendered as the bytes it
+    is, as a Python 3 ``bytes`` value is: a Python literal, wherever it sits
+    (a value, an item, a key, an argument of an opaque object).
+    """
+
+    __slots__ = ("byte_strings",)
+
+    def __init__(self, max_depth: int, max_bytes: int, byte_strings: frozenset[str]) -> None:
+        super().__init__(max_depth, max_bytes)
+        self.byte_strings = byte_strings
+
+    def as_sent(self, obj: Any) -> Any:
+        """A Python 2 ``str`` that is not UTF-8 as its bytes; anything else as it is."""
+        if type(obj) is str and obj in self.byte_strings:
+            return obj.encode("utf-8", "surrogateescape")
+        return obj
+
+    def value(self, obj: Any, depth: int) -> Any:
+        return super().value(self.as_sent(obj), depth)
+
+    def sequence(self, items: Iterable[Any], depth: int) -> list[Any]:
+        return super().sequence(map(self.as_sent, items), depth)
+
+    def mapping(self, pairs: Iterable[tuple[Any, Any]], depth: int) -> dict[str, Any]:
+        as_sent = self.as_sent
+        return super().mapping(((as_sent(key), as_sent(item)) for key, item in pairs), depth)
+
+
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
@@ -366,12 +400,16 @@ def flat_record_json(obj: dict[Any, Any], max_bytes: int) -> bytes | None:
     return text
 
 
-def to_json_value(obj: Any, *, max_depth: int, max_bytes: int) -> Any:
+def to_json_value(obj: Any, *, max_depth: int, max_bytes: int, byte_strings: frozenset[str] = frozenset()) -> Any:
     """Return a tree of dict/list/str/int/float/bool/None equivalent to ``obj``.
 
     Raises :class:`DecodeLimitExceeded` if the result would nest deeper than
     ``max_depth`` or cost more than ``max_bytes``
     (roughly its JSON size).  A reference back to a container being walked is
-    rendered as ``"<recursive reference>"``.
+    rendered as ``"<recursive reference>"``.  ``byte_strings`` are the
+    Python 2 byte strings that were not UTF-8, as the unpickler decoded them
+    (:func:`relay.decode.unpickler.load_record`): rendered as bytes.
     """
+    if byte_strings:
+        return _Python2Walker(max_depth, max_bytes, byte_strings).value(obj, 0)
     return _Walker(max_depth, max_bytes).value(obj, 0)

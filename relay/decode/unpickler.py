@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import _compat_pickle
 import builtins
+import codecs
 import io
 import pickle
+import threading
 from typing import Any, Final
 
 from relay.decode.cost_scan import MAX_NAME_BYTES, NAMES_CLASSES, UnsafePickle, scan
@@ -46,6 +48,36 @@ __all__ = [
     "load_record",
     "safe_loads",
 ]
+
+# How the unpickler decodes a Python 2 ``str`` (STRING, BINSTRING and
+# SHORT_BINSTRING, opcodes no Python 3 pickler writes): as UTF-8, and bytes
+# that are not UTF-8 as surrogate escapes (U+DC80-U+DCFF), so that
+# ``text.encode("utf-8", "surrogateescape")`` gives back exactly the bytes
+# sent.  The error handler does what ``surrogateescape`` does and also
+# notes each such string, for the walk to render it as the bytes it is
+# (Python 3's ``bytes`` arrive as ``_codecs.encode``, never through here;
+# BINUNICODE text is decoded with a fixed ``surrogatepass``, never through
+# here either).  It is called only for byte strings that are not UTF-8:
+# nothing for every other frame.
+_PYTHON2_STR_ERRORS: Final = "logrelay-python2-str"
+_noted = threading.local()
+
+
+def _python2_str_error(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    raw = bytes(exc.object)
+    # The bytes before exc.start are UTF-8 (this is the first error in
+    # them); UTF-8 resynchronises at an error, so the rest decoded on its
+    # own is what surrogateescape would go on to produce.
+    rest = raw[exc.start :].decode("utf-8", "surrogateescape")
+    strings: list[str] | None = getattr(_noted, "strings", None)
+    if strings is not None:
+        strings.append(raw[: exc.start].decode("utf-8") + rest)
+    return rest, len(raw)
+
+
+codecs.register_error(_PYTHON2_STR_ERRORS, _python2_str_error)
 
 
 class ForbiddenGlobal(UnsafePickle):
@@ -97,7 +129,7 @@ class RecordUnpickler(pickle.Unpickler):
     def __init__(self, data: bytes) -> None:
         # BufferedReader offers peek(), which lets the C unpickler prefetch the
         # whole frame instead of calling read() once per opcode (2x faster).
-        super().__init__(io.BufferedReader(io.BytesIO(data)), encoding="utf-8", errors="surrogateescape")
+        super().__init__(io.BufferedReader(io.BytesIO(data)), encoding="utf-8", errors=_PYTHON2_STR_ERRORS)
         self._opaque: dict[str, type[OpaqueObject]] = {}
 
     def find_class(self, module: str, name: str, /) -> Any:
@@ -164,24 +196,30 @@ class _AttributeOf:
         raise UnsafePickle("pickle sets state on getattr")
 
 
-def load_record(data: bytes) -> tuple[Any, int]:
+def load_record(data: bytes) -> tuple[Any, int, frozenset[str]]:
     """Unpickle ``data`` without executing anything it names.
 
-    Returns the unpickled object graph and the scan's flags
-    (:data:`~relay.decode.cost_scan.SHARES_OBJECTS` tells whether it is a tree); it may contain :class:`OpaqueObject`
+    Returns the unpickled object graph, the scan's flags
+    (:data:`~relay.decode.cost_scan.SHARES_OBJECTS` tells whether it is a tree)
+    and the Python 2 byte strings that were not UTF-8, as the graph holds them
+    (text with surrogate escapes; empty for every frame from Python 3).  The
+    graph may contain :class:`OpaqueObject`
     and :class:`ValueStandIn` instances, which :mod:`relay.decode.to_json` turns
     into JSON values.  Raises :class:`UnsafePickle` (or its subclass
     :class:`ForbiddenGlobal`) for streams we refuse, and ``ValueError`` for
     pickles that are merely broken.
     """
     flags = scan(data)
+    strings: list[str] = []
+    _noted.strings = strings
     try:
         if not flags & NAMES_CLASSES:
             # Nothing in the stream names a class, so no unpickler would look
             # anything up: the stock C loader is safe here, and twice as fast
             # as building a RecordUnpickler.
-            return pickle.loads(data, encoding="utf-8", errors="surrogateescape"), flags
-        return RecordUnpickler(data).load(), flags
+            obj = pickle.loads(data, encoding="utf-8", errors=_PYTHON2_STR_ERRORS)
+        else:
+            obj = RecordUnpickler(data).load()
     except UnsafePickle:
         raise
     except RecursionError as exc:  # pragma: no cover - the unpickler is iterative
@@ -191,6 +229,9 @@ def load_record(data: bytes) -> tuple[Any, int]:
         # (UnpicklingError, EOFError, TypeError from a stand-in, ...).  The
         # caller needs one: the frame is not a decodable record.
         raise ValueError(f"undecodable pickle: {type(exc).__name__}: {exc}") from exc
+    finally:
+        _noted.strings = None
+    return obj, flags, frozenset(strings)
 
 
 def safe_loads(data: bytes) -> Any:

@@ -892,13 +892,34 @@ def test_huge_int_does_not_break_json_encoding(sign: int) -> None:
     assert fields["msg"] == "hello"
 
 
-def test_protocol_0_string_with_invalid_utf8_is_delivered_escaped() -> None:
+def test_protocol_0_string_with_invalid_utf8_is_delivered_as_bytes() -> None:
+    # A Python 2 str is bytes: one that is not UTF-8 renders as Python 3's
+    # bytes do (and as Python 3 logging formats a bytes msg: str(msg)).
     payload = b"(dS'msg'\nS'caf\\xe9 \\xff'\nsS'levelno'\nI20\ns."
 
     fields = decode(payload)
 
-    assert fields["msg"] == "caf\udce9 \udcff"
+    assert fields["msg"] == "b'caf\\xe9 \\xff'"
     assert fields["levelno"] == 20
+
+
+def test_protocol_0_string_that_is_utf8_is_delivered_as_text() -> None:
+    payload = b"(dS'msg'\nS'caf\\xc3\\xa9'\nsS'levelno'\nI20\ns."
+
+    assert decode(payload)["msg"] == "caf\u00e9"
+
+
+def test_unicode_with_a_lone_surrogate_stays_text_beside_a_python2_byte_string() -> None:
+    # BINUNICODE 'x\udcff' (text, from Python 3 or a Python 2 unicode) and a
+    # SHORT_BINSTRING of the bytes 61 FF (Python 2 bytes) in one record.
+    # (Text equal to a byte string's decoding would render as bytes too:
+    # docs/stream-format.md says so.)
+    payload = b"(dU\x03msgX\x04\x00\x00\x00x\xed\xb3\xbfsU\x04blobU\x02a\xffs."
+
+    fields = decode(payload)
+
+    assert fields["msg"] == "x\udcff"
+    assert fields["blob"] == "b'a\\xff'"
 
 
 # --------------------------------------------------------------------------- the class-free fast path
