@@ -3,7 +3,7 @@
 It resolves the options exactly as the command would (command line >
 environment > ``--config`` file > default, through the same types and
 checks) without running anything; a required option left unset shows as
-missing instead of failing.  Secrets are masked: passwords in URLs.
+missing instead of failing.  Secrets are masked: passwords in URLs and --http-basic-auth's.
 """
 
 from __future__ import annotations
@@ -26,6 +26,16 @@ SOURCE_NAMES = {
     click.core.ParameterSource.DEFAULT_MAP: "config file",
     click.core.ParameterSource.DEFAULT: "default",
 }
+
+
+#: Options whose value holds a password (USER:PASSWORD): shown as USER:***.
+SECRET_OPTIONS = frozenset({"http_basic_auth"})
+
+
+def mask_credentials(text: str) -> str:
+    """``USER:PASSWORD`` as ``USER:***``."""
+    user, sep, _ = text.partition(":")
+    return f"{user}:***" if sep else "***"
 
 
 def _plain(value: Any) -> Any:
@@ -92,6 +102,8 @@ def resolve(root_ctx: click.Context, words: list[str]) -> dict[str, Any]:
         elif where == "config file" and config is not None:
             detail = f"{config.path}, {from_file[param.name][1]}"
         value = ctx.params.get(param.name)
+        if param.name in SECRET_OPTIONS and value:
+            value = mask_credentials(str(value))
         entry: dict[str, Any] = {"value": _plain(value), "source": where}
         if detail:
             entry["from"] = detail

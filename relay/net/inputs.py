@@ -17,10 +17,12 @@ Every input feeds the one publisher.  Records name their input in
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from typing import Any, Final, cast
 
 from relay.common.addresses import ListenAddress
+from relay.common.signals import StartError
 from relay.decode.syslog_frames import SyslogStreamDecoder
 from relay.decode.syslog_message import syslog_record
 from relay.net.datagrams import DatagramDecoder, DatagramInput, pickle_datagram
@@ -66,14 +68,22 @@ class CatcherInputs:
         self._datagrams: list[DatagramInput] = []
 
     async def open(self) -> None:
-        """Listen on every input the settings name; ``OSError`` (an address in use) propagates."""
+        """Listen on every input the settings name; a refusal (an address in use) is a StartError naming it."""
         settings = self.settings
-        if settings.listen_syslog is not None:
-            await self._open_syslog(settings.listen_syslog)
-        if settings.listen_datagram is not None:
-            self._open_datagrams("datagram", settings.listen_datagram, pickle_datagram(settings.limits))
-        if settings.listen_http is not None:
-            await self._open_http(settings.listen_http)
+        inputs = (
+            ("--listen-syslog", settings.listen_syslog, self._open_syslog),
+            ("--listen-datagram", settings.listen_datagram, self._open_pickle_datagrams),
+            ("--listen-http", settings.listen_http, self._open_http),
+        )
+        for option, address, open_input in inputs:
+            if address is None:
+                continue
+            try:
+                await open_input(address)
+            except OSError as exc:
+                self.close()
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise StartError(f"cannot listen on {address} ({option}): {reason}") from exc
 
     async def _open_syslog(self, address: ListenAddress) -> None:
         settings = self.settings
@@ -90,6 +100,9 @@ class CatcherInputs:
         self.bound["syslog"] = (host, port)
         # UDP on the port TCP got (the same one, when it was given as 0).
         self._open_datagrams("syslog", ListenAddress(address.host, port), syslog_record, scheme="syslog+udp")
+
+    async def _open_pickle_datagrams(self, address: ListenAddress) -> None:
+        self._open_datagrams("datagram", address, pickle_datagram(self.settings.limits))
 
     def _open_datagrams(
         self, kind: str, address: ListenAddress, decode: DatagramDecoder, *, scheme: str | None = None
