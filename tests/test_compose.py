@@ -15,6 +15,7 @@ checks of its own (:func:`sentinel_problems`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -405,10 +406,35 @@ def balancer_problems(compose: Compose, config_text: str) -> list[str]:
     for needed in ("mode tcp", "balance leastconn", "option httpchk GET /readyz", "server-template"):
         if needed not in config_text:
             problems.append(f"haproxy.cfg lacks {needed!r}")
-    bind = service_env(haproxy).get("LOGRELAY_LB_BIND") or ""
     published = [str(port).split(":")[-1] for port in haproxy.get("ports", [])]
-    if bind.rpartition(":")[2] not in published:
-        problems.append(f"haproxy binds {bind!r} but publishes {haproxy.get('ports')}")
+    lb_env = service_env(haproxy)
+    for variable in ("LOGRELAY_LB_BIND", "LOGRELAY_LB_SYSLOG_BIND", "LOGRELAY_LB_HTTP_BIND"):
+        bind = lb_env.get(variable) or ""
+        if f"${{{variable}}}" in config_text and bind.rpartition(":")[2] not in published:
+            problems.append(f"haproxy binds {bind!r} ({variable}) but publishes {haproxy.get('ports')}")
+    # Syslog over TCP and HTTP: HAProxy's servers are the catchers' ports for them.
+    for option in ("listen_syslog", "listen_http"):
+        value = env.get(f"LOGRELAY_CATCH_{option.upper()}")
+        if value and f"catcher:{ListenAddress.parse(value).port} " not in config_text:
+            problems.append(f"HAProxy has no servers on the catchers' --{option.replace('_', '-')} port ({value})")
+    return problems
+
+
+def udp_problems(compose: Compose) -> list[str]:
+    """The UDP inputs: published as UDP on the host by the service that listens on them."""
+    problems = []
+    for name, service in logrelay_services(compose).items():
+        env = service_env(service)
+        published = {str(port) for port in service.get("ports", [])}
+        for option in ("listen_syslog", "listen_datagram"):
+            value = env.get(f"LOGRELAY_CATCH_{option.upper()}")
+            if not value or name == "catcher":  # the replicas' syslog is TCP behind HAProxy
+                continue
+            port = ListenAddress.parse(value).port
+            if f"{port}:{port}/udp" not in published:
+                problems.append(
+                    f"{name} listens for UDP on {value} (--{option.replace('_', '-')}) but does not publish {port}/udp"
+                )
     return problems
 
 
@@ -486,6 +512,15 @@ def sentinel_problems(compose: Compose) -> list[str]:
     all_services = services(compose)
     configs = {name: text for name, service in all_services.items() if (text := sentinel_config(service))}
     problems: list[str] = []
+    kinds = {}
+    for name, service in logrelay_services(compose).items():
+        with contextlib.suppress(ValueError):
+            kinds[name] = RedisSettings.from_url(service_option(service, "redis_url") or "").target.kind
+    if "sentinel" in kinds.values():
+        # One service left on the master's own address writes to a replica after a failover.
+        problems += [
+            f"{name} reaches Redis without the Sentinels" for name, kind in kinds.items() if kind != "sentinel"
+        ]
     for name, service in logrelay_services(compose).items():
         try:
             target = RedisSettings.from_url(service_option(service, "redis_url") or "").target
@@ -655,6 +690,42 @@ def _set(service: str, key: str, value: Any) -> Callable[[Compose], None]:
     return mutate
 
 
+def test_the_udp_inputs_are_published_by_one_catcher(compose: Compose) -> None:
+    assert udp_problems(compose) == []
+    catcher = services(compose)["catcher-udp"]
+    assert "deploy" not in catcher  # one replica: fixed host ports
+    assert service_option(catcher, "listen_datagram") == "0.0.0.0:9030"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "check", "expected"),
+    [
+        pytest.param(
+            _set("catcher-udp", "ports", ["5514:5514/udp"]),
+            udp_problems,
+            "does not publish 9030/udp",
+            id="datagram-not-published",
+        ),
+        pytest.param(
+            _set_env("LOGRELAY_CATCH_LISTEN_SYSLOG", "0.0.0.0:6514"),
+            lambda compose: balancer_problems(compose, HAPROXY_CONFIG.read_text()),
+            "no servers on the catchers' --listen-syslog port",
+            id="syslog-port-moved",
+        ),
+        pytest.param(
+            lambda compose: compose["services"]["haproxy"]["environment"].update(LOGRELAY_LB_HTTP_BIND=":8081"),
+            lambda compose: balancer_problems(compose, HAPROXY_CONFIG.read_text()),
+            "(LOGRELAY_LB_HTTP_BIND) but publishes",
+            id="http-bind-not-published",
+        ),
+    ],
+)
+def test_input_checks_catch_a_broken_compose(
+    compose: Compose, mutate: Callable[[Compose], None], check: Callable[[Compose], list[str]], expected: str
+) -> None:
+    assert_check_notices(compose, mutate, check, expected)
+
+
 def test_the_sentinel_variant_fails_over_to_a_replica_by_names(sentinel_compose: Compose) -> None:
     catcher = services(sentinel_compose)["catcher"]
     assert RedisSettings.from_url(service_option(catcher, "redis_url") or "").target.kind == "sentinel"
@@ -819,6 +890,14 @@ def _sentinel_url(url: str) -> Callable[[Compose], None]:
             sentinel_problems,
             "sentinel-2's healthcheck does not ping port 26379",
             id="sentinel-health-on-6379",
+        ),
+        pytest.param(
+            lambda compose: compose["services"]["catcher-udp"]["environment"].update(
+                LOGRELAY_CATCH_REDIS_URL="redis://redis:6379/0"
+            ),
+            sentinel_problems,
+            "catcher-udp reaches Redis without the Sentinels",
+            id="one-service-on-the-master",
         ),
     ],
 )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -54,15 +56,26 @@ class Fleet:
     consumer: ConsumerProcess
     output: Path
     ports: list[tuple[int, int]]
+    inputs: list[dict[str, int]]
     catchers: list[CatcherProcess] = field(default_factory=list)
 
     def catcher_args(self, n: int) -> tuple[str, ...]:
         health = self.ports[n][1]
-        return (*CATCHER_ARGS, "--health-listen", f"127.0.0.1:{health}", "--catcher-id", f"catcher{n + 1}")
+        syslog, http = self.inputs[n]["syslog"], self.inputs[n]["http"]
+        return (
+            *CATCHER_ARGS,
+            "--health-listen", f"127.0.0.1:{health}",
+            "--catcher-id", f"catcher{n + 1}",
+            "--listen-syslog", f"127.0.0.1:{syslog}",
+            "--listen-http", f"127.0.0.1:{http}",
+        )  # fmt: skip
 
     def all_up(self) -> bool:
-        states = self.haproxy.server_states()
-        return len(states) == len(self.ports) and all(state == "UP" for state in states.values())
+        for backend in ("catchers", "catchers-syslog", "catchers-http"):
+            states = self.haproxy.server_states(backend)
+            if len(states) != len(self.ports) or any(state != "UP" for state in states.values()):
+                return False
+        return True
 
     def restart(self, n: int) -> None:
         """SIGTERM catcher n (it turns unready, serves its grace, drains), then start it again."""
@@ -80,11 +93,12 @@ def fleet(
     tmp_path: Path,
 ) -> Iterator[Fleet]:
     ports = [(free_port(), free_port()) for _ in range(3)]
-    haproxy = HAProxyProcess(local_config(ports), tmp_path)
+    inputs = [{"syslog": free_port(), "http": free_port()} for _ in range(3)]
+    haproxy = HAProxyProcess(local_config(ports, inputs), tmp_path)
     output = tmp_path / "central.jsonl"
     # No trimming: the tests compare the file with everything the stream received.
     consumer = consumer_factory(redis_server.url, output, "--format", "json", "--trim-interval", "0")
-    fleet = Fleet(redis_server, catcher_factory, haproxy, consumer, output, ports)
+    fleet = Fleet(redis_server, catcher_factory, haproxy, consumer, output, ports, inputs)
     for n, (port, _) in enumerate(ports):
         fleet.catchers.append(catcher_factory(redis_server.url, *fleet.catcher_args(n), port=port))
     haproxy.start()
@@ -132,6 +146,63 @@ def test_twenty_clients_through_haproxy_every_record_once_with_their_own_address
         assert record["logrelay"]["client"] in own[record["client_id"]]
     # leastconn spread the clients over the three catchers.
     assert set(Counter(r["logrelay"]["catcher"] for r in records)) == {"catcher1", "catcher2", "catcher3"}
+
+
+# Syslog over TCP and HTTPHandler, each client its own process, through HAProxy's other frontends.
+OTHER_SENDER = """
+import json, logging, logging.handlers, socket, sys
+kind, port, name, count = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+if kind == "syslog":
+    handler = logging.handlers.SysLogHandler(("127.0.0.1", port), socktype=socket.SOCK_STREAM)
+    handler.ident = name + ": "
+    address = "%s:%d" % handler.socket.getsockname()[:2]
+else:
+    handler = logging.handlers.HTTPHandler("127.0.0.1:%d" % port, "/log", "POST")
+    address = None
+log = logging.getLogger(name)
+log.propagate = False
+log.addHandler(handler)
+for n in range(count):
+    log.warning("%s %d", name, n)
+handler.close()
+print(json.dumps(address))
+"""
+
+
+def test_syslog_over_tcp_and_http_through_haproxy_every_record_once_with_their_own_addresses(fleet: Fleet) -> None:
+    senders = [("syslog", fleet.haproxy.syslog_port, f"sys{n}", 300) for n in range(6)]
+    senders += [("http", fleet.haproxy.http_port, f"web{n}", 60) for n in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", OTHER_SENDER, kind, str(port), name, str(count)], stdout=subprocess.PIPE
+        )
+        for kind, port, name, count in senders
+    ]
+    addresses = {}
+    for (_, _, name, _), proc in zip(senders, procs, strict=True):
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0
+        addresses[name] = json.loads(out)
+    total = sum(count for *_, count in senders)
+    wait_until(lambda: count_json_lines(fleet.output) >= total, timeout=60, what="all lines")
+    records = json_lines(fleet.output)
+    assert len(records) == total
+    by_name: dict[str, list[int]] = {}
+    for record in records:
+        name, n = record["msg"].split()
+        by_name.setdefault(name, []).append(int(n))
+        client = record["logrelay"]["client"]
+        if name.startswith("sys"):
+            # The PROXY v2 header: the sender's own address, not the balancer's.
+            assert client == f"syslog+tcp://{addresses[name]}"
+        else:
+            assert client.startswith("http://127.0.0.1:")
+    # Each syslog connection's records in order; HTTPHandler opens a connection per record, which the
+    # balancer spreads over the catchers: each record once, in the order the catchers published them.
+    assert {name: seqs if name.startswith("sys") else sorted(seqs) for name, seqs in by_name.items()} == {
+        name: list(range(count)) for _, _, name, count in senders
+    }
+    assert len({r["logrelay"]["catcher"] for r in records if r["msg"].startswith("sys")}) > 1
 
 
 def test_rolling_restart_with_reliable_clients_loses_and_doubles_nothing(fleet: Fleet) -> None:
