@@ -121,7 +121,7 @@ def test_an_oversize_or_broken_message_is_a_dead_letter_and_the_sender_goes_on(
         sock.sendall(b"<13>app: " + b"x" * 100_000 + b"\n")  # too long: read and skipped
         sock.sendall(b"<999>not a priority\n")
         sock.sendall(b"19 <13>app: counted ok")
-        sock.sendall(b"<13>app: after\n")
+        sock.sendall(b"<13>app: after")  # no terminator: complete when the sender closes
     got = records(redis_server, 3)
     assert [record["msg"] for record, _ in got] == ["before", "counted ok", "after"]
     client = redis_server.client()
