@@ -115,6 +115,7 @@ class CatcherServer:
         """What this catcher's heartbeat says (``logrelay status``)."""
         return {
             "address": ", ".join(format_peer(addr) for addr in self.bound),
+            "inputs": {kind: format_peer(addr) for kind, addr in self.inputs.bound.items()},
             "connections": self.stats.connections,
             "ready": self.readiness().ready,
             "counters": self.stats.as_dict(),

@@ -92,6 +92,10 @@ def _process_row(process: dict[str, Any]) -> list[str]:
     rates = process.get("rates")
     if process.get("kind") == "catcher":
         where = str(process.get("address", "-"))
+        inputs = process.get("inputs")
+        if isinstance(inputs, dict):
+            # The other inputs (--listen-syslog, --listen-datagram, --listen-http) beside SocketHandler's.
+            where = ", ".join([where, *(f"{kind} {address}" for kind, address in inputs.items())])
         state = f"{process.get('connections', 0)} connections" + ("" if process.get("ready", True) else ", not ready")
         awaiting = process.get("awaiting_replicas")
         if type(awaiting) is int and awaiting > 0:

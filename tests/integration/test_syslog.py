@@ -167,3 +167,33 @@ def test_syslog_over_tls_octet_counted_as_rfc5425_says(
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         udp.sendto(b"<14>udpapp: plain", ("127.0.0.1", port))
     assert records(redis_server, 51)[50][0]["msg"] == "plain"
+
+
+HTTPS_SENDER = """
+import logging, logging.handlers, ssl, sys
+port, cafile = int(sys.argv[1]), sys.argv[2]
+context = ssl.create_default_context(cafile=cafile)
+handler = logging.handlers.HTTPHandler(
+    "127.0.0.1:%d" % port, "/log", "POST", secure=True, credentials=("svc", "pw"), context=context
+)
+log = logging.getLogger("tls.web")
+log.addHandler(handler)
+for n in range(20):
+    log.error("over https %d", n)
+"""
+
+
+def test_httphandler_over_tls_with_the_listeners_certificate(
+    redis_server: RedisServer, catcher_factory: CatcherFactory, server_cert: tuple[Path, Path]
+) -> None:
+    cert, key = server_cert
+    http = free_port()
+    catcher_factory(
+        redis_server.url, "--listen-http", f"127.0.0.1:{http}", "--http-basic-auth", "svc:pw",
+        "--tls-cert", str(cert), "--tls-key", str(key),
+    )  # fmt: skip
+    subprocess.run([sys.executable, "-c", HTTPS_SENDER, str(http), str(cert)], check=True, timeout=60)
+    got = records(redis_server, 20)
+    assert [record["msg"] for record, _ in got] == [f"over https {n}" for n in range(20)]
+    assert {(record["levelno"], record["name"]) for record, _ in got} == {(40, "tls.web")}
+    assert {client.split("://")[0] for _, client in got} == {"https"}

@@ -122,3 +122,19 @@ def test_a_catcher_holding_records_for_its_replicas_says_how_many(redis_server: 
     assert result.exit_code == 0, result.output
     (catcher,) = [line for line in result.stdout.splitlines() if line.strip().startswith("catcher")]
     assert "3 connections, 1,200 awaiting 1 replicas" in catcher
+
+
+def test_a_catcher_lists_its_other_inputs_beside_its_address(redis_server: RedisServer) -> None:
+    with redis_server.client() as client:
+        client.zadd(KEYS.processes, {"catcher:a": time.time()})
+        beat = {
+            "kind": "catcher",
+            "id": "a",
+            "address": "127.0.0.1:9020",
+            "inputs": {"syslog": "127.0.0.1:5514", "http": "[::1]:8080"},
+        }
+        client.set(KEYS.heartbeat("catcher", "a"), orjson.dumps(beat))
+    result = CliRunner().invoke(main, ["status", "--redis-url", redis_server.url])
+    assert result.exit_code == 0, result.output
+    (catcher,) = [line for line in result.stdout.splitlines() if line.strip().startswith("catcher")]
+    assert "127.0.0.1:9020, syslog 127.0.0.1:5514, http [::1]:8080" in catcher
