@@ -169,6 +169,14 @@ _seconds_seen: dict[bytes, float] = {}
 _SECONDS_KEPT: Final = 4096
 
 
+def _remember(key: bytes, seconds: float) -> float:
+    """Keep ``seconds`` for ``key`` (at most _SECONDS_KEPT kept: senders choose the keys); return it."""
+    if len(_seconds_seen) >= _SECONDS_KEPT:
+        _seconds_seen.clear()
+    _seconds_seen[key] = seconds
+    return seconds
+
+
 def _timestamp_5424(text: str) -> float:
     found = _TIMESTAMP_5424.match(text.encode("ascii"))
     if found is None:
@@ -177,10 +185,7 @@ def _timestamp_5424(text: str) -> float:
     key = found.group(0)[:19] + zone
     base = _seconds_seen.get(key)
     if base is None:
-        base = _whole_seconds(text, found)
-        if len(_seconds_seen) >= _SECONDS_KEPT:
-            _seconds_seen.clear()
-        _seconds_seen[key] = base
+        base = _remember(key, _whole_seconds(text, found))
     return base + int(fraction.ljust(6, b"0")) / 1_000_000 if fraction else base
 
 
@@ -285,10 +290,7 @@ def _timestamp_3164(stamp: re.Match[bytes], received: float) -> float:
     key = stamp.group(0) + b"%d" % (int(received) // 3600)
     created = _seconds_seen.get(key)
     if created is None:
-        created = _nearest_year(stamp, received)
-        if len(_seconds_seen) >= _SECONDS_KEPT:
-            _seconds_seen.clear()
-        _seconds_seen[key] = created
+        created = _remember(key, _nearest_year(stamp, received))
     return created
 
 

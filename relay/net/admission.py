@@ -47,19 +47,49 @@ class Admission:
     _registry: ConnectionRegistry
     _stats: CatcherStats
     _client: str | None
+    _scheme: str
+    _peer: Any
+    _transport: asyncio.Transport | None
     _proxy_parser: ProxyHeaderParser | None
     _header_deadline: asyncio.TimerHandle | None
+    host: str
 
     if TYPE_CHECKING:
 
-        @property
-        def client(self) -> str: ...
-
         def abort(self) -> None: ...
 
+        def pause(self) -> None: ...
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Count the connection in, or refuse it (limits, --allow); expect its PROXY header if asked to."""
+        # A stream transport (uvloop's do not subclass asyncio.Transport).
+        self._transport = cast(asyncio.Transport, transport)  # type: ignore[misc]
+        peer = self._peer = transport.get_extra_info("peername")
+        self.host = str(peer[0]) if isinstance(peer, tuple) else self.client  # type: ignore[misc]
+        refusal = self._registry.add(cast(Connection, self))
+        if refusal is None and not self._settings.proxy_protocol:
+            refusal = self._not_allowed(self.host)
+        if refusal is not None:
+            self._refuse(refusal)
+            return
+        self._stats.connections_accepted += 1
+        if self._registry.reading_paused:
+            self.pause()
+        if self._settings.proxy_protocol:
+            self._proxy_parser = ProxyHeaderParser()  # type: ignore[misc]
+            deadline = asyncio.get_running_loop().call_later(PROXY_HEADER_DEADLINE, self._header_too_slow)
+            self._header_deadline = deadline  # type: ignore[misc]
+
+    @property
+    def client(self) -> str:
+        """The sender as records and logs name it (from the PROXY header when one came)."""
+        if self._client is None:
+            self._client = self.name_client(self._peer)  # type: ignore[misc]
+        return self._client
+
     def name_client(self, peer: Any) -> str:
-        """How records and logs name the client at ``peer`` (a socket address)."""
-        return format_peer(peer)
+        """``host:port``, after ``SCHEME://`` when the input has one (``syslog+tcp://``, ``http://``)."""
+        return f"{self._scheme}://{format_peer(peer)}" if self._scheme else format_peer(peer)
 
     def _proxy_header(self, data: bytes | memoryview) -> bytes:
         """Consume the PROXY protocol header; return the bytes after it (b"" while incomplete)."""

@@ -31,7 +31,7 @@ import orjson
 
 from relay.decode.frames import BadFrame, Record
 from relay.decode.http_records import BasicAuth, HttpRequest, RequestRefused, decode_request
-from relay.net.admission import PROXY_HEADER_DEADLINE, Admission, format_peer
+from relay.net.admission import Admission
 from relay.net.proxy_header import ProxyHeaderParser
 from relay.net.registry import ConnectionRegistry
 from relay.publish.publisher import StreamPublisher
@@ -117,33 +117,6 @@ class HttpProtocol(Admission, asyncio.Protocol):
         self._refusal: tuple[int, str] | None = None
 
     # -- asyncio callbacks ----------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
-        peer = self._peer = transport.get_extra_info("peername")
-        self.host = str(peer[0]) if isinstance(peer, tuple) else self.client
-        refusal = self._registry.add(self)
-        if refusal is None and not self._settings.proxy_protocol:
-            refusal = self._not_allowed(self.host)
-        if refusal is not None:
-            self._refuse(refusal)
-            return
-        self._stats.connections_accepted += 1
-        if self._registry.reading_paused:
-            self.pause()
-        if self._settings.proxy_protocol:
-            self._proxy_parser = ProxyHeaderParser()
-            self._header_deadline = asyncio.get_running_loop().call_later(PROXY_HEADER_DEADLINE, self._header_too_slow)
-
-    @property
-    def client(self) -> str:
-        """The sender as records and logs name it: ``http://host:port`` (from the PROXY header when one came)."""
-        if self._client is None:
-            self._client = self.name_client(self._peer)
-        return self._client
-
-    def name_client(self, peer: Any) -> str:
-        return f"{self._scheme}://{format_peer(peer)}"
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 from relay.decode.frames import BadFrame, DecodeLimits, FrameDecoder, FrameTooLarge, Record
-from relay.net.admission import PROXY_HEADER_DEADLINE, Admission, format_peer
+from relay.net.admission import Admission, format_peer
 from relay.net.proxy_header import ProxyHeaderParser
 from relay.net.registry import READ_SIZE, ConnectionRegistry
 from relay.publish.publisher import StreamPublisher
@@ -114,34 +114,6 @@ class CatcherProtocol(Admission, asyncio.BufferedProtocol):
         self._header_deadline: asyncio.TimerHandle | None = None
 
     # -- asyncio callbacks ----------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A stream transport (uvloop's do not subclass asyncio.Transport).
-        self._transport = cast(asyncio.Transport, transport)
-        peer = self._peer = transport.get_extra_info("peername")
-        self.host = str(peer[0]) if isinstance(peer, tuple) else self.client
-        refusal = self._registry.add(self)
-        if refusal is None and not self._settings.proxy_protocol:
-            refusal = self._not_allowed(self.host)
-        if refusal is not None:
-            self._refuse(refusal)
-            return
-        self._stats.connections_accepted += 1
-        if self._registry.reading_paused:
-            self.pause()
-        if self._settings.proxy_protocol:
-            self._proxy_parser = ProxyHeaderParser()
-            self._header_deadline = asyncio.get_running_loop().call_later(PROXY_HEADER_DEADLINE, self._header_too_slow)
-
-    @property
-    def client(self) -> str:
-        """The sender as records and logs name it: ``host:port`` (from the PROXY header when one came)."""
-        if self._client is None:
-            self._client = self.name_client(self._peer)
-        return self._client
-
-    def name_client(self, peer: Any) -> str:
-        return f"{self._scheme}://{format_peer(peer)}" if self._scheme else format_peer(peer)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         buffer = self._registry.read_buffer
