@@ -57,7 +57,7 @@ _BOM: Final = b"\xef\xbb\xbf"
 # RFC 5424 §6: HEADER = PRI VERSION SP TIMESTAMP SP HOSTNAME SP APP-NAME SP PROCID SP MSGID
 # (printable US-ASCII fields of at most 255, 48, 128 and 32 characters).
 _HEADER_5424: Final = re.compile(
-    rb"1 (?P<ts>\S+) (?P<host>[!-~]{1,255}) (?P<app>[!-~]{1,48}) (?P<proc>[!-~]{1,128}) (?P<msgid>[!-~]{1,32})"
+    rb"1 (?P<ts>[!-~]+) (?P<host>[!-~]{1,255}) (?P<app>[!-~]{1,48}) (?P<proc>[!-~]{1,128}) (?P<msgid>[!-~]{1,32})"
     rb"(?: |$)"
 )
 _TIMESTAMP_5424: Final = re.compile(rb"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?(Z|[+-]\d\d:\d\d)\Z")
@@ -85,6 +85,8 @@ def syslog_record(message: bytes, received: float) -> Record | BadFrame:
         fields = _parse(text, received)
     except _Malformed as exc:
         return BadFrame(message, f"not a syslog message: {exc} (starts {_excerpt(text)})")
+    except Exception as exc:  # as decode_payload's callers: one bad message, never a dead connection or input
+        return BadFrame(message, f"undecodable syslog message: {type(exc).__name__}: {exc} (starts {_excerpt(text)})")
     return orjson.dumps(fields)
 
 
@@ -129,7 +131,7 @@ def _record(
         "created": created,
         "msecs": (created - int(created)) * 1000.0,
     }
-    if procid is not None and procid.isdigit() and len(procid) <= 10:
+    if procid is not None and procid.isascii() and procid.isdigit() and len(procid) <= 10:
         record["process"] = int(procid)
     syslog["facility"] = facility
     syslog["severity"] = severity
@@ -271,7 +273,8 @@ def _rfc3164(facility: int, severity: int, rest: bytes, received: float) -> dict
     found = _TAG_3164.match(rest)
     if found is not None:
         tag = found.group(1).decode("ascii")
-        procid = found.group(2).decode("ascii") if found.group(2) else None
+        # RFC 3164 relays take any PID: bytes beyond ASCII are kept visible, as in the message.
+        procid = found.group(2).decode("utf-8", "backslashreplace") if found.group(2) else None
         rest = rest[found.end() :]
     if rest.startswith(_BOM):
         rest = rest[3:]

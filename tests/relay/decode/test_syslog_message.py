@@ -204,3 +204,22 @@ def test_a_long_structured_data_value_of_escapes() -> None:
     value = b'\\]\\"' * 100_000
     got = record(b'<13>1 - h a - - [id p="' + value + b'" q="2"] m')
     assert got["syslog"]["structured_data"]["id"] == {"p": ']"' * 100_000, "q": "2"}
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        b"<13>1 2026-12-07T01:27:35\xff - - - - - a timestamp with a byte beyond ASCII",
+        b"<13>1 \xc3\xa9 h a - - - a timestamp of UTF-8",
+        b"<13>app[\xff]: a PID with a byte beyond ASCII",
+        b"<13>Dec  7 01:27:35 host app[caf\xc3\xa9]: a PID of UTF-8",
+    ],
+)
+def test_bytes_beyond_ascii_in_a_header_field_never_raise(message: bytes) -> None:
+    # They raised UnicodeDecodeError: the TCP connection was cut with the messages
+    # decoded beside it in the same read, a UDP burst lost the records read before it.
+    event = syslog_record(message, RECEIVED)
+    if isinstance(event, BadFrame):
+        assert event.raw == message
+    else:
+        assert orjson.loads(event)["msg"]
