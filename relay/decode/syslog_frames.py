@@ -73,7 +73,7 @@ class SyslogStreamDecoder:
                 if space > at and space + 1 == size and buffer[at:space].isdigit():
                     break  # is it a count? the byte after the space tells
                 # A counted message is a SYSLOG-MSG, which starts with its PRI: "2024 was a year" is a line.
-                if space > at and buffer[space + 1] == 0x3C and buffer[at:space].isdigit():
+                if space > at and space + 1 < size and buffer[space + 1] == 0x3C and buffer[at:space].isdigit():
                     count = int(buffer[at:space])
                     start, end = space + 1, space + 1 + count
                     if count > self._limit:

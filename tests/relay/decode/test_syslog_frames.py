@@ -113,3 +113,11 @@ def test_a_malformed_message_is_a_dead_letter_and_counted_as_fed() -> None:
 def test_digits_that_are_not_a_count_are_a_line() -> None:
     decoder = SyslogStreamDecoder()
     assert messages(decoder.feed(b"12345678901234 digits first\n")) == ["12345678901234 digits first"]
+
+
+@pytest.mark.parametrize("head", [b"1a ", b"2024-01-01 ", b"7- "])
+def test_a_line_starting_with_a_digit_split_after_its_first_space(head: bytes) -> None:
+    # The byte after the space was read before checking there was one: IndexError, the connection cut.
+    decoder = SyslogStreamDecoder()
+    assert messages(decoder.feed(b"<13>app: before\n" + head)) == ["before"]
+    assert messages(decoder.feed(b"rest of the line\n")) == [(head + b"rest of the line").decode()]
