@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
+from relay.decode import syslog_frames
 from relay.decode.frames import BadFrame, DecodeLimits
 from relay.decode.syslog_frames import KEPT_OF_OVERSIZE, SyslogStreamDecoder
 
@@ -121,3 +122,26 @@ def test_a_line_starting_with_a_digit_split_after_its_first_space(head: bytes) -
     decoder = SyslogStreamDecoder()
     assert messages(decoder.feed(b"<13>app: before\n" + head)) == ["before"]
     assert messages(decoder.feed(b"rest of the line\n")) == [(head + b"rest of the line").decode()]
+
+
+def test_a_long_line_fed_in_small_reads_is_scanned_once() -> None:
+    # Each read searched the whole held line again for its terminator: quadratic in the line.
+    decoder = SyslogStreamDecoder()
+    searched = 0
+    real_search = syslog_frames._TERMINATOR.search
+
+    class Counting:
+        def search(self, data: Any, pos: int = 0) -> Any:
+            nonlocal searched
+            searched += len(data) - pos
+            return real_search(data, pos)
+
+    original = syslog_frames._TERMINATOR
+    syslog_frames._TERMINATOR = Counting()  # type: ignore[assignment]
+    try:
+        for _ in range(1000):
+            decoder.feed(b"x" * 100)
+        assert messages(decoder.feed(b"\n")) == ["x" * 100_000]
+    finally:
+        syslog_frames._TERMINATOR = original
+    assert searched <= 2 * 100_001
