@@ -100,7 +100,9 @@ class SyslogStreamDecoder:
                 break
             self._searched = 0
             end = found.start()
-            if end > at:  # an empty line between messages is no message
+            if end - at > self._limit:
+                events.append(self._oversize(bytes(buffer[at : at + KEPT_OF_OVERSIZE]), end - at))
+            elif end > at:  # an empty line between messages is no message
                 events.append(self._message(bytes(buffer[at:end]), received))
             at = end + 1
         del buffer[:at]

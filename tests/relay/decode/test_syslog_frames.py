@@ -145,3 +145,13 @@ def test_a_long_line_fed_in_small_reads_is_scanned_once() -> None:
     finally:
         syslog_frames._TERMINATOR = original
     assert searched <= 2 * 100_001
+
+
+def test_an_oversize_line_with_its_terminator_in_the_same_read_is_a_dead_letter() -> None:
+    # Only a line still without its terminator was measured: up to max-frame-bytes plus a read passed whole.
+    decoder = SyslogStreamDecoder(DecodeLimits(max_frame_bytes=1000))
+    events = decoder.feed(b"<13>app: " + b"y" * 5000 + b"\n<13>app: after\n")
+    assert messages([e for e in events if not isinstance(e, BadFrame)]) == ["after"]
+    (letter,) = [e for e in events if isinstance(e, BadFrame)]
+    assert len(letter.raw) == KEPT_OF_OVERSIZE
+    assert "exceeds max-frame-bytes (1000)" in letter.reason
