@@ -64,8 +64,10 @@ _TIMESTAMP_5424: Final = re.compile(rb"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d
 # RFC 3164 §4.1.2: "Mmm dd hh:mm:ss", the day padded with a space.
 _TIMESTAMP_3164: Final = re.compile(rb"([A-Z][a-z]{2}) ([ \d]\d) (\d\d):(\d\d):(\d\d) ")
 _MONTHS: Final = {name.encode(): number for number, name in enumerate(calendar.month_abbr) if name}
-# A TAG: up to 32 alphanumerics (and the usual -_./), then an optional [PID], then a colon.
-_TAG_3164: Final = re.compile(rb"([\w\-./]{1,48})(?:\[([^\]\s]{1,128})\])?: ?")
+# A TAG: up to 48 alphanumerics (and the usual -_./), then an optional [PID], then a colon and a
+# space (or the end): "http://host" and "12:30 done" are messages, not tags.  After a [PID] the
+# colon alone will do ("app[12]:text" is no sentence).
+_TAG_3164: Final = re.compile(rb"([\w\-./]{1,48})(?:\[([^\]\s]{1,128})\]: ?|:(?: |\Z))")
 _SD_NAME: Final = re.compile(rb"[!#-<>-\\^-~]{1,32}")  # PRINTUSASCII except = SP ] "
 
 

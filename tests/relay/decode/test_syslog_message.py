@@ -223,3 +223,20 @@ def test_bytes_beyond_ascii_in_a_header_field_never_raise(message: bytes) -> Non
         assert event.raw == message
     else:
         assert orjson.loads(event)["msg"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["http://example.com/health is down", "12:30 backup done", "user:alice logged in", "INFO:root:cache warm"],
+)
+def test_a_colon_without_a_space_after_it_is_no_tag(text: str) -> None:
+    # docs/inputs.md: a TAG is the word before the first ": ".  "http://x" lost "http:" from its
+    # message and became a record of logger "http"; SysLogHandler sends such messages bare.
+    got = record(b"<14>" + text.encode() + b"\x00")
+    assert (got["name"], got["msg"], got["syslog"]["appname"]) == ("syslog", text, None)
+
+
+def test_a_tag_with_a_pid_or_ending_the_message_is_a_tag() -> None:
+    assert (record(b"<14>app[12]:no space")["name"], record(b"<14>app[12]:no space")["msg"]) == ("app", "no space")
+    assert (record(b"<14>app:")["name"], record(b"<14>app:")["msg"]) == ("app", "")
+    assert record(b"<13>Dec  7 01:27:35 host app: hello")["msg"] == "hello"
