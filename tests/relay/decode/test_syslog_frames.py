@@ -155,3 +155,16 @@ def test_an_oversize_line_with_its_terminator_in_the_same_read_is_a_dead_letter(
     (letter,) = [e for e in events if isinstance(e, BadFrame)]
     assert len(letter.raw) == KEPT_OF_OVERSIZE
     assert "exceeds max-frame-bytes (1000)" in letter.reason
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="LF ends a message even on a connection that frames with NUL: SysLogHandler(socktype=SOCK_STREAM) "
+    "sends logger.exception()'s traceback inside one NUL-ended message and each of its lines becomes a record "
+    "of its own (user.notice, logger 'syslog'); telling the framings apart per connection is a design choice",
+)
+def test_a_multi_line_message_from_sysloghandler_over_tcp_is_one_record() -> None:
+    text = 'failed\nTraceback (most recent call last):\n  File "app.py", line 3\nZeroDivisionError: division by zero'
+    decoder = SyslogStreamDecoder()
+    events = decoder.feed(b"<11>" + text.encode() + b"\x00<14>next\x00")
+    assert messages(events) == [text, "next"]
