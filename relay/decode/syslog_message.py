@@ -176,7 +176,7 @@ _SECONDS_KEPT: Final = 4096
 def _timestamp_5424(text: str) -> float:
     found = _TIMESTAMP_5424.match(text.encode("ascii"))
     if found is None:
-        raise _Malformed(f"timestamp {text!r} is not RFC 3339")
+        raise _Malformed(f"timestamp {text[:EXCERPT]!r} is not RFC 3339")
     fraction, zone = found.group(7, 8)
     key = found.group(0)[:19] + zone
     base = _seconds_seen.get(key)
@@ -202,7 +202,7 @@ def _whole_seconds(text: str, found: re.Match[bytes]) -> float:
             int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=offset
         )  # a leap second (60) is refused: datetime has none
     except ValueError as exc:
-        raise _Malformed(f"timestamp {text!r}: {exc}") from None
+        raise _Malformed(f"timestamp {text[:EXCERPT]!r}: {exc}") from None
     return moment.timestamp()
 
 

@@ -240,3 +240,10 @@ def test_a_tag_with_a_pid_or_ending_the_message_is_a_tag() -> None:
     assert (record(b"<14>app[12]:no space")["name"], record(b"<14>app[12]:no space")["msg"]) == ("app", "no space")
     assert (record(b"<14>app:")["name"], record(b"<14>app:")["msg"]) == ("app", "")
     assert record(b"<13>Dec  7 01:27:35 host app: hello")["msg"] == "hello"
+
+
+def test_the_reason_of_a_refused_message_stays_short_whatever_its_field() -> None:
+    # The whole timestamp field went into the reason (and the log line): a 1 MiB field, a 1 MiB line.
+    reason = refused(b"<13>1 " + b"9" * 100_000 + b" h a - - - m")
+    assert len(reason) < 1024
+    assert "not RFC 3339" in reason
