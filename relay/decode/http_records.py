@@ -46,6 +46,7 @@ __all__ = [
     "FORM_TYPE",
     "JSON_LINES_TYPES",
     "JSON_TYPE",
+    "MAX_RECORDS_PER_REQUEST",
     "BasicAuth",
     "HttpRequest",
     "RequestRefused",
@@ -58,6 +59,9 @@ JSON_TYPE: Final = "application/json"
 JSON_LINES_TYPES: Final = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
 #: Most fields one form may hold: a record's attributes and extras (parse_qsl's own bound).
 MAX_FORM_FIELDS: Final = 1000
+#: Most records one JSON or NDJSON request may carry: a request is decoded in one turn of the
+#: event loop, and a body of max-frame-bytes holds half a million one-byte elements.
+MAX_RECORDS_PER_REQUEST: Final = 10_000
 
 # The LogRecord attributes that are numbers (2.7 to 3.13); only these are converted back.
 _INT_FIELDS: Final = frozenset({"levelno", "lineno", "thread", "process"})
@@ -208,16 +212,16 @@ def _json_document(body: bytes, limits: DecodeLimits, received: float) -> list[R
         return [BadFrame(body, f"not JSON: {exc}")]
     if type(document) is not list:
         return [_json_record(document, body, limits, received)]
+    _check_count(len(document))
     # A bad element is dead-lettered as its own JSON: the letter holds just that record.
     return [_json_record(item, None, limits, received) for item in document]
 
 
 def _json_lines(body: bytes, limits: DecodeLimits, received: float) -> list[Record | BadFrame]:
+    lines = [line for line in map(bytes.strip, body.split(b"\n")) if line]  # blank lines: nothing sent
+    _check_count(len(lines))
     events: list[Record | BadFrame] = []
-    for line in body.split(b"\n"):
-        line = line.strip()
-        if not line:
-            continue  # blank lines, a final newline: nothing sent
+    for line in lines:
         try:
             value = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
@@ -225,6 +229,11 @@ def _json_lines(body: bytes, limits: DecodeLimits, received: float) -> list[Reco
             continue
         events.append(_json_record(value, line, limits, received))
     return events
+
+
+def _check_count(count: int) -> None:
+    if count > MAX_RECORDS_PER_REQUEST:
+        raise RequestRefused(413, f"{count} records in one request, over {MAX_RECORDS_PER_REQUEST}")
 
 
 def _json_record(value: Any, raw: bytes | None, limits: DecodeLimits, received: float) -> Record | BadFrame:

@@ -37,7 +37,7 @@ _TERMINATOR: Final = re.compile(rb"[\n\x00]")
 class SyslogStreamDecoder:
     """A TCP syslog connection's bytes in, records out (see the module docstring)."""
 
-    __slots__ = ("_buffer", "_discarding", "_limit", "_need", "_skip", "bad_frames_fed")
+    __slots__ = ("_buffer", "_discarding", "_limit", "_need", "_searched", "_skip", "bad_frames_fed")
 
     def __init__(self, limits: DecodeLimits | None = None) -> None:
         self._limit = (limits or DecodeLimits()).max_frame_bytes
@@ -45,6 +45,7 @@ class SyslogStreamDecoder:
         self._skip = 0  # bytes of an oversize octet-counted message still to discard
         self._discarding = False  # inside an oversize LF-framed message: discard up to its terminator
         self._need = 0  # the octet-counted message being received: its whole size with the count
+        self._searched = 0  # bytes of the held line already searched for its terminator (none there)
         self.bad_frames_fed = 0
 
     @property
@@ -73,7 +74,7 @@ class SyslogStreamDecoder:
                 if space > at and space + 1 == size and buffer[at:space].isdigit():
                     break  # is it a count? the byte after the space tells
                 # A counted message is a SYSLOG-MSG, which starts with its PRI: "2024 was a year" is a line.
-                if space > at and buffer[space + 1] == 0x3C and buffer[at:space].isdigit():
+                if space > at and space + 1 < size and buffer[space + 1] == 0x3C and buffer[at:space].isdigit():
                     count = int(buffer[at:space])
                     start, end = space + 1, space + 1 + count
                     if count > self._limit:
@@ -89,18 +90,24 @@ class SyslogStreamDecoder:
                     continue
                 if space < 0 and size - at <= MAX_COUNT_DIGITS and buffer[at:size].isdigit():
                     break  # an octet count still arriving
-            found = _TERMINATOR.search(buffer, at)
+            # A line held from earlier reads is not searched again (a long line in small reads was quadratic).
+            found = _TERMINATOR.search(buffer, at + self._searched if at == 0 else at)
             if found is None:
                 if size - at > self._limit:
                     events.append(self._oversize(bytes(buffer[at : at + KEPT_OF_OVERSIZE]), size - at, counted=False))
                     self._discarding = True
                     at = size
                 break
+            self._searched = 0
             end = found.start()
-            if end > at:  # an empty line between messages is no message
+            if end - at > self._limit:
+                events.append(self._oversize(bytes(buffer[at : at + KEPT_OF_OVERSIZE]), end - at))
+            elif end > at:  # an empty line between messages is no message
                 events.append(self._message(bytes(buffer[at:end]), received))
             at = end + 1
         del buffer[:at]
+        # What is held now starts at 0, and none of it holds a terminator unless it waits as a count.
+        self._searched = len(buffer) if buffer and not self._need else 0
         if not buffer:
             self._need = 0
         return events
@@ -108,6 +115,7 @@ class SyslogStreamDecoder:
     def finish(self) -> list[Record | BadFrame]:
         """The peer closed: an unterminated last message is complete; a partial octet-counted one is not."""
         buffer, self._buffer = self._buffer, bytearray()
+        self._searched = 0
         if not buffer or self._need or self._discarding:
             return []
         self.bad_frames_fed = 0

@@ -57,15 +57,17 @@ _BOM: Final = b"\xef\xbb\xbf"
 # RFC 5424 §6: HEADER = PRI VERSION SP TIMESTAMP SP HOSTNAME SP APP-NAME SP PROCID SP MSGID
 # (printable US-ASCII fields of at most 255, 48, 128 and 32 characters).
 _HEADER_5424: Final = re.compile(
-    rb"1 (?P<ts>\S+) (?P<host>[!-~]{1,255}) (?P<app>[!-~]{1,48}) (?P<proc>[!-~]{1,128}) (?P<msgid>[!-~]{1,32})"
+    rb"1 (?P<ts>[!-~]+) (?P<host>[!-~]{1,255}) (?P<app>[!-~]{1,48}) (?P<proc>[!-~]{1,128}) (?P<msgid>[!-~]{1,32})"
     rb"(?: |$)"
 )
 _TIMESTAMP_5424: Final = re.compile(rb"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?(Z|[+-]\d\d:\d\d)\Z")
 # RFC 3164 §4.1.2: "Mmm dd hh:mm:ss", the day padded with a space.
 _TIMESTAMP_3164: Final = re.compile(rb"([A-Z][a-z]{2}) ([ \d]\d) (\d\d):(\d\d):(\d\d) ")
 _MONTHS: Final = {name.encode(): number for number, name in enumerate(calendar.month_abbr) if name}
-# A TAG: up to 32 alphanumerics (and the usual -_./), then an optional [PID], then a colon.
-_TAG_3164: Final = re.compile(rb"([\w\-./]{1,48})(?:\[([^\]\s]{1,128})\])?: ?")
+# A TAG: up to 48 alphanumerics (and the usual -_./), then an optional [PID], then a colon and a
+# space (or the end): "http://host" and "12:30 done" are messages, not tags.  After a [PID] the
+# colon alone will do ("app[12]:text" is no sentence).
+_TAG_3164: Final = re.compile(rb"([\w\-./]{1,48})(?:\[([^\]\s]{1,128})\]: ?|:(?: |\Z))")
 _SD_NAME: Final = re.compile(rb"[!#-<>-\\^-~]{1,32}")  # PRINTUSASCII except = SP ] "
 
 
@@ -85,6 +87,8 @@ def syslog_record(message: bytes, received: float) -> Record | BadFrame:
         fields = _parse(text, received)
     except _Malformed as exc:
         return BadFrame(message, f"not a syslog message: {exc} (starts {_excerpt(text)})")
+    except Exception as exc:  # as decode_payload's callers: one bad message, never a dead connection or input
+        return BadFrame(message, f"undecodable syslog message: {type(exc).__name__}: {exc} (starts {_excerpt(text)})")
     return orjson.dumps(fields)
 
 
@@ -129,7 +133,7 @@ def _record(
         "created": created,
         "msecs": (created - int(created)) * 1000.0,
     }
-    if procid is not None and procid.isdigit() and len(procid) <= 10:
+    if procid is not None and procid.isascii() and procid.isdigit() and len(procid) <= 10:
         record["process"] = int(procid)
     syslog["facility"] = facility
     syslog["severity"] = severity
@@ -180,7 +184,7 @@ def _remember(key: bytes, seconds: float) -> float:
 def _timestamp_5424(text: str) -> float:
     found = _TIMESTAMP_5424.match(text.encode("ascii"))
     if found is None:
-        raise _Malformed(f"timestamp {text!r} is not RFC 3339")
+        raise _Malformed(f"timestamp {text[:EXCERPT]!r} is not RFC 3339")
     fraction, zone = found.group(7, 8)
     key = found.group(0)[:19] + zone
     base = _seconds_seen.get(key)
@@ -203,7 +207,7 @@ def _whole_seconds(text: str, found: re.Match[bytes]) -> float:
             int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=offset
         )  # a leap second (60) is refused: datetime has none
     except ValueError as exc:
-        raise _Malformed(f"timestamp {text!r}: {exc}") from None
+        raise _Malformed(f"timestamp {text[:EXCERPT]!r}: {exc}") from None
     return moment.timestamp()
 
 
@@ -276,7 +280,8 @@ def _rfc3164(facility: int, severity: int, rest: bytes, received: float) -> dict
     found = _TAG_3164.match(rest)
     if found is not None:
         tag = found.group(1).decode("ascii")
-        procid = found.group(2).decode("ascii") if found.group(2) else None
+        # RFC 3164 relays take any PID: bytes beyond ASCII are kept visible, as in the message.
+        procid = found.group(2).decode("utf-8", "backslashreplace") if found.group(2) else None
         rest = rest[found.end() :]
     if rest.startswith(_BOM):
         rest = rest[3:]

@@ -70,6 +70,7 @@ class HttpProtocol(Admission, asyncio.Protocol):
         "_proxy_parser",
         "_publisher",
         "_refusal",
+        "_refused_requests",
         "_registry",
         "_request",
         "_scheme",
@@ -115,6 +116,7 @@ class HttpProtocol(Admission, asyncio.Protocol):
         self._body_size = 0
         # The answer decided before the body arrived (401), sent once it has.
         self._refusal: tuple[int, str] | None = None
+        self._refused_requests = 0
 
     # -- asyncio callbacks ----------------------------------------------------
 
@@ -140,6 +142,8 @@ class HttpProtocol(Admission, asyncio.Protocol):
         if self._header_deadline is not None:
             self._header_deadline.cancel()
         self._body = bytearray()
+        if self._refused_requests > 1:
+            log.info("HTTP connection from %s had %d requests refused in all", self.client, self._refused_requests)
 
     # -- requests ---------------------------------------------------------------
 
@@ -220,7 +224,10 @@ class HttpProtocol(Admission, asyncio.Protocol):
             )
         except RequestRefused as exc:
             self._stats.http_bad_requests += 1
-            log.info("HTTP request from %s refused (%d): %s", self.client, exc.status, exc.reason)
+            self._refused_requests += 1
+            # The first per connection is logged; the others are counted, and summarised at close.
+            level = logging.INFO if self._refused_requests == 1 else logging.DEBUG
+            log.log(level, "HTTP request from %s refused (%d): %s", self.client, exc.status, exc.reason)
             extra = [(b"allow", b"GET, POST")] if exc.status == 405 else []
             self._answer(exc.status, {"error": exc.reason}, extra)
             return

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
+from relay.decode import syslog_frames
 from relay.decode.frames import BadFrame, DecodeLimits
 from relay.decode.syslog_frames import KEPT_OF_OVERSIZE, SyslogStreamDecoder
 
@@ -113,3 +114,57 @@ def test_a_malformed_message_is_a_dead_letter_and_counted_as_fed() -> None:
 def test_digits_that_are_not_a_count_are_a_line() -> None:
     decoder = SyslogStreamDecoder()
     assert messages(decoder.feed(b"12345678901234 digits first\n")) == ["12345678901234 digits first"]
+
+
+@pytest.mark.parametrize("head", [b"1a ", b"2024-01-01 ", b"7- "])
+def test_a_line_starting_with_a_digit_split_after_its_first_space(head: bytes) -> None:
+    # The byte after the space was read before checking there was one: IndexError, the connection cut.
+    decoder = SyslogStreamDecoder()
+    assert messages(decoder.feed(b"<13>app: before\n" + head)) == ["before"]
+    assert messages(decoder.feed(b"rest of the line\n")) == [(head + b"rest of the line").decode()]
+
+
+def test_a_long_line_fed_in_small_reads_is_scanned_once() -> None:
+    # Each read searched the whole held line again for its terminator: quadratic in the line.
+    decoder = SyslogStreamDecoder()
+    searched = 0
+    real_search = syslog_frames._TERMINATOR.search
+
+    class Counting:
+        def search(self, data: Any, pos: int = 0) -> Any:
+            nonlocal searched
+            searched += len(data) - pos
+            return real_search(data, pos)
+
+    original = syslog_frames._TERMINATOR
+    syslog_frames._TERMINATOR = Counting()  # type: ignore[assignment]
+    try:
+        for _ in range(1000):
+            decoder.feed(b"x" * 100)
+        assert messages(decoder.feed(b"\n")) == ["x" * 100_000]
+    finally:
+        syslog_frames._TERMINATOR = original
+    assert searched <= 2 * 100_001
+
+
+def test_an_oversize_line_with_its_terminator_in_the_same_read_is_a_dead_letter() -> None:
+    # Only a line still without its terminator was measured: up to max-frame-bytes plus a read passed whole.
+    decoder = SyslogStreamDecoder(DecodeLimits(max_frame_bytes=1000))
+    events = decoder.feed(b"<13>app: " + b"y" * 5000 + b"\n<13>app: after\n")
+    assert messages([e for e in events if not isinstance(e, BadFrame)]) == ["after"]
+    (letter,) = [e for e in events if isinstance(e, BadFrame)]
+    assert len(letter.raw) == KEPT_OF_OVERSIZE
+    assert "exceeds max-frame-bytes (1000)" in letter.reason
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="LF ends a message even on a connection that frames with NUL: SysLogHandler(socktype=SOCK_STREAM) "
+    "sends logger.exception()'s traceback inside one NUL-ended message and each of its lines becomes a record "
+    "of its own (user.notice, logger 'syslog'); telling the framings apart per connection is a design choice",
+)
+def test_a_multi_line_message_from_sysloghandler_over_tcp_is_one_record() -> None:
+    text = 'failed\nTraceback (most recent call last):\n  File "app.py", line 3\nZeroDivisionError: division by zero'
+    decoder = SyslogStreamDecoder()
+    events = decoder.feed(b"<11>" + text.encode() + b"\x00<14>next\x00")
+    assert messages(events) == [text, "next"]

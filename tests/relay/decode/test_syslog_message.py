@@ -204,3 +204,46 @@ def test_a_long_structured_data_value_of_escapes() -> None:
     value = b'\\]\\"' * 100_000
     got = record(b'<13>1 - h a - - [id p="' + value + b'" q="2"] m')
     assert got["syslog"]["structured_data"]["id"] == {"p": ']"' * 100_000, "q": "2"}
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        b"<13>1 2026-12-07T01:27:35\xff - - - - - a timestamp with a byte beyond ASCII",
+        b"<13>1 \xc3\xa9 h a - - - a timestamp of UTF-8",
+        b"<13>app[\xff]: a PID with a byte beyond ASCII",
+        b"<13>Dec  7 01:27:35 host app[caf\xc3\xa9]: a PID of UTF-8",
+    ],
+)
+def test_bytes_beyond_ascii_in_a_header_field_never_raise(message: bytes) -> None:
+    # They raised UnicodeDecodeError: the TCP connection was cut with the messages
+    # decoded beside it in the same read, a UDP burst lost the records read before it.
+    event = syslog_record(message, RECEIVED)
+    if isinstance(event, BadFrame):
+        assert event.raw == message
+    else:
+        assert orjson.loads(event)["msg"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["http://example.com/health is down", "12:30 backup done", "user:alice logged in", "INFO:root:cache warm"],
+)
+def test_a_colon_without_a_space_after_it_is_no_tag(text: str) -> None:
+    # docs/inputs.md: a TAG is the word before the first ": ".  "http://x" lost "http:" from its
+    # message and became a record of logger "http"; SysLogHandler sends such messages bare.
+    got = record(b"<14>" + text.encode() + b"\x00")
+    assert (got["name"], got["msg"], got["syslog"]["appname"]) == ("syslog", text, None)
+
+
+def test_a_tag_with_a_pid_or_ending_the_message_is_a_tag() -> None:
+    assert (record(b"<14>app[12]:no space")["name"], record(b"<14>app[12]:no space")["msg"]) == ("app", "no space")
+    assert (record(b"<14>app:")["name"], record(b"<14>app:")["msg"]) == ("app", "")
+    assert record(b"<13>Dec  7 01:27:35 host app: hello")["msg"] == "hello"
+
+
+def test_the_reason_of_a_refused_message_stays_short_whatever_its_field() -> None:
+    # The whole timestamp field went into the reason (and the log line): a 1 MiB field, a 1 MiB line.
+    reason = refused(b"<13>1 " + b"9" * 100_000 + b" h a - - - m")
+    assert len(reason) < 1024
+    assert "not RFC 3339" in reason

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import logging
 import re
 import socket
 import sys
@@ -329,3 +330,18 @@ async def test_a_partial_request_is_timed_by_frame_started_and_cleared_when_comp
         assert conn.at_frame_boundary
     finally:
         sock.close()
+
+
+async def test_refused_requests_on_one_connection_are_not_a_log_line_each(
+    serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Each refused request (400, 405, 415, 413 for too many records) was a log line at INFO:
+    # a thousand pipelined "GET /" of 30 bytes each were a thousand lines.
+    served = await serve()
+    caplog.set_level(logging.INFO, logger="logrelay.catcher")
+    requests = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n" * 1000
+    answer = await asyncio.to_thread(exchange, served.port, requests)
+    assert answer.count(b"HTTP/1.1 400 ") == 1000
+    assert served.stats.http_bad_requests == 1000
+    lines = [r for r in caplog.records if r.name == "logrelay.catcher" and r.levelno >= logging.INFO]
+    assert 1 <= len(lines) <= 2, [r.getMessage() for r in lines[:3]]
