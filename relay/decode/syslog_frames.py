@@ -37,7 +37,7 @@ _TERMINATOR: Final = re.compile(rb"[\n\x00]")
 class SyslogStreamDecoder:
     """A TCP syslog connection's bytes in, records out (see the module docstring)."""
 
-    __slots__ = ("_buffer", "_discarding", "_limit", "_need", "_searched", "_skip", "bad_frames_fed")
+    __slots__ = ("_buffer", "_discarding", "_limit", "_need", "_nul_framed", "_searched", "_skip", "bad_frames_fed")
 
     def __init__(self, limits: DecodeLimits | None = None) -> None:
         self._limit = (limits or DecodeLimits()).max_frame_bytes
@@ -46,6 +46,7 @@ class SyslogStreamDecoder:
         self._discarding = False  # inside an oversize LF-framed message: discard up to its terminator
         self._need = 0  # the octet-counted message being received: its whole size with the count
         self._searched = 0  # bytes of the held line already searched for its terminator (none there)
+        self._nul_framed = False  # the sender ends messages with NUL alone (SysLogHandler): LF is content
         self.bad_frames_fed = 0
 
     @property
@@ -91,15 +92,14 @@ class SyslogStreamDecoder:
                 if space < 0 and size - at <= MAX_COUNT_DIGITS and buffer[at:size].isdigit():
                     break  # an octet count still arriving
             # A line held from earlier reads is not searched again (a long line in small reads was quadratic).
-            found = _TERMINATOR.search(buffer, at + self._searched if at == 0 else at)
-            if found is None:
+            end = self._line_end(buffer, at + self._searched if at == 0 else at, size)
+            if end < 0:
                 if size - at > self._limit:
                     events.append(self._oversize(bytes(buffer[at : at + KEPT_OF_OVERSIZE]), size - at, counted=False))
                     self._discarding = True
                     at = size
                 break
             self._searched = 0
-            end = found.start()
             if end - at > self._limit:
                 events.append(self._oversize(bytes(buffer[at : at + KEPT_OF_OVERSIZE]), end - at))
             elif end > at:  # an empty line between messages is no message
@@ -111,6 +111,34 @@ class SyslogStreamDecoder:
         if not buffer:
             self._need = 0
         return events
+
+    def _line_end(self, buffer: bytearray, start: int, size: int) -> int:
+        """Where the line-framed message being read ends (its LF or NUL), from ``start``; -1: not yet.
+
+        ``SysLogHandler`` ends each message with a NUL, and a message of
+        several lines (a traceback) holds LFs: on such a connection an LF is
+        content.  A connection is taken to frame with NUL once a message ended
+        with one, or once an LF is followed, in what has arrived, by more text
+        that is not a new message (``<PRI>``) and then by a NUL.
+        """
+        if self._nul_framed:
+            return buffer.find(b"\x00", start)
+        found = _TERMINATOR.search(buffer, start)
+        if found is None:
+            return -1
+        end = found.start()
+        if buffer[end] == 0:
+            self._nul_framed = True
+            return end
+        after = end + 1
+        if after < size and buffer[after] != 0x3C and buffer[after] != 0x0A:
+            nul = buffer.find(b"\x00", after)
+            if nul >= 0:
+                following = buffer.find(b"\n<", after, nul)
+                if following < 0:  # one message of several lines, ended by its NUL
+                    self._nul_framed = True
+                    return nul
+        return end
 
     def finish(self) -> list[Record | BadFrame]:
         """The peer closed: an unterminated last message is complete; a partial octet-counted one is not."""
@@ -138,8 +166,13 @@ class SyslogStreamDecoder:
             taken = min(self._skip, len(data))
             self._skip -= taken
             return data[taken:]
-        found = _TERMINATOR.search(data)
-        if found is None:
+        end = bytes(data).find(b"\x00") if self._nul_framed else _first_terminator(data)
+        if end < 0:
             return b""
         self._discarding = False
-        return data[found.end() :]
+        return data[end + 1 :]
+
+
+def _first_terminator(data: bytes | memoryview) -> int:
+    found = _TERMINATOR.search(data)
+    return -1 if found is None else found.start()

@@ -197,3 +197,34 @@ def test_httphandler_over_tls_with_the_listeners_certificate(
     assert [record["msg"] for record, _ in got] == [f"over https {n}" for n in range(20)]
     assert {(record["levelno"], record["name"]) for record, _ in got} == {(40, "tls.web")}
     assert {client.split("://")[0] for _, client in got} == {"https"}
+
+
+EXCEPTION_SENDER = """
+import logging, logging.handlers, socket, sys
+handler = logging.handlers.SysLogHandler(("127.0.0.1", int(sys.argv[1])), socktype=socket.SOCK_STREAM)
+handler.ident = "svc: "
+log = logging.getLogger("svc")
+log.addHandler(handler)
+for n in range(3):
+    try:
+        1 / 0
+    except ZeroDivisionError:
+        log.exception("failed %d", n)
+handler.close()
+"""
+
+
+def test_a_traceback_from_sysloghandler_over_tcp_is_one_record(
+    redis_server: RedisServer, catcher_factory: CatcherFactory
+) -> None:
+    _, port = syslog_catcher(catcher_factory, redis_server)
+    subprocess.run([sys.executable, "-c", EXCEPTION_SENDER, str(port)], check=True, timeout=60)
+    got = records(redis_server, 3)
+    for n, (record, _) in enumerate(got):
+        lines = record["msg"].splitlines()
+        assert lines[0] == f"failed {n}"
+        assert lines[1] == "Traceback (most recent call last):"
+        assert lines[-1] == "ZeroDivisionError: division by zero"
+        assert (record["name"], record["levelname"]) == ("svc", "ERROR")
+    client = redis_server.client()
+    assert client.xlen("logrelay") == 3

@@ -31,18 +31,20 @@ def feed_all(decoder: SyslogStreamDecoder, data: bytes, step: int) -> list[Any]:
 
 
 # Every framing a sender uses, back to back: octet counting (logger --octet-count, RFC 5425),
-# LF (logger), NUL (SysLogHandler), CRLF, an empty line, a message that starts with digits.
+# LF (logger), CRLF, an empty line, a message that starts with digits.
 STREAM = (
     octets(M5424)
     + M3164
     + b"\n"
-    + b"<14>pyapp: from SysLogHandler\x00"
     + b"<14>crlf line\r\n"
     + b"\n"
     + octets(b"<13>1 - - - - - - 42 apples")
     + b"2024 was a year\n"
 )
-EXPECTED = ["hello 5424", "hello 3164", "from SysLogHandler", "crlf line", "42 apples", "2024 was a year"]
+EXPECTED = ["hello 5424", "hello 3164", "crlf line", "42 apples", "2024 was a year"]
+# SysLogHandler over TCP: each message ends with a NUL, a traceback's lines inside one.
+NUL_STREAM = b"<14>pyapp: from SysLogHandler\x00<11>pyapp: failed\nTraceback: ...\nValueError\x00<14>pyapp: last\x00"
+NUL_EXPECTED = ["from SysLogHandler", "failed\nTraceback: ...\nValueError", "last"]
 
 
 @pytest.mark.parametrize("step", [1, 2, 3, 7, 64, len(STREAM)])
@@ -50,6 +52,8 @@ def test_every_framing_in_one_stream_however_it_is_split(step: int) -> None:
     decoder = SyslogStreamDecoder()
     assert messages(feed_all(decoder, STREAM, step)) == EXPECTED
     assert decoder.pending_bytes == 0
+    nul_framed = SyslogStreamDecoder()
+    assert messages(feed_all(nul_framed, NUL_STREAM, step)) == NUL_EXPECTED
 
 
 def test_a_partial_message_is_held_and_its_size_known_when_counted() -> None:
@@ -157,14 +161,29 @@ def test_an_oversize_line_with_its_terminator_in_the_same_read_is_a_dead_letter(
     assert "exceeds max-frame-bytes (1000)" in letter.reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LF ends a message even on a connection that frames with NUL: SysLogHandler(socktype=SOCK_STREAM) "
-    "sends logger.exception()'s traceback inside one NUL-ended message and each of its lines becomes a record "
-    "of its own (user.notice, logger 'syslog'); telling the framings apart per connection is a design choice",
-)
 def test_a_multi_line_message_from_sysloghandler_over_tcp_is_one_record() -> None:
     text = 'failed\nTraceback (most recent call last):\n  File "app.py", line 3\nZeroDivisionError: division by zero'
     decoder = SyslogStreamDecoder()
     events = decoder.feed(b"<11>" + text.encode() + b"\x00<14>next\x00")
     assert messages(events) == [text, "next"]
+
+
+def test_once_a_connection_ended_a_message_with_nul_an_lf_is_content_whatever_the_reads() -> None:
+    decoder = SyslogStreamDecoder()
+    assert messages(decoder.feed(b"<14>first\x00")) == ["first"]
+    traceback = b'<11>boom\nTraceback (most recent call last):\n  File "x.py", line 1\nValueError: v\n'
+    events: list[Any] = []
+    for at in range(0, len(traceback), 7):  # however the message is cut, the LFs inside it end nothing
+        events += decoder.feed(traceback[at : at + 7])
+    events += decoder.feed(b"\x00")
+    assert messages(events) == [traceback[4:].decode().rstrip("\n")]
+
+
+def test_lf_framing_and_lines_without_a_pri_still_end_at_each_lf() -> None:
+    decoder = SyslogStreamDecoder()
+    assert messages(decoder.feed(b"<13>app: one\n<13>app: two\nplain line\nanother\n")) == [
+        "one",
+        "two",
+        "plain line",
+        "another",
+    ]
