@@ -211,7 +211,8 @@ _SECONDS_KEPT: Final = 4096
 def _timestamp_5424(stamp: bytes) -> float:
     found = _TIMESTAMP_5424.match(stamp)
     if found is None:
-        raise _Malformed(f"timestamp {stamp.decode('ascii')!r} is not RFC 3339")
+        # Any byte may be there (the header's TIMESTAMP is matched as \S+): refused, never a crash.
+        raise _Malformed(f"timestamp {stamp.decode('ascii', 'backslashreplace')!r} is not RFC 3339")
     fraction, zone = found.group(7, 8)
     key = found.group(0)[:19] + zone
     base = _seconds_seen.get(key)

@@ -187,6 +187,7 @@ def test_bytes_that_are_not_utf8_stay_visible() -> None:
         (b"<192>text", "PRI 192 is beyond 191"),
         (b"<13>1 2003-13-11T22:14:15Z h a - - - m", "timestamp"),
         (b"<13>1 yesterday h a - - - m", "not RFC 3339"),
+        (b"<13>1 2024\xff-01-01T00:00:00Z h a - - - m", "not RFC 3339"),
         (b"<13>1 - h a - - [broken m", "STRUCTURED-DATA"),
         (b'<13>1 - h a - - [id p="unterminated] m', "closing quote"),
         (b"<13>1 - h a - - free text", "no STRUCTURED-DATA"),
