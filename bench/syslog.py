@@ -26,7 +26,7 @@ weighs on all alike), the median of ``--rounds`` reported:
   over as many connections from as many processes; each ``bench_seq`` exactly
   once.
 
-Also timed in-process (best of 3), where a syslog record's time goes in the
+Also timed in-process (best of 5), where a syslog record's time goes in the
 catcher: ``SyslogStreamDecoder.feed`` per message in 64 KiB reads, of which
 ``syslog_record`` (parse + JSON), against ``FrameDecoder.feed`` per record of
 the same message; and, from ``/proc``, the CPU each process spent per record
@@ -387,27 +387,28 @@ def alternated(rounds: int) -> list[str]:
 # --------------------------------------------------------------------------- in-process costs
 
 
-def best_seconds(function: Callable[[], object], repeat: int) -> float:
-    best = float("inf")
+def best_us_per_message(cases: dict[str, Callable[[], object]], count: int, repeat: int) -> dict[str, float]:
+    """µs per message of each case, best of ``repeat``; the cases interleaved in each repeat."""
+    best = dict.fromkeys(cases, float("inf"))
     for _ in range(repeat):
-        started = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - started)
-    return best
+        for name, case in cases.items():
+            started = time.perf_counter()
+            case()
+            best[name] = min(best[name], time.perf_counter() - started)
+    return {name: seconds / count * 1e6 for name, seconds in best.items()}
 
 
-def decode_costs(count: int, msg_bytes: int, *, repeat: int = 3) -> dict[str, float]:
+def decode_costs(count: int, msg_bytes: int, *, repeat: int = 5) -> dict[str, float]:
     """µs per message of the catcher's decoding, syslog and SocketHandler, the same messages, best of ``repeat``.
 
-    The stream is fed in the catcher's reads (64 KiB).  ``syslog_record_us``
+    The streams are fed in the catcher's reads (64 KiB).  ``syslog_record_us``
     is the parse and JSON alone (the rest of ``feed`` is framing: finding
     the LFs, slicing the messages out).
     """
     limits = DecodeLimits()
     stream = syslog_messages(0, count, msg_bytes)
     messages = stream.splitlines(keepends=False)
-    frames = socket_frames(1, count, msg_bytes)
-    pickled = b"".join(frames)
+    pickled = b"".join(socket_frames(1, count, msg_bytes))
 
     def feed_all(data: bytes, new_decoder: Callable[[], Any]) -> Callable[[], object]:
         chunks = [data[at : at + READ_SIZE] for at in range(0, len(data), READ_SIZE)]
@@ -420,17 +421,24 @@ def decode_costs(count: int, msg_bytes: int, *, repeat: int = 3) -> dict[str, fl
         return run
 
     received = time.time()
+
+    def records() -> None:
+        for message in messages:
+            syslog_record(message, received)
+
     events = SyslogStreamDecoder(limits).feed(stream)
     assert len(events) == count, "every message a record"
     assert all(type(e) is bytes for e in events), "no dead letter"
-    return {
-        "messages": count,
-        "syslog_feed_us": best_seconds(feed_all(stream, lambda: SyslogStreamDecoder(limits)), repeat) / count * 1e6,
-        "syslog_record_us": best_seconds(lambda: [syslog_record(m, received) for m in messages], repeat) / count * 1e6,
-        "frame_feed_us": best_seconds(feed_all(pickled, lambda: FrameDecoder(limits)), repeat) / count * 1e6,
-        "syslog_bytes": len(stream) / count,
-        "frame_bytes": len(pickled) / count,
-    }
+    costs = best_us_per_message(
+        {
+            "syslog_feed_us": feed_all(stream, lambda: SyslogStreamDecoder(limits)),
+            "syslog_record_us": records,
+            "frame_feed_us": feed_all(pickled, lambda: FrameDecoder(limits)),
+        },
+        count,
+        repeat,
+    )
+    return {"messages": count, **costs, "syslog_bytes": len(stream) / count, "frame_bytes": len(pickled) / count}
 
 
 # --------------------------------------------------------------------------- the whole
