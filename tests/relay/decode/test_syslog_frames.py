@@ -115,6 +115,16 @@ def test_a_malformed_message_is_a_dead_letter_and_counted_as_fed() -> None:
     assert messages(events[1:]) == ["good"]
 
 
+def test_a_byte_beyond_ascii_in_a_timestamp_is_a_dead_letter_not_a_dropped_connection() -> None:
+    # It raised UnicodeDecodeError out of feed: the connection closed, the records read with it lost.
+    decoder = SyslogStreamDecoder()
+    events = decoder.feed(b"<13>1 - h a - - - before\n<13>1 2024\xff h a - - - bad\n<13>1 - h a - - - after\n")
+    assert decoder.bad_frames_fed == 1
+    assert messages([events[0], events[2]]) == ["before", "after"]
+    assert isinstance(events[1], BadFrame)
+    assert events[1].raw == b"<13>1 2024\xff h a - - - bad"
+
+
 def test_digits_that_are_not_a_count_are_a_line() -> None:
     decoder = SyslogStreamDecoder()
     assert messages(decoder.feed(b"12345678901234 digits first\n")) == ["12345678901234 digits first"]

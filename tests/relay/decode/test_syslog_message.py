@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from relay.decode.frames import BadFrame
-from relay.decode.syslog_message import syslog_record
+from relay.decode.syslog_message import _FAST_5424, _parse, syslog_record
 
 RECEIVED = 1_796_607_005.25  # 2026-12-07T01:30:05.25Z
 
@@ -187,6 +187,7 @@ def test_bytes_that_are_not_utf8_stay_visible() -> None:
         (b"<192>text", "PRI 192 is beyond 191"),
         (b"<13>1 2003-13-11T22:14:15Z h a - - - m", "timestamp"),
         (b"<13>1 yesterday h a - - - m", "not RFC 3339"),
+        (b"<13>1 2024\xff-01-01T00:00:00Z h a - - - m", "RFC 5424 header"),
         (b"<13>1 - h a - - [broken m", "STRUCTURED-DATA"),
         (b'<13>1 - h a - - [id p="unterminated] m', "closing quote"),
         (b"<13>1 - h a - - free text", "no STRUCTURED-DATA"),
@@ -247,3 +248,40 @@ def test_the_reason_of_a_refused_message_stays_short_whatever_its_field() -> Non
     reason = refused(b"<13>1 " + b"9" * 100_000 + b" h a - - - m")
     assert len(reason) < 1024
     assert "not RFC 3339" in reason
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        b"<134>1 2026-12-07T01:30:05.123456Z bench-host benchapp 1003 - - s3 q00000042 xxxx",
+        b"<0>1 2026-12-07T01:30:05Z h a - - -",
+        b"<191>1 2003-08-24T05:14:15.3-07:00 h a 12 ID - \xef\xbb\xbfwith a BOM",
+        b"<13>1 - - - - - -",
+        b'<165>1 2003-10-11T22:14:15.003Z m.example.com evntslog 8710 ID47 [id@1 a="1" b="\\"x\\""] An entry',
+        b"<13>1 2003-10-11T22:14:15+05:30 h a p m - caf\xe9",
+    ],
+)
+def test_the_one_match_path_gives_the_record_of_the_step_by_step_parse(message: bytes) -> None:
+    # syslog_record takes the usual RFC 5424 message in one regex match (_FAST_5424); the
+    # step-by-step parse it stands for must give the very same bytes.
+    assert _FAST_5424.match(message) is not None
+    assert syslog_record(message, RECEIVED) == orjson.dumps(_parse(message, RECEIVED))
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        b"<192>1 - h a - - - m",  # the PRI refused
+        b"<013>1 - h a - - - m",  # a leading zero: no PRI, the whole is a 3164 message
+        b"<13>1 2003-13-11T22:14:15Z h a - - - m",  # a date that is no date
+        b"<13>1 2003-10-11 h a - - - m",  # not RFC 3339
+    ],
+)
+def test_what_the_one_match_path_leaves_is_parsed_step_by_step(message: bytes) -> None:
+    expected = syslog_record(message, RECEIVED)
+    try:
+        steps = orjson.dumps(_parse(message, RECEIVED))
+    except ValueError:
+        assert isinstance(expected, BadFrame)
+    else:
+        assert expected == steps
