@@ -8,6 +8,8 @@ docs/decisions.md has what each extension pays):
 - ``relay.decode._fast_path``: pickles of plain values and the well-known
   classes (datetime, Decimal, set) straight to JSON (``relay.decode.fast_path``),
   the path records take;
+- ``relay.decode._syslog``: the usual RFC 5424 message straight to its record
+  JSON (``relay.decode.syslog_message.rfc5424_json``), the syslog input's path;
 - ``relay.publish._packing``: a publish batch's records packed into Redis's wire
   format in one pass (``relay.publish.packing.pack_publish``);
 - ``consumers._json_check``: the JSON formatter's check that a record is one
@@ -29,6 +31,7 @@ setup(
             depends=["relay/decode/_fast_path.h"],
             optional=True,
         ),
+        Extension("relay.decode._syslog", ["relay/decode/_syslog.c"], optional=True),
         Extension(
             "relay.publish._packing",
             ["relay/publish/_packing.c"],

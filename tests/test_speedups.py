@@ -14,12 +14,13 @@ import pytest
 
 from consumers import json_check, read_replies
 from relay.common import speedups
-from relay.decode import cost_scan, fast_path
+from relay.decode import cost_scan, fast_path, syslog_message
 from relay.publish import packing
 
 MODULES = {
     "relay.decode._cost_scan": cost_scan,
     "relay.decode._fast_path": fast_path,
+    "relay.decode._syslog": syslog_message,
     "relay.publish._packing": packing,
     "consumers._json_check": json_check,
     "consumers._read_replies": read_replies,
@@ -42,10 +43,10 @@ def in_use_in_a_new_process(environment: dict[str, str]) -> dict[str, object]:
         "import json\n"
         "from consumers import json_check, read_replies\n"
         "from relay.common import speedups\n"
-        "from relay.decode import cost_scan, fast_path\n"
+        "from relay.decode import cost_scan, fast_path, syslog_message\n"
         "from relay.publish import packing\n"
-        "print(json.dumps({'modules': [m.IMPLEMENTATION for m in (cost_scan, fast_path, packing, json_check,"
-        " read_replies)], 'recorded': speedups.IN_USE}))\n"
+        "print(json.dumps({'modules': [m.IMPLEMENTATION for m in (cost_scan, fast_path, syslog_message, packing,"
+        " json_check, read_replies)], 'recorded': speedups.IN_USE}))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True, timeout=60

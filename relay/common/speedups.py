@@ -33,6 +33,7 @@ IN_USE: dict[str, str] = {}
 EXTENSIONS: Final = (
     "relay.decode._cost_scan",
     "relay.decode._fast_path",
+    "relay.decode._syslog",
     "relay.publish._packing",
     "consumers._json_check",
     "consumers._read_replies",

@@ -29,13 +29,15 @@ import calendar
 import datetime as dt
 import re
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
 
+from relay.common import speedups
 from relay.decode.frames import BadFrame, Record
 
-__all__ = ["LEVELS", "syslog_record"]
+__all__ = ["IMPLEMENTATION", "LEVELS", "rfc5424_json", "syslog_record", "syslog_record_python"]
 
 #: Severity (0-7) → (levelname, levelno).
 LEVELS: Final = (
@@ -82,13 +84,38 @@ class _Malformed(ValueError):
     """The message breaks its RFC in a way a relay must not guess past."""
 
 
+def _load() -> Callable[[bytes, float], bytes | None] | None:
+    extension = speedups.load("relay.decode._syslog")
+    return extension.rfc5424_json if extension is not None else None
+
+
+#: ``rfc5424_json(message, received)``: the C speedup (``relay/decode/_syslog.c``): for the usual
+#: RFC 5424 message (what :data:`_FAST_5424` matches, a valid date, no structured data, a MSG of
+#: valid UTF-8) exactly the bytes :func:`syslog_record_python` returns; None for anything else, and
+#: None where the extension is not built or ``LOGRELAY_PURE_PYTHON=1`` is set.
+rfc5424_json: Final = _load()
+#: "c", or "python" where only the Python path exists.
+IMPLEMENTATION: Final = "c" if rfc5424_json is not None else "python"
+
+
 def syslog_record(message: bytes, received: float) -> Record | BadFrame:
     """The record JSON of one syslog message, or why it is refused.
 
     ``received``: Unix time the catcher received it, the record's ``created``
     when the message carries no timestamp.  Trailing LF, CR and NUL are not
-    part of the message (``SysLogHandler`` appends a NUL).
+    part of the message (``SysLogHandler`` appends a NUL).  The C speedup
+    answers where it is sure, :func:`syslog_record_python` (the reference)
+    everywhere else.
     """
+    if rfc5424_json is not None:
+        record = rfc5424_json(message, received)
+        if record is not None:
+            return record
+    return syslog_record_python(message, received)
+
+
+def syslog_record_python(message: bytes, received: float) -> Record | BadFrame:
+    """:func:`syslog_record` in Python: the reference the C speedup (``relay/decode/_syslog.c``) follows."""
     text = message.rstrip(b"\n\r\x00")
     try:
         fast = _FAST_5424.match(text)
