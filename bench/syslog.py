@@ -28,7 +28,8 @@ weighs on all alike), the median of ``--rounds`` reported:
 
 Also timed in-process (best of 5), where a syslog record's time goes in the
 catcher: ``SyslogStreamDecoder.feed`` per message in 64 KiB reads, of which
-``syslog_record`` (parse + JSON), against ``FrameDecoder.feed`` per record of
+``syslog_record`` (parse + JSON; in C where ``relay.decode._syslog`` is built, beside its Python
+reference ``syslog_record_python``), against ``FrameDecoder.feed`` per record of
 the same message; and, from ``/proc``, the CPU each process spent per record
 in the runs.  Targets (issue 25): logrelay syslog ≥ 0.25× rsyslog, and
 faster than logrelay's own SocketHandler path.
@@ -66,7 +67,8 @@ from bench.ingest import cpu_seconds
 from bench.loadgen import _close, _connect, _run_workers, _wait_for_start, send_frames
 from relay.decode.frames import DecodeLimits, FrameDecoder
 from relay.decode.syslog_frames import SyslogStreamDecoder
-from relay.decode.syslog_message import syslog_record
+from relay.decode.syslog_message import IMPLEMENTATION as SYSLOG_IMPLEMENTATION
+from relay.decode.syslog_message import syslog_record, syslog_record_python
 from relay.net.registry import READ_SIZE
 from tests.support.polling import wait_until
 from tests.support.realredis import free_port
@@ -426,6 +428,10 @@ def decode_costs(count: int, msg_bytes: int, *, repeat: int = 5) -> dict[str, fl
         for message in messages:
             syslog_record(message, received)
 
+    def records_python() -> None:
+        for message in messages:
+            syslog_record_python(message, received)
+
     events = SyslogStreamDecoder(limits).feed(stream)
     assert len(events) == count, "every message a record"
     assert all(type(e) is bytes for e in events), "no dead letter"
@@ -433,12 +439,19 @@ def decode_costs(count: int, msg_bytes: int, *, repeat: int = 5) -> dict[str, fl
         {
             "syslog_feed_us": feed_all(stream, lambda: SyslogStreamDecoder(limits)),
             "syslog_record_us": records,
+            "syslog_record_python_us": records_python,
             "frame_feed_us": feed_all(pickled, lambda: FrameDecoder(limits)),
         },
         count,
         repeat,
     )
-    return {"messages": count, **costs, "syslog_bytes": len(stream) / count, "frame_bytes": len(pickled) / count}
+    return {
+        "messages": count,
+        **costs,
+        "syslog_parse": SYSLOG_IMPLEMENTATION,
+        "syslog_bytes": len(stream) / count,
+        "frame_bytes": len(pickled) / count,
+    }
 
 
 # --------------------------------------------------------------------------- the whole
@@ -523,6 +536,11 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     table.append(
         ("  catcher in-process: SyslogStreamDecoder.feed", f"{decode['syslog_feed_us']:.2f} us/msg",
          f"{decode['syslog_bytes']:.0f} bytes each; parse + JSON (syslog_record) {decode['syslog_record_us']:.2f} us")
+    )  # fmt: skip
+    table.append(
+        ("  catcher in-process: the parse's Python reference", f"{decode['syslog_record_python_us']:.2f} us/msg",
+         f"syslog_record_python; the catcher's parse is {decode['syslog_parse']} "
+         f"({decode['syslog_record_python_us'] / decode['syslog_record_us']:.1f}x faster)")
     )  # fmt: skip
     table.append(
         ("  catcher in-process: FrameDecoder.feed", f"{decode['frame_feed_us']:.2f} us/record",
