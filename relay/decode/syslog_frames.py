@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from typing import Final
 
 from relay.decode.frames import BadFrame, DecodeLimits, Record
@@ -32,14 +33,28 @@ MAX_COUNT_DIGITS: Final = 10
 #: Bytes of an oversize message kept in its dead letter.
 KEPT_OF_OVERSIZE: Final = 256
 _TERMINATOR: Final = re.compile(rb"[\n\x00]")
+# A line that starts with a digit may be an octet count's: the loop of feed tells.
+_DIGIT_AFTER_LF: Final = re.compile(rb"\n[0-9]")
 
 
 class SyslogStreamDecoder:
     """A TCP syslog connection's bytes in, records out (see the module docstring)."""
 
-    __slots__ = ("_buffer", "_discarding", "_limit", "_need", "_nul_framed", "_searched", "_skip", "bad_frames_fed")
+    __slots__ = (
+        "_buffer",
+        "_clock",
+        "_discarding",
+        "_limit",
+        "_need",
+        "_nul_framed",
+        "_searched",
+        "_skip",
+        "bad_frames_fed",
+    )
 
-    def __init__(self, limits: DecodeLimits | None = None) -> None:
+    def __init__(self, limits: DecodeLimits | None = None, *, clock: Callable[[], float] = time.time) -> None:
+        """``clock``: the receive time of a message without a timestamp of its own."""
+        self._clock = clock
         self._limit = (limits or DecodeLimits()).max_frame_bytes
         self._buffer = bytearray()
         self._skip = 0  # bytes of an oversize octet-counted message still to discard
@@ -67,8 +82,8 @@ class SyslogStreamDecoder:
         buffer = self._buffer
         buffer += data
         events: list[Record | BadFrame] = []
-        received = time.time()
-        at, size = 0, len(buffer)
+        received = self._clock()
+        at, size = self._whole_lines(buffer, received, events), len(buffer)
         while at < size:
             if 0x30 <= buffer[at] <= 0x39:
                 space = buffer.find(b" ", at, at + MAX_COUNT_DIGITS + 1)
@@ -112,6 +127,34 @@ class SyslogStreamDecoder:
             self._need = 0
         return events
 
+    def _whole_lines(self, buffer: bytearray, received: float, events: list[Record | BadFrame]) -> int:
+        """The usual read of an LF-framed sender, every complete line at once; how many bytes it took.
+
+        What the loop of :meth:`feed` would make of them, for a fraction of
+        its cost per message: taken only when nothing in the read needs the
+        loop's care (a NUL, a line that may be octet-counted, a line over the
+        limit); 0 otherwise, and the loop does it all.
+        """
+        if self._nul_framed or not buffer or 0x30 <= buffer[0] <= 0x39:
+            return 0
+        # The held line's first _searched bytes have no LF and no NUL: only what came since is searched.
+        last = buffer.rfind(b"\n", self._searched)
+        if last < 0 or buffer.find(b"\x00", self._searched) >= 0:
+            return 0
+        chunk = bytes(buffer[:last])
+        if _DIGIT_AFTER_LF.search(chunk) is not None:
+            return 0
+        lines = chunk.split(b"\n")
+        if max(map(len, lines)) > self._limit:
+            return 0
+        found = [syslog_record(line, received) for line in lines if line]
+        bad = sum(type(event) is BadFrame for event in found)
+        if bad:
+            self.bad_frames_fed += bad
+        events += found
+        self._searched = 0
+        return last + 1
+
     def _line_end(self, buffer: bytearray, start: int, size: int) -> int:
         """Where the line-framed message being read ends (its LF or NUL), from ``start``; -1: not yet.
 
@@ -147,7 +190,7 @@ class SyslogStreamDecoder:
         if not buffer or self._need or self._discarding:
             return []
         self.bad_frames_fed = 0
-        return [self._message(bytes(buffer), time.time())]
+        return [self._message(bytes(buffer), self._clock())]
 
     def _message(self, message: bytes, received: float) -> Record | BadFrame:
         event = syslog_record(message, received)

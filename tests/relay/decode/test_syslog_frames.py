@@ -6,6 +6,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relay.decode import syslog_frames
 from relay.decode.frames import BadFrame, DecodeLimits
@@ -197,3 +199,58 @@ def test_lf_framing_and_lines_without_a_pri_still_end_at_each_lf() -> None:
         "plain line",
         "another",
     ]
+
+
+class OneAtATime(SyslogStreamDecoder):
+    """The decoder without its whole-lines shortcut: every message through the loop of feed."""
+
+    __slots__ = ()
+
+    def _whole_lines(self, buffer: bytearray, received: float, events: list[Any]) -> int:
+        return 0
+
+
+PIECES = [
+    M5424 + b"\n",
+    M3164 + b"\n",
+    b"<14>crlf line\r\n",
+    b"\n",
+    b"\r\n",
+    b"plain line without a pri\n",
+    b"2024 was a year\n",
+    octets(M5424),
+    octets(b"<13>1 - - - - - - 42 apples"),
+    b"<14>pyapp: ended by a NUL\x00",
+    b"<11>pyapp: failed\nTraceback: ...\nValueError\x00",
+    b"<999>a bad pri\n",
+    b"<13>app: " + b"x" * 300 + b"\n",  # over the limit below
+    b"<13>1 2026-12-07T01:27:35Z h a - - [broken\n",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(PIECES), max_size=30),
+    st.lists(st.integers(min_value=1, max_value=200), min_size=1, max_size=10),
+)
+def test_the_whole_lines_shortcut_gives_what_the_loop_gives(pieces: list[bytes], cuts: list[int]) -> None:
+    data = b"".join(pieces)
+    limits = DecodeLimits(max_frame_bytes=200)
+    # A message without a timestamp gets the receive time: the same for both.
+    fast, slow = SyslogStreamDecoder(limits, clock=lambda: 1.5e9), OneAtATime(limits, clock=lambda: 1.5e9)
+    got: list[list[Any]] = [[], []]
+    at, n = 0, 0
+    while at < len(data):
+        step = cuts[n % len(cuts)]
+        for decoder, events in ((fast, got[0]), (slow, got[1])):
+            found = decoder.feed(data[at : at + step])
+            assert decoder.bad_frames_fed == sum(isinstance(e, BadFrame) for e in found)
+            events.extend(_comparable(e) for e in found)
+        at, n = at + step, n + 1
+    got[0].extend(_comparable(e) for e in fast.finish())
+    got[1].extend(_comparable(e) for e in slow.finish())
+    assert got[0] == got[1]
+
+
+def _comparable(event: Any) -> Any:
+    return event if isinstance(event, BadFrame) else orjson.loads(event)
