@@ -35,6 +35,7 @@ __all__ = [
     "Record",
     "decode_payload",
     "decode_payload_python",
+    "exact_size",
 ]
 
 HEADER_SIZE: Final = 4
@@ -110,7 +111,7 @@ class FrameTooLarge(Exception):
         self.events = events or []
 
 
-def _exact_size(encoded: bytes) -> bytes:
+def exact_size(encoded: bytes) -> bytes:
     """A copy of orjson's result without its working buffer.
 
     orjson's bytes keep its whole ~8 KiB buffer whatever the length; records
@@ -148,14 +149,14 @@ def decode_payload_python(payload: bytes, limits: DecodeLimits) -> bytes:
     if not flags & SHARES_OBJECTS and limits.max_depth >= 1 and not byte_strings:
         flat = flat_record_json(obj, budget)
         if flat is not None:
-            return _exact_size(flat)
+            return exact_size(flat)
     # An attribute name is text (a Python 2 str that is not UTF-8 is bytes, refused as Python 3's are).
     if any(type(key) is not str or key in byte_strings for key in obj):
         raise ValueError("record dict has non-string keys")
     value = to_json_value(obj, max_depth=limits.max_depth, max_bytes=budget, byte_strings=byte_strings)
     try:
         # orjson, several times the stdlib's speed here (docs/decisions.md).
-        return _exact_size(orjson.dumps(value))
+        return exact_size(orjson.dumps(value))
     except orjson.JSONEncodeError:
         pass
     text = _encode_json(value)

@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from relay.decode.frames import BadFrame, DecodeLimits, Record
+from relay.decode.frames import BadFrame, DecodeLimits, Record, exact_size
 from relay.decode.log_args import render_message
 from relay.decode.to_json import DecodeLimitExceeded, to_json_value
 
@@ -307,7 +307,7 @@ def _seconds(value: Any) -> float | None:
 def _encode(record: dict[str, Any], raw: bytes | None, limits: DecodeLimits) -> Record | BadFrame:
     try:
         # Exact size: orjson's bytes keep its whole working buffer (relay.decode.frames).
-        encoded = bytes(memoryview(orjson.dumps(record)))
+        encoded = exact_size(orjson.dumps(record))
     except orjson.JSONEncodeError as exc:
         return BadFrame(raw if raw is not None else repr(record).encode(), f"record not encodable: {exc}")
     if len(encoded) > limits.max_decoded_bytes:

@@ -35,7 +35,7 @@ from typing import Any, Final
 import orjson
 
 from relay.common import speedups
-from relay.decode.frames import BadFrame, Record
+from relay.decode.frames import BadFrame, Record, exact_size
 
 __all__ = ["IMPLEMENTATION", "LEVELS", "rfc5424_json", "syslog_record", "syslog_record_python"]
 
@@ -127,7 +127,9 @@ def syslog_record_python(message: bytes, received: float) -> Record | BadFrame:
         return BadFrame(message, f"not a syslog message: {exc} (starts {_excerpt(text)})")
     except Exception as exc:  # as decode_payload's callers: one bad message, never a dead connection or input
         return BadFrame(message, f"undecodable syslog message: {type(exc).__name__}: {exc} (starts {_excerpt(text)})")
-    return orjson.dumps(fields)
+    # Records wait in the publisher's buffer: without the copy each kept orjson's working buffer
+    # (100,000 held 410 MiB against 43).
+    return exact_size(orjson.dumps(fields))
 
 
 def _parse(text: bytes, received: float) -> dict[str, Any]:
