@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.clients import read_stream
+from tests.support.clients import read_stream, wait_for_entries
 from tests.support.polling import wait_until
 from tests.support.processes import CatcherProcess
 from tests.support.realredis import RedisServer, free_port
@@ -61,9 +61,7 @@ def test_datagramhandler_records_each_once_in_order_with_their_extras(
     count = 300  # few enough that loopback keeps every datagram
     subprocess.run([sys.executable, "-c", SENDER, str(port), str(count)], check=True, timeout=60)
     client = redis_server.client()
-    entries = wait_until(
-        lambda: (found := read_stream(client)) and len(found) >= count and found, timeout=30, what="every record"
-    )
+    entries = wait_for_entries(client, count)
     got = [json.loads(fields[b"record"]) for _, fields in entries]
     assert [record["msg"] for record in got] == [f"record {n}" for n in range(count)]
     assert [record["n"] for record in got] == list(range(count))
@@ -91,11 +89,7 @@ def test_a_hostile_pickle_is_a_dead_letter_and_runs_nothing(
         sock.sendto(struct.pack(">I", len(good)) + good, ("127.0.0.1", port))
     client = redis_server.client()
     wait_until(lambda: len(read_stream(client)) == 1, timeout=30, what="the good record")
-    letters = wait_until(
-        lambda: (found := read_stream(client, "{logrelay}:dead")) and len(found) >= 2 and found,
-        timeout=30,
-        what="two dead letters",
-    )
+    letters = wait_for_entries(client, 2, "{logrelay}:dead")
     reasons = [fields[b"reason"].decode() for _, fields in letters]
     assert "posix.system" in reasons[0]
     assert "frame header says 9" in reasons[1]

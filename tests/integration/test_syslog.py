@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.clients import read_stream
+from tests.support.clients import wait_for_entries
 from tests.support.polling import wait_until
 from tests.support.processes import CatcherProcess
 from tests.support.realredis import RedisServer, free_port
@@ -27,11 +27,7 @@ CatcherFactory = Callable[..., CatcherProcess]
 def records(redis_server: RedisServer, count: int, key: str = "logrelay") -> list[tuple[dict[str, Any], str]]:
     """The first ``count`` records of the stream (waiting for them): (record, client)."""
     client = redis_server.client()
-    entries = wait_until(
-        lambda: (found := read_stream(client, key)) and len(found) >= count and found,
-        timeout=30,
-        what=f"{count} entries in {key}",
-    )
+    entries = wait_for_entries(client, count, key)
     return [(json.loads(fields[b"record"]), fields[b"client"].decode()) for _, fields in entries]
 
 
@@ -125,11 +121,7 @@ def test_an_oversize_or_broken_message_is_a_dead_letter_and_the_sender_goes_on(
     got = records(redis_server, 3)
     assert [record["msg"] for record, _ in got] == ["before", "counted ok", "after"]
     client = redis_server.client()
-    letters = wait_until(
-        lambda: (found := read_stream(client, "{logrelay}:dead")) and len(found) >= 2 and found,
-        timeout=30,
-        what="two dead letters",
-    )
+    letters = wait_for_entries(client, 2, "{logrelay}:dead")
     reasons = [fields[b"reason"].decode() for _, fields in letters]
     assert len(letters) == 2
     assert "exceeds max-frame-bytes (4096)" in reasons[0]

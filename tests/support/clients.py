@@ -15,6 +15,8 @@ from typing import Any
 
 import redis
 
+from tests.support.polling import wait_until
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -77,6 +79,18 @@ def read_stream(client: redis.Redis, key: str = "logrelay") -> list[tuple[bytes,
             return entries
         entries.extend(batch)
         last = batch[-1][0]
+
+
+def wait_for_entries(
+    client: redis.Redis, count: int, key: str = "logrelay", timeout: float = 30
+) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """The entries of ``key`` once it holds at least ``count`` (AssertionError after ``timeout`` seconds)."""
+
+    def enough() -> list[tuple[bytes, dict[bytes, bytes]]]:
+        found = read_stream(client, key)
+        return found if len(found) >= count else []
+
+    return wait_until(enough, timeout=timeout, what=f"{count} entries in {key}")
 
 
 def sequences_by_client(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> dict[str, list[int]]:
