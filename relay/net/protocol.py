@@ -3,7 +3,9 @@
 The per-connection state machine: an optional PROXY protocol header, then
 frames through a stream decoder into the publisher: SocketHandler frames
 (:class:`relay.decode.frames.FrameDecoder`, the default) or syslog messages
-(:class:`relay.decode.syslog_frames.SyslogStreamDecoder`).  What all connections share (the connection limits, the
+(:class:`relay.decode.syslog_frames.SyslogStreamDecoder`).  Who may connect
+(the PROXY header, ``--allow``) is :class:`relay.net.admission.Admission`'s.
+What all connections share (the connection limits, the
 publisher's flow control, the read buffer, the partial-frame budget) is in
 :class:`relay.net.registry.ConnectionRegistry`.  No sockets here beyond the
 transport it is handed (:class:`relay.net.listener.SocketReader`, or
