@@ -42,15 +42,27 @@ INPUT_LABELS: Final = {"syslog": "syslog (UDP, TCP)", "datagram": "DatagramHandl
 
 
 async def listen_stream(
-    address: ListenAddress, new_protocol: Callable[[], asyncio.BaseProtocol], tls: TLSSettings | None
+    address: ListenAddress,
+    new_protocol: Callable[[], asyncio.BaseProtocol],
+    tls: TLSSettings | None,
+    *,
+    writes: bool = False,
 ) -> Any:
-    """A TCP listener for ``new_protocol`` on ``address`` (read-only: relay.net.listener); TLS with ``tls``."""
-    if tls:
-        # asyncio's transports do the TLS handshake and record layer.
+    """A TCP listener for ``new_protocol`` on ``address``; TLS with ``tls``.
+
+    A protocol that never ``writes`` to its clients gets the read-only
+    transport of :mod:`relay.net.listener` (plain TCP), about half the memory
+    per connection; TLS, and a protocol that answers, get asyncio's.
+    """
+    if tls or writes:
         return await asyncio.get_running_loop().create_server(
-            new_protocol, address.host, address.port, backlog=LISTEN_BACKLOG, reuse_address=True, ssl=tls.context()
+            new_protocol,
+            address.host,
+            address.port,
+            backlog=LISTEN_BACKLOG,
+            reuse_address=True,
+            ssl=tls.context() if tls else None,
         )
-    # Plain TCP: a read-only transport, about half the memory per connection.
     listener = Listener(cast(Callable[[], asyncio.BufferedProtocol], new_protocol), backlog=LISTEN_BACKLOG)
     await listener.open(address.host, address.port)
     return listener
@@ -124,15 +136,7 @@ class CatcherInputs:
         def new_protocol() -> HttpProtocol:
             return HttpProtocol(settings, self.registry, self.publisher, tls=tls is not None)
 
-        # asyncio's own transports: HTTP answers, so it writes (relay.net.listener only reads).
-        server = await asyncio.get_running_loop().create_server(
-            new_protocol,
-            address.host,
-            address.port,
-            backlog=LISTEN_BACKLOG,
-            reuse_address=True,
-            ssl=tls.context() if tls else None,
-        )
+        server = await listen_stream(address, new_protocol, tls, writes=True)  # HTTP answers
         self._servers.append(server)
         self.bound["http"] = server.sockets[0].getsockname()[:2]
 
