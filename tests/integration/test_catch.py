@@ -102,7 +102,9 @@ def test_redis_paused_mid_run_loses_nothing_and_doubles_nothing(
     # once resumed, applies anyway: the retry must not add them twice.
     catcher = catcher_factory(redis_server.url, "--redis-timeout", "0.5")
     clients, count = 6, 4000
-    senders = start_senders(catcher.port, clients, count)
+    # Paced over about 4 s: records are still arriving when Redis stops (unpaced, a busy machine let
+    # every record be published before the pause, and the outage was never noticed; seen in CI).
+    senders = start_senders(catcher.port, clients, count, rate=1000)
     wait_until(lambda: stream_length(redis_server) > 0, timeout=20, what="first records")
     redis_server.pause()
     try:
