@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 
 from relay.common import speedups
 from relay.common.counters import CatcherStats
+from relay.common.group_staleness import full_stream_cause, read_group_states
 from relay.common.health import HealthServer, Readiness
 from relay.common.heartbeat import Heartbeat
 from relay.common.metrics import CatcherMetrics, new_registry
@@ -97,6 +98,8 @@ class CatcherServer:
         # The other inputs (syslog, DatagramHandler, HTTP); their addresses by kind once started.
         self.inputs = CatcherInputs(settings, self.registry, self.publisher)
         self.redis_ok = False
+        # While the stream is full: which group holds it, in one line (readiness), from _check_redis.
+        self.full_cause: str | None = None
         self.health = (
             HealthServer(settings.health_listen, self.readiness, self.metrics_registry)
             if settings.health_listen
@@ -124,12 +127,22 @@ class CatcherServer:
         }
 
     def readiness(self) -> Readiness:
-        """Whether a balancer should send new connections here, and why not."""
+        """Whether a balancer should send new connections here, and why not: the cause, not its symptom.
+
+        A full stream (``--max-stream-length``, policy block) names the group
+        that holds it; a full buffer behind a full stream or a failing Redis
+        is reported as that cause.
+        """
         if self._stop.is_set():
             return Readiness(False, "stopping")
-        if not self.redis_ok or self.publisher.in_outage:
+        if not self.redis_ok:
             return Readiness(False, "Redis unreachable")
-        if self.publisher.full:
+        publisher = self.publisher
+        if publisher.stream_full:
+            return Readiness(False, self.full_cause or f"stream full ({publisher.max_stream_length:,} entries)")
+        if publisher.in_outage:
+            return Readiness(False, f"cannot publish to Redis ({publisher.last_failure})")
+        if publisher.full:
             return Readiness(False, "buffer full")
         return Readiness(True, "ready")
 
@@ -290,9 +303,27 @@ class CatcherServer:
                 if not self.redis_ok:
                     log.info("Redis at %s answers%s", target, "" if first else " again")
                 self.redis_ok = True
+                await self._find_full_cause()
             first = False
             raise_if_cancelled()
             await asyncio.sleep(REDIS_CHECK_SECONDS)
+
+    async def _find_full_cause(self) -> None:
+        """While the stream is full, find which group holds it (:attr:`full_cause`); log it when that changes."""
+        if not self.publisher.stream_full:
+            self.full_cause = None
+            return
+        try:
+            async with asyncio.timeout(REDIS_CHECK_SECONDS * 2):
+                states = await read_group_states(self._redis, self.settings.keys.records)
+        except Exception as exc:
+            log.debug("could not read the consumer groups of the full stream: %s", exc)
+            return
+        cause = full_stream_cause(states, self.settings.max_stream_length)
+        # The figures change every second; the group (the text before its count) is the news.
+        if self.full_cause is None or cause.split(" holds ")[0] != self.full_cause.split(" holds ")[0]:
+            log.error("%s: holding records until it has room (policy block)", cause)
+        self.full_cause = cause
 
     async def _sweep_idle(self) -> None:
         """Close connections silent for idle-timeout, or stuck inside a frame for frame-timeout (slow loris)."""
