@@ -101,6 +101,13 @@ FILE_OPTIONS = [
         help="Seconds between trims of the stream below what every consumer group acknowledged (0: never).",
     ),
     click.option(
+        "--stale-group-after",
+        type=Duration(),
+        default=default(FileConsumerSettings, "stale_group_after"),
+        help="Warn (log, metrics) about a consumer group of the stream with no consumer, or none that read "
+        "for this long (1h, 30m): it keeps entries from being trimmed.",
+    ),
+    click.option(
         "--rotate-size",
         type=ByteSize(),
         default=None,
@@ -152,6 +159,7 @@ def file_consumer_settings(
         block_ms=options["block_ms"],
         max_deliveries=options["max_deliveries"],
         trim_interval=options["trim_interval"],
+        stale_group_after=options["stale_group_after"],
         sync_interval_ms=options["sync_interval_ms"],
         rotation=RotationSettings(
             size=options["rotate_size"],
