@@ -21,14 +21,16 @@ import logging
 import resource
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from relay.common import speedups
 from relay.common.counters import CatcherStats
-from relay.common.group_staleness import full_stream_cause, read_group_states
+from relay.common.group_staleness import full_stream_cause, holding_group, read_group_states, read_idles
 from relay.common.health import HealthServer, Readiness
 from relay.common.heartbeat import Heartbeat
 from relay.common.metrics import CatcherMetrics, new_registry
@@ -100,6 +102,7 @@ class CatcherServer:
         self.redis_ok = False
         # While the stream is full: which group holds it, in one line (readiness), from _check_redis.
         self.full_cause: str | None = None
+        self._full_holder: str | None = None  # the group it names ("": none), to log a change once
         self.health = (
             HealthServer(settings.health_listen, self.readiness, self.metrics_registry)
             if settings.health_listen
@@ -309,21 +312,29 @@ class CatcherServer:
             await asyncio.sleep(REDIS_CHECK_SECONDS)
 
     async def _find_full_cause(self) -> None:
-        """While the stream is full, find which group holds it (:attr:`full_cause`); log it when that changes."""
+        """While the stream is full, find which group holds it (:attr:`full_cause`); log it when that group changes.
+
+        XINFO GROUPS, and XINFO CONSUMERS of the group holding the most: a few
+        commands a second, and only while the stream is full.
+        """
         if not self.publisher.stream_full:
-            self.full_cause = None
+            self.full_cause = self._full_holder = None
             return
+        stream = self.settings.keys.records
         try:
             async with asyncio.timeout(REDIS_CHECK_SECONDS * 2):
-                states = await read_group_states(self._redis, self.settings.keys.records)
-        except Exception as exc:
-            log.debug("could not read the consumer groups of the full stream: %s", exc)
+                holder = holding_group(await read_group_states(self._redis, stream, consumers=False))
+                if holder is not None:
+                    holder = replace(holder, idles=await read_idles(self._redis, stream, holder.name))
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.debug("could not read the consumer groups of the full stream: %s", exc)  # the next check tries again
             return
-        cause = full_stream_cause(states, self.settings.max_stream_length)
-        # The figures change every second; the group (the text before its count) is the news.
-        if self.full_cause is None or cause.split(" holds ")[0] != self.full_cause.split(" holds ")[0]:
-            log.error("%s: holding records until it has room (policy block)", cause)
-        self.full_cause = cause
+        self.full_cause = full_stream_cause([] if holder is None else [holder], self.settings.max_stream_length)
+        # Its figures change every second: a line when the stream fills, and when another group holds it.
+        name = "" if holder is None else holder.name
+        if name != self._full_holder:
+            log.error("%s: holding records until it has room (policy block)", self.full_cause)
+        self._full_holder = name
 
     async def _sweep_idle(self) -> None:
         """Close connections silent for idle-timeout, or stuck inside a frame for frame-timeout (slow loris)."""

@@ -104,6 +104,7 @@ FILE_OPTIONS = [
         "--stale-group-after",
         type=Duration(),
         default=default(FileConsumerSettings, "stale_group_after"),
+        show_default="1h",
         help="Warn (log, metrics) about a consumer group of the stream with no consumer, or none that read "
         "for this long (1h, 30m): it keeps entries from being trimmed.",
     ),

@@ -144,6 +144,7 @@ def lagging_groups(report: StreamReport, max_lag: int) -> list[str]:
     "--stale-group-after",
     type=Duration(),
     default=DEFAULT_STALE_AFTER,
+    show_default="1h",
     help="Mark a consumer group stale when none of its consumers read for this long (1h, 30m), or it has none.",
 )
 def status(**options: Any) -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "holding_group",
     "is_stale",
     "read_group_states",
+    "read_idles",
 ]
 
 #: Seconds without a read after which a group counts as stale (``--stale-group-after``).
@@ -121,11 +122,14 @@ async def read_group_states(redis: Redis, stream: str, *, consumers: bool = True
         if lag is None:
             below = await redis.xrange(stream, max=delivered, count=BELOW_COUNT_LIMIT + 1) or []
             lag = length - len(below) if len(below) <= BELOW_COUNT_LIMIT else None
-        idles: tuple[float, ...] = ()
-        if consumers:
-            idles = tuple(int(c["idle"]) / 1000 for c in await redis.xinfo_consumers(stream, name))
+        idles = await read_idles(redis, stream, name) if consumers else ()
         states.append(GroupState(name, lag, int(group["pending"]), delivered, idles))
     return states
+
+
+async def read_idles(redis: Redis, stream: str, group: str) -> tuple[float, ...]:
+    """Seconds since each consumer of ``group`` last asked for entries (XINFO CONSUMERS)."""
+    return tuple(int(consumer["idle"]) / 1000 for consumer in await redis.xinfo_consumers(stream, group))
 
 
 def holding_group(states: Sequence[GroupState]) -> GroupState | None:
