@@ -94,6 +94,9 @@ class SingleProcessRelay:
     async def run(self) -> int:
         if self.embedded:
             log.warning("no --redis-url: using the embedded in-memory broker (records in flight die with this process)")
+        else:
+            # Before the health endpoint and either half: a refused login exits, nothing listens.
+            await self.catcher.verify_redis()
         if self.health is not None:
             await self.health.start()
         consumer_task = asyncio.create_task(self.consumer.run(), name="consumer")
