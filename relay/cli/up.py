@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 
 from consumers.file_consumer import FileConsumer
 from consumers.settings import FileConsumerSettings
+from relay.cli.config_show import log_effective_settings
 from relay.cli.consume import FILE_OPTIONS, file_consumer_settings
 from relay.cli.options import (
     CATCHER_OPTIONS,
@@ -129,6 +130,7 @@ class SingleProcessRelay:
 def up(**options: Any) -> None:
     """Run a catcher and the file consumer in one process: a central log server in one command."""
     configure_logging(options)
+    log_effective_settings()
 
     def build() -> tuple[Callable[[], Coroutine[Any, Any, int]], str]:
         embedded = options["redis_url"] is None
