@@ -82,12 +82,27 @@ def stray_variables(ctx: click.Context, environ: Mapping[str, str]) -> list[str]
             continue
         if not variable.startswith(own_prefix + "_") and variable.startswith(tuple(others)):
             continue  # another command's: checked when that one runs
-        close = difflib.get_close_matches(variable, sorted(own), n=1, cutoff=0.6) or difflib.get_close_matches(
-            variable, sorted(everyone), n=1, cutoff=0.6
-        )
-        hint = f"; did you mean {close[0]}?" if close else ""
+        hint = _nearest(variable, own_prefix, own, everyone)
         warnings.append(f"{variable} is not an option of {name}{hint}")
     return warnings
+
+
+def _nearest(variable: str, own_prefix: str, own: set[str], everyone: set[str]) -> str:
+    """``; did you mean NAME?`` for the variable ``variable`` most likely meant, or "" if none is close.
+
+    Within the command's prefix only the option part is compared (the
+    shared prefix would make any two names look alike); a misspelt prefix
+    is compared whole, with every command's variables and the documented ones.
+    """
+    if variable.startswith(own_prefix + "_"):
+        options = {name.removeprefix(own_prefix + "_"): name for name in own if name.startswith(own_prefix + "_")}
+        close = difflib.get_close_matches(variable.removeprefix(own_prefix + "_"), sorted(options), n=1, cutoff=0.6)
+        close = [options[name] for name in close]
+        if not close:  # LOGRELAY_CATCH_CONFIG: read as LOGRELAY_CONFIG, outside the prefix
+            close = difflib.get_close_matches(variable, sorted(own - set(options.values())), n=1, cutoff=0.8)
+    else:
+        close = difflib.get_close_matches(variable, sorted(everyone), n=1, cutoff=0.8)
+    return f"; did you mean {close[0]}?" if close else ""
 
 
 def warn_stray_variables(say: Callable[[str], None]) -> None:
