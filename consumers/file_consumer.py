@@ -49,6 +49,7 @@ from relay.common.health import HealthServer, Readiness
 from relay.common.heartbeat import Heartbeat
 from relay.common.metrics import ConsumerMetrics, new_registry
 from relay.common.redis_client import RedisSettings, create_redis
+from relay.common.redis_refusal import RedisRefused, verify_login
 from relay.common.signals import serve_with_signals
 
 __all__ = ["FileConsumer"]
@@ -212,6 +213,18 @@ class FileConsumer:
         return True
 
     async def run(self) -> int:
+        """Write the stream to the file until stopped; return the exit code.
+
+        Raises :class:`RedisRefused` at once, before anything else, if Redis
+        refuses the login or the database (a configuration mistake, not an
+        outage to wait out).
+        """
+        try:
+            await verify_login(self._redis, self.settings.redis)
+        except RedisRefused:
+            if self._owns_redis:
+                await self._redis.aclose()
+            raise
         prefetch: asyncio.Task[Items] | None = None
         committing: asyncio.Task[None] | None = None
         sighup = self._handle_sighup()

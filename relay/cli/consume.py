@@ -12,6 +12,7 @@ from consumers.file_consumer import FileConsumer
 from consumers.file_sink import FsyncPolicy
 from consumers.rotation import COMPRESSIONS, RotationSettings, parse_duration
 from consumers.settings import FileConsumerSettings
+from relay.cli.config_show import log_effective_settings
 from relay.cli.options import (
     HEALTH_OPTIONS,
     LOG_OPTIONS,
@@ -185,6 +186,7 @@ def consume() -> None:
 def consume_file(**options: Any) -> None:
     """Write every record of the stream to one file, exactly once across crashes."""
     configure_logging(options)
+    log_effective_settings()
 
     def build() -> tuple[Callable[[], Coroutine[Any, Any, int]], str]:
         settings = file_consumer_settings(options, health_listen=options["health_listen"])
