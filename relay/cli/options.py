@@ -359,7 +359,14 @@ CATCHER_OPTIONS = [
 
 
 def redis_settings(options: dict[str, Any]) -> RedisSettings:
-    """``--redis-url`` and ``--redis-timeout``; a ValueError naming the option and its variable if the URL is bad."""
+    """``--redis-url`` and ``--redis-timeout``.
+
+    A URL that names no Redis (an unknown scheme, a bad port or database) is
+    a configuration error like a refused password: one line naming the
+    option and its variable, with the accepted forms, and exit status 1
+    (:class:`click.ClickException`, which the commands' usage-error
+    handling of ``ValueError`` lets through).
+    """
     try:
         return RedisSettings.from_url(options["redis_url"], socket_timeout=options["redis_timeout"])
     except ValueError as exc:
@@ -368,7 +375,7 @@ def redis_settings(options: dict[str, Any]) -> RedisSettings:
         message = str(exc)
         if naming:
             message = message.replace(shown, f"{shown} {naming}", 1) if shown in message else f"{message} {naming}"
-        raise ValueError(message) from None
+        raise click.ClickException(message) from None
 
 
 def stream_keys(options: dict[str, Any]) -> StreamKeys:

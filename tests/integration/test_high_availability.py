@@ -131,9 +131,9 @@ def test_status_reads_through_the_sentinels(sentinel_group: SentinelGroup) -> No
     assert result.stdout.startswith("stream 'logrelay': 1 entries")
 
 
-def test_a_bad_scheme_is_a_one_line_usage_error() -> None:
+def test_a_bad_scheme_is_a_one_line_configuration_error() -> None:
     result = CliRunner().invoke(main, ["status", "--redis-url", "redis+sentinal://app:s3cret@h:26379/logs"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("Error")]
     assert "unsupported Redis URL scheme 'redis+sentinal'" in line
     assert "redis+sentinel://" in line

@@ -162,9 +162,9 @@ def test_every_command_names_the_variable_the_refused_url_came_from(
     assert "wrong-pw" not in done.stderr
 
 
-def test_a_bad_scheme_is_a_usage_error_naming_the_variable_and_the_form_to_use() -> None:
+def test_a_bad_scheme_is_a_configuration_error_naming_the_variable_and_the_form_to_use() -> None:
     done = logrelay("catch", env=environment(LOGRELAY_CATCH_REDIS_URL="http://app:s3cret@127.0.0.1:6390/0"))
-    line = one_error_line(done, 2)
+    line = one_error_line(done, 1)
     assert "unsupported Redis URL scheme 'http' in 'http://app:***@127.0.0.1:6390/0' " in line
     assert "(--redis-url, LOGRELAY_CATCH_REDIS_URL): use redis://[user:password@]host:port/db" in line
     assert "s3cret" not in done.stderr

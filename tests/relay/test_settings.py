@@ -116,7 +116,6 @@ def test_cli_options_map_onto_settings() -> None:
     [
         (["--listen", "nowhere"], "expected HOST:PORT"),
         (["--max-frame-bytes", "big"], "not a byte size"),
-        (["--redis-url", "http://x"], "unsupported Redis URL scheme"),
         (["--buffer-bytes", "1KiB"], "buffer-bytes must hold"),
         (["--linger-ms", "-1"], "--linger-ms"),
         (["--linger-ms", "5000"], "--linger-ms"),
@@ -126,6 +125,20 @@ def test_bad_options_are_one_line_errors(args: list[str], message: str) -> None:
     result = CliRunner().invoke(main, ["catch", *args])
     assert result.exit_code == 2
     assert message in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", ["catch", "up", "consume", "tail", "status"])
+def test_a_redis_url_naming_no_redis_is_a_configuration_error_exit_1(command: str) -> None:
+    args = {"consume": ["consume", "file", "--output", "x.log"], "up": ["up", "--output", "x.log"]}.get(
+        command, [command]
+    )
+    result = CliRunner().invoke(main, [*args, "--redis-url", "http://x"])
+    assert result.exit_code == 1
+    (line,) = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert "unsupported Redis URL scheme 'http'" in line
+    assert "--redis-url" in line
+    assert "redis://[user:password@]host:port/db" in line
     assert "Traceback" not in result.output
 
 

@@ -65,9 +65,9 @@ def test_an_unreachable_redis_is_one_line_and_exit_1() -> None:
     assert result.stderr == f"Error: cannot reach Redis at {url}: Connection refused\n"
 
 
-def test_a_bad_redis_url_is_a_usage_error() -> None:
+def test_a_bad_redis_url_is_a_configuration_error() -> None:
     result = CliRunner().invoke(main, ["status", "--redis-url", "http://127.0.0.1:6379"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "unsupported Redis URL scheme 'http'" in result.stderr
 
 

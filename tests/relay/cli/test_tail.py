@@ -150,7 +150,6 @@ def test_a_bad_regex_is_a_usage_error(redis_server: RedisServer) -> None:
         (["--level", "loud"], "Invalid value for '--level': unknown level 'loud'"),
         (["--format", "%(message)"], "invalid format string"),
         (["-n", "-1"], "Invalid value for '-n' / '--lines'"),
-        (["--redis-url", "http://x"], "unsupported Redis URL scheme"),
     ],
 )
 def test_bad_options_are_usage_errors(args: list[str], message: str) -> None:
