@@ -215,9 +215,16 @@ class CatcherServer:
         def new_protocol() -> CatcherProtocol:
             return CatcherProtocol(settings, self.registry, self.publisher)
 
-        self._server = await listen_stream(settings.listen, new_protocol, settings.tls)
-        self.bound = [sock.getsockname()[:2] for sock in self._server.sockets]
-        await self.inputs.open()
+        try:
+            self._server = await listen_stream(settings.listen, new_protocol, settings.tls)
+            self.bound = [sock.getsockname()[:2] for sock in self._server.sockets]
+            await self.inputs.open()
+        except OSError:
+            # One input listened, and may have accepted records, before another
+            # could not: stop as on a signal (drain, publish the buffer), then fail.
+            self._stop.set()
+            await self.shutdown()
+            raise
         self._tasks.append(asyncio.create_task(self.heartbeat.run(), name="heartbeat"))
         for address in (settings.listen, settings.listen_syslog, settings.listen_datagram, settings.listen_http):
             if address is not None and not address.is_loopback:
