@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 
 from consumers.batch_renderer import BatchRenderer
 from consumers.file_sink import FileSink, FsyncPolicy
+from consumers.format_check import check_format, render_sample
 from consumers.formatting import build_formatter
 from consumers.group_commit import GroupCommit, RenderedBatch
 from consumers.group_reader import Entry, GroupReader, Items
@@ -93,7 +94,11 @@ class FileConsumer:
             # A rotation renames PATH: the link would move, the file it points to stay.
             raise ValueError(f"--output {settings.output} is a symbolic link: with rotation, give the file itself")
         self.sink = FileSink(settings.output, settings.fsync)
+        for warning in check_format(settings.format, settings.placeholder):
+            log.warning(warning)
         self.formatter = build_formatter(settings.format, settings.placeholder)
+        # Before the first record: a format that fails here would send every record to the dead letters.
+        render_sample(self.formatter)
         self.reader = GroupReader(
             self._redis,
             settings.keys.records,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+import contextlib
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import click
 
 from consumers.file_consumer import FileConsumer
 from consumers.file_sink import FsyncPolicy
+from consumers.format_check import FormatError
 from consumers.rotation import COMPRESSIONS, RotationSettings, parse_duration
 from consumers.settings import FileConsumerSettings
 from relay.cli.config_show import log_effective_settings
@@ -30,7 +32,7 @@ from relay.common.addresses import ListenAddress
 from relay.common.redis_client import RedisSettings
 from relay.common.signals import run_command
 
-__all__ = ["FILE_OPTIONS", "LINE_FORMAT_OPTIONS", "consume", "file_consumer_settings"]
+__all__ = ["FILE_OPTIONS", "LINE_FORMAT_OPTIONS", "consume", "file_consumer_settings", "format_usage_errors"]
 
 
 class Duration(ParsedText):
@@ -57,6 +59,18 @@ LINE_FORMAT_OPTIONS = [
         help="Rendered for a format field a record lacks.",
     ),
 ]
+
+
+@contextlib.contextmanager
+def format_usage_errors() -> Iterator[None]:
+    """Turn a :class:`FormatError` raised inside into a usage error naming ``--format`` and its variable."""
+    try:
+        yield
+    except FormatError as exc:
+        ctx = click.get_current_context()
+        variable = f" ({ctx.auto_envvar_prefix}_FORMAT)" if ctx.auto_envvar_prefix else ""
+        raise click.BadParameter(str(exc), ctx=ctx, param_hint=f"'--format'{variable}") from exc
+
 
 FILE_OPTIONS = [
     click.option(
@@ -189,7 +203,9 @@ def consume_file(**options: Any) -> None:
     log_effective_settings()
 
     def build() -> tuple[Callable[[], Coroutine[Any, Any, int]], str]:
-        settings = file_consumer_settings(options, health_listen=options["health_listen"])
-        return FileConsumer(settings).serve, f"cannot write {settings.output}"
+        with format_usage_errors():
+            settings = file_consumer_settings(options, health_listen=options["health_listen"])
+            consumer = FileConsumer(settings)
+        return consumer.serve, f"cannot write {settings.output}"
 
     run_command(build)
