@@ -30,7 +30,7 @@ from relay.cli.options import (
 )
 from relay.common.addresses import ListenAddress
 from relay.common.redis_client import RedisSettings
-from relay.common.signals import run_command
+from relay.common.signals import option_naming, run_command
 
 __all__ = ["FILE_OPTIONS", "LINE_FORMAT_OPTIONS", "consume", "file_consumer_settings", "format_usage_errors"]
 
@@ -67,9 +67,7 @@ def format_usage_errors() -> Iterator[None]:
     try:
         yield
     except FormatError as exc:
-        ctx = click.get_current_context()
-        variable = f" ({ctx.auto_envvar_prefix}_FORMAT)" if ctx.auto_envvar_prefix else ""
-        raise click.BadParameter(str(exc), ctx=ctx, param_hint=f"'--format'{variable}") from exc
+        raise click.BadParameter(str(exc), param_hint=option_naming("format") or "'--format'") from exc
 
 
 FILE_OPTIONS = [

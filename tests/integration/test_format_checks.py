@@ -67,20 +67,20 @@ def text_records(path: Path) -> list[tuple[str, int]]:
         (
             ["consume", "file"],
             "%(asctime)s %(levelname) %(message)s",
-            "Invalid value for '--format' (LOGRELAY_CONSUME_FILE_FORMAT): "
+            "Invalid value for (--format, LOGRELAY_CONSUME_FILE_FORMAT): "
             "missing conversion character after %(levelname): write e.g. %(levelname)s",
         ),
         (
             ["consume", "file"],
             "%(message)d",
-            "Invalid value for '--format' (LOGRELAY_CONSUME_FILE_FORMAT): %(message)d cannot render message, a str",
+            "Invalid value for (--format, LOGRELAY_CONSUME_FILE_FORMAT): %(message)d cannot render message, a str",
         ),
         (
             ["consume", "file"],
             "%(message)s %(x",
-            "Invalid value for '--format' (LOGRELAY_CONSUME_FILE_FORMAT): '%(x' has no closing parenthesis",
+            "Invalid value for (--format, LOGRELAY_CONSUME_FILE_FORMAT): '%(x' has no closing parenthesis",
         ),
-        (["up"], "%(levelname)", "Invalid value for '--format' (LOGRELAY_UP_FORMAT): missing conversion character"),
+        (["up"], "%(levelname)", "Invalid value for (--format, LOGRELAY_UP_FORMAT): missing conversion character"),
     ],
 )
 @pytest.mark.parametrize("given_by", ["option", "variable"])
