@@ -1,10 +1,12 @@
 """The checkpoint of the central file: what it holds, up to which entry, in which file.
 
 ``PATH.checkpoint`` holds ``{"seq": S, "offset": N, "last_id": "<stream
-id>", "dev": D, "ino": I, "producers": {TOKEN: N, ...}, "crc": C}``: "the
-first N bytes of the file with device D and inode I hold exactly the entries
-up to last_id, and of each producer's records (their ``seq`` field, see
-:mod:`relay.common.stream`) those numbered up to N".  The producers make the
+id>", "dev": D, "ino": I, "producers": {TOKEN: N, ...}, "format": F, "crc":
+C}``: "the first N bytes of the file with device D and inode I hold exactly
+the entries up to last_id, and of each producer's records (their ``seq``
+field, see :mod:`relay.common.stream`) those numbered up to N, as lines of
+``--format`` F".  A slot without ``format`` (an earlier version's) leaves it
+unknown: the consumer then adopts its own (:mod:`consumers.file_sink`).  The producers make the
 file exactly-once across a Redis failover: records it holds that the new
 master lost come back from their catcher under new stream ids, and are
 known by their numbers (:mod:`consumers.batch_renderer` skips them).  At most
@@ -92,6 +94,8 @@ class Checkpoint:
     #: last_id when the file had no producers yet (written by a version before identities), or when one was
     #: forgotten (beyond MAX_PRODUCERS).
     floor: str = field(default="0-0", compare=False)
+    #: The ``--format`` the file's lines are written with (``json`` or a logging format); None: not known.
+    line_format: str | None = field(default=None, compare=False)
     # last_id as stream_id_key orders it, parsed once: covers() runs per entry.
     _last_key: tuple[int, int] = field(init=False, repr=False, compare=False)
 
@@ -115,6 +119,8 @@ SLOT_OFFSETS: Final = (0, OLD_SLOT, SLOT_BLOCK)
 _SLOT_KEYS: Final = frozenset({"seq", "offset", "last_id", "dev", "ino", "crc"})
 #: Slots written before the checkpoint named its file.
 _SLOT_KEYS_UNNAMED: Final = frozenset({"seq", "offset", "last_id", "crc"})
+#: Keys a slot may lack (written before they existed, or with nothing to say).
+_OPTIONAL_KEYS: Final = frozenset({"producers", "floor", "format"})
 
 
 def _slot_body(seq: int, checkpoint: Checkpoint) -> str:
@@ -126,6 +132,8 @@ def _slot_body(seq: int, checkpoint: Checkpoint) -> str:
         body["producers"] = dict(checkpoint.producers)
     if checkpoint.floor != "0-0":
         body["floor"] = checkpoint.floor
+    if checkpoint.line_format is not None:
+        body["format"] = checkpoint.line_format
     return json.dumps(body, separators=(",", ":"))
 
 
@@ -152,7 +160,7 @@ def _decode_slot(raw: bytes) -> tuple[int, Checkpoint] | None:
     """(seq, checkpoint) of one slot, or None if it is empty, torn or not a slot."""
     try:
         data = json.loads(raw.partition(b"\n")[0].strip(b" \0") or b"null")
-        if not isinstance(data, dict) or data.keys() - {"producers", "floor"} not in (_SLOT_KEYS, _SLOT_KEYS_UNNAMED):
+        if not isinstance(data, dict) or data.keys() - _OPTIONAL_KEYS not in (_SLOT_KEYS, _SLOT_KEYS_UNNAMED):
             return None
         seq, offset, last_id, crc = data["seq"], data["offset"], data["last_id"], data["crc"]
         device, inode = data.get("dev", 0), data.get("ino", 0)
@@ -161,11 +169,11 @@ def _decode_slot(raw: bytes) -> tuple[int, Checkpoint] | None:
         if type(device) is not int or type(inode) is not int or ("ino" in data and not inode):
             return None
         producers = _producers(data.get("producers", {}))
-        floor = data.get("floor", "0-0")
-        if producers is None or type(floor) is not str:
+        floor, line_format = data.get("floor", "0-0"), data.get("format")
+        if producers is None or type(floor) is not str or not (line_format is None or type(line_format) is str):
             return None
         stream_id_key(floor)  # ValueError if it is no stream id
-        checkpoint = Checkpoint(offset, last_id, device, inode, producers or NO_PRODUCERS, floor)
+        checkpoint = Checkpoint(offset, last_id, device, inode, producers or NO_PRODUCERS, floor, line_format)
     except ValueError:
         return None
     return (seq, checkpoint) if zlib.crc32(_slot_body(seq, checkpoint).encode()) == crc else None

@@ -15,6 +15,10 @@ file anew (after logrotate renamed it).  With ``--rotate-size`` or
 ``--rotate-interval`` the consumer rotates the file itself
 (:mod:`consumers.rotation`), and a :class:`~consumers.segments.SegmentKeeper`
 compresses and prunes the segments in a thread.
+
+``--format`` is checked before the first record (:mod:`consumers.format_check`);
+a file its checkpoint says was written with another format is rotated on
+start, so that no file mixes two.
 """
 
 from __future__ import annotations
@@ -32,9 +36,11 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from consumers.batch_renderer import BatchRenderer
+from consumers.checkpoint import Checkpoint
 from consumers.file_sink import FileSink, FsyncPolicy
+from consumers.format_check import check_format, render_sample
 from consumers.formatting import build_formatter
-from consumers.group_commit import GroupCommit, RenderedBatch
+from consumers.group_commit import GroupCommit, RenderedBatch, free_segment_path
 from consumers.group_reader import Entry, GroupReader, Items
 from consumers.group_watch import GroupWatch
 from consumers.rotation import RotationPolicy
@@ -55,6 +61,8 @@ from relay.common.signals import serve_with_signals
 __all__ = ["FileConsumer"]
 
 log = logging.getLogger("logrelay.consumer")
+#: What the start found doubtful in --format (its own logger: the consumer's first line stays "writing ...").
+format_log = logging.getLogger("logrelay.format")
 
 #: Entries written and waiting for a sync, in batches of the configured size,
 #: before the next write waits: a stalled fsync holds up the file only after
@@ -92,8 +100,12 @@ class FileConsumer:
         if settings.rotation.rotates and settings.output.is_symlink():
             # A rotation renames PATH: the link would move, the file it points to stay.
             raise ValueError(f"--output {settings.output} is a symbolic link: with rotation, give the file itself")
-        self.sink = FileSink(settings.output, settings.fsync)
+        self.sink = FileSink(settings.output, settings.fsync, line_format=settings.format)
+        for warning in check_format(settings.format, settings.placeholder):
+            format_log.warning(warning)
         self.formatter = build_formatter(settings.format, settings.placeholder)
+        # Before the first record: a format that fails here would send every record to the dead letters.
+        render_sample(self.formatter)
         self.reader = GroupReader(
             self._redis,
             settings.keys.records,
@@ -239,6 +251,8 @@ class FileConsumer:
             # The writer only: standbys would repeat its warnings.
             self._watching_groups = asyncio.create_task(self.stale_groups.run(), name="stale-groups")
             checkpoint = await asyncio.to_thread(self.sink.open)
+            if self.sink.holds_another_format:
+                checkpoint = await asyncio.to_thread(self._rotate_for_format, checkpoint)
             rotation = self.settings.rotation
             if rotation.rotates:
                 self.commits.rotation = RotationPolicy(rotation, self._content_since(checkpoint.offset))
@@ -322,6 +336,27 @@ class FileConsumer:
             if self._owns_redis:
                 await self._redis.aclose()
             log.info("stopped: %s", self.stats.summary())
+
+    def _rotate_for_format(self, checkpoint: Checkpoint) -> Checkpoint:
+        """The file holds lines of another ``--format``: move it to a segment, so that no file mixes two.
+
+        The same rotation as ``--rotate-size`` (a crash between its steps is
+        recovered on start); the segment is then one of those retention and
+        compression handle.
+        """
+        written_with = checkpoint.line_format
+        segment = free_segment_path(self.sink.path, time.time())
+        checkpoint = self.sink.rotate(segment)
+        self.stats.rotations += 1
+        log.warning(
+            "%s was written with --format %r; this run's is %r: rotated it to %s, new lines go to a new %s",
+            self.sink.path,
+            written_with,
+            self.settings.format,
+            segment.name,
+            self.sink.path.name,
+        )
+        return checkpoint
 
     def _content_since(self, size: int) -> float:
         """When the file's current content began, as far as rotation by the clock is concerned: its mtime."""

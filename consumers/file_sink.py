@@ -5,7 +5,9 @@ Exactly-once across crashes rests on three files next to each other:
 * ``PATH``: the log lines;
 * ``PATH.checkpoint``: "the first N bytes of the file with device D and
   inode I (PATH, unless it was renamed) hold exactly the entries up to
-  last_id" (:mod:`consumers.checkpoint`);
+  last_id", and in which ``--format`` (:mod:`consumers.checkpoint`): a sink
+  given another format finds the file :attr:`FileSink.holds_another_format`,
+  and its owner rotates it before writing, so that no file mixes two;
 * ``PATH.lock``: held with ``flock`` by the one process writing PATH (a
   second consumer waits on it: a hot standby).  The kernel releases it when
   the holder dies, even by ``kill -9``.
@@ -96,10 +98,17 @@ class FileSink:
     """
 
     def __init__(
-        self, path: Path, fsync: FsyncPolicy = FsyncPolicy.BATCH, *, step: Callable[[str], None] = _no_step
+        self,
+        path: Path,
+        fsync: FsyncPolicy = FsyncPolicy.BATCH,
+        *,
+        line_format: str | None = None,
+        step: Callable[[str], None] = _no_step,
     ) -> None:
         self.path = path
         self.fsync = fsync
+        #: The ``--format`` of the lines written, recorded in the checkpoint; None: not recorded.
+        self.line_format = line_format
         self.step = step
         self.checkpoint_path = path.with_name(path.name + ".checkpoint")
         self.lock_path = path.with_name(path.name + ".lock")
@@ -191,6 +200,9 @@ class FileSink:
             log.error(COPYTRUNCATE_ERROR + "; appending at its end", self.path, size, checkpoint.offset)
             checkpoint = replace(checkpoint, offset=size)
         checkpoint = replace(checkpoint, device=self._identity[0], inode=self._identity[1])
+        if self.line_format is not None and (checkpoint.line_format is None or checkpoint.offset == 0):
+            # Nothing in the file says otherwise (an earlier version's checkpoint, an empty file): ours.
+            checkpoint = replace(checkpoint, line_format=self.line_format)
         if not checkpoint.producers and checkpoint.floor == "0-0":
             # Written without record identities (an earlier version, older
             # catchers): what it holds is known by stream id, up to here.
@@ -203,8 +215,8 @@ class FileSink:
             self._checkpoint_fd = os.open(self.checkpoint_path, os.O_WRONLY)
         else:
             self._checkpoint_fd = os.open(self.checkpoint_path, os.O_WRONLY)
-            named = (self.checkpoint.device, self.checkpoint.inode, self.checkpoint.offset)
-            if named != (*self._identity, checkpoint.offset):
+            named = (self.checkpoint.device, self.checkpoint.inode, self.checkpoint.offset, self.checkpoint.line_format)
+            if named != (*self._identity, checkpoint.offset, checkpoint.line_format):
                 self.step("checkpoint")
                 self._write_checkpoint(checkpoint)
         self.checkpoint = checkpoint
@@ -287,7 +299,7 @@ class FileSink:
         # identity then, see consumers.batch_renderer).
         last = last_id.decode() if stream_id_key(last_id) > self.written._last_key else self.written.last_id
         if not data:
-            self.written = Checkpoint(end, last, *self._identity, known, floor)
+            self.written = Checkpoint(end, last, *self._identity, known, floor, self.written.line_format)
             return
         view = memoryview(data)
         try:
@@ -313,7 +325,7 @@ class FileSink:
             raise
         # Published last, in one assignment: a sync in another thread reads
         # either the end before this batch or the end after it, never between.
-        self.written = Checkpoint(position, last, *self._identity, known, floor)
+        self.written = Checkpoint(position, last, *self._identity, known, floor, self.written.line_format)
 
     def sync(self) -> Checkpoint:
         """Make everything written so far durable (per policy) and checkpoint it; return the new checkpoint.
@@ -342,6 +354,15 @@ class FileSink:
                 raise
         self._write_checkpoint(target)
         return target
+
+    @property
+    def holds_another_format(self) -> bool:
+        """Whether the file holds lines of another ``--format`` than :attr:`line_format` (after :meth:`open`).
+
+        Then :meth:`rotate` it before writing: no file mixes two formats.
+        """
+        recorded = self.written.line_format
+        return self.line_format is not None and recorded is not None and recorded != self.line_format
 
     def is_current(self) -> bool:
         """Whether PATH is still the file being written (not renamed away by someone else)."""
@@ -400,7 +421,13 @@ class FileSink:
                 os.fchmod(fd, mode)  # the old file's mode, whatever the umask
             if self.fsync is FsyncPolicy.BATCH:
                 fsync_directory(self.path.parent)
-            checkpoint = replace(self.written, offset=status.st_size, device=status.st_dev, inode=status.st_ino)
+            checkpoint = replace(
+                self.written,
+                offset=status.st_size,
+                device=status.st_dev,
+                inode=status.st_ino,
+                line_format=self.line_format or self.written.line_format,
+            )
             self.step("checkpoint")
             self._write_checkpoint(checkpoint)
         except BaseException:

@@ -29,6 +29,8 @@ from relay.common import stream
 
 __all__ = [
     "DEFAULT_FORMAT",
+    "RECORD_ATTRIBUTES",
+    "SET_BY_FORMATTER",
     "EntryError",
     "JsonLineFormatter",
     "LineFormatter",
@@ -50,10 +52,10 @@ _METADATA_MEMBER: Final = _METADATA_NAME + b":"
 #: Every attribute ``LogRecord.__init__`` sets.  A record that carries them
 #: all (every record a SocketHandler sends) is what ``makeLogRecord`` would
 #: make of it: its own attributes and nothing else.
-_RECORD_ATTRIBUTES: Final = frozenset(logging.makeLogRecord({}).__dict__)
+RECORD_ATTRIBUTES: Final = frozenset(logging.makeLogRecord({}).__dict__)
 
 #: Attributes the formatters set on every record: the message, the time and the relay metadata.
-_SET_HERE: Final = frozenset({"message", "asctime", "client", "catcher", "received", "entry_id"})
+SET_BY_FORMATTER: Final = frozenset({"message", "asctime", "client", "catcher", "received", "entry_id"})
 
 # A %-style field: %(name)<flags><width><.precision><conversion>; or "%%",
 # matched first so that "%%(x)s" is the text "%(x)s", as % formatting reads it
@@ -218,7 +220,7 @@ class _TolerantFormatter(logging.Formatter):
         self._uses_time = super().usesTime()
         #: The attributes whose absence makeLogRecord would fill in visibly:
         #: those of the format, and those format_attributes reads.
-        self.needs = (self._fields & _RECORD_ATTRIBUTES) | {
+        self.needs = (self._fields & RECORD_ATTRIBUTES) | {
             "msg",
             "created",
             "msecs",
@@ -228,7 +230,7 @@ class _TolerantFormatter(logging.Formatter):
         }
         # Every field is then there (no placeholders to check for) unless
         # the format names attributes only some records carry (extras).
-        self._always_there = self._fields <= self.needs | _SET_HERE
+        self._always_there = self._fields <= self.needs | SET_BY_FORMATTER
 
     def usesTime(self) -> bool:
         """``logging.Formatter.usesTime``, searched once: the format never changes."""
@@ -317,7 +319,7 @@ class LineFormatter:
         attributes = load_record(record_json(fields))
         if not isinstance(attributes, dict):
             raise EntryError("record is not a JSON object")
-        if attributes.keys() >= _RECORD_ATTRIBUTES:
+        if attributes.keys() >= RECORD_ATTRIBUTES:
             # What makeLogRecord would build, without running LogRecord.__init__
             # only to overwrite everything it sets (a third of the cost).
             record = logging.LogRecord.__new__(logging.LogRecord)
@@ -465,8 +467,8 @@ def text_plan(fmt: str, placeholder: str) -> TextPlan | None:
     if not all(_LITERAL.fullmatch(part) for part in literal_parts):
         return None
     attributes = [name for name in dict.fromkeys(fields) if name not in _SPECIAL_FIELDS and name not in _FIXED_KEYS]
-    standard = [name for name in attributes if name in _RECORD_ATTRIBUTES]
-    extras = [name for name in attributes if name not in _RECORD_ATTRIBUTES]
+    standard = [name for name in attributes if name in RECORD_ATTRIBUTES]
+    extras = [name for name in attributes if name not in RECORD_ATTRIBUTES]
     keys = [*_FIXED_KEYS, *standard, *extras]
     index = {name: n for n, name in enumerate(keys)}
     segments: list[bytes | int] = []

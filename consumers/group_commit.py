@@ -45,7 +45,7 @@ from consumers.rotation import RotationPolicy, segment_name
 from relay.common.counters import ConsumerStats
 from relay.common.metrics import ConsumerMetrics
 
-__all__ = ["GroupCommit", "RenderedBatch"]
+__all__ = ["GroupCommit", "RenderedBatch", "free_segment_path"]
 
 #: Seconds between two checks that PATH is still the file being written.
 IDENTITY_CHECK_SECONDS = 1.0
@@ -196,7 +196,7 @@ class GroupCommit:
         elif self._rotation_due():
             assert self.rotation is not None
             now = self.clock()
-            segment = _free_segment_path(sink.path, now)
+            segment = free_segment_path(sink.path, now)
             try:
                 await asyncio.to_thread(sink.rotate, segment)
             except OSError as exc:
@@ -415,7 +415,7 @@ class GroupCommit:
             return result
 
 
-def _free_segment_path(path: Path, now: float) -> Path:
+def free_segment_path(path: Path, now: float) -> Path:
     """``PATH.<UTC time>``, or with ``-N`` if that name (plain or compressed) is taken."""
     index = 0
     while True:

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from consumers.file_sink import FsyncPolicy
-from consumers.formatting import DEFAULT_FORMAT, build_formatter
+from consumers.format_check import check_format
+from consumers.formatting import DEFAULT_FORMAT
 from consumers.rotation import RotationSettings
 from relay.common.addresses import ListenAddress
 from relay.common.group_staleness import DEFAULT_STALE_AFTER
@@ -52,4 +53,4 @@ class FileConsumerSettings:
             raise ValueError("stale-group-after must be positive")
         if not self.group or not self.consumer:
             raise ValueError("group and consumer names must not be empty")
-        build_formatter(self.format, self.placeholder)  # validates the format string
+        check_format(self.format, self.placeholder)  # FormatError (a ValueError) if it cannot render

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+import contextlib
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import click
 
 from consumers.file_consumer import FileConsumer
 from consumers.file_sink import FsyncPolicy
+from consumers.format_check import FormatError
 from consumers.rotation import COMPRESSIONS, RotationSettings, parse_duration
 from consumers.settings import FileConsumerSettings
 from relay.cli.config_show import log_effective_settings
@@ -28,9 +30,9 @@ from relay.cli.options import (
 )
 from relay.common.addresses import ListenAddress
 from relay.common.redis_client import RedisSettings
-from relay.common.signals import run_command
+from relay.common.signals import option_naming, run_command
 
-__all__ = ["FILE_OPTIONS", "LINE_FORMAT_OPTIONS", "consume", "file_consumer_settings"]
+__all__ = ["FILE_OPTIONS", "LINE_FORMAT_OPTIONS", "consume", "file_consumer_settings", "format_usage_errors"]
 
 
 class Duration(ParsedText):
@@ -57,6 +59,16 @@ LINE_FORMAT_OPTIONS = [
         help="Rendered for a format field a record lacks.",
     ),
 ]
+
+
+@contextlib.contextmanager
+def format_usage_errors() -> Iterator[None]:
+    """Turn a :class:`FormatError` raised inside into a usage error naming ``--format`` and its variable."""
+    try:
+        yield
+    except FormatError as exc:
+        raise click.BadParameter(str(exc), param_hint=option_naming("format") or "'--format'") from exc
+
 
 FILE_OPTIONS = [
     click.option(
@@ -189,7 +201,9 @@ def consume_file(**options: Any) -> None:
     log_effective_settings()
 
     def build() -> tuple[Callable[[], Coroutine[Any, Any, int]], str]:
-        settings = file_consumer_settings(options, health_listen=options["health_listen"])
-        return FileConsumer(settings).serve, f"cannot write {settings.output}"
+        with format_usage_errors():
+            settings = file_consumer_settings(options, health_listen=options["health_listen"])
+            consumer = FileConsumer(settings)
+        return consumer.serve, f"cannot write {settings.output}"
 
     run_command(build)

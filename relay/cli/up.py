@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 from consumers.file_consumer import FileConsumer
 from consumers.settings import FileConsumerSettings
 from relay.cli.config_show import log_effective_settings
-from relay.cli.consume import FILE_OPTIONS, file_consumer_settings
+from relay.cli.consume import FILE_OPTIONS, file_consumer_settings, format_usage_errors
 from relay.cli.options import (
     CATCHER_OPTIONS,
     LOG_OPTIONS,
@@ -138,8 +138,9 @@ def up(**options: Any) -> None:
             raise ValueError("--wait-replicas needs --redis-url: the embedded broker has no replicas")
         redis = RedisSettings(url=EMBEDDED_BROKER) if embedded else redis_settings(options)
         catcher = catcher_settings(options, redis)
-        consumer = file_consumer_settings(options, redis)
-        failure = f"cannot serve on {catcher.listen} into {consumer.output}"
-        return SingleProcessRelay(catcher, consumer, embedded=embedded).serve, failure
+        with format_usage_errors():
+            consumer = file_consumer_settings(options, redis)
+            relay = SingleProcessRelay(catcher, consumer, embedded=embedded)
+        return relay.serve, f"cannot serve on {catcher.listen} into {consumer.output}"
 
     run_command(build)

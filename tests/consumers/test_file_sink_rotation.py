@@ -280,3 +280,30 @@ def test_the_same_file_under_another_device_number_is_cut_back_to_its_checkpoint
     redeliver(recovered, 5)
     recovered.close()
     assert path.read_bytes() == b"".join(b"line %d\n" % n for n in range(1, 6))  # no torn line, none twice
+
+
+@pytest.mark.parametrize("step", ["sync", "rename", "create", "checkpoint"])
+def test_kill_in_a_rotation_for_another_format_leaves_each_line_once_and_one_format_per_file(
+    tmp_path: Path, step: str
+) -> None:
+    path = tmp_path / "central.log"
+    first = opened(path, line_format="%(message)s")
+    write_lines(first, 1, 5)
+    first.sync()
+    first.close()
+    sink = opened(path, line_format="json", step=crash_at(step))
+    assert sink.holds_another_format
+    with pytest.raises(Crash):
+        sink.rotate(path.with_name("central.log.20261207T050000Z"))
+    sink.close()
+    again = opened(path, line_format="json")
+    if again.holds_another_format:  # killed before the rename: the old file is still PATH
+        again.rotate(path.with_name("central.log.20261207T050001Z"))
+    assert again.checkpoint.line_format == "json"
+    assert path.read_bytes() == b""
+    write_lines(again, 6, 7)
+    again.sync()
+    again.close()
+    assert every_line(path) == list(range(1, 8))
+    (segment,) = list_segments(path)
+    assert path.with_name(segment.name).read_bytes().count(b"\n") == 5
