@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import orjson
 
-from consumers.formatting import RECORD_ATTRIBUTES, SET_BY_FORMATTER, EntryFormatter
+from consumers.formatting import RECORD_ATTRIBUTES, SET_BY_FORMATTER, EntryFormatter, LineFormatter
 from relay.common import stream
 
 __all__ = ["KNOWN_FIELDS", "MAX_FORMAT_LENGTH", "FormatError", "check_format", "render_sample"]
@@ -182,4 +182,9 @@ def render_sample(formatter: EntryFormatter) -> bytes:
         formatter.format_items([[entry_id, [item for pair in fields.items() for item in pair]]])
     except Exception as exc:
         raise FormatError(f"cannot render a typical record: {type(exc).__name__}: {exc}") from exc
+    # A value its conversion refuses renders as the placeholder (a record is written, not
+    # dead-lettered); on the typical record it means the field is wrong for every record.
+    unrenderable = formatter.unrenderable if isinstance(formatter, LineFormatter) else None
+    if unrenderable is not None:
+        raise FormatError(f"cannot render a typical record: {unrenderable}")
     return line

@@ -217,6 +217,9 @@ class _TolerantFormatter(logging.Formatter):
             m.group("name") for m in _FIELD.finditer(fmt) if m.group("name") is not None and m.group("spec") != "%"
         )
         self._variants: dict[frozenset[str], str] = {}
+        #: The last field a record's value could not render through (its placeholder was written
+        #: instead), and why: ``%(process)d: TypeError: ...``; None until one could not.
+        self.unrenderable: str | None = None
         self._uses_time = super().usesTime()
         #: The attributes whose absence makeLogRecord would fill in visibly:
         #: those of the format, and those format_attributes reads.
@@ -259,7 +262,10 @@ class _TolerantFormatter(logging.Formatter):
         return self.second_text(second).encode("utf-8", "backslashreplace")
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        return self._message(record.__dict__)
+        try:
+            return self._message(record.__dict__)
+        except (TypeError, ValueError):
+            return self._fill_unrenderable(record.__dict__)
 
     def format_attributes(self, values: dict[str, Any]) -> str:
         """``Formatter.format`` of a record whose attributes are ``values``: with every attribute
@@ -273,7 +279,10 @@ class _TolerantFormatter(logging.Formatter):
         values["message"] = str(values["msg"])
         if self._uses_time:
             values["asctime"] = self._asctime(values["created"], values["msecs"])
-        text = self._fmt_text % values if self._always_there else self._message(values)
+        try:
+            text = self._fmt_text % values if self._always_there else self._message(values)
+        except (TypeError, ValueError):
+            text = self._fill_unrenderable(values)
         exc_text = values["exc_text"]
         if exc_text:
             if text[-1:] != "\n":
@@ -285,6 +294,29 @@ class _TolerantFormatter(logging.Formatter):
                 text += "\n"
             text += stack_info
         return text
+
+    def _fill_unrenderable(self, values: dict[str, Any]) -> str:
+        """The format with the placeholder for each field this record lacks or cannot render.
+
+        A value of a type its conversion refuses (``%(process)d`` of a record
+        whose ``process`` is None, an ``extra=`` that is text where the
+        format wants a number) is treated as a missing field: the record is
+        written, not dead-lettered.  Rare, so tried field by field, uncached.
+        """
+
+        def field(match: re.Match[str]) -> str:
+            name = match.group("name")
+            if name is None:
+                return match.group(0)
+            try:
+                return (match.group(0) % values).replace("%", "%%")
+            except KeyError:
+                return self._placeholder
+            except (TypeError, ValueError) as exc:
+                self.unrenderable = f"{match.group(0)}: {type(exc).__name__}: {exc}"
+                return self._placeholder
+
+        return _FIELD.sub(field, self._fmt_text) % ()
 
     def _message(self, values: dict[str, Any]) -> str:
         if values.keys() >= self._fields:
@@ -314,6 +346,11 @@ class LineFormatter:
         self._metadata = _Metadata()
         #: How the C renderer writes this format; None: every entry goes through Python.
         self.plan = text_plan(fmt, placeholder) if text_lines is not None else None
+
+    @property
+    def unrenderable(self) -> str | None:
+        """The last field a record's value could not render through, and why (None until one could not)."""
+        return self._formatter.unrenderable
 
     def format(self, entry_id: bytes, fields: dict[bytes, bytes]) -> bytes:
         attributes = load_record(record_json(fields))

@@ -19,6 +19,7 @@ from typing import IO, Any, Final
 import click
 import redis.exceptions
 
+from consumers.format_check import check_format, render_sample
 from consumers.formatting import build_formatter
 from consumers.record_filter import RecordFilter, parse_level
 from consumers.stream_tail import StreamTail
@@ -262,9 +263,14 @@ def tail(**options: Any) -> None:
     try:
         settings = redis_settings(options)
         record_filter = RecordFilter.build(level=options["level"], loggers=options["logger"], grep=options["grep"])
+        # The same checks as the file consumer's: a format that cannot render is refused, an unknown field warned of.
+        warnings = check_format(options["format"], options["placeholder"])
         formatter = build_formatter(options["format"], options["placeholder"])
+        render_sample(formatter)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    for warning in warnings:
+        click.echo(f"Warning: {warning}", err=True)
     out = click.get_binary_stream("stdout")
     color = _use_color(options["color"], out)
     printer = TailPrinter(out, color=color, note=lambda text: click.echo(text, err=True), escape=color or out.isatty())

@@ -47,6 +47,19 @@ def test_missing_attributes_render_as_placeholder_for_any_conversion() -> None:
     assert without == b"? ? ? hello world\n"
 
 
+def test_a_value_its_conversion_refuses_renders_as_placeholder_not_a_dead_letter() -> None:
+    # HTTPHandler and senders with logProcesses off send process None;
+    # an extra may be text where the format wants a number.
+    formatter = LineFormatter("%(process)d %(status)03d 100%% %(levelname)s %(message)s", placeholder="?")
+    odd = formatter.format(b"1-0", entry_for(make_record("done", (), process=None, status="ok")))
+    usual = formatter.format(b"1-1", entry_for(make_record("done", (), process=42, status=7)))
+    assert odd == b"? ? 100% WARNING done\n"
+    assert usual == b"42 007 100% WARNING done\n"
+    assert formatter.unrenderable == "%(status)03d: TypeError: %d format: a real number is required, not str"
+    items = [reply_item(b"1-%d" % n, entry_for(make_record("done", (), process=None, status="ok"))) for n in range(3)]
+    assert all_at_once(formatter, items) == one_by_one(formatter, items)
+
+
 def test_exception_and_stack_text_are_appended_like_formatter() -> None:
     try:
         raise RuntimeError("kaput")

@@ -148,7 +148,8 @@ def test_a_bad_regex_is_a_usage_error(redis_server: RedisServer) -> None:
     ("args", "message"),
     [
         (["--level", "loud"], "Invalid value for '--level': unknown level 'loud'"),
-        (["--format", "%(message)"], "invalid format string"),
+        (["--format", "%(message)"], "missing conversion character after %(message)"),
+        (["--format", "%(message)d"], "%(message)d cannot render message"),
         (["-n", "-1"], "Invalid value for '-n' / '--lines'"),
     ],
 )
@@ -232,3 +233,17 @@ def test_a_senders_escape_sequences_reach_a_terminal_escaped(redis_server: Redis
     out = io.BytesIO()
     TailPrinter(out, color=False, note=print, escape=True).show([TailLine(b"1-0", b"a\x1b[2Jb\n", 20)])
     assert out.getvalue() == b"a\\x1b[2Jb\n"
+
+
+def test_a_field_no_record_has_is_a_warning_naming_the_nearest_and_renders_the_placeholder(
+    redis_server: RedisServer,
+) -> None:
+    populate(redis_server, 3)
+    result = tail(redis_server, "--format", "%(levelnam)s %(message)s")
+    assert result.exit_code == 0, result.output
+    (warning,) = [line for line in result.stderr.splitlines() if line.startswith("Warning")]
+    assert "%(levelnam)s" in warning
+    assert "did you mean %(levelname)s?" in warning
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3
+    assert all(line.startswith("- record ") for line in lines)
