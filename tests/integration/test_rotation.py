@@ -77,7 +77,9 @@ def test_size_rotation_with_gzip_and_kill_9_at_random_moments_each_record_once(
     output = tmp_path / "central.jsonl"
     # Small segments and batches: rotations and compressions happen all the time, so kills land in them.
     args = ("--format", "json", "--batch-size", "50", "--rotate-size", "64KiB", "--compress", "gzip")
-    clients, count, rate = 4, 5000, 1000.0
+    # About 10 s of sending: segments are named by the second (one rotation a second at most), so the
+    # count of segments follows the time the writing takes, whatever the load on the machine.
+    clients, count, rate = 4, 5000, 500.0
     senders = start_senders(catcher.port, clients, count, rate=rate)
     consumer = kill_at_random_moments(
         lambda: consumer_factory(redis_server.url, output, *args), senders, seed=2212, kills=10
@@ -89,7 +91,7 @@ def test_size_rotation_with_gzip_and_kill_9_at_random_moments_each_record_once(
     wait_until(all_written(redis_server, total), timeout=60, what="every record written and acknowledged")
     assert consumer.stop() == 0
     segments = list_segments(output)
-    assert len(segments) >= 10
+    assert len(segments) >= 5, "too few rotations for the kills to land in them"
     assert not list(tmp_path.glob("*.tmp")), "a temporary file outlived a clean stop"
     names = {segment.name for segment in segments}
     assert not [name for name in names if name + ".gz" in names], "a segment in two files"
