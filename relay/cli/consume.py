@@ -13,6 +13,7 @@ from consumers.file_sink import FsyncPolicy
 from consumers.rotation import COMPRESSIONS, RotationSettings, parse_duration
 from consumers.settings import FileConsumerSettings
 from relay.cli.options import (
+    DEAD_LETTER_LENGTH_OPTION,
     HEALTH_OPTIONS,
     LOG_OPTIONS,
     REDIS_URL_OPTION,
@@ -151,6 +152,7 @@ def file_consumer_settings(
         batch_size=options["batch_size"],
         block_ms=options["block_ms"],
         max_deliveries=options["max_deliveries"],
+        dead_letter_max_length=options["dead_letter_max_length"],
         trim_interval=options["trim_interval"],
         sync_interval_ms=options["sync_interval_ms"],
         rotation=RotationSettings(
@@ -172,7 +174,7 @@ def consume() -> None:
 
 
 @consume.command("file")
-@with_options(REDIS_URL_OPTION, STREAM_OPTIONS, FILE_OPTIONS, HEALTH_OPTIONS, LOG_OPTIONS)
+@with_options(REDIS_URL_OPTION, STREAM_OPTIONS, DEAD_LETTER_LENGTH_OPTION, FILE_OPTIONS, HEALTH_OPTIONS, LOG_OPTIONS)
 def consume_file(**options: Any) -> None:
     """Write every record of the stream to one file, exactly once across crashes."""
     configure_logging(options)

@@ -30,6 +30,7 @@ from consumers.settings import FileConsumerSettings
 from relay.cli.consume import FILE_OPTIONS, file_consumer_settings
 from relay.cli.options import (
     CATCHER_OPTIONS,
+    DEAD_LETTER_LENGTH_OPTION,
     LOG_OPTIONS,
     STREAM_OPTIONS,
     catcher_settings,
@@ -120,6 +121,7 @@ class SingleProcessRelay:
     CATCHER_OPTIONS,
     [click.option("--redis-url", default=None, show_default="embedded broker", help="Redis URL; none: in-process.")],
     STREAM_OPTIONS,
+    DEAD_LETTER_LENGTH_OPTION,
     FILE_OPTIONS,
     LOG_OPTIONS,
 )
