@@ -19,7 +19,7 @@ from tests.support.clients import wait_for_entries
 from tests.support.dead_letters import big_frame
 from tests.support.metrics_endpoint import scrape
 from tests.support.polling import wait_until
-from tests.support.processes import CatcherProcess
+from tests.support.processes import CatcherProcess, ConsumerProcess
 from tests.support.realredis import RedisServer, free_port
 from tests.support.streams import json_lines, stream_length
 
@@ -94,9 +94,7 @@ def test_up_on_its_embedded_broker_leaves_every_dead_letter_in_a_file_beside_the
     catcher_factory: Callable[..., CatcherProcess], tmp_path: Path
 ) -> None:
     output = tmp_path / "central.log"
-    up = catcher_factory(
-        "", "--output", str(output), "--format", "json", "--max-decoded-bytes", "4KiB", command="up"
-    )
+    up = catcher_factory("", "--output", str(output), "--format", "json", "--max-decoded-bytes", "4KiB", command="up")
     send_interleaved(up.port)
     wait_until(lambda: len(json_lines(output, writer_running=True)) == BAD_FRAMES + 1, timeout=60, what="the records")
     assert up.stop() == 0
@@ -112,3 +110,32 @@ def test_up_on_its_embedded_broker_leaves_every_dead_letter_in_a_file_beside_the
     assert all(letter.reason for letter in letters)
     assert len({letter.id for letter in letters}) == BAD_FRAMES
     assert [line["msg"] for line in json_lines(output)] == [f"valid {n}" for n in range(BAD_FRAMES + 1)]
+
+
+def test_a_consumer_keeps_its_dead_letters_near_the_bound_and_counts_what_it_trimmed(
+    redis_server: RedisServer, consumer_factory: Callable[..., ConsumerProcess], tmp_path: Path
+) -> None:
+    # Entries a consumer cannot render, each over a stream node's 4 KiB, between records it can.
+    with redis_server.client() as client:
+        for number in range(BAD_FRAMES):
+            client.xadd("logrelay", {"v": "1", "record": json.dumps({"msg": f"valid {number}", "name": "t"})})
+            client.xadd("logrelay", {"v": "1", "record": "{not json " + "x" * 5000})
+    health = free_port()
+    output = tmp_path / "central.log"
+    consumer_factory(
+        redis_server.url,
+        output,
+        *("--format", "%(message)s", "--dead-letter-max-length", str(LIMIT)),
+        *("--health-listen", f"127.0.0.1:{health}"),
+    )
+
+    def all_dead_lettered() -> dict[str, float] | None:
+        samples = scrape(health)
+        return samples if samples["logrelay_consumer_dead_lettered_total"] == BAD_FRAMES else None
+
+    samples = wait_until(all_dead_lettered, timeout=30, what="every unrenderable entry dead-lettered")
+    kept = stream_length(redis_server, "{logrelay}:dead")
+    assert LIMIT <= kept <= BOUND
+    assert samples["logrelay_consumer_dead_letters_trimmed_total"] == BAD_FRAMES - kept
+    wait_until(lambda: output.read_text().count("\n") == BAD_FRAMES, timeout=30, what="every valid line")
+    assert output.read_text().splitlines() == [f"valid {number}" for number in range(BAD_FRAMES)]
