@@ -5,7 +5,9 @@ at exit, the dead letters would go with it.  :class:`DeadLetterFile` copies
 every letter the catcher and the consumer write into
 ``<output>.dead-letters.jsonl`` (:func:`dead_letter_path`), beside the
 central file, as it arrives: one JSON object per line (:func:`letter_line`),
-the entry's id and its fields, read back by :func:`read_letters`.
+the entry's id and its fields, read back by :func:`read_letters`, and put
+back into a dead-letter stream by :func:`load_letters` (``logrelay
+dead-letters load``), where ``list``, ``show`` and ``replay`` work on them.
 
 It reads the dead-letter stream, rather than sitting inside the catcher's
 publisher or the consumer, because the stream is where both kinds of letter
@@ -26,16 +28,16 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Final, cast
+from typing import Final, NamedTuple, cast
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from relay.dead_letters import PAGE_SIZE, DeadLetter
 
-__all__ = ["SUFFIX", "DeadLetterFile", "dead_letter_path", "letter_line", "read_letters"]
+__all__ = ["SUFFIX", "DeadLetterFile", "Loaded", "dead_letter_path", "letter_line", "load_letters", "read_letters"]
 
 log = logging.getLogger("logrelay.dead_letter_file")
 
@@ -95,6 +97,49 @@ def read_letters(path: Path) -> Iterator[DeadLetter]:
                 log.warning("%s line %d is not a dead letter (%s): skipped", path, number, exc)
                 continue
             yield DeadLetter(letter_id, fields)
+
+
+class Loaded(NamedTuple):
+    """What :func:`load_letters` did: letters added, and letters not added because the stream is past their id."""
+
+    added: int
+    already: int
+
+
+async def load_letters(redis: Redis, key: str, letters: Iterable[DeadLetter]) -> Loaded:
+    """Add ``letters`` to the dead-letter stream ``key`` under their own ids, a page per round trip.
+
+    A letter whose id is not past the newest id the stream ever had (a
+    letter loaded before, even replayed or purged since: Redis remembers the
+    last id) is refused by Redis and not added, so loading a file again adds
+    nothing and a replay stays exactly once.  Load into a stream the letters
+    are newer than: a fresh ``--dead-letter-stream``, or the one ``up`` used.
+    """
+    added = already = 0
+    page: list[DeadLetter] = []
+
+    async def send() -> None:
+        nonlocal added, already
+        async with redis.pipeline(transaction=False) as pipe:
+            for letter in page:
+                pipe.xadd(key, letter.fields, id=letter.id)  # type: ignore[arg-type]
+            replies = await pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, ResponseError) and "equal or smaller" in str(reply):
+                already += 1
+            elif isinstance(reply, Exception):
+                raise reply
+            else:
+                added += 1
+        page.clear()
+
+    for letter in letters:
+        page.append(letter)
+        if len(page) == PAGE_SIZE:
+            await send()
+    if page:
+        await send()
+    return Loaded(added, already)
 
 
 class DeadLetterFile:

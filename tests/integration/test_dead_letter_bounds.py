@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -90,8 +93,16 @@ def test_a_flood_of_refused_frames_keeps_about_the_bound_counts_the_rest_and_los
     assert "dead-letter stream '{logrelay}:dead' is at --dead-letter-max-length" in catcher.log
 
 
+def logrelay(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m relay ARGS`` as a user runs it (no option from the environment)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LOGRELAY_") or "PURE" in key}
+    return subprocess.run(
+        [sys.executable, "-m", "relay", *args], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+
+
 def test_up_on_its_embedded_broker_leaves_every_dead_letter_in_a_file_beside_the_output(
-    catcher_factory: Callable[..., CatcherProcess], tmp_path: Path
+    catcher_factory: Callable[..., CatcherProcess], redis_server: RedisServer, tmp_path: Path
 ) -> None:
     output = tmp_path / "central.log"
     up = catcher_factory("", "--output", str(output), "--format", "json", "--max-decoded-bytes", "4KiB", command="up")
@@ -110,6 +121,17 @@ def test_up_on_its_embedded_broker_leaves_every_dead_letter_in_a_file_beside_the
     assert all(letter.reason for letter in letters)
     assert len({letter.id for letter in letters}) == BAD_FRAMES
     assert [line["msg"] for line in json_lines(output)] == [f"valid {n}" for n in range(BAD_FRAMES + 1)]
+
+    # The file loaded into a Redis: the oversize records replay under a higher limit, the hostile ones stay.
+    path = str(dead_letter_path(output))
+    loaded = logrelay("dead-letters", "load", path, "--redis-url", redis_server.url)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout == f"loaded {BAD_FRAMES} dead letter(s) into {{logrelay}}:dead\n"
+    replayed = logrelay("dead-letters", "replay", "--all", "--redis-url", redis_server.url)
+    assert replayed.stdout.splitlines()[-1] == f"replayed {BAD_FRAMES // 2}, still refused {BAD_FRAMES // 2}"
+    again = logrelay("dead-letters", "load", path, "--redis-url", redis_server.url)
+    assert again.stdout.startswith(f"loaded 0 dead letter(s) into {{logrelay}}:dead; {BAD_FRAMES} not added: ")
+    assert stream_length(redis_server) == BAD_FRAMES // 2
 
 
 def test_a_consumer_keeps_its_dead_letters_near_the_bound_and_counts_what_it_trimmed(
