@@ -67,6 +67,7 @@ from bench.loadgen import run_handlers, send_frames, send_paced
 from bench.reference import FORMAT as COOKBOOK_FORMAT
 from bench.reference import check_lines
 from bench.stalls import StallWatch
+from relay.common import speedups
 from relay.decode.cost_scan import IMPLEMENTATION as SCAN_IMPLEMENTATION
 from tests.support.clients import read_stream
 from tests.support.polling import wait_until
@@ -535,10 +536,18 @@ def step(what: str, run: Callable[[], Any]) -> Any:
     return run()
 
 
+def code_paths() -> dict[str, Any]:
+    """Which code paths the measured processes run: ``summary`` (``C paths``, ``python paths ...``,
+    ``mixed ...``) and, per C extension, ``c`` or ``python``."""
+    return {"summary": speedups.summary(), "extensions": speedups.load_all()}
+
+
 def run_suite(records: int, *, quick: bool) -> dict[str, Any]:
     frames = build_frames(records)
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "scan": SCAN_IMPLEMENTATION},
+        # The processes the suite starts load the same tree with the same environment: the same paths.
+        "code_paths": code_paths(),
         "records": records,
     }
     results["calibration"] = step("reference loops, in-process", lambda: calibration(frames))
@@ -625,6 +634,10 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
 
 def table(results: dict[str, Any]) -> str:
     rows: list[tuple[str, str, str]] = []
+    if "code_paths" in results:
+        paths = results["code_paths"]
+        python = [name.rpartition(".")[2].lstrip("_") for name, how in paths["extensions"].items() if how == "python"]
+        rows.append(("code paths of the processes measured", paths["summary"], f"python: {', '.join(python) or '-'}"))
 
     def rate(value: float) -> str:
         return f"{value:,.0f}/s"

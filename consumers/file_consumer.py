@@ -40,6 +40,7 @@ from consumers.group_watch import GroupWatch
 from consumers.rotation import RotationPolicy
 from consumers.segments import SegmentKeeper
 from consumers.settings import FileConsumerSettings
+from consumers.stale_groups import StaleGroupWatch
 from consumers.trimmer import StreamTrimmer
 from relay.common import speedups, stream
 from relay.common.backoff import retry_delay
@@ -48,6 +49,7 @@ from relay.common.health import HealthServer, Readiness
 from relay.common.heartbeat import Heartbeat
 from relay.common.metrics import ConsumerMetrics, new_registry
 from relay.common.redis_client import RedisSettings, create_redis
+from relay.common.redis_refusal import RedisRefused, verify_login
 from relay.common.signals import serve_with_signals
 
 __all__ = ["FileConsumer"]
@@ -104,9 +106,14 @@ class FileConsumer:
         # What readiness goes by, with the watch's redis_ok; the watch also feeds the lag and pending gauges.
         self.holds_file = False
         self.watch = GroupWatch(self._redis, settings.keys.records, settings.group, where=redis_settings.safe_url)
+        self.stale_groups = StaleGroupWatch(self._redis, settings.keys.records, settings.stale_group_after)
         self.metrics_registry = registry or new_registry()
         self.metrics = ConsumerMetrics(
-            self.metrics_registry, self.stats, lambda: self.readiness().ready, lambda: self.watch.info
+            self.metrics_registry,
+            self.stats,
+            lambda: self.readiness().ready,
+            lambda: self.watch.info,
+            lambda: self.stale_groups.stale,
         )
         self.health = (
             HealthServer(settings.health_listen, self.readiness, self.metrics_registry)
@@ -114,6 +121,7 @@ class FileConsumer:
             else None
         )
         self._watching: asyncio.Task[None] | None = None
+        self._watching_groups: asyncio.Task[None] | None = None
         self.trimmer = StreamTrimmer(self._redis, settings.keys.records)
         self._last_trim = time.monotonic()
         self._trimming: asyncio.Task[None] | None = None
@@ -141,6 +149,8 @@ class FileConsumer:
         )
         self._until_caught_up = False
         self._outage_since: float | None = None
+        # The failing operation's error, while _outage_since is set.
+        self._outage_error: str | None = None
         self.caught_up = asyncio.Event()
         self._cleanup: asyncio.Task[None] | None = None
         self.heartbeat = Heartbeat(
@@ -170,13 +180,20 @@ class FileConsumer:
         self._stop.set()
 
     def readiness(self) -> Readiness:
-        """Ready while this consumer holds the file and Redis answers; else why not (/readyz's 503)."""
+        """Ready while this consumer holds the file, Redis answers its commands and the file takes its writes;
+        else why not (/readyz's 503), naming the cause: a Redis that does not answer, one that answers with
+        errors, or the file's error."""
         if self._stop.is_set():
             return Readiness(False, "stopping")
         if not self.holds_file:
             return Readiness(False, f"standing by for the lock of {self.settings.output}")
-        if not self.watch.redis_ok or self._outage_since is not None:
+        if not self.watch.redis_ok:
             return Readiness(False, "Redis unreachable")
+        if self._outage_error is not None:
+            return Readiness(False, f"Redis commands failing ({self._outage_error})")
+        failure = self.commits.write_failure
+        if failure is not None:
+            return Readiness(False, f"cannot write {self.settings.output} ({failure.strerror or failure})")
         return Readiness(True, "ready")
 
     @property
@@ -196,6 +213,18 @@ class FileConsumer:
         return True
 
     async def run(self) -> int:
+        """Write the stream to the file until stopped; return the exit code.
+
+        Raises :class:`RedisRefused` at once, before anything else, if Redis
+        refuses the login or the database (a configuration mistake, not an
+        outage to wait out).
+        """
+        try:
+            await verify_login(self._redis, self.settings.redis)
+        except RedisRefused:
+            if self._owns_redis:
+                await self._redis.aclose()
+            raise
         prefetch: asyncio.Task[Items] | None = None
         committing: asyncio.Task[None] | None = None
         sighup = self._handle_sighup()
@@ -207,6 +236,8 @@ class FileConsumer:
             if not await self._take_the_file():
                 return 0
             self.holds_file = True
+            # The writer only: standbys would repeat its warnings.
+            self._watching_groups = asyncio.create_task(self.stale_groups.run(), name="stale-groups")
             checkpoint = await asyncio.to_thread(self.sink.open)
             rotation = self.settings.rotation
             if rotation.rotates:
@@ -274,7 +305,7 @@ class FileConsumer:
         finally:
             if sighup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-            for task in (prefetch, committing, self._trimming, self._watching, beating):
+            for task in (prefetch, committing, self._trimming, self._watching, self._watching_groups, beating):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, _GivingUp, RedisError, OSError):
@@ -432,7 +463,7 @@ class FileConsumer:
                 continue
             if self._outage_since is not None:
                 log.warning("Redis is back after %.1fs", time.monotonic() - self._outage_since)
-                self._outage_since = None
+                self._outage_since = self._outage_error = None
             return result
 
     async def _pause_or_give_up(self, delay: float, what: str) -> None:
@@ -446,6 +477,7 @@ class FileConsumer:
             raise _GivingUp(what)
 
     def _note_outage(self, exc: BaseException) -> None:
+        self._outage_error = f"{type(exc).__name__}: {exc}"
         if self._outage_since is None:
             self._outage_since = time.monotonic()
             log.error("Redis unavailable (%s: %s); retrying", type(exc).__name__, exc)

@@ -132,6 +132,8 @@ class GroupCommit:
         self._syncer: asyncio.Task[None] | None = None
         self._acking: asyncio.Task[None] | None = None
         self._failing_since: float | None = None
+        #: The error of the file operation failing now (disk full, I/O error); None while writes succeed.
+        self.write_failure: OSError | None = None
         #: Whether the syncer holds a sync back for ``sync_interval`` (for tests and metrics: no clock needed).
         self.waiting_for_interval = False
         self.rotation = rotation
@@ -396,6 +398,7 @@ class GroupCommit:
         """
         while True:
             if failure is not None:
+                self.write_failure = failure
                 if self._failing_since is None:
                     self._failing_since = time.monotonic()
                     log.error("cannot write %s (%s); nothing acknowledged, retrying", self.sink.path, failure)
@@ -408,6 +411,7 @@ class GroupCommit:
             if self._failing_since is not None:
                 log.warning("writing %s again after %.1fs", self.sink.path, time.monotonic() - self._failing_since)
                 self._failing_since = None
+            self.write_failure = None
             return result
 
 

@@ -9,6 +9,7 @@ from consumers.file_sink import FsyncPolicy
 from consumers.formatting import DEFAULT_FORMAT, build_formatter
 from consumers.rotation import RotationSettings
 from relay.common.addresses import ListenAddress
+from relay.common.group_staleness import DEFAULT_STALE_AFTER
 from relay.common.identity import process_name
 from relay.common.redis_client import RedisSettings
 from relay.common.stream import DEFAULT_DEAD_LETTER_MAX_LENGTH, StreamKeys
@@ -37,6 +38,9 @@ class FileConsumerSettings:
     sync_interval_ms: int = 10
     # Seconds between trims of what every group acknowledged (0: never trim).
     trim_interval: float = 10.0
+    # Seconds without a read after which another consumer group of the stream is warned about
+    # (consumers.stale_groups): it holds entries back from trimming.
+    stale_group_after: float = DEFAULT_STALE_AFTER
     rotation: RotationSettings = field(default_factory=RotationSettings)
     # HTTP liveness/readiness/metrics; None: no endpoint.
     health_listen: ListenAddress | None = None
@@ -46,6 +50,8 @@ class FileConsumerSettings:
             raise ValueError("batch-size, block-ms and max-deliveries must be positive")
         if self.trim_interval < 0 or self.sync_interval_ms < 0:
             raise ValueError("trim-interval and sync-interval-ms must not be negative")
+        if self.stale_group_after <= 0:
+            raise ValueError("stale-group-after must be positive")
         if self.dead_letter_max_length < 0:
             raise ValueError("dead-letter-max-length must not be negative")
         if not self.group or not self.consumer:

@@ -31,7 +31,9 @@ Consequences, stated: a stream with no group is never trimmed by this (the
 catchers' ``--max-stream-length`` bounds it); on the native path the check
 for "no group" runs in the same script as the trim, because ACKED with no
 group at all would delete everything.  A group created later starts from
-what is left.
+what is left.  A group nobody reads any more holds the stream from where it
+stopped, until someone destroys it: the consumer says so
+(:mod:`consumers.stale_groups`) and never deletes a group itself.
 """
 
 from __future__ import annotations

@@ -21,17 +21,21 @@ import logging
 import resource
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from relay.common import speedups
 from relay.common.counters import CatcherStats
+from relay.common.group_staleness import full_stream_cause, holding_group, read_group_states, read_idles
 from relay.common.health import HealthServer, Readiness
 from relay.common.heartbeat import Heartbeat
 from relay.common.metrics import CatcherMetrics, new_registry
 from relay.common.redis_client import create_redis, raise_if_cancelled
+from relay.common.redis_refusal import RedisRefused, verify_login
 from relay.common.signals import serve_with_signals
 from relay.net.inputs import INPUT_LABELS, CatcherInputs, listen_stream
 from relay.net.protocol import CatcherProtocol, format_peer
@@ -48,6 +52,8 @@ log = logging.getLogger("logrelay.catcher")
 DRAIN_QUIET_SECONDS = 0.25
 # How often readiness asks Redis whether it answers.
 REDIS_CHECK_SECONDS = 1.0
+# How often a running catcher that Redis refuses says so again.
+REFUSAL_REMINDER_SECONDS = 30.0
 
 
 class CatcherServer:
@@ -98,6 +104,11 @@ class CatcherServer:
         # The other inputs (syslog, DatagramHandler, HTTP); their addresses by kind once started.
         self.inputs = CatcherInputs(settings, self.registry, self.publisher)
         self.redis_ok = False
+        # While the stream is full: which group holds it, in one line (readiness), from _check_redis.
+        self.full_cause: str | None = None
+        self._full_holder: str | None = None  # the group it names ("": none), to log a change once
+        # Set while Redis answers but refuses us (a password changed under a running catcher).
+        self.redis_refusal: RedisRefused | None = None
         self.health = (
             HealthServer(settings.health_listen, self.readiness, self.metrics_registry)
             if settings.health_listen
@@ -125,12 +136,24 @@ class CatcherServer:
         }
 
     def readiness(self) -> Readiness:
-        """Whether a balancer should send new connections here, and why not."""
+        """Whether a balancer should send new connections here, and why not: the cause, not its symptom.
+
+        A full stream (``--max-stream-length``, policy block) names the group
+        that holds it; a full buffer behind a full stream or a failing Redis
+        is reported as that cause.
+        """
         if self._stop.is_set():
             return Readiness(False, "stopping")
-        if not self.redis_ok or self.publisher.in_outage:
+        if self.redis_refusal is not None:
+            return Readiness(False, self.redis_refusal.problem)
+        if not self.redis_ok:
             return Readiness(False, "Redis unreachable")
-        if self.publisher.full:
+        publisher = self.publisher
+        if publisher.stream_full:
+            return Readiness(False, self.full_cause or f"stream full ({publisher.max_stream_length:,} entries)")
+        if publisher.in_outage:
+            return Readiness(False, f"cannot publish to Redis ({publisher.last_failure})")
+        if publisher.full:
             return Readiness(False, "buffer full")
         return Readiness(True, "ready")
 
@@ -160,8 +183,23 @@ class CatcherServer:
             log.info("stop requested: no new connections; draining open ones")
             self._stop.set()
 
+    async def verify_redis(self) -> None:
+        """Raise :class:`RedisRefused` if Redis refuses the login or the database; an outage passes.
+
+        Before listening: a catcher that cannot publish must not accept
+        records (its senders would count them delivered).
+        """
+        try:
+            await verify_login(self._redis, self.settings.redis)
+        except RedisRefused:
+            if self._owns_redis:
+                await self._redis.aclose()
+            raise
+
     async def start(self) -> None:
+        """Check the Redis login, then listen on every input; :class:`RedisRefused` or an ``OSError`` if not."""
         settings = self.settings
+        await self.verify_redis()
         raise_fd_limit(settings.max_connections + 64)
         self._publisher_task = asyncio.create_task(self.publisher.run(), name="publisher")
         self._tasks = [
@@ -171,6 +209,10 @@ class CatcherServer:
         if settings.stats_interval:
             self._tasks.append(asyncio.create_task(self._log_stats(), name="stats"))
 
+        if self.health is not None:
+            # Before the listeners: an endpoint that cannot bind exits before any record is accepted.
+            await self.health.start()
+
         def new_protocol() -> CatcherProtocol:
             return CatcherProtocol(settings, self.registry, self.publisher)
 
@@ -178,8 +220,6 @@ class CatcherServer:
         self.bound = [sock.getsockname()[:2] for sock in self._server.sockets]
         await self.inputs.open()
         self._tasks.append(asyncio.create_task(self.heartbeat.run(), name="heartbeat"))
-        if self.health is not None:
-            await self.health.start()
         for address in (settings.listen, settings.listen_syslog, settings.listen_datagram, settings.listen_http):
             if address is not None and not address.is_loopback:
                 log.warning("listening on %s, beyond loopback: restrict who can reach it", address)
@@ -273,10 +313,16 @@ class CatcherServer:
 
         The publisher keeps its own retries; this only tells the balancer (and
         the operator) whether this catcher can publish right now, even while
-        no records flow.
+        no records flow.  Redis refusing the login while running (a password
+        rotated under the catcher) is not an exit: the records accepted
+        before stay buffered and are published once the password is fixed
+        (an exit would lose them); the catcher is not ready, reading stops
+        when the buffer fills, and the refusal is logged every
+        REFUSAL_REMINDER_SECONDS.
         """
         target = self.settings.redis.safe_url
         first = True
+        refused_logged = 0.0
         while True:
             try:
                 # asyncio.timeout, not wait_for: in 3.11 wait_for returns the reply and drops a cancellation
@@ -284,16 +330,54 @@ class CatcherServer:
                 async with asyncio.timeout(REDIS_CHECK_SECONDS * 2):
                     await self._redis.ping()
             except Exception as exc:
-                if self.redis_ok or first:
+                refusal = RedisRefused.of(exc, self.settings.redis.url)
+                if refusal is not None:
+                    now = time.monotonic()
+                    if self.redis_refusal is None or now - refused_logged >= REFUSAL_REMINDER_SECONDS:
+                        refused_logged = now
+                        log.error(
+                            "%s; not ready, %d accepted records kept buffered until the setting is fixed",
+                            refusal,
+                            self.publisher.buffered,
+                        )
+                elif self.redis_ok or first or self.redis_refusal is not None:
                     log.error("Redis at %s is unreachable (%s); buffering records and retrying", target, exc)
+                self.redis_refusal = refusal
                 self.redis_ok = False
             else:
                 if not self.redis_ok:
                     log.info("Redis at %s answers%s", target, "" if first else " again")
                 self.redis_ok = True
+                self.redis_refusal = None
+                await self._find_full_cause()
             first = False
             raise_if_cancelled()
             await asyncio.sleep(REDIS_CHECK_SECONDS)
+
+    async def _find_full_cause(self) -> None:
+        """While the stream is full, find which group holds it (:attr:`full_cause`); log it when that group changes.
+
+        XINFO GROUPS, and XINFO CONSUMERS of the group holding the most: a few
+        commands a second, and only while the stream is full.
+        """
+        if not self.publisher.stream_full:
+            self.full_cause = self._full_holder = None
+            return
+        stream = self.settings.keys.records
+        try:
+            async with asyncio.timeout(REDIS_CHECK_SECONDS * 2):
+                holder = holding_group(await read_group_states(self._redis, stream, consumers=False))
+                if holder is not None:
+                    holder = replace(holder, idles=await read_idles(self._redis, stream, holder.name))
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.debug("could not read the consumer groups of the full stream: %s", exc)  # the next check tries again
+            return
+        self.full_cause = full_stream_cause([] if holder is None else [holder], self.settings.max_stream_length)
+        # Its figures change every second: a line when the stream fills, and when another group holds it.
+        name = "" if holder is None else holder.name
+        if name != self._full_holder:
+            log.error("%s: holding records until it has room (policy block)", self.full_cause)
+        self._full_holder = name
 
     async def _sweep_idle(self) -> None:
         """Close connections silent for idle-timeout, or stuck inside a frame for frame-timeout (slow loris)."""

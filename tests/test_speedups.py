@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from consumers import json_check, read_replies
+from relay import __version__
 from relay.common import speedups
 from relay.decode import cost_scan, fast_path, syslog_message
 from relay.publish import packing
@@ -107,3 +108,32 @@ def test_the_switch_is_not_reported_as_a_missing_build(monkeypatch: pytest.Monke
     monkeypatch.setattr(speedups, "IN_USE", dict.fromkeys(MODULES, "python"))
     assert speedups.missing() == []
     assert speedups.describe() == f"C speedups off ({speedups.SWITCH}=1)"
+
+
+def version_lines(environment: dict[str, str]) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "relay", "--version"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return done.stdout.splitlines()
+
+
+def test_the_version_says_which_code_paths_run() -> None:
+    environment = {key: value for key, value in os.environ.items() if key != speedups.SWITCH}
+    recorded = in_use_in_a_new_process(environment)["recorded"]
+    assert isinstance(recorded, dict)
+    built = sorted(name.rpartition(".")[2].lstrip("_") for name, how in recorded.items() if how == "c")
+    first, second = version_lines(environment)
+    if len(built) == len(speedups.EXTENSIONS):
+        assert first.endswith(", C paths")
+    else:
+        assert "python" in first
+    assert second.startswith(f"C speedups: {', '.join(built) or 'none'}")
+    assert version_lines({**environment, speedups.SWITCH: "1"}) == [
+        f"logrelay, version {__version__}, python paths ({speedups.SWITCH}=1)",
+        f"C speedups off ({speedups.SWITCH}=1)",
+    ]

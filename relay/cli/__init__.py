@@ -21,6 +21,7 @@ from relay.cli.dead_letters import dead_letters_group
 from relay.cli.status import status
 from relay.cli.tail import tail
 from relay.cli.up import up
+from relay.common import speedups
 
 __all__ = ["ENVVAR_PREFIX", "main"]
 
@@ -28,7 +29,12 @@ ENVVAR_PREFIX = "LOGRELAY"
 
 
 @click.group(context_settings={"auto_envvar_prefix": ENVVAR_PREFIX, "show_default": True})
-@click.version_option(__version__, prog_name="logrelay")
+# Which code paths run is part of the version: the same release runs several times slower on its Python paths.
+@click.version_option(
+    __version__,
+    prog_name="logrelay",
+    message=f"%(prog)s, version %(version)s, {speedups.summary()}\n{speedups.describe()}",
+)
 def main() -> None:
     """logrelay: one central, exactly-once log for a fleet of Python services."""
 

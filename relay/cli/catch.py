@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from relay.cli.config_show import log_effective_settings
 from relay.cli.options import (
     CATCHER_OPTIONS,
     DEAD_LETTER_LENGTH_OPTION,
@@ -28,6 +29,7 @@ __all__ = ["catch"]
 def catch(**options: Any) -> None:
     """Accept logging.handlers.SocketHandler connections and publish each record to a Redis stream."""
     configure_logging(options)
+    log_effective_settings()
 
     def build() -> tuple[Callable[[], Coroutine[Any, Any, int]], str]:
         settings = catcher_settings(options)

@@ -9,16 +9,21 @@ missing instead of failing.  Secrets are masked: passwords in URLs and --http-ba
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 from typing import Any
 
 import click
 import orjson
 
-from relay.cli.config_file import META_KEY, ConfigFile, leaf_commands
+from relay import __version__
+from relay.cli.config_file import META_KEY, ConfigFile, command_path, leaf_commands
+from relay.common import speedups
 from relay.common.redis_client import mask_url
 
-__all__ = ["config"]
+__all__ = ["config", "effective_settings", "log_effective_settings"]
+
+log = logging.getLogger("logrelay.cli")
 
 SOURCE_NAMES = {
     click.core.ParameterSource.COMMANDLINE: "command line",
@@ -47,6 +52,39 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return mask_url(str(value))
+
+
+def effective_settings(ctx: click.Context) -> str:
+    """The running command's settings as one line, ``--name=value`` each, secrets masked as :func:`resolve` masks.
+
+    Options left at no value (``--listen-syslog`` unset) are left out; a
+    repeatable option shows its values comma-separated.
+    """
+    shown = []
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name is None or param.name == "config":
+            continue
+        if param.is_eager and not param.expose_value:
+            continue
+        value = ctx.params.get(param.name)
+        if value is None or value == ():
+            continue
+        if param.name in SECRET_OPTIONS:
+            value = mask_credentials(str(value))
+        plain = _plain(value)
+        text = ",".join(str(item) for item in plain) if isinstance(plain, list) else str(plain)
+        name = next((opt for opt in param.opts if opt.startswith("--")), param.opts[0])
+        shown.append(f"{name}={text}")
+    return " ".join(shown)
+
+
+def log_effective_settings() -> None:
+    """Log, once at start, the running command's settings and which code paths (C or Python) it runs."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return
+    name = " ".join(["logrelay", *command_path(ctx)])
+    log.info("%s %s, %s: %s; %s", name, __version__, speedups.summary(), effective_settings(ctx), speedups.describe())
 
 
 def _find_command(root: click.Group, words: list[str]) -> tuple[list[tuple[str, click.Command]], list[str]]:

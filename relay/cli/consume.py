@@ -12,6 +12,7 @@ from consumers.file_consumer import FileConsumer
 from consumers.file_sink import FsyncPolicy
 from consumers.rotation import COMPRESSIONS, RotationSettings, parse_duration
 from consumers.settings import FileConsumerSettings
+from relay.cli.config_show import log_effective_settings
 from relay.cli.options import (
     DEAD_LETTER_LENGTH_OPTION,
     HEALTH_OPTIONS,
@@ -102,6 +103,14 @@ FILE_OPTIONS = [
         help="Seconds between trims of the stream below what every consumer group acknowledged (0: never).",
     ),
     click.option(
+        "--stale-group-after",
+        type=Duration(),
+        default=default(FileConsumerSettings, "stale_group_after"),
+        show_default="1h",
+        help="Warn (log, metrics) about a consumer group of the stream with no consumer, or none that read "
+        "for this long (1h, 30m): it keeps entries from being trimmed.",
+    ),
+    click.option(
         "--rotate-size",
         type=ByteSize(),
         default=None,
@@ -154,6 +163,7 @@ def file_consumer_settings(
         max_deliveries=options["max_deliveries"],
         dead_letter_max_length=options["dead_letter_max_length"],
         trim_interval=options["trim_interval"],
+        stale_group_after=options["stale_group_after"],
         sync_interval_ms=options["sync_interval_ms"],
         rotation=RotationSettings(
             size=options["rotate_size"],
@@ -178,6 +188,7 @@ def consume() -> None:
 def consume_file(**options: Any) -> None:
     """Write every record of the stream to one file, exactly once across crashes."""
     configure_logging(options)
+    log_effective_settings()
 
     def build() -> tuple[Callable[[], Coroutine[Any, Any, int]], str]:
         settings = file_consumer_settings(options, health_listen=options["health_listen"])

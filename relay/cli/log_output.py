@@ -11,6 +11,8 @@ from typing import Any, Final
 import click
 import orjson
 
+from relay.cli.environment import warn_stray_variables
+
 __all__ = ["LOG_OPTIONS", "JsonLogFormatter", "configure_logging"]
 
 TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -45,10 +47,16 @@ class JsonLogFormatter(logging.Formatter):
 
 
 def configure_logging(options: Mapping[str, Any]) -> None:
-    """Log to stderr at ``options["log_level"]``, in ``options["log_format"]`` (text unless given)."""
+    """Log to stderr at ``options["log_level"]``, in ``options["log_format"]`` (text unless given).
+
+    Every command that logs calls this first: it then warns, in the same
+    format, of each ``LOGRELAY_*`` variable that sets none of the running
+    command's options (:mod:`relay.cli.environment`).
+    """
     handler = logging.StreamHandler(sys.stderr)
     if options.get("log_format") == "json":
         handler.setFormatter(JsonLogFormatter())
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=str(options.get("log_level", "info")).upper(), handlers=[handler])
+    warn_stray_variables(logging.getLogger("logrelay.cli").warning)

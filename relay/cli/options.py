@@ -19,7 +19,8 @@ import click
 from relay.cli.log_output import LOG_OPTIONS, configure_logging
 from relay.common.addresses import ListenAddress, parse_network
 from relay.common.identity import process_name
-from relay.common.redis_client import DEFAULT_REDIS_URL, RedisSettings
+from relay.common.redis_client import DEFAULT_REDIS_URL, RedisSettings, mask_url
+from relay.common.signals import option_naming
 from relay.common.stream import DEFAULT_DEAD_LETTER_MAX_LENGTH, StreamKeys
 from relay.decode.frames import DecodeLimits
 from relay.settings import MAX_LINGER_MS, CatcherSettings, TLSSettings
@@ -370,7 +371,16 @@ CATCHER_OPTIONS = [
 
 
 def redis_settings(options: dict[str, Any]) -> RedisSettings:
-    return RedisSettings.from_url(options["redis_url"], socket_timeout=options["redis_timeout"])
+    """``--redis-url`` and ``--redis-timeout``; a ValueError naming the option and its variable if the URL is bad."""
+    try:
+        return RedisSettings.from_url(options["redis_url"], socket_timeout=options["redis_timeout"])
+    except ValueError as exc:
+        # The option and its variable right after the URL the message quotes, before the forms it suggests.
+        shown, naming = repr(mask_url(options["redis_url"])), option_naming("redis_url")
+        message = str(exc)
+        if naming:
+            message = message.replace(shown, f"{shown} {naming}", 1) if shown in message else f"{message} {naming}"
+        raise ValueError(message) from None
 
 
 def stream_keys(options: dict[str, Any]) -> StreamKeys:

@@ -14,9 +14,11 @@ from typing import Any
 import click
 import orjson
 
+from relay.cli.consume import Duration
 from relay.cli.options import REDIS_URL_OPTION, STREAM_OPTIONS, redis_settings, stream_keys, with_options
 from relay.cli.redis_query import run_query
 from relay.cli.terminal import printable
+from relay.common.group_staleness import DEFAULT_STALE_AFTER
 from relay.common.stream_report import StreamReport, read_report
 
 __all__ = ["lagging_groups", "render_report", "status"]
@@ -55,12 +57,18 @@ def render_report(report: StreamReport) -> str:
             f"last {report.last_id or '-'} ({_when(report.last_time)})"
         )
     if report.groups:
-        rows = [["GROUP", "LAG", "PENDING", "LAST DELIVERED", "CONSUMERS (pending, idle)"]]
+        rows = [["GROUP", "LAG", "PENDING", "LAST DELIVERED", "CONSUMERS (pending, idle)", "STATE"]]
         for group in report.groups:
             consumers = ", ".join(f"{c.name} ({c.pending}, {_seconds(c.idle)})" for c in group.consumers) or "none"
             lag = "?" if group.lag is None else f"{group.lag:,}" + ("+" if group.lag_counted else "")
-            rows.append([group.name, lag, f"{group.pending:,}", group.last_delivered_id, consumers])
+            state = "stale" if group.stale else "reading"
+            rows.append([group.name, lag, f"{group.pending:,}", group.last_delivered_id, consumers, state])
         lines += ["consumer groups:", *_table(rows)]
+        if any(group.stale for group in report.groups):
+            lines.append(
+                "  stale: no consumer read for --stale-group-after; trimming keeps its entries "
+                "(XGROUP DESTROY it if nobody will)"
+            )
     elif report.exists:
         lines.append("consumer groups: none (no consumer has read this stream)")
     lines.append(f"dead letters ({report.dead_letter_stream!r}): {report.dead_letters:,}")
@@ -132,6 +140,13 @@ def lagging_groups(report: StreamReport, max_lag: int) -> list[str]:
     default=None,
     help="Exit 1 if a consumer group has more than this many entries left to read.",
 )
+@click.option(
+    "--stale-group-after",
+    type=Duration(),
+    default=DEFAULT_STALE_AFTER,
+    show_default="1h",
+    help="Mark a consumer group stale when none of its consumers read for this long (1h, 30m), or it has none.",
+)
 def status(**options: Any) -> None:
     """Show the stream, its consumer groups (lag, pending), the dead letters and the live catchers and consumers."""
     keys = stream_keys(options)
@@ -140,7 +155,10 @@ def status(**options: Any) -> None:
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     report = run_query(
-        settings, lambda redis: read_report(redis, keys), client_name="logrelay-status", slot_key=keys.records
+        settings,
+        lambda redis: read_report(redis, keys, stale_after=options["stale_group_after"]),
+        client_name="logrelay-status",
+        slot_key=keys.records,
     )
     if options["json"]:
         click.echo(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2).decode())

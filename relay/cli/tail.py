@@ -30,11 +30,13 @@ from relay.cli.options import (
     STREAM_OPTIONS,
     ParsedText,
     configure_logging,
+    redis_settings,
     with_options,
 )
 from relay.cli.redis_query import redis_failure
 from relay.cli.terminal import printable_bytes
 from relay.common.redis_client import RedisSettings, create_redis
+from relay.common.redis_refusal import RedisRefused
 from relay.common.signals import serve_with_signals
 
 __all__ = ["TAIL_OPTIONS", "tail"]
@@ -209,6 +211,9 @@ class Tail:
         return 0
 
     def _outage(self, exc: redis.exceptions.RedisError | OSError) -> None:
+        """Say that Redis went away, and go on; a refused login (a password changed meanwhile) ends the tail."""
+        if RedisRefused.of(exc, self._settings.url) is not None:
+            raise click.ClickException(redis_failure(self._settings, exc))
         click.echo(f"logrelay tail: {redis_failure(self._settings, exc)}; retrying", err=True)
 
     def _back(self, last: bytes) -> None:
@@ -255,7 +260,7 @@ def tail(**options: Any) -> None:
     """
     configure_logging(options)
     try:
-        settings = RedisSettings.from_url(options["redis_url"], socket_timeout=options["redis_timeout"])
+        settings = redis_settings(options)
         record_filter = RecordFilter.build(level=options["level"], loggers=options["logger"], grep=options["grep"])
         formatter = build_formatter(options["format"], options["placeholder"])
     except ValueError as exc:

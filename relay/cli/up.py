@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 
 from consumers.file_consumer import FileConsumer
 from consumers.settings import FileConsumerSettings
+from relay.cli.config_show import log_effective_settings
 from relay.cli.consume import FILE_OPTIONS, file_consumer_settings
 from relay.cli.options import (
     CATCHER_OPTIONS,
@@ -104,6 +105,9 @@ class SingleProcessRelay:
     async def run(self) -> int:
         if self.embedded:
             log.warning("no --redis-url: using the embedded in-memory broker (records in flight die with this process)")
+        else:
+            # Before the health endpoint and either half: a refused login exits, nothing listens.
+            await self.catcher.verify_redis()
         if self.health is not None:
             await self.health.start()
         consumer_task = asyncio.create_task(self.consumer.run(), name="consumer")
@@ -145,6 +149,7 @@ class SingleProcessRelay:
 def up(**options: Any) -> None:
     """Run a catcher and the file consumer in one process: a central log server in one command."""
     configure_logging(options)
+    log_effective_settings()
 
     def build() -> tuple[Callable[[], Coroutine[Any, Any, int]], str]:
         embedded = options["redis_url"] is None

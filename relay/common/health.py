@@ -85,10 +85,11 @@ class HealthServer:
                 self._handle, self.listen.host, self.listen.port, reuse_address=True, limit=MAX_REQUEST_HEAD
             )
         except OSError as exc:
-            # One line, from the CLI (relay.common.signals.run_command), naming this address, not the listener's.
+            # One line, from the CLI (relay.common.signals.run_command), naming this address and its option, in
+            # the listeners' form (relay.net.inputs), not the --listen address run_command would name.
             # asyncio's message repeats the address; the errno's own text does not.
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            raise StartError(f"cannot serve health on {self.listen}: {reason}") from exc
+            raise StartError(f"cannot listen on {self.listen} (--health-listen): {reason}") from exc
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("health endpoint on %s:%d (/livez, /readyz, /metrics)", self.listen.host, self.port)
 

@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 
 from relay.common import speedups
 from relay.common.counters import CatcherStats, ConsumerStats, Counters
+from relay.common.group_staleness import GroupState
 
 __all__ = [
     "CATCHER_GAUGES",
@@ -39,6 +40,9 @@ __all__ = [
 
 # A _created sample beside every histogram is noise for our scrapers; this is the library's only switch (global).
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+
+#: Stale groups given a labelled sample each (the most entries held first): the label set stays bounded.
+MAX_LABELLED_GROUPS: Final = 10
 
 #: CatcherStats fields that go up and down (gauges); every other field only grows (a counter, ``_total``).
 CATCHER_GAUGES: Final = frozenset({"connections", "buffered", "partial_bytes"})
@@ -119,6 +123,37 @@ class _SpeedupsCollector(Collector):
         yield family
 
 
+class _StaleGroupsCollector(Collector):
+    """``logrelay_consumer_stale_groups`` and, for the first MAX_LABELLED_GROUPS of them,
+    ``logrelay_consumer_stale_group_entries{group=...}`` (a group whose count Redis cannot tell has none)."""
+
+    def __init__(self, read: Callable[[], list[GroupState]]) -> None:
+        self.read = read
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families([])
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(self.read())
+
+    @staticmethod
+    def _families(stale: list[GroupState]) -> list[Metric]:
+        count = GaugeMetricFamily(
+            "logrelay_consumer_stale_groups",
+            "consumer groups of the stream with no consumer, or none that read within --stale-group-after",
+            value=len(stale),
+        )
+        entries = GaugeMetricFamily(
+            "logrelay_consumer_stale_group_entries",
+            "entries a stale group keeps from being trimmed (not read, or not acknowledged)",
+            labels=["group"],
+        )
+        for state in stale[:MAX_LABELLED_GROUPS]:
+            if state.held is not None:
+                entries.add_metric([state.name], state.held)
+        return [count, entries]
+
+
 class CatcherMetrics:
     """A catcher's metrics: its counters, its readiness, and the latencies of its batches.
 
@@ -172,6 +207,7 @@ class ConsumerMetrics:
         stats: ConsumerStats | None = None,
         ready: Callable[[], bool] | None = None,
         group: Callable[[], GroupInfo] | None = None,
+        stale_groups: Callable[[], list[GroupState]] | None = None,
     ) -> None:
         self.sync_seconds = Histogram(
             "logrelay_consumer_sync_seconds",
@@ -196,3 +232,5 @@ class ConsumerMetrics:
             gauges["logrelay_consumer_lag"] = ("entries not yet delivered to the group", lambda: group().lag)
             gauges["logrelay_consumer_pending"] = ("entries delivered, not yet acknowledged", lambda: group().pending)
         registry.register(_GaugesCollector(gauges))
+        if stale_groups is not None:
+            registry.register(_StaleGroupsCollector(stale_groups))

@@ -134,6 +134,7 @@ class RedisTarget:
             try:
                 parts = urlsplit(url)
                 host = parts.hostname
+                _ = parts.port  # a port that is not a number raises here, not in redis-py at the first connection
             except ValueError as exc:
                 raise ValueError(f"malformed Redis URL {shown!r}: {exc}") from None
             if scheme != "unix" and not host:

@@ -11,7 +11,9 @@ from typing import Any, NoReturn
 
 import click
 
-__all__ = ["StartError", "run_command", "serve_with_signals"]
+from relay.common.redis_refusal import RedisRefused
+
+__all__ = ["StartError", "option_naming", "run_command", "serve_with_signals"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -42,7 +44,9 @@ def run_command(build: Callable[[], tuple[Callable[[], Coroutine[Any, Any, int]]
     ``build`` returns the coroutine function that serves, and what to say if
     the system refuses it (a port in use, a file that cannot be written).  A
     ``ValueError`` from ``build`` is a usage error (exit 2); an ``OSError``
-    while serving is one line (exit 1); neither prints a traceback.
+    while serving, or Redis refusing the login or the database
+    (:class:`RedisRefused`, naming ``--redis-url`` and its variable), is one
+    line (exit 1); none prints a traceback.
     """
     try:
         serve, failure = build()
@@ -63,9 +67,33 @@ def run_command(build: Callable[[], tuple[Callable[[], Coroutine[Any, Any, int]]
         code = asyncio.run(serve())
     except StartError as exc:
         raise click.ClickException(str(exc)) from exc
+    except RedisRefused as exc:
+        raise click.ClickException(exc.naming(option_naming("redis_url"))) from None
     except OSError as exc:
         detail = exc.strerror or str(exc)
         if exc.filename:
             detail = f"{detail}: {exc.filename}"
         raise click.ClickException(f"{failure}: {detail}") from exc
     sys.exit(code)
+
+
+def option_naming(name: str) -> str:
+    """How the running command's option ``name`` is given: ``(--redis-url, LOGRELAY_CATCH_REDIS_URL)``.
+
+    For error messages about a value the user chose; "" outside a click
+    command, or where the command has no such option.
+    """
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return ""
+    for param in ctx.command.params:
+        if isinstance(param, click.Option) and param.name == name:
+            if isinstance(param.envvar, str):
+                envvar: str | None = param.envvar
+            elif ctx.auto_envvar_prefix and param.allow_from_autoenv:
+                envvar = f"{ctx.auto_envvar_prefix}_{name.upper()}"
+            else:
+                envvar = None
+            long_names = [opt for opt in param.opts if opt.startswith("--")] or param.opts
+            return f"({', '.join([long_names[0], *([envvar] if envvar else [])])})"
+    return ""

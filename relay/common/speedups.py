@@ -21,7 +21,7 @@ import os
 from types import ModuleType
 from typing import Final
 
-__all__ = ["EXTENSIONS", "IN_USE", "PURE_PYTHON", "SWITCH", "describe", "load", "missing"]
+__all__ = ["EXTENSIONS", "IN_USE", "PURE_PYTHON", "SWITCH", "describe", "load", "load_all", "missing", "summary"]
 
 #: The environment variable that turns every speedup off.
 SWITCH: Final = "LOGRELAY_PURE_PYTHON"
@@ -78,6 +78,31 @@ def describe() -> str:
     if absent:
         text += "; not built: " + ", ".join(absent)
     return text
+
+
+def load_all() -> dict[str, str]:
+    """Load every extension not loaded yet; return what each uses ("c" or "python"), by extension name.
+
+    For reports about the whole package (``logrelay --version``, the bench
+    suite) rather than one process's modules.
+    """
+    for name in EXTENSIONS:
+        if name not in IN_USE:
+            load(name)
+    return {name: IN_USE[name] for name in EXTENSIONS}
+
+
+def summary() -> str:
+    """Every extension's path in a few words: ``C paths``, ``python paths`` (none built, or the switch set), or
+    ``mixed (python: syslog)``; loads them all first.
+    """
+    in_use = load_all()
+    python = [name.rpartition(".")[2].lstrip("_") for name, how in in_use.items() if how == "python"]
+    if not python:
+        return "C paths"
+    if len(python) == len(in_use):
+        return f"python paths ({SWITCH}=1)" if PURE_PYTHON else "python paths (C speedups not built)"
+    return f"mixed (python: {', '.join(python)})"
 
 
 def main() -> int:

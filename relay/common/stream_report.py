@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from relay.common import stream
+from relay.common.group_staleness import DEFAULT_STALE_AFTER, is_stale
 from relay.common.heartbeat import read_heartbeats
 from relay.common.stream import StreamKeys
 
@@ -60,6 +61,9 @@ class GroupInfo:
     consumers: list[ConsumerInfo] = field(default_factory=list)
     #: True when ``lag`` was counted (and may stop at LAG_COUNT_LIMIT) instead of read from Redis.
     lag_counted: bool = False
+    #: No consumer, or none that asked for entries within the report's ``stale_after``
+    #: (:mod:`relay.common.group_staleness`): the group holds entries back from trimming for nobody.
+    stale: bool = False
 
 
 @dataclass(slots=True)
@@ -100,8 +104,9 @@ class StreamReport:
         return values
 
 
-async def read_report(redis: Redis, keys: StreamKeys) -> StreamReport:
-    """Read the report for the stream ``keys.records`` (RedisError if Redis fails)."""
+async def read_report(redis: Redis, keys: StreamKeys, *, stale_after: float = DEFAULT_STALE_AFTER) -> StreamReport:
+    """Read the report for the stream ``keys.records`` (RedisError if Redis fails); a group is marked stale
+    when none of its consumers asked for entries within ``stale_after`` seconds."""
     report = StreamReport(stream=keys.records, exists=False, dead_letter_stream=keys.dead_letters)
     try:
         info = await redis.xinfo_stream(keys.records)
@@ -115,7 +120,7 @@ async def read_report(redis: Redis, keys: StreamKeys) -> StreamReport:
         report.first_id = _text(first[0]) if first else None
         report.last_id = _text(last[0]) if last else None
         for group in await redis.xinfo_groups(keys.records):
-            report.groups.append(await _group(redis, keys.records, group))
+            report.groups.append(await _group(redis, keys.records, group, stale_after))
     report.dead_letters = int(await redis.xlen(keys.dead_letters))
     if report.dead_letters:
         for entry_id, fields in await redis.xrevrange(keys.dead_letters, count=NEWEST_DEAD_LETTERS) or []:
@@ -144,7 +149,7 @@ async def _count_after(redis: Redis, key: str, after: str) -> int:
     return counted
 
 
-async def _group(redis: Redis, key: str, group: dict[Any, Any]) -> GroupInfo:
+async def _group(redis: Redis, key: str, group: dict[Any, Any], stale_after: float) -> GroupInfo:
     name = _text(group["name"])
     last_delivered = _text(group["last-delivered-id"])
     lag = group.get("lag")
@@ -156,4 +161,5 @@ async def _group(redis: Redis, key: str, group: dict[Any, Any]) -> GroupInfo:
         info.consumers.append(
             ConsumerInfo(_text(consumer["name"]), int(consumer["pending"]), int(consumer["idle"]) / 1000)
         )
+    info.stale = is_stale([consumer.idle for consumer in info.consumers], stale_after)
     return info

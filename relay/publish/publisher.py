@@ -131,6 +131,9 @@ class StreamPublisher:
         self._closing = False
         self._outage_since: float | None = None
         self._last_outage_log = 0.0
+        # The last batch held records back: the stream is at max_stream_length (policy block).
+        self._stream_full = False
+        self._last_failure: BaseException | None = None
         self.max_stream_length = max_stream_length
         self.full_policy: FullPolicy = full_policy
         # The dead-letter stream is trimmed to about this many entries by each batch that adds one (0: never).
@@ -194,6 +197,17 @@ class StreamPublisher:
         """True from a failed publish until the next one succeeds."""
         return self._outage_since is not None
 
+    @property
+    def stream_full(self) -> bool:
+        """True from a batch held back by a full stream (policy block) until a batch goes through whole."""
+        return self._stream_full
+
+    @property
+    def last_failure(self) -> str:
+        """The last failed publish's error, as ``Type: message`` ("" if none yet)."""
+        exc = self._last_failure
+        return "" if exc is None else f"{type(exc).__name__}: {exc}"
+
     def add_record(self, record: bytes, client: str, received: str) -> None:
         self.add_records([record], client, received)
 
@@ -248,6 +262,7 @@ class StreamPublisher:
             if wait > 0 and not self._batch_ready():
                 await self._linger_for(wait)
             held = await self._publish()
+            self._stream_full = bool(held)
             if held:
                 # Stream at its maximum (policy block): records were not
                 # written.  They go back to the head of the buffer, in order,
@@ -526,6 +541,9 @@ class StreamPublisher:
 
     def _note_failure(self, exc: BaseException) -> None:
         self.stats.redis_errors += 1
+        self._last_failure = exc
+        # Another failure since the stream was found full: that one is the news now.
+        self._stream_full = STREAM_FULL in str(exc)
         now = time.monotonic()
         if self._outage_since is None:
             self._outage_since = self._last_outage_log = now

@@ -9,16 +9,41 @@ to report a rate.
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench import suite
 from bench.frames import build_frames
+from relay.common import speedups
 
 pytestmark = pytest.mark.integration
 
 FRAMES = build_frames(300)
+REPO = Path(__file__).resolve().parents[2]
+
+#: What a run reports, enough for the table.
+REPORTED: dict[str, Any] = {
+    "hand_rolled_publish": {"records_per_s": 10_000.0},
+    "ingest": [{"connections": 64, "records_per_s": 30_000.0, "catcher_peak_rss_mib": 100.0}],
+    "end_to_end": [
+        {"system": s, "connections": 64, "records_per_s": r}
+        for s, r in (("logrelay", 20_000.0), ("naive", 40_000.0), ("cookbook", 10_000.0))
+    ],
+    "socket_handler": [{"system": "logrelay", "records_per_s": 9.0}, {"system": "naive", "records_per_s": 10.0}],
+    "consumer": [{"format": "json", "lines_per_s": 25_000.0}],
+    "latency": [
+        {"system": "logrelay", "rate": 100.0, "p50_ms": 4.0, "p99_ms": 30.0},
+        {"system": "naive", "rate": 100.0, "p50_ms": 2.0, "p99_ms": 10.0},
+    ],
+}
 
 
 def test_ingest_counts_every_record_once_and_reports_memory() -> None:
@@ -60,21 +85,7 @@ def test_a_run_that_lost_a_record_reports_no_rate() -> None:
 
 
 def test_the_table_shows_ratios_against_the_references() -> None:
-    results = {
-        "hand_rolled_publish": {"records_per_s": 10_000.0},
-        "ingest": [{"connections": 64, "records_per_s": 30_000.0, "catcher_peak_rss_mib": 100.0}],
-        "end_to_end": [
-            {"system": s, "connections": 64, "records_per_s": r}
-            for s, r in (("logrelay", 20_000.0), ("naive", 40_000.0), ("cookbook", 10_000.0))
-        ],
-        "socket_handler": [{"system": "logrelay", "records_per_s": 9.0}, {"system": "naive", "records_per_s": 10.0}],
-        "consumer": [{"format": "json", "lines_per_s": 25_000.0}],
-        "latency": [
-            {"system": "logrelay", "rate": 100.0, "p50_ms": 4.0, "p99_ms": 30.0},
-            {"system": "naive", "rate": 100.0, "p50_ms": 2.0, "p99_ms": 10.0},
-        ],
-    }
-    table = suite.table(results)
+    table = suite.table(REPORTED)
     assert "3.00x hand-rolled" in table
     assert "0.50x naive" in table
     assert "p99 3.00x naive" in table
@@ -177,3 +188,49 @@ def test_the_time_of_slow_records_is_split_at_the_catcher_and_at_their_xadd() ->
         "to catcher p50 20.0 / max 20.0 ms, in catcher p50 10.0 / max 10.0 ms, after xadd p50 40.0 / max 40.0 ms"
         in suite.table(results)
     )
+
+
+def suite_code_paths(checkout: Path, environment: dict[str, str]) -> dict[str, Any]:
+    """``suite.code_paths()`` as a suite started from ``checkout`` records it."""
+    code = (
+        "import json, sys\n"
+        # An editable install of another tree maps its extensions by full name, past a checkout that has none.
+        "sys.meta_path[:] = [f for f in sys.meta_path if 'Editable' not in getattr(f, '__name__', type(f).__name__)]\n"
+        "from bench import suite\n"
+        "print(json.dumps(suite.code_paths()))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=checkout,
+        env={**environment, "PYTHONPATH": str(checkout)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    paths: dict[str, Any] = json.loads(done.stdout)
+    return paths
+
+
+def test_a_run_from_a_checkout_without_a_build_is_visibly_on_the_python_paths(tmp_path: Path) -> None:
+    # The same sources without the extensions an in-place build leaves beside them.
+    checkout = tmp_path / "checkout"
+    for package in ("relay", "consumers", "bench", "tests"):
+        shutil.copytree(REPO / package, checkout / package, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    environment = {key: value for key, value in os.environ.items() if key != speedups.SWITCH}
+    paths = suite_code_paths(checkout, environment)
+    assert paths["summary"] == "python paths (C speedups not built)"
+    assert paths["extensions"] == dict.fromkeys(speedups.EXTENSIONS, "python")
+    (row,) = [line for line in suite.table(REPORTED | {"code_paths": paths}).splitlines() if "code paths" in line]
+    assert "python paths" in row
+    assert "cost_scan" in row
+
+
+def test_a_built_checkout_records_its_c_paths_and_the_switch_turns_them_off() -> None:
+    environment = {key: value for key, value in os.environ.items() if key != speedups.SWITCH}
+    built = suite_code_paths(REPO, environment)
+    compiled = {name: "c" if importlib.util.find_spec(name) else "python" for name in speedups.EXTENSIONS}
+    assert built["extensions"] == compiled
+    switched = suite_code_paths(REPO, {**environment, speedups.SWITCH: "1"})
+    assert switched["summary"] == f"python paths ({speedups.SWITCH}=1)"
+    assert set(switched["extensions"].values()) == {"python"}

@@ -158,3 +158,30 @@ async def test_metrics_count_what_was_written_and_the_group_lag(running: Running
         assert (watch.info.lag, watch.info.pending) == (7, 0)
     finally:
         await redis.aclose()
+
+
+async def test_redis_answering_with_errors_is_named_not_called_unreachable(
+    running: Running, redis_server: RedisServer
+) -> None:
+    with redis_server.client() as client:
+        client.set(STREAM, "not a stream")  # the group cannot be created on it: every XGROUP CREATE fails
+    consumer = running.start()
+
+    def failing() -> bool:
+        reason = consumer.readiness().reason
+        return reason.startswith("Redis commands failing (ResponseError: WRONGTYPE")
+
+    await async_wait_until(failing, timeout=30, what="readiness naming Redis's error")
+    with redis_server.client() as client:
+        client.delete(STREAM)
+    await async_wait_until(readiness_is(consumer, Readiness(True, "ready")), timeout=30, what="ready again")
+
+
+async def test_a_file_that_refuses_writes_is_named_with_its_error(running: Running, redis_server: RedisServer) -> None:
+    running.output.symlink_to("/dev/full")  # every write: ENOSPC, as on a full disk
+    consumer = running.start()
+    await async_wait_until(readiness_is(consumer, Readiness(True, "ready")), what="consumer ready")
+    async with Redis.from_url(redis_server.url) as redis:
+        await add_records(redis, 0, 3)
+    full = Readiness(False, f"cannot write {running.output} (No space left on device)")
+    await async_wait_until(readiness_is(consumer, full), timeout=30, what="readiness naming the file's error")

@@ -293,5 +293,5 @@ def test_a_health_address_in_use_is_one_line_naming_it(redis_server: RedisServer
         command += ["--output", str(tmp_path / "central.log"), "--health-listen", f"127.0.0.1:{health}"]
         done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
-    assert f"Error: cannot serve health on 127.0.0.1:{health}: Address already in use" in done.stderr
+    assert f"Error: cannot listen on 127.0.0.1:{health} (--health-listen): Address already in use" in done.stderr
     assert "Traceback" not in done.stderr

@@ -233,7 +233,12 @@ def test_redis_acl_credentials_from_the_url(tmp_path: Path, client: redis.Redis)
         assert result.exit_code == 0, result.output
         assert f"replayed {letter_id} " in result.output
         wrong = run(f"redis://ops:wrong-pw@127.0.0.1:{server.port}/0", "list")
-        one_line_error(wrong, 1, f"Redis at redis://ops:***@127.0.0.1:{server.port}/0 refused the login: ")
+        one_line_error(
+            wrong,
+            1,
+            f"Redis refused the password for redis://ops:***@127.0.0.1:{server.port}/0 "
+            "(--redis-url, LOGRELAY_DEAD_LETTERS_LIST_REDIS_URL): ",
+        )
         assert "wrong-pw" not in wrong.output
     finally:
         server.stop()

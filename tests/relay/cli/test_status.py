@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from relay.cli import main
 from relay.common.stream import StreamKeys
+from tests.support.polling import wait_until
 from tests.support.realredis import RedisServer, free_port
 
 KEYS = StreamKeys()
@@ -138,3 +139,25 @@ def test_a_catcher_lists_its_other_inputs_beside_its_address(redis_server: Redis
     assert result.exit_code == 0, result.output
     (catcher,) = [line for line in result.stdout.splitlines() if line.strip().startswith("catcher")]
     assert "127.0.0.1:9020, syslog 127.0.0.1:5514, http [::1]:8080" in catcher
+
+
+def test_a_group_nobody_reads_is_marked_stale_in_the_table_and_the_json(redis_server: RedisServer) -> None:
+    populate(redis_server, records=4, read=2)
+    with redis_server.client() as client:
+        client.xgroup_create(KEYS.records, "leftover", id="0")
+    runner = CliRunner()
+    table = runner.invoke(main, ["status", "--redis-url", redis_server.url]).stdout.splitlines()
+    rows = {line.split()[0]: line.split() for line in table if line.strip().startswith(("logrelay-file", "leftover"))}
+    assert (rows["leftover"][-1], rows["logrelay-file"][-1]) == ("stale", "reading")
+    assert any("XGROUP DESTROY" in line for line in table)
+    report = orjson.loads(runner.invoke(main, ["status", "--json", "--redis-url", redis_server.url]).stdout)
+    assert {g["name"]: g["stale"] for g in report["groups"]} == {"logrelay-file": False, "leftover": True}
+
+    # Past the threshold, the group whose consumer stopped reading is stale too.
+    def idle_ms() -> int:
+        with redis_server.client() as client:
+            return int(client.xinfo_consumers(KEYS.records, "logrelay-file")[0]["idle"])
+
+    wait_until(lambda: idle_ms() > 1000, timeout=20, what="the consumer idle for a second")
+    result = runner.invoke(main, ["status", "--json", "--stale-group-after", "1s", "--redis-url", redis_server.url])
+    assert [g["stale"] for g in orjson.loads(result.stdout)["groups"]] == [True, True]

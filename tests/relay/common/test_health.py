@@ -84,7 +84,7 @@ async def test_an_address_in_use_is_named_in_one_line(endpoint: tuple[HealthServ
     taken, _ = endpoint
     second = HealthServer(ListenAddress("127.0.0.1", taken.port or 0), lambda: Readiness(True, "ready"), new_registry())
     with pytest.raises(
-        StartError, match=rf"^cannot serve health on 127\.0\.0\.1:{taken.port}: Address already in use$"
+        StartError, match=rf"^cannot listen on 127\.0\.0\.1:{taken.port} \(--health-listen\): Address already in use$"
     ):
         await second.start()
 
