@@ -461,8 +461,21 @@ class FileConsumer:
                     stream.GROUP.encode(): self.settings.group,
                 }
                 pipe.xadd(self.settings.keys.dead_letters, entry)  # type: ignore[arg-type]
-            await pipe.execute()
+            limit = self.settings.dead_letter_max_length
+            if limit:
+                # Once per batch, after its letters: XTRIM's reply is the exact count removed.  Approximate
+                # (~): Redis drops whole stream nodes only, so the stream keeps up to one node more than asked.
+                pipe.xtrim(self.settings.keys.dead_letters, maxlen=limit, approximate=True)
+            replies = await pipe.execute()
         self.stats.dead_lettered += len(dead)
+        if limit and replies[-1]:
+            self.stats.dead_letters_trimmed += int(replies[-1])
+            log.warning(
+                "dead-letter stream %r is over --dead-letter-max-length (about %d): removed its %d oldest letters",
+                self.settings.keys.dead_letters,
+                limit,
+                int(replies[-1]),
+            )
 
     async def _retrying(self, operation: Any) -> Any:
         """Run a Redis operation until it succeeds (logging an outage once) or a stop is requested."""

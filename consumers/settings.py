@@ -13,7 +13,7 @@ from relay.common.addresses import ListenAddress
 from relay.common.group_staleness import DEFAULT_STALE_AFTER
 from relay.common.identity import process_name
 from relay.common.redis_client import RedisSettings
-from relay.common.stream import StreamKeys
+from relay.common.stream import DEFAULT_DEAD_LETTER_MAX_LENGTH, StreamKeys
 
 __all__ = ["FileConsumerSettings"]
 
@@ -33,6 +33,8 @@ class FileConsumerSettings:
     batch_size: int = 1000
     block_ms: int = 1000
     max_deliveries: int = 10
+    # Most dead letters kept (about: trimmed by whole stream nodes) when this consumer adds one; 0: no limit.
+    dead_letter_max_length: int = DEFAULT_DEAD_LETTER_MAX_LENGTH
     # Least milliseconds between two syncs (fsync, checkpoint, XACK) under load.
     sync_interval_ms: int = 10
     # Seconds between trims of what every group acknowledged (0: never trim).
@@ -51,6 +53,8 @@ class FileConsumerSettings:
             raise ValueError("trim-interval and sync-interval-ms must not be negative")
         if self.stale_group_after <= 0:
             raise ValueError("stale-group-after must be positive")
+        if self.dead_letter_max_length < 0:
+            raise ValueError("dead-letter-max-length must not be negative")
         if not self.group or not self.consumer:
             raise ValueError("group and consumer names must not be empty")
         check_format(self.format, self.placeholder)  # FormatError (a ValueError) if it cannot render

@@ -92,6 +92,7 @@ class CatcherServer:
             flow=self.registry,
             max_stream_length=settings.max_stream_length,
             full_policy=settings.full_policy,
+            dead_letter_max_length=settings.dead_letter_max_length,
             wait_replicas=settings.wait_replicas,
             wait_timeout=settings.wait_timeout_ms / 1000,
         )

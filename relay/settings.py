@@ -14,7 +14,7 @@ from typing import Final
 from relay.common.addresses import IPNetwork, ListenAddress
 from relay.common.identity import process_name
 from relay.common.redis_client import RedisSettings
-from relay.common.stream import StreamKeys
+from relay.common.stream import DEFAULT_DEAD_LETTER_MAX_LENGTH, StreamKeys
 from relay.decode.frames import DecodeLimits
 from relay.net.partial_frames import large_frame_share
 from relay.publish.script import FullPolicy
@@ -69,6 +69,8 @@ class CatcherSettings:
     # Most entries the stream may hold (0: no limit), and what to do at it.
     max_stream_length: int = 1_000_000
     full_policy: FullPolicy = "block"
+    # Most dead letters kept (about: trimmed by whole stream nodes); the oldest go first, counted.  0: no limit.
+    dead_letter_max_length: int = DEFAULT_DEAD_LETTER_MAX_LENGTH
     # Records held between the sockets and Redis, in bytes of encoded entry.
     buffer_bytes: int = 256 * 1024 * 1024
     # Incomplete frames held by all connections together (relay.net.partial_frames).
@@ -118,6 +120,8 @@ class CatcherSettings:
             raise ValueError("--proxy-protocol with TLS on the catcher is not supported: terminate TLS at the balancer")
         if self.max_stream_length < 0:
             raise ValueError("max-stream-length must not be negative")
+        if self.dead_letter_max_length < 0:
+            raise ValueError("dead-letter-max-length must not be negative")
         if not 0 <= self.linger_ms <= MAX_LINGER_MS:
             raise ValueError(f"linger-ms must be between 0 and {MAX_LINGER_MS}")
         if self.full_policy not in ("block", "shed"):

@@ -1,5 +1,5 @@
-"""Static checks of ``compose.yaml`` (alone, and with ``compose.sentinel.yaml`` over it) and ``Dockerfile``
-against the real CLI.
+"""Static checks of ``compose.yaml`` (alone, and with ``compose.sentinel.yaml`` over it) against the real CLI
+(``Dockerfile``: tests/test_dockerfile.py).
 
 No Docker engine is needed: the compose files are read with PyYAML (and merged
 as compose merges them: tests/support/compose.py) and every ``LOGRELAY_*``
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
 import logging.handlers
 import os
@@ -25,7 +24,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -58,7 +56,6 @@ from tests.support.compose import (
 )
 from tests.support.polling import wait_until
 
-DOCKERFILE = ROOT / "Dockerfile"
 HAPROXY_CONFIG = ROOT / "deploy" / "haproxy.cfg"
 #: The deployments: the files of each, in ``docker compose -f`` order.
 DEPLOYMENTS = {
@@ -88,11 +85,6 @@ def sentinel_compose() -> Compose:
     return load_compose(*DEPLOYMENTS["sentinel"])
 
 
-@pytest.fixture(scope="module")
-def dockerfile() -> str:
-    return DOCKERFILE.read_text(encoding="utf-8")
-
-
 def logrelay_services(compose: Compose) -> dict[str, Service]:
     """The services running this project's image (built here, entrypoint untouched)."""
     return {
@@ -111,76 +103,6 @@ def parse_duration(text: str | int | float) -> float:
     if not parts or "".join(n + u for n, u in parts) != text:
         raise ValueError(f"not a compose duration: {text!r}")
     return sum(float(number) * units[unit] for number, unit in parts)
-
-
-def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
-    """``(INSTRUCTION, arguments)`` pairs, with comments dropped and continuations joined."""
-    instructions: list[tuple[str, str]] = []
-    pending = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        keyword, _, args = (pending + line).partition(" ")
-        instructions.append((keyword.upper(), args.strip()))
-        pending = ""
-    return instructions
-
-
-def exec_form(args: str) -> list[str] | None:
-    """The JSON array of an exec-form ``ENTRYPOINT``/``CMD``, or None for shell form."""
-    try:
-        value = json.loads(args)
-    except json.JSONDecodeError:
-        return None
-    return value if isinstance(value, list) and all(isinstance(v, str) for v in value) else None
-
-
-# pip options that take a value, so that value is no install target.
-_PIP_VALUE_OPTIONS = frozenset(
-    {
-        "-r",
-        "--requirement",
-        "-c",
-        "--constraint",
-        "-i",
-        "--index-url",
-        "--extra-index-url",
-        "-f",
-        "--find-links",
-        "-t",
-        "--target",
-        "--prefix",
-        "--root",
-        "--python-version",
-        "--platform",
-        "--progress-bar",
-    }
-)
-
-
-def pip_install_targets(run_args: str) -> list[str]:
-    """What the ``pip install`` commands of one shell-form ``RUN`` install (``.`` for ``.[extra]``)."""
-    targets: list[str] = []
-    for segment in re.split(r"&&|\|\||;", run_args):
-        words = shlex.split(segment)
-        for start in range(len(words) - 1):
-            if words[start].rsplit("/", 1)[-1] in ("pip", "pip3") and words[start + 1] == "install":
-                break
-        else:
-            continue
-        skip = False
-        for word in words[start + 2 :]:
-            if skip:
-                skip = False
-            elif word.startswith("-"):
-                skip = word in _PIP_VALUE_OPTIONS
-            else:
-                targets.append("." if re.fullmatch(r"\./?(\[.*\])?", word) else word)
-    return targets
 
 
 # -- LOGRELAY_* variables against the click commands --------------------------
@@ -574,52 +496,6 @@ def sentinel_problems(compose: Compose) -> list[str]:
     return sorted(set(problems))
 
 
-def dockerfile_problems(text: str) -> list[str]:
-    instructions = dockerfile_instructions(text)
-    problems = []
-
-    def last(keyword: str) -> str | None:
-        found = [args for kw, args in instructions if kw == keyword]
-        return found[-1] if found else None
-
-    base = last("FROM") or ""
-    if not base.startswith("python:3.11-slim"):
-        problems.append(f"base image is {base!r}, not python:3.11-slim")
-
-    entrypoint = exec_form(last("ENTRYPOINT") or "")
-    if entrypoint != ["logrelay"]:
-        problems.append(f'ENTRYPOINT is {last("ENTRYPOINT")!r}, not exec-form ["logrelay"]')
-    cmd = exec_form(last("CMD") or "")
-    if not cmd or cmd[0] not in main.commands:
-        problems.append(f"CMD {last('CMD')!r} does not name a logrelay subcommand")
-
-    exposed = " ".join(args for kw, args in instructions if kw == "EXPOSE").split()
-    if "9020" not in [port.split("/")[0] for port in exposed]:
-        problems.append(f"EXPOSE does not include 9020: {exposed}")
-
-    # The project is installed from its own source: `pip install .`.
-    project_install = [
-        i for i, (kw, args) in enumerate(instructions) if kw == "RUN" and "." in pip_install_targets(args)
-    ]
-    if not project_install:
-        problems.append("no RUN pip install . installs the project")
-    copied = " ".join(args for kw, args in instructions if kw in ("COPY", "ADD")).split()
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    packages = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
-    # setup.py builds the C extensions: without it the image runs the slower Python paths.
-    needed = ["pyproject.toml", "setup.py", *(pattern.rstrip("*").rstrip(".") for pattern in packages)]
-    for path in needed:
-        if not any(src == path or src.startswith((f"{path}/", f"./{path}")) for src in copied):
-            problems.append(f"{path} is not copied into the image")
-
-    users = [(i, args) for i, (kw, args) in enumerate(instructions) if kw == "USER"]
-    if not users or users[-1][1].split(":")[0] in ("root", "0"):
-        problems.append("the image runs as root: add a USER")
-    elif project_install and users[-1][0] < project_install[-1]:
-        problems.append("USER comes before pip install: the install would run unprivileged")
-    return problems
-
-
 # -- the tests -------------------------------------------------------------------
 
 
@@ -910,10 +786,6 @@ def test_sentinel_checks_catch_a_broken_variant(
     assert_check_notices(sentinel_compose, mutate, check, expected)
 
 
-def test_dockerfile(dockerfile: str) -> None:
-    assert dockerfile_problems(dockerfile) == []
-
-
 @pytest.mark.parametrize(
     ("mutate", "check", "expected"),
     [
@@ -1035,25 +907,6 @@ def test_checks_catch_a_broken_compose_file(
 )
 def test_fixed_host_ports(entry: Any, fixed: bool) -> None:
     assert bool(fixed_host_ports([entry])) is fixed
-
-
-@pytest.mark.parametrize(
-    ("old", "new", "expected"),
-    [
-        ('ENTRYPOINT ["logrelay"]', "ENTRYPOINT logrelay", "ENTRYPOINT"),
-        ('ENTRYPOINT ["logrelay"]', 'ENTRYPOINT ["python", "-m", "relay"]', "ENTRYPOINT"),
-        ('CMD ["catch"]', 'CMD ["cach"]', "CMD"),
-        ("&& pip install . ", "&& pip install logrelay ", "pip install ."),
-        ("setup.py ", "", "setup.py is not copied"),
-        ("USER logrelay:logrelay", "USER root", "root"),
-        ("COPY consumers ./consumers", "", "consumers is not copied"),
-        ("EXPOSE 9020", "EXPOSE 9021", "EXPOSE"),
-    ],
-)
-def test_dockerfile_checks_catch_a_broken_dockerfile(dockerfile: str, old: str, new: str, expected: str) -> None:
-    assert old in dockerfile
-    problems = dockerfile_problems(dockerfile.replace(old, new))
-    assert any(expected in problem for problem in problems), problems
 
 
 def test_parse_duration() -> None:

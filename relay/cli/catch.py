@@ -10,6 +10,7 @@ import click
 from relay.cli.config_show import log_effective_settings
 from relay.cli.options import (
     CATCHER_OPTIONS,
+    DEAD_LETTER_LENGTH_OPTION,
     LOG_OPTIONS,
     REDIS_URL_OPTION,
     STREAM_OPTIONS,
@@ -24,7 +25,7 @@ __all__ = ["catch"]
 
 
 @click.command()
-@with_options(CATCHER_OPTIONS, REDIS_URL_OPTION, STREAM_OPTIONS, LOG_OPTIONS)
+@with_options(CATCHER_OPTIONS, REDIS_URL_OPTION, STREAM_OPTIONS, DEAD_LETTER_LENGTH_OPTION, LOG_OPTIONS)
 def catch(**options: Any) -> None:
     """Accept logging.handlers.SocketHandler connections and publish each record to a Redis stream."""
     configure_logging(options)

@@ -16,6 +16,7 @@ from consumers.rotation import COMPRESSIONS, RotationSettings, parse_duration
 from consumers.settings import FileConsumerSettings
 from relay.cli.config_show import log_effective_settings
 from relay.cli.options import (
+    DEAD_LETTER_LENGTH_OPTION,
     HEALTH_OPTIONS,
     LOG_OPTIONS,
     REDIS_URL_OPTION,
@@ -172,6 +173,7 @@ def file_consumer_settings(
         batch_size=options["batch_size"],
         block_ms=options["block_ms"],
         max_deliveries=options["max_deliveries"],
+        dead_letter_max_length=options["dead_letter_max_length"],
         trim_interval=options["trim_interval"],
         stale_group_after=options["stale_group_after"],
         sync_interval_ms=options["sync_interval_ms"],
@@ -194,7 +196,7 @@ def consume() -> None:
 
 
 @consume.command("file")
-@with_options(REDIS_URL_OPTION, STREAM_OPTIONS, FILE_OPTIONS, HEALTH_OPTIONS, LOG_OPTIONS)
+@with_options(REDIS_URL_OPTION, STREAM_OPTIONS, DEAD_LETTER_LENGTH_OPTION, FILE_OPTIONS, HEALTH_OPTIONS, LOG_OPTIONS)
 def consume_file(**options: Any) -> None:
     """Write every record of the stream to one file, exactly once across crashes."""
     configure_logging(options)

@@ -1,4 +1,4 @@
-"""``logrelay dead-letters list | show ID | replay | purge``: look at the dead-letter stream and act on it.
+"""``logrelay dead-letters list | show ID | replay | purge | load FILE``: look at the dead-letter stream and act on it.
 
 The work is :mod:`relay.dead_letters`' (reading, classifying, replaying);
 this module parses options, talks to the user and maps failures onto one
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import click
@@ -31,6 +32,7 @@ from relay.cli.options import (
 from relay.cli.redis_query import run_query
 from relay.cli.terminal import printable
 from relay.common.stream import StreamKeys
+from relay.dead_letter_file import load_letters, read_letters
 from relay.dead_letters import (
     DeadLetter,
     dead_letters,
@@ -293,3 +295,28 @@ def purge(ids: tuple[str, ...], all_: bool, before: str | None, yes: bool, **opt
 
     removed = _run(options, work)
     click.echo(f"removed {removed} dead letter(s)")
+
+
+@dead_letters_group.command("load")
+@click.argument("path", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@with_options(REDIS_URL_OPTION, STREAM_OPTIONS)
+def load(path: Path, **options: Any) -> None:
+    """Put the letters of a dead-letter file (``logrelay up``'s OUTPUT.dead-letters.jsonl) into the dead-letter stream.
+
+    Each keeps its id, so list, show and replay then work on them, and
+    loading the file again adds none of them twice (nor any replayed since).
+    Load into a stream they are newer than: a new --dead-letter-stream.
+    """
+
+    try:
+        path.open("rb").close()  # unreadable: said now, not as a Redis failure
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+    async def work(redis: Redis, keys: StreamKeys) -> None:
+        loaded = await load_letters(redis, keys.dead_letters, read_letters(path))
+        click.echo(f"loaded {loaded.added} dead letter(s) into {keys.dead_letters}", nl=not loaded.already)
+        if loaded.already:
+            click.echo(f"; {loaded.already} not added: {keys.dead_letters} is past their ids (loaded before?)")
+
+    _run(options, work)

@@ -21,12 +21,13 @@ from relay.common.addresses import ListenAddress, parse_network
 from relay.common.identity import process_name
 from relay.common.redis_client import DEFAULT_REDIS_URL, RedisSettings, mask_url
 from relay.common.signals import option_naming
-from relay.common.stream import StreamKeys
+from relay.common.stream import DEFAULT_DEAD_LETTER_MAX_LENGTH, StreamKeys
 from relay.decode.frames import DecodeLimits
 from relay.settings import MAX_LINGER_MS, CatcherSettings, TLSSettings
 
 __all__ = [
     "CATCHER_OPTIONS",
+    "DEAD_LETTER_LENGTH_OPTION",
     "DECODE_OPTIONS",
     "HEALTH_OPTIONS",
     "LOG_OPTIONS",
@@ -190,6 +191,17 @@ STREAM_LENGTH_OPTION = [
         type=click.IntRange(0),
         default=default(CatcherSettings, "max_stream_length"),
         help="Most entries the stream may hold (0: no limit); consumers trim what every group acknowledged.",
+    ),
+]
+
+#: The dead-letter stream's bound: every command that writes dead letters (catch, consume file, up) keeps to it.
+DEAD_LETTER_LENGTH_OPTION = [
+    click.option(
+        "--dead-letter-max-length",
+        type=click.IntRange(0),
+        default=DEFAULT_DEAD_LETTER_MAX_LENGTH,
+        help="About the most dead letters kept (whole stream nodes are trimmed: up to ~100 more); the oldest go "
+        "first, counted as dead_letters_trimmed (0: no limit).",
     ),
 ]
 
@@ -403,6 +415,7 @@ def catcher_settings(options: dict[str, Any], redis: RedisSettings | None = None
         max_partial_bytes=options["max_partial_bytes"],
         max_stream_length=options["max_stream_length"],
         full_policy=options["full_policy"],
+        dead_letter_max_length=options["dead_letter_max_length"],
         batch_max_records=options["batch_max_records"],
         publish_window=options["publish_window"],
         linger_ms=options["linger_ms"],

@@ -7,7 +7,9 @@ nothing else installed gets a central log server from one command.
 
 Embedded mode keeps the stream in this process's memory: a crash of the
 process loses the records not yet in the file (the file itself stays whole:
-no torn or doubled line).  Point ``--redis-url`` at a Redis for the full
+no torn or doubled line).  Its dead letters are copied as they come into
+``<output>.dead-letters.jsonl`` (:mod:`relay.dead_letter_file`), which
+outlives the process.  Point ``--redis-url`` at a Redis for the full
 guarantees.
 
 Stopping: the catcher drains and publishes first; the consumer then writes
@@ -31,6 +33,7 @@ from relay.cli.config_show import log_effective_settings
 from relay.cli.consume import FILE_OPTIONS, file_consumer_settings, format_usage_errors
 from relay.cli.options import (
     CATCHER_OPTIONS,
+    DEAD_LETTER_LENGTH_OPTION,
     LOG_OPTIONS,
     STREAM_OPTIONS,
     catcher_settings,
@@ -42,6 +45,7 @@ from relay.common.health import HealthServer, all_ready
 from relay.common.metrics import new_registry
 from relay.common.redis_client import RedisSettings
 from relay.common.signals import run_command, serve_with_signals
+from relay.dead_letter_file import DeadLetterFile, dead_letter_path
 from relay.server import CatcherServer
 from relay.settings import CatcherSettings
 
@@ -78,6 +82,12 @@ class SingleProcessRelay:
         consumer = dataclasses.replace(consumer, health_listen=None)
         self.catcher = CatcherServer(catcher, redis=shared, registry=registry)
         self.consumer = FileConsumer(consumer, redis=shared, shares_loop=True, registry=registry)
+        # Embedded, the dead-letter stream dies with the process: its letters go to a file beside the output too.
+        self.dead_letter_file = (
+            DeadLetterFile(shared, catcher.keys.dead_letters, dead_letter_path(consumer.output))
+            if shared is not None
+            else None
+        )
         readiness = all_ready({"catcher": self.catcher.readiness, "consumer": self.consumer.readiness})
         self.health = HealthServer(health_listen, readiness, registry) if health_listen else None
         self._signals = 0
@@ -102,6 +112,9 @@ class SingleProcessRelay:
             await self.health.start()
         consumer_task = asyncio.create_task(self.consumer.run(), name="consumer")
         catcher_task = asyncio.create_task(self.catcher.run(), name="catcher")
+        copying = None
+        if self.dead_letter_file is not None:
+            copying = asyncio.create_task(self.dead_letter_file.run(), name="dead-letter file")
         try:
             await asyncio.wait({consumer_task, catcher_task}, return_when=asyncio.FIRST_COMPLETED)
             if consumer_task.done() and not catcher_task.done():
@@ -111,10 +124,15 @@ class SingleProcessRelay:
             # Everything accepted is published: write it all, then stop.
             self.consumer.request_stop(when_caught_up=self._signals < 2)
             consumer_code = await consumer_task
+            if copying is not None and self.dead_letter_file is not None:
+                # Both halves are done writing letters: copy the last of them, then stop.
+                self.dead_letter_file.stop()
+                await copying
             return catcher_code or consumer_code
         finally:
-            for task in (consumer_task, catcher_task):
-                task.cancel()
+            for task in (consumer_task, catcher_task, copying):
+                if task is not None:
+                    task.cancel()
             if self.health is not None:
                 await self.health.close()
 
@@ -124,6 +142,7 @@ class SingleProcessRelay:
     CATCHER_OPTIONS,
     [click.option("--redis-url", default=None, show_default="embedded broker", help="Redis URL; none: in-process.")],
     STREAM_OPTIONS,
+    DEAD_LETTER_LENGTH_OPTION,
     FILE_OPTIONS,
     LOG_OPTIONS,
 )

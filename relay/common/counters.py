@@ -41,6 +41,8 @@ class CatcherStats(Counters):
     proxy_header_errors: int = 0
     partial_frames_dropped: int = 0
     dead_letters_published: int = 0
+    #: The oldest dead letters removed to keep the dead-letter stream near --dead-letter-max-length.
+    dead_letters_trimmed: int = 0
     batches_published: int = 0
     batches_deduplicated: int = 0
     #: WAITs that counted fewer replicas than --wait-replicas (their batches stayed buffered).
@@ -82,6 +84,8 @@ class ConsumerStats(Counters):
     #: Records known by their identity as already in the file (sent again by a catcher after a failover).
     republished_skipped: int = 0
     dead_lettered: int = 0
+    #: The oldest dead letters removed to keep the dead-letter stream near --dead-letter-max-length.
+    dead_letters_trimmed: int = 0
     entries_trimmed: int = 0
     batches: int = 0
     #: fsyncs (per policy) and checkpoints that covered at least one batch; several batches may share one.

@@ -31,6 +31,7 @@ from typing import Final
 
 __all__ = [
     "DEAD_LETTER_FIELDS",
+    "DEFAULT_DEAD_LETTER_MAX_LENGTH",
     "DEFAULT_STREAM",
     "RECORD_FIELDS",
     "RECORD_FIELDS_WITHOUT_SEQ",
@@ -52,6 +53,12 @@ RAW: Final = "raw"
 ENTRY_ID: Final = "entry_id"
 GROUP: Final = "group"
 SEQ: Final = "seq"
+#: How many dead letters a writer keeps the dead-letter stream near (--dead-letter-max-length; docs/faults.md
+#: says why): a tenth of the records stream's default bound.  A letter is a refused frame, a few hundred bytes
+#: to a few KiB as senders send them (100,000 of them: tens to hundreds of MiB of Redis memory); a flood of
+#: hostile frames then costs the oldest letters, counted, never Redis's memory and with it the records.
+DEFAULT_DEAD_LETTER_MAX_LENGTH: Final = 100_000
+
 #: A producer token in a ``seq`` value (a regular expression): 16 lowercase hex digits.
 SEQ_TOKEN: Final = "[0-9a-f]{16}"
 

@@ -36,6 +36,7 @@ def pack_publish(
     *,
     pipelined: bool = False,
     identity: Identity = DEFAULT_IDENTITY,
+    dead_max_length: int = 0,
 ) -> bytes:
     """The whole ``EVALSHA`` call for one batch, in Redis's wire format (RESP), as one bytes object.
 
@@ -52,7 +53,7 @@ def pack_publish(
         sha,
         len(keys),
         *keys,
-        *script_header(records, dead, seq, catcher_id, max_length, policy, pipelined, identity),
+        *script_header(records, dead, seq, catcher_id, max_length, policy, pipelined, identity, dead_max_length),
     ]
     parts = [b"*%d\r\n" % (len(header) + 3 * records + 4 * dead)]
     parts.extend(bulk_string(value) for value in header)

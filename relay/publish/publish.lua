@@ -3,12 +3,15 @@
 -- KEYS: records stream, dead-letter stream, producer key
 -- ARGV: seq, ttl, catcher, schema, n_records, n_dead, max_length, policy, pipelined,
 --       token, first (the producer token and the number of the batch's first record),
+--       dead_max_length (0: the dead-letter stream is never trimmed),
 --       n_records x (record, client, received),
 --       n_dead x (raw, reason, client, received)
--- Returns {written, shed, held}: held records (policy block, stream full) were
--- not written and must be sent again in a later batch.  {-1, 0, held}: this seq
--- was applied before (held: what it held then).  {-2, 0, 0}: not applied, the
--- batch before it in the pipeline was not (applying it would reorder records).
+-- Returns {written, shed, held, dead_trimmed}: held records (policy block, stream
+-- full) were not written and must be sent again in a later batch; dead_trimmed:
+-- the oldest dead letters removed to keep that stream near dead_max_length.
+-- {-1, 0, held, 0}: this seq was applied before (held: what it held then).
+-- {-2, 0, 0, 0}: not applied, the batch before it in the pipeline was not
+-- (applying it would reorder records).
 --
 -- The producer key holds "last:last_held:run_start:run_held": the last applied
 -- seq and how many records it held, and where the current run of holding
@@ -32,11 +35,11 @@ if state then
     if run_start > 0 and seq >= run_start then
       held = (seq == run_start) and run_held or n_records
     end
-    return {-1, 0, held}
+    return {-1, 0, held, 0}
   end
 end
 if pipelined and (not state or seq ~= last + 1) then
-  return {-2, 0, 0}
+  return {-2, 0, 0, 0}
 end
 -- Fail before the first write: a script stopped halfway keeps its writes.
 for k = 1, 2 do
@@ -75,7 +78,7 @@ local prefix, number = ARGV[10] .. ':', tonumber(ARGV[11])
 local high = math.floor(number / 100)
 local low = number - high * 100
 local head = prefix .. high
-local i = 12
+local i = 13
 for _ = 1, keep do
   local identity
   if high > 0 then identity = head .. two_digits[low + 1] else identity = prefix .. low end
@@ -89,11 +92,17 @@ for _ = 1, keep do
   end
   i = i + 3
 end
-i = 12 + 3 * n_records
+i = 13 + 3 * n_records
 for _ = 1, n_dead do
   redis.call('XADD', KEYS[2], '*', '{{version}}', schema, '{{reason}}', ARGV[i + 1], '{{raw}}', ARGV[i],
              '{{client}}', ARGV[i + 2], '{{catcher}}', catcher, '{{received}}', ARGV[i + 3])
   i = i + 4
+end
+-- One XTRIM per batch that added letters: its reply is the exact count removed.  Approximate
+-- (~): Redis drops whole stream nodes only, so the stream keeps up to one node more than asked.
+local dead_max_length, dead_trimmed = tonumber(ARGV[12]), 0
+if n_dead > 0 and dead_max_length > 0 then
+  dead_trimmed = redis.call('XTRIM', KEYS[2], 'MAXLEN', '~', dead_max_length)
 end
 local held, shed = 0, 0
 if policy == 'block' or behind_held then held = n_records - keep else shed = n_records - keep end
@@ -103,4 +112,4 @@ elseif not behind_held then
   run_start, run_held = seq, held
 end
 redis.call('SET', KEYS[3], seq .. ':' .. held .. ':' .. run_start .. ':' .. run_held, 'EX', ARGV[2])
-return {keep, shed, held}
+return {keep, shed, held, dead_trimmed}

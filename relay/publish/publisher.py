@@ -94,6 +94,7 @@ class StreamPublisher:
         flow: FlowControl | None = None,
         max_stream_length: int = 0,
         full_policy: FullPolicy = "block",
+        dead_letter_max_length: int = 0,
         pipeline: Callable[[Redis], CommandPipeline] = CommandPipeline,
         wait_replicas: int = 0,
         wait_timeout: float = 0.1,
@@ -135,6 +136,9 @@ class StreamPublisher:
         self._last_failure: BaseException | None = None
         self.max_stream_length = max_stream_length
         self.full_policy: FullPolicy = full_policy
+        # The dead-letter stream is trimmed to about this many entries by each batch that adds one (0: never).
+        self.dead_letter_max_length = dead_letter_max_length
+        self._last_dead_trim_log = -60.0
         self._last_shed_log = -60.0
         self._full_attempts = 0
         # A batch is confirmed once that many replicas acknowledged it (WAIT);
@@ -438,6 +442,7 @@ class StreamPublisher:
                 self.full_policy,
                 pipelined=batch.pipelined,
                 identity=Identity(self.producer_token, batch.first_record),
+                dead_max_length=self.dead_letter_max_length,
             )
         return batch.packed
 
@@ -497,6 +502,8 @@ class StreamPublisher:
         stats.batches_published += 1
         dead = sum(1 for e in batch.entries if type(e) is DeadLetterEntry)
         stats.dead_letters_published += dead
+        if result.dead_trimmed:
+            self._note_dead_trimmed(result.dead_trimmed)
         stats.records_published += len(batch.entries) - dead - result.shed - result.held
         if result.shed:
             stats.records_shed += result.shed
@@ -517,6 +524,20 @@ class StreamPublisher:
             )
             self._outage_since = None
         return result.held
+
+    def _note_dead_trimmed(self, trimmed: int) -> None:
+        """Count the oldest dead letters a batch's trim removed; say so at most every 30 s."""
+        self.stats.dead_letters_trimmed += trimmed
+        now = time.monotonic()
+        if now - self._last_dead_trim_log >= 30:
+            self._last_dead_trim_log = now
+            log.warning(
+                "dead-letter stream %r is at --dead-letter-max-length (about %d): removed its oldest letters "
+                "(%d so far); look at them with `logrelay dead-letters list`",
+                self._keys.dead_letters,
+                self.dead_letter_max_length,
+                self.stats.dead_letters_trimmed,
+            )
 
     def _note_failure(self, exc: BaseException) -> None:
         self.stats.redis_errors += 1

@@ -90,6 +90,8 @@ class BatchResult(NamedTuple):
     held: int  # the batch's last records, not written (``block`` policy, stream full): send again
     # Not applied: the batch before it in the pipeline was not applied either.
     out_of_turn: bool = False
+    # The oldest dead letters removed to keep the dead-letter stream near its maximum length.
+    dead_trimmed: int = 0
 
 
 class Identity(NamedTuple):
@@ -112,8 +114,13 @@ def script_header(
     policy: FullPolicy,
     pipelined: bool,
     identity: Identity,
+    dead_max_length: int = 0,
 ) -> list[bytes | str | int]:
-    """The script's first arguments (before the records and dead letters)."""
+    """The script's first arguments (before the records and dead letters).
+
+    ``dead_max_length``: the dead-letter stream is trimmed to about that many
+    entries after the batch's letters are added (0: never trimmed).
+    """
     return [
         seq,
         PRODUCER_KEY_TTL,
@@ -126,6 +133,7 @@ def script_header(
         int(pipelined),
         identity.token,
         identity.first,
+        dead_max_length,
     ]
 
 
@@ -138,15 +146,17 @@ def script_args(
     *,
     pipelined: bool = False,
     identity: Identity = DEFAULT_IDENTITY,
+    dead_max_length: int = 0,
 ) -> list[bytes | str | int]:
     """ARGV for :data:`PUBLISH_SCRIPT`: header, then records, then dead letters.
 
     ``pipelined``: the batch is sent before the reply to the batch before it
     (seq - 1) has arrived.  ``identity``: how its records are numbered (the
-    record entries' ``seq`` field).
+    record entries' ``seq`` field).  ``dead_max_length``: see :func:`script_header`.
     """
     dead = sum(1 for e in batch if type(e) is DeadLetterEntry)
-    args = script_header(len(batch) - dead, dead, seq, catcher_id, max_length, policy, pipelined, identity)
+    records = len(batch) - dead
+    args = script_header(records, dead, seq, catcher_id, max_length, policy, pipelined, identity, dead_max_length)
     for record in batch:
         if type(record) is RecordEntry:
             args.extend(record)
@@ -157,9 +167,10 @@ def script_args(
 
 
 def parse_result(reply: object) -> BatchResult:
-    if not (isinstance(reply, list | tuple) and len(reply) == 3):
+    """The script's reply ``{written, shed, held, dead_trimmed}`` (see ``publish.lua``)."""
+    if not (isinstance(reply, list | tuple) and len(reply) == 4):
         raise ValueError(f"unexpected reply from the publish script: {reply!r}")
-    written, shed, held = (int(value) for value in reply)
+    written, shed, held, trimmed = (int(value) for value in reply)
     if written == -2:
         return BatchResult(False, 0, 0, out_of_turn=True)
-    return BatchResult(written < 0, shed, held)
+    return BatchResult(written < 0, shed, held, dead_trimmed=trimmed)

@@ -36,7 +36,7 @@ def test_entries_in_redis_have_the_contracts_fields_and_version() -> None:
     keys = StreamKeys("contract")
     batch = [RecordEntry(b'{"msg":"x"}', "192.0.2.1:5", "1.5"), DeadLetterEntry(b"\x80", "bad", "192.0.2.1:5", "1.6")]
     args = script_args(batch, 1, "catcher-1", 0, "block")
-    assert client.eval(PUBLISH_SCRIPT, 3, keys.records, keys.dead_letters, keys.producer("p"), *args) == [1, 0, 0]
+    assert client.eval(PUBLISH_SCRIPT, 3, keys.records, keys.dead_letters, keys.producer("p"), *args) == [1, 0, 0, 0]
     [(_, record)] = client.xrange(keys.records)
     [(_, dead)] = client.xrange(keys.dead_letters)
     assert tuple(name.decode() for name in record) == RECORD_FIELDS

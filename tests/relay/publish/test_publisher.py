@@ -291,13 +291,13 @@ def publish_args(
 async def test_the_script_skips_a_sequence_number_it_has_applied(client: fakeredis.FakeAsyncRedis) -> None:
     keys = [KEYS.records, KEYS.dead_letters, KEYS.producer("p1")]
     once = b'{"msg":"once"}'
-    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(7, once)) == [1, 0, 0]
-    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(7, once)) == [-1, 0, 0]
+    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(7, once)) == [1, 0, 0, 0]
+    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(7, once)) == [-1, 0, 0, 0]
     # An older batch of the same producer is a stale retry too.
-    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(6, once)) == [-1, 0, 0]
+    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(6, once)) == [-1, 0, 0, 0]
     # Another producer's batch 7 is its own.
     other = [KEYS.records, KEYS.dead_letters, KEYS.producer("p2")]
-    assert await client.eval(PUBLISH_SCRIPT, 3, *other, *publish_args(7, once)) == [1, 0, 0]
+    assert await client.eval(PUBLISH_SCRIPT, 3, *other, *publish_args(7, once)) == [1, 0, 0, 0]
     assert await client.xlen("logs") == 2
 
 
@@ -309,35 +309,35 @@ async def test_the_script_keeps_a_pipeline_in_order(client: fakeredis.FakeAsyncR
         return await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(seq, *records, **options))
 
     # Nothing applied yet: a batch pipelined behind batch 0 is refused, and not recorded.
-    assert await publish(1, r[0], pipelined=True) == [-2, 0, 0]
+    assert await publish(1, r[0], pipelined=True) == [-2, 0, 0, 0]
     # Batch 1 fills the stream and holds its last record back ...
-    assert await publish(1, r[0], r[1], r[2], max_length=2) == [2, 0, 1]
+    assert await publish(1, r[0], r[1], r[2], max_length=2) == [2, 0, 1, 0]
     # ... so batch 2, sent behind it, waits whole, even with room made meanwhile.
     await client.xtrim("logs", maxlen=0, approximate=False)
-    assert await publish(2, r[3], r[4], max_length=2, pipelined=True) == [0, 0, 2]
+    assert await publish(2, r[3], r[4], max_length=2, pipelined=True) == [0, 0, 2, 0]
     # A retry of the pipeline (replies lost) learns what each batch held.
-    assert await publish(1, r[0], r[1], r[2], max_length=2) == [-1, 0, 1]
-    assert await publish(2, r[3], r[4], max_length=2, pipelined=True) == [-1, 0, 2]
+    assert await publish(1, r[0], r[1], r[2], max_length=2) == [-1, 0, 1, 0]
+    assert await publish(2, r[3], r[4], max_length=2, pipelined=True) == [-1, 0, 2, 0]
     # A batch behind one that was never applied (4 behind 3) is refused.
-    assert await publish(4, r[5], pipelined=True) == [-2, 0, 0]
+    assert await publish(4, r[5], pipelined=True) == [-2, 0, 0, 0]
     # The held records go first, in the next window.
-    assert await publish(3, r[2], r[3], r[4], max_length=5) == [3, 0, 0]
-    assert await publish(4, r[5], max_length=5, pipelined=True) == [1, 0, 0]
+    assert await publish(3, r[2], r[3], r[4], max_length=5) == [3, 0, 0, 0]
+    assert await publish(4, r[5], max_length=5, pipelined=True) == [1, 0, 0, 0]
     assert [entry["seq"] for entry in await stream_records(client)] == [2, 3, 4, 5]
 
 
 async def test_at_max_length_block_holds_the_rest_and_shed_drops_it(client: fakeredis.FakeAsyncRedis) -> None:
     keys = [KEYS.records, KEYS.dead_letters, KEYS.producer("p")]
     records = [record(n) for n in range(7)]
-    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(1, *records[:2], max_length=3)) == [2, 0, 0]
+    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(1, *records[:2], max_length=3)) == [2, 0, 0, 0]
     # block: what fits is written, the rest held (to be sent again); a repeat reports the same.
-    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(2, *records[2:4], max_length=3)) == [1, 0, 1]
-    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(2, *records[2:4], max_length=3)) == [-1, 0, 1]
+    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(2, *records[2:4], max_length=3)) == [1, 0, 1, 0]
+    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(2, *records[2:4], max_length=3)) == [-1, 0, 1, 0]
     # Full: nothing written, all held.
-    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(3, records[3], max_length=3)) == [0, 0, 1]
+    assert await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(3, records[3], max_length=3)) == [0, 0, 1, 0]
     await client.xtrim("logs", maxlen=1, approximate=False)
     reply = await client.eval(PUBLISH_SCRIPT, 3, *keys, *publish_args(4, *records[3:], max_length=3, policy="shed"))
-    assert reply == [2, 2, 0]
+    assert reply == [2, 2, 0, 0]
     assert [r["seq"] for r in await stream_records(client)] == [2, 3, 4]
 
 

@@ -32,7 +32,7 @@ def check(client: redis.Redis) -> None:
         batch: list[Entry] = [RecordEntry(b'{"msg":"x"}', "c", "1") for _ in range(RECORDS)]
         args = script_args(batch, 1, "catcher", 0, "block", identity=Identity(TOKEN, first))
         reply = client.eval(PUBLISH_SCRIPT, 3, keys.records, keys.dead_letters, keys.producer("p"), *args)
-        assert reply == [RECORDS, 0, 0]
+        assert reply == [RECORDS, 0, 0, 0]
         expected = [f"{TOKEN}:{number}" for number in range(first, first + RECORDS)]
         assert identities(client, keys.records) == expected, f"batch from {first}"
 

@@ -100,11 +100,11 @@ def test_batches_sent_again_together_say_again_what_the_first_held(
     client = server.client()
     # What the publisher sends after a failover: the first batch in flight
     # without a turn, every later one pipelined behind it (held whole).
-    assert call(client, 1, 1, 3, pipelined=False, max_length=10) == [2, 0, 1]
-    assert call(client, 2, 4, 3, pipelined=True, max_length=10) == [0, 0, 3]
+    assert call(client, 1, 1, 3, pipelined=False, max_length=10) == [2, 0, 1, 0]
+    assert call(client, 2, 4, 3, pipelined=True, max_length=10) == [0, 0, 3, 0]
     # The connection breaks before the WAIT: both are sent again, and each says again what it held.
-    assert call(client, 1, 1, 3, pipelined=False, max_length=10) == [-1, 0, 1]
-    assert call(client, 2, 4, 3, pipelined=True, max_length=10) == [-1, 0, 3]
+    assert call(client, 1, 1, 3, pipelined=False, max_length=10) == [-1, 0, 1, 0]
+    assert call(client, 2, 4, 3, pipelined=True, max_length=10) == [-1, 0, 3, 0]
 
 
 async def test_unconfirmed_batches_reach_a_nearly_full_new_master_once_across_two_reconnects(
