@@ -70,13 +70,19 @@ def test_an_entry_that_cannot_be_read_is_a_note_whatever_the_filter(change: dict
     assert outcome.reason == "entry has no record field"
 
 
-def test_a_record_the_format_cannot_render_is_a_note_not_a_crash() -> None:
+def test_a_value_the_format_cannot_render_is_the_placeholder_as_in_the_file() -> None:
     fields = entry(1)
     record = json.loads(fields[b"record"])
     record["lineno"] = "not a number"
     outcome = view(fmt="%(lineno)d %(message)s").render(b"3-0", {**fields, b"record": json.dumps(record).encode()})
+    assert isinstance(outcome, TailLine)
+    assert outcome.text.startswith(b"- ")
+
+
+def test_an_entry_that_cannot_be_rendered_is_a_note_not_a_crash() -> None:
+    outcome = view(fmt="%(lineno)d %(message)s").render(b"3-0", {**entry(1), b"record": b'{"broken": }'})
     assert isinstance(outcome, Unrenderable)
-    assert "number is required" in outcome.reason
+    assert outcome.reason.startswith("record is not valid JSON")
 
 
 def newest_first(entries: list[Entry], size: int) -> list[list[Entry]]:
