@@ -180,6 +180,8 @@ def command_env_problems(command_line: list[str] | None, env: Mapping[str, str |
             builder(ctx.params)
         except ValueError as exc:
             problems.append(f"settings for `logrelay {command_name}`: {exc}")
+        except click.ClickException as exc:  # a configuration error (a --redis-url naming no Redis)
+            problems.append(f"settings for `logrelay {command_name}`: {exc.format_message()}")
     return problems
 
 
