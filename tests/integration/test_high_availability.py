@@ -110,6 +110,8 @@ async def test_cluster_client_writes_to_the_slots_master_and_follows_its_replica
     try:
         first = await send_packed(client, pack_command("XADD", KEYS.records, "*", "n", "0"))
         await client.xadd(KEYS.dead_letters, {"reason": "shares the slot"})
+        # Replication is asynchronous: without this a busy machine kills the master before its replica has them.
+        assert await client.execute_command("WAIT", 1, 20000) == 1
         with old.client() as direct:
             assert [entry for entry, _ in direct.xrange(KEYS.records)] == [first]
             assert direct.xlen(KEYS.dead_letters) == 1
