@@ -131,14 +131,41 @@ async def test_frames_split_across_reads_reach_the_stream_in_order(parts: Any) -
     assert {f[b"client"] for _, f in entries} == {b"192.0.2.7:40000"}
 
 
-async def test_oversize_header_aborts_the_connection(parts: Any) -> None:
-    _, registry, publisher, _ = parts
+async def test_header_over_the_skip_cap_aborts_the_connection(parts: Any) -> None:
+    settings, registry, publisher, _ = parts
     protocol, transport = connect(parts)
     protocol.data_received(frame("fine"))
-    protocol.data_received(struct.pack(">L", 4097))
+    protocol.data_received(struct.pack(">L", settings.limits.max_skip_bytes + 1))
     assert transport.aborted
     assert registry.stats.oversize_frames == 1
     assert publisher.buffered == 1  # the good frame before it is kept
+
+
+async def test_oversize_frame_is_discarded_as_it_arrives_and_the_connection_goes_on(parts: Any) -> None:
+    settings, registry, publisher, client = parts
+    protocol, transport = connect(parts)
+    big = frame("big " + "x" * 3 * settings.limits.max_frame_bytes)
+    budget = registry.partial_frames
+    deliver(protocol, frame("before") + big[:100])
+    # Inside the oversize frame: the frame timeout runs, the budget counts its kept first bytes, not its size.
+    for start in range(100, len(big), 1000):
+        deliver(protocol, big[start : start + 1000])
+        if start + 1000 < len(big):
+            assert protocol.frame_started is not None
+            assert not protocol.at_frame_boundary
+            assert 0 < budget.total <= 4 + 256
+    deliver(protocol, frame("after"))
+    assert protocol.at_frame_boundary and budget.total == 0
+    assert not transport.aborted and not transport.closed
+    assert (registry.stats.bad_frames, registry.stats.oversize_frames) == (1, 0)
+    task = asyncio.create_task(publisher.run())
+    await async_wait_until(lambda: publisher.buffered == 0, what="published")
+    publisher.close()
+    await task
+    assert [json.loads(f[b"record"])["msg"] for _, f in await client.xrange("logs")] == ["before", "after"]
+    ((_, dead),) = await client.xrange("{logs}:dead")
+    assert dead[b"raw"] == big[4:260]
+    assert f"frame of {len(big) - 4} bytes exceeds max-frame-bytes (4096)".encode() in dead[b"reason"]
 
 
 async def test_bad_frame_is_dead_lettered_between_good_ones(parts: Any) -> None:
