@@ -410,7 +410,9 @@ def decode_limits(options: dict[str, Any]) -> DecodeLimits:
         max_depth=options["max_depth"],
         max_decoded_bytes=options["max_decoded_bytes"],
         # The catcher's (CATCHER_OPTIONS); a replay decodes one frame and skips none.
-        max_skip_bytes=options.get("max_skip_bytes", max(options["max_frame_bytes"], default(DecodeLimits, "max_skip_bytes"))),
+        max_skip_bytes=options.get(
+            "max_skip_bytes", max(options["max_frame_bytes"], default(DecodeLimits, "max_skip_bytes"))
+        ),
     )
 
 

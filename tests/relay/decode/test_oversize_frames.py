@@ -37,7 +37,7 @@ def record_frame(msg: str) -> bytes:
 
 
 def raw_frame(size: int, fill: int) -> bytes:
-    """A frame declaring ``size`` bytes of payload, the payload counting up from ``fill`` (its first bytes tell it apart)."""
+    """A frame declaring ``size`` bytes of payload counting up from ``fill`` (its first bytes tell it apart)."""
     return size.to_bytes(4, "big") + bytes((fill + i) % 256 for i in range(size))
 
 
@@ -116,7 +116,8 @@ def test_the_dead_letter_comes_once_its_first_bytes_are_in(size: int, cuts: list
         # Out as soon as the header and the kept bytes have arrived, not at the frame's end.
         assert len(letters) == (1 if fed >= 4 + KEPT_OF_OVERSIZE else 0)
     assert letters[0].raw == frame[4 : 4 + KEPT_OF_OVERSIZE]
-    assert not decoder.skipping and decoder.pending_bytes == 0
+    assert not decoder.skipping
+    assert decoder.pending_bytes == 0
 
 
 def test_a_header_over_the_skip_cap_while_nothing_is_skipped_raises() -> None:
@@ -161,7 +162,8 @@ def test_a_frame_cut_short_after_its_dead_letter_adds_nothing_at_eof() -> None:
     [letter] = decoder.feed(raw_frame(MAX_FRAME + 1, 0)[:-1])
 
     assert isinstance(letter, BadFrame)
-    assert decoder.skipping and decoder.pending_bytes == 4
+    assert decoder.skipping
+    assert decoder.pending_bytes == 4
     assert decoder.finish() == []
 
 
