@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import logging.handlers
+import socket
 import struct
 from typing import Any
 
@@ -26,15 +27,16 @@ from tests.support.polling import async_wait_until
 class FakeTransport(asyncio.Transport):
     """Records what the protocol asked of its transport."""
 
-    def __init__(self, peer: Any = ("192.0.2.7", 40000)) -> None:
+    def __init__(self, peer: Any = ("192.0.2.7", 40000), sock: socket.socket | None = None) -> None:
         super().__init__()
         self.peer = peer
+        self.sock = sock
         self.reading = True
         self.closed = False
         self.aborted = False
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self.peer if name == "peername" else default
+        return {"peername": self.peer, "socket": self.sock}.get(name) or default
 
     def pause_reading(self) -> None:
         self.reading = False
@@ -129,6 +131,17 @@ async def test_frames_split_across_reads_reach_the_stream_in_order(parts: Any) -
     entries = await client.xrange("logs")
     assert [json.loads(f[b"record"])["n"] for _, f in entries] == [0, 1, 2, 3, 4]
     assert {f[b"client"] for _, f in entries} == {b"192.0.2.7:40000"}
+
+
+async def test_an_accepted_connection_gets_tcp_keepalive(parts: Any) -> None:
+    # Nothing closes a quiet connection by default: keepalive is what finds a peer that is gone.
+    settings, registry, publisher, _ = parts
+    with socket.create_server(("127.0.0.1", 0)) as listening, socket.create_connection(listening.getsockname()):
+        accepted, peer = listening.accept()
+        with accepted:
+            transport = FakeTransport(peer, accepted)
+            CatcherProtocol(settings, registry, publisher).connection_made(transport)
+            assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
 
 
 async def test_header_over_the_skip_cap_aborts_the_connection(parts: Any) -> None:
