@@ -25,7 +25,7 @@ from relay.common.stream import StreamKeys
 from tests.support.clients import read_stream, wait_for_entries
 from tests.support.polling import wait_until
 from tests.support.processes import CatcherProcess
-from tests.support.realredis import RedisServer
+from tests.support.realredis import RedisServer, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -189,3 +189,26 @@ def test_a_skip_cap_below_the_frame_limit_is_a_one_line_usage_error() -> None:
     assert result.returncode == 2
     assert "max-skip-bytes (1048576) must be at least max-frame-bytes (2097152)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# The stock HTTPHandler never closes its connection: the socket goes when emit() drops it (a ResourceWarning).
+@pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
+def test_http_handler_opens_a_connection_per_record_so_no_idle_close_can_cost_it_one(
+    catcher_factory: CatcherFactory, redis_server: RedisServer
+) -> None:
+    http_port = free_port()
+    catcher = catcher_factory(redis_server.url, "--listen-http", f"127.0.0.1:{http_port}", "--idle-timeout", "1")
+    sender = logging.handlers.HTTPHandler(f"127.0.0.1:{http_port}", "/", method="POST")
+    client = redis_server.client()
+
+    sender.handle(record("first"))
+    quiet(QUIET_SECONDS)  # past the opted-in idle timeout
+    sender.handle(record("second"))
+    sender.handle(record("third"))
+
+    wait_for_entries(client, 3)
+    assert messages(client) == ["first", "second", "third"]
+    assert catcher.stop() == 0
+    stats = catcher.final_stats()
+    # One connection per record (beside the start-up check's to --listen), each closed by the handler itself.
+    assert (stats["connections_accepted"], stats["connections_idle_closed"]) == (1 + 3, 0)
