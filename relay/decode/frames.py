@@ -261,6 +261,7 @@ class FrameDecoder:
         head = self._head
         if not self._skip or head is None:
             return []
+        self._head = None
         self.bad_frames_fed = 1
         return [self._oversize(bytes(head))]
 

@@ -154,6 +154,7 @@ def test_a_frame_cut_short_before_its_first_bytes_are_in_still_has_its_dead_lett
     assert letter.raw == raw_frame(MAX_FRAME + 1, 0)[4:100]
     assert f"frame of {MAX_FRAME + 1} bytes" in letter.reason
     assert decoder.bad_frames_fed == 1
+    assert decoder.finish() == []  # once
 
 
 def test_a_frame_cut_short_after_its_dead_letter_adds_nothing_at_eof() -> None:
