@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from relay.decode.frames import KEPT_OF_OVERSIZE, BadFrame, DecodeLimits, FrameDecoder, FrameTooLarge, Record
 
-MAX_FRAME = 600
-MAX_SKIP = 5000
+MAX_FRAME = 2000  # a record of the strategy below is under 1,000 bytes
+MAX_SKIP = 10_000
 LIMITS = DecodeLimits(max_frame_bytes=MAX_FRAME, max_skip_bytes=MAX_SKIP)
 
 
