@@ -88,7 +88,9 @@ class CatcherSettings:
     max_connections: int = 10_000
     # Per client address (after the PROXY header, if any); 0: no limit.
     max_connections_per_client: int = 1000
-    idle_timeout: float = 3600.0
+    # Close a connection silent this long, even on a frame boundary; 0: never (keepalive finds dead peers,
+    # relay.net.keepalive): a stock SocketHandler loses its next records to a close it cannot see.
+    idle_timeout: float = 0.0
     # A frame that started arriving must be complete within this (slow loris); 0: no limit.
     frame_timeout: float = 30.0
     drain_timeout: float = 5.0

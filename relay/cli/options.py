@@ -168,7 +168,8 @@ DECODE_OPTIONS = [
         "--max-frame-bytes",
         type=ByteSize(),
         default=format_byte_size(default(DecodeLimits, "max_frame_bytes")),
-        help="Largest frame accepted; a larger header closes the connection.",
+        help="Largest frame accepted; a larger one goes to dead letters (its first bytes and size), "
+        "up to --max-skip-bytes.",
     ),
     click.option(
         "--max-decoded-bytes",
@@ -245,6 +246,13 @@ CATCHER_OPTIONS = [
     ),
     click.option("--catcher-id", default=None, show_default="HOSTNAME-PID", help="Name recorded in every entry."),
     *DECODE_OPTIONS,
+    click.option(
+        "--max-skip-bytes",
+        type=ByteSize(),
+        default=format_byte_size(default(DecodeLimits, "max_skip_bytes")),
+        help="A SocketHandler frame over --max-frame-bytes and up to this is read and discarded (never held), "
+        "the connection goes on; a larger one closes the connection.",
+    ),
     click.option(
         "--max-partial-bytes",
         type=ByteSize(),
@@ -335,7 +343,8 @@ CATCHER_OPTIONS = [
         "--idle-timeout",
         type=click.FloatRange(0),
         default=default(CatcherSettings, "idle_timeout"),
-        help="Close a connection silent this many seconds (0: never).",
+        help="Close a connection silent this many seconds (0: never; TCP keepalive finds dead peers). "
+        "A stock SocketHandler loses the next records it sends after such a close.",
     ),
     click.option(
         "--drain-timeout",
@@ -400,6 +409,10 @@ def decode_limits(options: dict[str, Any]) -> DecodeLimits:
         max_frame_bytes=options["max_frame_bytes"],
         max_depth=options["max_depth"],
         max_decoded_bytes=options["max_decoded_bytes"],
+        # The catcher's (CATCHER_OPTIONS); a replay decodes one frame and skips none.
+        max_skip_bytes=options.get(
+            "max_skip_bytes", max(options["max_frame_bytes"], default(DecodeLimits, "max_skip_bytes"))
+        ),
     )
 
 

@@ -7,10 +7,16 @@ chunks the transport delivers (one byte, half a frame, fifty frames) and
 returns, per complete frame, either a :data:`Record` (the record as JSON
 bytes) or a :class:`BadFrame` (the raw bytes and why they were refused).
 
-A declared length above the limit raises :class:`FrameTooLarge`: after that
-the byte stream cannot be trusted (it may not even be a SocketHandler), so the
-caller closes the connection.  Everything else that is wrong with a frame is
-confined to that frame; the decoder goes on with the next one.
+A declared length above ``max_frame_bytes`` but within ``max_skip_bytes``
+(a stock ``SocketHandler`` logging a 2 MB record) is not a reason to drop the
+sender: the frame is read and discarded as it arrives, never held, and
+becomes a :class:`BadFrame` of its first :data:`KEPT_OF_OVERSIZE` bytes and
+its size (as an oversize syslog message does); the next frame is decoded as
+usual.  A declared length above ``max_skip_bytes`` raises
+:class:`FrameTooLarge`: after that the byte stream cannot be trusted (it may
+not even be a SocketHandler, ``GET `` reads as 1.2 GB), so the caller closes
+the connection.  Everything else that is wrong with a frame is confined to
+that frame; the decoder goes on with the next one.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ __all__ = [
 ]
 
 HEADER_SIZE: Final = 4
+#: Bytes of a discarded oversize frame kept in its dead letter.
+KEPT_OF_OVERSIZE: Final = 256
 EXPANSION_FACTOR: Final = 16
 EXPANSION_FLOOR: Final = 64 * 1024
 _read_header: Final = struct.Struct(">I").unpack_from
@@ -54,11 +62,15 @@ class DecodeLimits:
     ``max_frame_bytes`` bounds the pickle itself (and so the buffer a
     connection holds); ``max_depth`` and ``max_decoded_bytes`` bound the
     record once decoded, which a small pickle can make large by sharing.
+    ``max_skip_bytes`` bounds the frames over ``max_frame_bytes`` that are
+    read and discarded rather than closing the connection (they cost reading
+    time, not memory).
     """
 
     max_frame_bytes: int = 1024 * 1024
     max_depth: int = 32
     max_decoded_bytes: int = 4 * 1024 * 1024
+    max_skip_bytes: int = 64 * 1024 * 1024
 
     #: The conversion to JSON recurses a few frames per level; this keeps it
     #: far from Python's recursion limit.
@@ -82,6 +94,10 @@ class DecodeLimits:
             raise ValueError(f"max_depth must be at most {self.MAX_DEPTH_LIMIT}")
         if self.max_frame_bytes >= 2**32:
             raise ValueError("max_frame_bytes must be below 4 GiB (the header is 32 bits)")
+        if self.max_skip_bytes < self.max_frame_bytes:
+            raise ValueError(
+                f"max-skip-bytes ({self.max_skip_bytes}) must be at least max-frame-bytes ({self.max_frame_bytes})"
+            )
 
 
 #: A decoded record: its attributes as a UTF-8 JSON object, the bytes
@@ -186,10 +202,11 @@ class FrameDecoder:
     Call :meth:`feed` with each chunk received; it returns the records and bad
     frames completed by that chunk, in stream order.  Internally it keeps at
     most one partial frame, never more than ``limits.max_frame_bytes`` plus
-    the header.
+    the header; while it discards an oversize frame, only that frame's first
+    :data:`KEPT_OF_OVERSIZE` bytes.
     """
 
-    __slots__ = ("_buffer", "_limits", "_need", "bad_frames_fed")
+    __slots__ = ("_buffer", "_head", "_limits", "_need", "_skip", "_skip_size", "bad_frames_fed")
 
     def __init__(self, limits: DecodeLimits | None = None) -> None:
         self._limits = limits or DecodeLimits()
@@ -197,36 +214,122 @@ class FrameDecoder:
         # Bytes of payload the frame at the head of the buffer needs, once
         # its header has been read; -1 while waiting for a header.
         self._need = -1
+        # An oversize frame being discarded: payload bytes still to come, its
+        # declared size, and its first bytes until they are in its dead letter
+        # (None once it is out).  _skip is 0 otherwise.
+        self._skip = 0
+        self._skip_size = 0
+        self._head: bytearray | None = None
         #: How many of the events the last :meth:`feed` returned are
         #: :class:`BadFrame`: callers skip looking through the usual all-good batch.
         self.bad_frames_fed = 0
 
     @property
     def pending_bytes(self) -> int:
-        """Bytes of an incomplete frame held; 0 means we sit on a frame boundary."""
+        """Bytes of an incomplete frame held; 0 means we sit on a frame boundary.
+
+        While an oversize frame is discarded: its header and the first bytes
+        kept, never 0 (the connection is inside a frame: frame-timeout
+        applies, and a drain does not cut it).
+        """
+        if self._skip:
+            return HEADER_SIZE + (len(self._head) if self._head is not None else 0)
         return len(self._buffer) + (HEADER_SIZE if self._need >= 0 else 0)
 
     @property
     def frame_bytes(self) -> int:
-        """Bytes the incomplete frame will hold once complete, header included (what is held until its header is)."""
+        """Bytes the incomplete frame will hold once complete, header included (what is held until its header is).
+
+        For an oversize frame being discarded: the most it will hold (its
+        header and first bytes), not its size: discarding reserves no more.
+        """
+        if self._skip:
+            return HEADER_SIZE + min(KEPT_OF_OVERSIZE, self._skip_size)
         return HEADER_SIZE + self._need if self._need >= 0 else len(self._buffer)
 
+    @property
+    def skipping(self) -> bool:
+        """Whether the decoder is inside an oversize frame it discards."""
+        return self._skip > 0
+
     def finish(self) -> list[Record | BadFrame]:
-        """The peer closed: an incomplete frame is nothing (none completes at EOF)."""
-        return []
+        """The peer closed: an incomplete frame is nothing (none completes at EOF).
+
+        An oversize frame cut short still has its dead letter, if its first
+        bytes had not filled it yet.
+        """
+        head = self._head
+        if not self._skip or head is None:
+            return []
+        self._head = None
+        self.bad_frames_fed = 1
+        return [self._oversize(bytes(head))]
 
     def feed(self, data: bytes | memoryview) -> list[Record | BadFrame]:
         """Consume ``data``; return every frame it completes.
 
-        Raises :class:`FrameTooLarge` when a header declares an oversized
-        frame (carrying the frames completed before it); the decoder must not
-        be fed again after that.
+        A header declaring more than ``max_frame_bytes`` and at most
+        ``max_skip_bytes`` starts discarding that frame (its dead letter is
+        among the events once its first bytes are in); more than
+        ``max_skip_bytes`` raises :class:`FrameTooLarge` (carrying the
+        frames completed before it), and the decoder must not be fed again.
         """
+        self.bad_frames_fed = 0
+        events: list[Record | BadFrame] = []
+        if self._skip:
+            data = self._discard(data, events)
         buffer = self._buffer
         buffer += data
-        self.bad_frames_fed = 0
-        if feed_frames is not None:
-            return self._feed_in_c(buffer)
+        limits = self._limits
+        while True:
+            found, oversize = self._frames_in_c(buffer) if feed_frames is not None else self._frames(buffer)
+            if events:
+                events += found
+            else:
+                events = found
+            if oversize < 0:
+                return events
+            if oversize > limits.max_skip_bytes:
+                raise FrameTooLarge(oversize, limits.max_skip_bytes, events)
+            # The oversize header is at the start of the buffer; what follows it is the frame's.
+            del buffer[:HEADER_SIZE]
+            rest = bytes(buffer)
+            buffer.clear()
+            self._skip = self._skip_size = oversize
+            self._head = bytearray()
+            buffer += self._discard(rest, events)
+
+    def _discard(self, data: bytes | memoryview, events: list[Record | BadFrame]) -> bytes | memoryview:
+        """Drop the oversize frame's bytes from ``data`` (its first ones kept); return what follows the frame.
+
+        Its dead letter goes into ``events`` once its first bytes are in.
+        """
+        taken = min(self._skip, len(data))
+        head = self._head
+        if head is not None:
+            wanted = min(KEPT_OF_OVERSIZE, self._skip_size) - len(head)
+            head += data[: min(wanted, taken)]
+            if len(head) == min(KEPT_OF_OVERSIZE, self._skip_size):
+                self._head = None
+                events.append(self._oversize(bytes(head)))
+                self.bad_frames_fed += 1
+        self._skip -= taken
+        return data[taken:]
+
+    def _oversize(self, head: bytes) -> BadFrame:
+        return BadFrame(
+            head,
+            f"frame of {self._skip_size} bytes exceeds max-frame-bytes ({self._limits.max_frame_bytes}); "
+            f"discarded, first bytes kept",
+        )
+
+    def _frames(self, buffer: bytearray) -> tuple[list[Record | BadFrame], int]:
+        """The complete frames at the start of ``buffer``, decoded, and the size of an oversize header, or -1.
+
+        Deletes the bytes it used.  Stops at an incomplete frame, or at a
+        header declaring more than ``max_frame_bytes`` (left at the start of
+        the buffer; its size is returned).
+        """
         events: list[Record | BadFrame] = []
         offset = 0
         end = len(buffer)
@@ -235,13 +338,15 @@ class FrameDecoder:
         max_frame = limits.max_frame_bytes
         max_depth = limits.max_depth
         max_decoded = limits.max_decoded_bytes
+        oversize = -1
         while True:
             if need < 0:
                 if end - offset < HEADER_SIZE:
                     break
                 need = _read_header(buffer, offset)[0]
                 if need > max_frame:
-                    raise FrameTooLarge(need, max_frame, events)
+                    oversize, need = need, -1
+                    break
                 offset += HEADER_SIZE
             if end - offset < need:
                 break
@@ -261,10 +366,10 @@ class FrameDecoder:
         self._need = need
         if offset:
             del buffer[:offset]
-        return events
+        return events, oversize
 
-    def _feed_in_c(self, buffer: bytearray) -> list[Record | BadFrame]:
-        """:meth:`feed`'s loop in C (``feed_frames``): one call per chunk, not a Python round per frame.
+    def _frames_in_c(self, buffer: bytearray) -> tuple[list[Record | BadFrame], int]:
+        """:meth:`_frames`' loop in C (``feed_frames``): one call per chunk, not a Python round per frame.
 
         What C leaves (a 1-tuple holding the payload: convert() said None)
         takes the Python path here, in place, as the loop above does.
@@ -289,6 +394,4 @@ class FrameDecoder:
                     decoded = events[index] = _decode_or_bad_frame(event[0], limits)
                     if type(decoded) is BadFrame:
                         self.bad_frames_fed += 1
-        if oversize >= 0:
-            raise FrameTooLarge(oversize, limits.max_frame_bytes, events)
-        return events
+        return events, oversize

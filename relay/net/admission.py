@@ -14,6 +14,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from relay.common.counters import CatcherStats
+from relay.net.keepalive import enable_keepalive
 from relay.net.proxy_header import ProxyHeaderParser, ProxyProtocolError
 from relay.net.registry import Connection, ConnectionRegistry
 from relay.settings import CatcherSettings
@@ -73,6 +74,8 @@ class Admission:
             self._refuse(refusal)
             return
         self._stats.connections_accepted += 1
+        # Nothing closes a quiet connection (--idle-timeout is off by default): a dead peer is found by keepalive.
+        enable_keepalive(transport.get_extra_info("socket"))
         if self._registry.reading_paused:
             self.pause()
         if self._settings.proxy_protocol:

@@ -142,7 +142,7 @@ class CatcherProtocol(Admission, asyncio.BufferedProtocol):
             events = decoder.feed(data)
         except FrameTooLarge as exc:
             self._stats.oversize_frames += 1
-            log.warning("closing connection from %s: %s (max-frame-bytes)", self.client, exc)
+            log.warning("closing connection from %s: %s (max-skip-bytes)", self.client, exc)
             self.abort()
             events = exc.events  # complete frames before the bad header still count
         held = decoder.pending_bytes

@@ -12,7 +12,7 @@ the same :func:`test_one_input` (no coverage guidance) and says so.
 
 Each input is used three ways: as a pickle for :func:`decode_payload` (only
 ``ValueError`` may escape; a result must be UTF-8 JSON of an object), as a raw
-byte stream for :class:`FrameDecoder` (only :class:`FrameTooLarge` may escape;
+byte stream for :class:`FrameDecoder` (only :class:`FrameTooLarge` may escape, and only over the skip cap;
 every event must be a JSON record or a bad frame with a reason, never the
 decoder's catch-all for unforeseen exceptions; the buffer stays within one
 frame), and wrapped in one well-formed frame.  Where the C extensions are
@@ -72,6 +72,7 @@ if atheris is not None and os.environ.get(CHILD_ENV) == "1":
         import relay.decode.frames  # noqa: F401 - loaded instrumented; the import below then takes it from sys.modules
 from relay.decode import cost_scan, fast_path  # noqa: E402 - after the instrumented import of the same modules
 from relay.decode.frames import (  # noqa: E402
+    KEPT_OF_OVERSIZE,
     BadFrame,
     DecodeLimits,
     FrameDecoder,
@@ -81,7 +82,9 @@ from relay.decode.frames import (  # noqa: E402
     decode_payload_python,
 )
 
-LIMITS: Final = DecodeLimits(max_frame_bytes=64 * 1024)
+# Frames between the two limits are discarded (the decoder's skipping state), larger ones close the stream:
+# both small enough for an input of --max-len (16 KiB) to finish discarding a frame and go on.
+LIMITS: Final = DecodeLimits(max_frame_bytes=8 * 1024, max_skip_bytes=12 * 1024)
 CATCH_ALL_REASON: Final = "undecodable record:"
 # Audit events that mean something ran: a process, code, or a native library.
 RUNS_SOMETHING: Final = (
@@ -151,7 +154,7 @@ def _check_stream(chunks: Sequence[bytes]) -> None:
         try:
             events = decoder.feed(chunk)
         except FrameTooLarge as exc:
-            if exc.size <= LIMITS.max_frame_bytes:
+            if exc.size <= LIMITS.max_skip_bytes:
                 raise FuzzFinding(f"FrameTooLarge for {exc.size} bytes") from exc
             events, too_large = exc.events, True
         except Exception as exc:
@@ -167,6 +170,8 @@ def _check_stream(chunks: Sequence[bytes]) -> None:
             return  # the connection would be closed here
         if decoder.pending_bytes > LIMITS.max_frame_bytes + 4:
             raise FuzzFinding(f"decoder holds {decoder.pending_bytes} bytes")
+        if decoder.skipping and decoder.pending_bytes > KEPT_OF_OVERSIZE + 4:
+            raise FuzzFinding(f"decoder holds {decoder.pending_bytes} bytes of a frame it discards")
 
 
 def _check_scans_agree(data: bytes) -> None:
@@ -225,6 +230,9 @@ def seed_inputs() -> list[bytes]:
     seeds = small + [f[4:] for f in small]
     record = {"name": "seed", "msg": "hello %s", "args": None, "levelno": 20, "extra": [1, 2.5, None, {"k": b"v"}]}
     seeds += [pickle.dumps(record, protocol) for protocol in range(pickle.HIGHEST_PROTOCOL + 1)]
+    # A stream with a frame over max-frame-bytes between two records: the decoder discards it and goes on.
+    oversize = LIMITS.max_frame_bytes + 1
+    seeds.append(small[0] + oversize.to_bytes(4, "big") + small[1] * (oversize // len(small[1]) + 1))
     return seeds
 
 

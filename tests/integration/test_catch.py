@@ -244,13 +244,15 @@ def test_bad_frame_goes_to_dead_letters_and_the_connection_goes_on(
     assert "sent to dead letters" in catcher.log
 
 
-def test_oversize_frame_closes_only_that_connection(redis_server: RedisServer, catcher_factory: CatcherFactory) -> None:
-    catcher = catcher_factory(redis_server.url, "--max-frame-bytes", "64KiB")
+def test_frame_over_the_skip_cap_closes_only_that_connection(
+    redis_server: RedisServer, catcher_factory: CatcherFactory
+) -> None:
+    catcher = catcher_factory(redis_server.url, "--max-frame-bytes", "64KiB", "--max-skip-bytes", "1MiB")
     with (
         socket.create_connection(("127.0.0.1", catcher.port)) as bad,
         socket.create_connection(("127.0.0.1", catcher.port)) as good,
     ):
-        bad.sendall(struct.pack(">L", 65 * 1024) + b"x" * 100)
+        bad.sendall(struct.pack(">L", 1024 * 1024 + 1) + b"x" * 100)
         bad.settimeout(10)
         assert bad.recv(1) == b""  # closed by the catcher
         good.sendall(frame(make_record("still served")))

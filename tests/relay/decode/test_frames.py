@@ -48,6 +48,7 @@ def frame_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 Event = Record | BadFrame
 
 DEFAULT_MAX_FRAME = 1024 * 1024
+DEFAULT_MAX_SKIP = 64 * 1024 * 1024
 
 
 # --------------------------------------------------------------------------- helpers
@@ -614,17 +615,17 @@ def test_empty_chunk_is_harmless() -> None:
 # --------------------------------------------------------------------------- frame size limit
 
 
-@pytest.mark.parametrize("declared", [DEFAULT_MAX_FRAME + 1, 2**31, 2**32 - 1])
-def test_oversize_header_raises_before_any_payload_arrives(declared: int) -> None:
+@pytest.mark.parametrize("declared", [DEFAULT_MAX_SKIP + 1, 2**31, 2**32 - 1])
+def test_header_over_the_skip_cap_raises_before_any_payload_arrives(declared: int) -> None:
     decoder = FrameDecoder()
 
     with pytest.raises(FrameTooLarge) as caught:
         decoder.feed(declared.to_bytes(4, "big"))
 
     assert caught.value.size == declared
-    assert caught.value.limit == DEFAULT_MAX_FRAME
+    assert caught.value.limit == DEFAULT_MAX_SKIP
     assert str(declared) in str(caught.value)
-    assert str(DEFAULT_MAX_FRAME) in str(caught.value)
+    assert str(DEFAULT_MAX_SKIP) in str(caught.value)
 
 
 def test_default_limit_header_is_accepted_and_waits_for_the_payload() -> None:
@@ -634,15 +635,16 @@ def test_default_limit_header_is_accepted_and_waits_for_the_payload() -> None:
     assert decoder.pending_bytes == 5
 
 
-def test_configured_smaller_limit_rejects_a_real_frame_above_it() -> None:
+def test_configured_smaller_limit_discards_a_real_frame_above_it() -> None:
     frame = make_frame(log_record("x" * 2000))
     decoder = FrameDecoder(DecodeLimits(max_frame_bytes=1024))
 
-    with pytest.raises(FrameTooLarge) as caught:
-        decoder.feed(frame)
+    [event] = decoder.feed(frame)
 
-    assert caught.value.size == len(frame) - 4
-    assert caught.value.limit == 1024
+    assert isinstance(event, BadFrame)
+    assert event.raw == frame[4:260]
+    assert f"frame of {len(frame) - 4} bytes exceeds max-frame-bytes (1024)" in event.reason
+    assert decoder.pending_bytes == 0
 
 
 def test_frame_exactly_at_the_limit_is_accepted_and_one_byte_more_is_not() -> None:
@@ -652,8 +654,19 @@ def test_frame_exactly_at_the_limit_is_accepted_and_one_byte_more_is_not() -> No
     [event] = FrameDecoder(DecodeLimits(max_frame_bytes=size)).feed(frame)
     assert decoded(event)["msg"] == "exactly at the limit"
 
-    with pytest.raises(FrameTooLarge):
-        FrameDecoder(DecodeLimits(max_frame_bytes=size - 1)).feed(frame)
+    [refused] = FrameDecoder(DecodeLimits(max_frame_bytes=size - 1)).feed(frame)
+    assert isinstance(refused, BadFrame)
+
+
+def test_frame_exactly_at_the_skip_cap_is_discarded_and_one_byte_more_closes() -> None:
+    limits = DecodeLimits(max_frame_bytes=100, max_skip_bytes=1000)
+
+    [event] = FrameDecoder(limits).feed((1000).to_bytes(4, "big") + b"z" * 1000)
+    assert isinstance(event, BadFrame)
+
+    with pytest.raises(FrameTooLarge) as caught:
+        FrameDecoder(limits).feed((1001).to_bytes(4, "big"))
+    assert (caught.value.size, caught.value.limit) == (1001, 1000)
 
 
 def test_records_from_earlier_chunks_are_delivered_before_an_oversize_frame() -> None:
@@ -663,7 +676,7 @@ def test_records_from_earlier_chunks_are_delivered_before_an_oversize_frame() ->
     [event] = decoder.feed(good)
     assert decoded(event)["msg"] == "before the junk"
     with pytest.raises(FrameTooLarge):
-        decoder.feed(b"GET / HTTP/1.1\r\n")  # 'GET ' read as a length header
+        decoder.feed(b"GET / HTTP/1.1\r\n")  # 'GET ' read as a length header (1.2 GB)
 
 
 def test_records_before_an_oversize_header_in_the_same_chunk_come_with_the_error() -> None:
@@ -699,8 +712,14 @@ def test_decode_limits_reject_impossible_values(kwargs: dict[str, int]) -> None:
         DecodeLimits(**kwargs)
 
 
+def test_decode_limits_refuse_a_skip_cap_below_the_frame_limit() -> None:
+    with pytest.raises(ValueError, match=r"max-skip-bytes \(1000\) must be at least max-frame-bytes \(2000\)"):
+        DecodeLimits(max_frame_bytes=2000, max_skip_bytes=1000)
+
+
 def test_decode_limits_accept_the_largest_32_bit_frame() -> None:
-    assert DecodeLimits(max_frame_bytes=2**32 - 1).max_frame_bytes == 2**32 - 1
+    limits = DecodeLimits(max_frame_bytes=2**32 - 1, max_skip_bytes=2**32 - 1)
+    assert limits.max_frame_bytes == 2**32 - 1
 
 
 # --------------------------------------------------------------------------- bad frames are confined
@@ -741,8 +760,11 @@ def test_bad_frames_fed_counts_the_bad_frames_of_the_last_feed_only() -> None:
     assert decoder.bad_frames_fed == 2
     assert decoder.feed(good[10:] + good)
     assert decoder.bad_frames_fed == 0
+    oversize = (DEFAULT_MAX_FRAME + 1).to_bytes(4, "big") + b"z" * (DEFAULT_MAX_FRAME + 1)
+    assert [type(event) for event in decoder.feed(bad + oversize)] == [BadFrame, BadFrame]
+    assert decoder.bad_frames_fed == 2
     with pytest.raises(FrameTooLarge) as raised:
-        decoder.feed(bad + (DEFAULT_MAX_FRAME + 1).to_bytes(4, "big"))
+        decoder.feed(bad + (DEFAULT_MAX_SKIP + 1).to_bytes(4, "big"))
     assert [type(event) for event in raised.value.events] == [BadFrame]
     assert decoder.bad_frames_fed == 1
 

@@ -112,7 +112,7 @@ def run_decoder(chunks: list[bytes], limits: DecodeLimits) -> tuple[list[Record 
         except FrameTooLarge as exc:
             too_large = exc
         if too_large is not None:
-            assert too_large.size > limits.max_frame_bytes == too_large.limit
+            assert too_large.size > limits.max_skip_bytes == too_large.limit
             events.extend(too_large.events)
             return events, True
         assert 0 <= decoder.pending_bytes <= limits.max_frame_bytes + 4

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import logging.handlers
+import socket
 import struct
 from typing import Any
 
@@ -26,15 +27,16 @@ from tests.support.polling import async_wait_until
 class FakeTransport(asyncio.Transport):
     """Records what the protocol asked of its transport."""
 
-    def __init__(self, peer: Any = ("192.0.2.7", 40000)) -> None:
+    def __init__(self, peer: Any = ("192.0.2.7", 40000), sock: socket.socket | None = None) -> None:
         super().__init__()
         self.peer = peer
+        self.sock = sock
         self.reading = True
         self.closed = False
         self.aborted = False
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self.peer if name == "peername" else default
+        return {"peername": self.peer, "socket": self.sock}.get(name) or default
 
     def pause_reading(self) -> None:
         self.reading = False
@@ -131,14 +133,54 @@ async def test_frames_split_across_reads_reach_the_stream_in_order(parts: Any) -
     assert {f[b"client"] for _, f in entries} == {b"192.0.2.7:40000"}
 
 
-async def test_oversize_header_aborts_the_connection(parts: Any) -> None:
-    _, registry, publisher, _ = parts
+async def test_an_accepted_connection_gets_tcp_keepalive(parts: Any) -> None:
+    # Nothing closes a quiet connection by default: keepalive is what finds a peer that is gone.
+    settings, registry, publisher, _ = parts
+    with socket.create_server(("127.0.0.1", 0)) as listening, socket.create_connection(listening.getsockname()):
+        accepted, peer = listening.accept()
+        with accepted:
+            transport = FakeTransport(peer, accepted)
+            CatcherProtocol(settings, registry, publisher).connection_made(transport)
+            assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+
+
+async def test_header_over_the_skip_cap_aborts_the_connection(parts: Any) -> None:
+    settings, registry, publisher, _ = parts
     protocol, transport = connect(parts)
     protocol.data_received(frame("fine"))
-    protocol.data_received(struct.pack(">L", 4097))
+    protocol.data_received(struct.pack(">L", settings.limits.max_skip_bytes + 1))
     assert transport.aborted
     assert registry.stats.oversize_frames == 1
     assert publisher.buffered == 1  # the good frame before it is kept
+
+
+async def test_oversize_frame_is_discarded_as_it_arrives_and_the_connection_goes_on(parts: Any) -> None:
+    settings, registry, publisher, client = parts
+    protocol, transport = connect(parts)
+    big = frame("big " + "x" * 3 * settings.limits.max_frame_bytes)
+    budget = registry.partial_frames
+    deliver(protocol, frame("before") + big[:100])
+    # Inside the oversize frame: the frame timeout runs, the budget counts its kept first bytes, not its size.
+    for start in range(100, len(big), 1000):
+        deliver(protocol, big[start : start + 1000])
+        if start + 1000 < len(big):
+            assert protocol.frame_started is not None
+            assert not protocol.at_frame_boundary
+            assert 0 < budget.total <= 4 + 256
+    deliver(protocol, frame("after"))
+    assert protocol.at_frame_boundary
+    assert budget.total == 0
+    assert not transport.aborted
+    assert not transport.closed
+    assert (registry.stats.bad_frames, registry.stats.oversize_frames) == (1, 0)
+    task = asyncio.create_task(publisher.run())
+    await async_wait_until(lambda: publisher.buffered == 0, what="published")
+    publisher.close()
+    await task
+    assert [json.loads(f[b"record"])["msg"] for _, f in await client.xrange("logs")] == ["before", "after"]
+    ((_, dead),) = await client.xrange("{logs}:dead")
+    assert dead[b"raw"] == big[4:260]
+    assert f"frame of {len(big) - 4} bytes exceeds max-frame-bytes (4096)".encode() in dead[b"reason"]
 
 
 async def test_bad_frame_is_dead_lettered_between_good_ones(parts: Any) -> None:
