@@ -118,7 +118,9 @@ class FileConsumer:
         # What readiness goes by, with the watch's redis_ok; the watch also feeds the lag and pending gauges.
         self.holds_file = False
         self.watch = GroupWatch(self._redis, settings.keys.records, settings.group, where=redis_settings.safe_url)
-        self.stale_groups = StaleGroupWatch(self._redis, settings.keys.records, settings.stale_group_after)
+        self.stale_groups = StaleGroupWatch(
+            self._redis, settings.keys.records, settings.stale_group_after, own_group=settings.group
+        )
         self.metrics_registry = registry or new_registry()
         self.metrics = ConsumerMetrics(
             self.metrics_registry,
