@@ -56,7 +56,7 @@ from relay.common.heartbeat import Heartbeat
 from relay.common.metrics import ConsumerMetrics, new_registry
 from relay.common.redis_client import RedisSettings, create_redis
 from relay.common.redis_refusal import RedisRefused, verify_login
-from relay.common.signals import serve_with_signals
+from relay.common.signals import StartError, serve_with_signals
 
 __all__ = ["FileConsumer"]
 
@@ -118,7 +118,9 @@ class FileConsumer:
         # What readiness goes by, with the watch's redis_ok; the watch also feeds the lag and pending gauges.
         self.holds_file = False
         self.watch = GroupWatch(self._redis, settings.keys.records, settings.group, where=redis_settings.safe_url)
-        self.stale_groups = StaleGroupWatch(self._redis, settings.keys.records, settings.stale_group_after)
+        self.stale_groups = StaleGroupWatch(
+            self._redis, settings.keys.records, settings.stale_group_after, own_group=settings.group
+        )
         self.metrics_registry = registry or new_registry()
         self.metrics = ConsumerMetrics(
             self.metrics_registry,
@@ -345,6 +347,13 @@ class FileConsumer:
         compression handle.
         """
         written_with = checkpoint.line_format
+        if self.sink.path.is_symlink():
+            # The rename would move the link and leave the lines in a new file beside it, off the link's target.
+            raise StartError(
+                f"--output {self.sink.path} is a symbolic link to a file of --format {written_with!r}, not this "
+                f"run's {self.settings.format!r}: rotating would replace the link; give the file itself, or move "
+                f"the file away"
+            )
         segment = free_segment_path(self.sink.path, time.time())
         checkpoint = self.sink.rotate(segment)
         self.stats.rotations += 1

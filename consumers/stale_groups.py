@@ -42,12 +42,20 @@ def check_seconds(stale_after: float) -> float:
 
 
 class StaleGroupWatch:
-    """The stale groups of ``stream`` (:attr:`stale`), kept fresh by :meth:`run`."""
+    """The stale groups of ``stream`` (:attr:`stale`), kept fresh by :meth:`run`.
 
-    def __init__(self, redis: Redis, stream: str, stale_after: float) -> None:
+    ``own_group``, the group the watching consumer reads, is never one: that
+    consumer is alive, and its consumers look idle only when it does not read
+    for a while, before its first read after a downtime or while its file
+    cannot be written (readiness says which); calling it abandoned, with
+    ``XGROUP DESTROY`` as the remedy, would send the operator the wrong way.
+    """
+
+    def __init__(self, redis: Redis, stream: str, stale_after: float, *, own_group: str | None = None) -> None:
         self._redis = redis
         self.stream = stream
         self.stale_after = stale_after
+        self.own_group = own_group
         #: The groups stale at the last look, most entries held first.
         self.stale: list[GroupState] = []
         # Group name -> when it was last warned about (monotonic); a group that recovers is forgotten.
@@ -56,7 +64,7 @@ class StaleGroupWatch:
     async def check(self) -> list[GroupState]:
         """Look once: update :attr:`stale`, warn as due; return the stale groups.  RedisError if Redis fails."""
         states = await read_group_states(self._redis, self.stream)
-        stale = [state for state in states if state.stale(self.stale_after)]
+        stale = [state for state in states if state.name != self.own_group and state.stale(self.stale_after)]
         stale.sort(key=lambda state: -1 if state.held is None else state.held, reverse=True)
         self.stale = stale
         now = time.monotonic()

@@ -249,7 +249,9 @@ CATCHER_OPTIONS = [
     click.option(
         "--max-skip-bytes",
         type=ByteSize(),
-        default=format_byte_size(default(DecodeLimits, "max_skip_bytes")),
+        default=None,
+        # Not a fixed default: a --max-frame-bytes above it (valid before the skip cap existed) must still start.
+        show_default=f"{format_byte_size(default(DecodeLimits, 'max_skip_bytes'))}, or --max-frame-bytes if larger",
         help="A SocketHandler frame over --max-frame-bytes and up to this is read and discarded (never held), "
         "the connection goes on; a larger one closes the connection.",
     ),
@@ -405,14 +407,16 @@ def stream_keys(options: dict[str, Any]) -> StreamKeys:
 
 def decode_limits(options: dict[str, Any]) -> DecodeLimits:
     """Map :data:`DECODE_OPTIONS`' values onto :class:`DecodeLimits` (``ValueError`` if they are out of range)."""
+    skip = options.get("max_skip_bytes")
     return DecodeLimits(
         max_frame_bytes=options["max_frame_bytes"],
         max_depth=options["max_depth"],
         max_decoded_bytes=options["max_decoded_bytes"],
-        # The catcher's (CATCHER_OPTIONS); a replay decodes one frame and skips none.
-        max_skip_bytes=options.get(
-            "max_skip_bytes", max(options["max_frame_bytes"], default(DecodeLimits, "max_skip_bytes"))
-        ),
+        # The catcher's (CATCHER_OPTIONS), if given; else (and for a replay, which decodes one frame and
+        # skips none) the default, raised to --max-frame-bytes: any frame limit without a skip cap is valid.
+        max_skip_bytes=skip
+        if skip is not None
+        else max(options["max_frame_bytes"], default(DecodeLimits, "max_skip_bytes")),
     )
 
 

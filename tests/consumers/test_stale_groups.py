@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from consumers.stale_groups import StaleGroupWatch, check_seconds
 from relay.common.metrics import MAX_LABELLED_GROUPS, ConsumerMetrics, new_registry, render
+from tests.support.polling import async_wait_until
 
 STREAM = "logs"
 
@@ -89,3 +90,29 @@ async def test_only_the_groups_holding_most_get_a_labelled_sample(redis: Redis) 
 
 def test_groups_are_looked_at_a_tenth_of_the_threshold_apart_within_bounds() -> None:
     assert [check_seconds(after) for after in (2, 300, 3600, 86400)] == [1.0, 30.0, 60.0, 60.0]
+
+
+async def test_the_group_the_consumer_reads_is_never_called_abandoned(
+    redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The consumer restarting after a downtime (the catchers published meanwhile): its group's consumers
+    # have not read for longer than the threshold, and it looks before its first read.  It is alive: no
+    # warning telling the operator to XGROUP DESTROY the group it is about to read.
+    caplog.set_level(logging.WARNING, "logrelay.consumer")
+    await redis.xgroup_create(STREAM, "file", "$", mkstream=True)
+    await redis.xgroup_create(STREAM, "leftover", "$")
+    await redis.xadd(STREAM, {"n": "0"})
+    await redis.xreadgroup("file", "writer", {STREAM: ">"})
+    await redis.xadd(STREAM, {"n": "1"})
+    stale_after = 0.2
+
+    async def writer_idle() -> bool:
+        return all(consumer["idle"] > stale_after * 1000 for consumer in await redis.xinfo_consumers(STREAM, "file"))
+
+    await async_wait_until(writer_idle, timeout=20, what="the writer idle past the threshold")
+    watch = StaleGroupWatch(redis, STREAM, stale_after=stale_after, own_group="file")
+
+    assert [state.name for state in await watch.check()] == ["leftover"]
+    assert "'leftover' of stream 'logs' looks abandoned" in caplog.text
+    assert "'file'" not in caplog.text
+    assert stale_samples(watch) == {"": 1.0, "leftover": 2.0}

@@ -165,3 +165,31 @@ def test_a_restart_with_another_format_rotates_the_file_so_that_none_mixes_two(
     assert "rotated" not in again.log
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith("central.log.2")] == [segment.name]
     assert len(json_lines(output)) == CLIENTS * COUNT
+
+
+def test_a_symlinked_output_of_another_format_is_refused_not_replaced_by_a_new_file(
+    redis_server: RedisServer, catcher_factory: CatcherFactory, consumer_factory: ConsumerFactory, tmp_path: Path
+) -> None:
+    # The central file lives on the big disk; the usual path is a link to it.  Rotating for the new format
+    # would rename the link and create a plain file in the link's directory: the lines would leave the disk
+    # they were meant for, without a word about it.
+    (tmp_path / "data").mkdir()
+    (tmp_path / "logs").mkdir()
+    target = tmp_path / "data" / "central.log"
+    output = tmp_path / "logs" / "central.log"
+    output.symlink_to(target)
+    publish(catcher_factory, redis_server)
+    text = consumer_factory(redis_server.url, output, "--format", TEXT_FORMAT)
+    wait_until(lambda: len(text_records(target)) >= CLIENTS * COUNT, timeout=60, what="the text lines")
+    assert text.stop() == 0
+    written_as_text = target.read_bytes()
+
+    as_json = consumer_factory(redis_server.url, output, "--format", "json", wait_ready=False)
+    assert as_json.wait() == 1
+    (line,) = [line for line in as_json.log.splitlines() if line.startswith("Error")]
+    assert f"--output {output} is a symbolic link" in line
+    assert "Traceback" not in as_json.log
+    assert output.is_symlink()
+    assert output.resolve() == target
+    assert target.read_bytes() == written_as_text
+    assert not [path for path in (tmp_path / "logs").iterdir() if path.name.startswith("central.log.2")]

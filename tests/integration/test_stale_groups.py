@@ -136,3 +136,27 @@ def test_a_leftover_group_is_named_by_readiness_warnings_metrics_and_status_and_
     assert_each_record_once_in_order(file_records(output), CLIENTS, COUNT)
     assert "consumer group 'leftover' of stream 'logrelay' is no longer stale" in consumer.log
     assert re.search(r"stream full \(300 entries\): group 'leftover' holds \d+ entries", catcher.log)
+
+
+def test_a_consumer_back_after_a_downtime_does_not_call_its_own_group_abandoned(
+    redis_server: RedisServer, consumer_factory: Callable[..., ConsumerProcess], tmp_path: Path
+) -> None:
+    # The consumer was down longer than --stale-group-after while the catchers published: its group's
+    # consumers have not read for that long when it starts, and it looks at the groups before its first read.
+    with redis_server.client() as client:
+        client.xgroup_create("logrelay", "logrelay-file", "$", mkstream=True)
+        client.xgroup_create("logrelay", "leftover", "$")
+        client.xadd("logrelay", {"n": "0"})
+        assert client.xreadgroup("logrelay-file", "before-the-downtime", {"logrelay": ">"})
+        client.xadd("logrelay", {"n": "1"})  # published during the downtime: the group holds it
+
+        def downtime_over() -> bool:
+            return all(c["idle"] > 1500 for c in client.xinfo_consumers("logrelay", "logrelay-file"))
+
+        wait_until(downtime_over, timeout=30, what="the old consumer idle past --stale-group-after")
+    consumer = consumer_factory(redis_server.url, tmp_path / "central.log", "--stale-group-after", "1s")
+
+    # A look at the groups has been logged (the leftover one is abandoned): the consumer's own is not named.
+    wait_until(lambda: "'leftover' of stream 'logrelay' looks abandoned" in consumer.log, timeout=30, what="a look")
+    assert "'logrelay-file' of stream 'logrelay' looks abandoned" not in consumer.log
+    assert consumer.stop() == 0

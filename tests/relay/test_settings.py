@@ -111,6 +111,20 @@ def test_cli_options_map_onto_settings() -> None:
     assert settings.linger_ms == 0.5
 
 
+def test_a_frame_limit_above_the_default_skip_cap_still_starts() -> None:
+    # --max-frame-bytes 100MiB was a valid catcher before --max-skip-bytes existed: an upgrade must not
+    # refuse it; the frames over it are then skipped up to the frame limit itself.
+    catch = main.commands["catch"]
+    big = ["--max-frame-bytes", "100MiB", "--max-partial-bytes", "1GiB"]
+    limits = catcher_settings(catch.make_context("catch", big).params).limits
+    assert (limits.max_frame_bytes, limits.max_skip_bytes) == (100 << 20, 100 << 20)
+    given = catch.make_context("catch", [*big, "--max-skip-bytes", "1GiB"]).params
+    assert catcher_settings(given).limits.max_skip_bytes == 1 << 30
+    smaller = catch.make_context("catch", ["--max-frame-bytes", "2MiB", "--max-skip-bytes", "1MiB"]).params
+    with pytest.raises(ValueError, match="must be at least max-frame-bytes"):
+        catcher_settings(smaller)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
