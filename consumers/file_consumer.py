@@ -115,6 +115,7 @@ class FileConsumer:
             block_ms=settings.block_ms,
         )
         self.stats = ConsumerStats()
+        self._last_dead_trim_log = -60.0
         # What readiness goes by, with the watch's redis_ok; the watch also feeds the lag and pending gauges.
         self.holds_file = False
         self.watch = GroupWatch(self._redis, settings.keys.records, settings.group, where=redis_settings.safe_url)
@@ -479,12 +480,16 @@ class FileConsumer:
         self.stats.dead_lettered += len(dead)
         if limit and replies[-1]:
             self.stats.dead_letters_trimmed += int(replies[-1])
-            log.warning(
-                "dead-letter stream %r is over --dead-letter-max-length (about %d): removed its %d oldest letters",
-                self.settings.keys.dead_letters,
-                limit,
-                int(replies[-1]),
-            )
+            now = time.monotonic()
+            if now - self._last_dead_trim_log >= 30:  # a flood trims every batch: a line every 30 s, as the catcher
+                self._last_dead_trim_log = now
+                log.warning(
+                    "dead-letter stream %r is at --dead-letter-max-length (about %d): removed its oldest letters "
+                    "(%d so far); look at them with `logrelay dead-letters list`",
+                    self.settings.keys.dead_letters,
+                    limit,
+                    self.stats.dead_letters_trimmed,
+                )
 
     async def _retrying(self, operation: Any) -> Any:
         """Run a Redis operation until it succeeds (logging an outage once) or a stop is requested."""

@@ -56,7 +56,8 @@ SEQ: Final = "seq"
 #: How many dead letters a writer keeps the dead-letter stream near (--dead-letter-max-length; docs/faults.md
 #: says why): a tenth of the records stream's default bound.  A letter is a refused frame, a few hundred bytes
 #: to a few KiB as senders send them (100,000 of them: tens to hundreds of MiB of Redis memory); a flood of
-#: hostile frames then costs the oldest letters, counted, never Redis's memory and with it the records.
+#: bad frames then costs the oldest letters, counted.  A bound by count, not bytes: a letter keeps its frame
+#: (up to --max-frame-bytes, so that it can be replayed), and the worst case is N times that.
 DEFAULT_DEAD_LETTER_MAX_LENGTH: Final = 100_000
 
 #: A producer token in a ``seq`` value (a regular expression): 16 lowercase hex digits.

@@ -144,11 +144,11 @@ def test_a_consumer_keeps_its_dead_letters_near_the_bound_and_counts_what_it_tri
             client.xadd("logrelay", {"v": "1", "record": "{not json " + "x" * 5000})
     health = free_port()
     output = tmp_path / "central.log"
-    consumer_factory(
+    consumer = consumer_factory(
         redis_server.url,
         output,
         *("--format", "%(message)s", "--dead-letter-max-length", str(LIMIT)),
-        *("--health-listen", f"127.0.0.1:{health}"),
+        *("--health-listen", f"127.0.0.1:{health}", "--batch-size", "10"),  # batches: many trims
     )
 
     def all_dead_lettered() -> dict[str, float] | None:
@@ -161,3 +161,5 @@ def test_a_consumer_keeps_its_dead_letters_near_the_bound_and_counts_what_it_tri
     assert samples["logrelay_consumer_dead_letters_trimmed_total"] == BAD_FRAMES - kept
     wait_until(lambda: output.read_text().count("\n") == BAD_FRAMES, timeout=30, what="every valid line")
     assert output.read_text().splitlines() == [f"valid {number}" for number in range(BAD_FRAMES)]
+    # Trimmed by many batches, said once (at most every 30 s).
+    assert consumer.log.count("is at --dead-letter-max-length") == 1
