@@ -275,20 +275,33 @@ class FrameDecoder:
         frames completed before it), and the decoder must not be fed again.
         """
         self.bad_frames_fed = 0
-        events: list[Record | BadFrame] = []
         if self._skip:
-            data = self._discard(data, events)
+            return self._feed_after_discarding(data)
+        # The usual case, kept to one call and no list of its own: frames, no oversize header.
         buffer = self._buffer
         buffer += data
+        events, oversize = self._frames_in_c(buffer) if feed_frames is not None else self._frames(buffer)
+        if oversize < 0:
+            return events
+        return self._discard_oversize(events, oversize)
+
+    def _feed_after_discarding(self, data: bytes | memoryview) -> list[Record | BadFrame]:
+        """:meth:`feed` while an oversize frame is discarded: the rest of it dropped, then what follows decoded."""
+        events: list[Record | BadFrame] = []
+        rest = self._discard(data, events)
+        buffer = self._buffer
+        buffer += rest
+        found, oversize = self._frames_in_c(buffer) if feed_frames is not None else self._frames(buffer)
+        events += found
+        if oversize < 0:
+            return events
+        return self._discard_oversize(events, oversize)
+
+    def _discard_oversize(self, events: list[Record | BadFrame], oversize: int) -> list[Record | BadFrame]:
+        """An oversize header leads the buffer, after ``events``: discard its frame (or raise, over the skip cap)."""
         limits = self._limits
+        buffer = self._buffer
         while True:
-            found, oversize = self._frames_in_c(buffer) if feed_frames is not None else self._frames(buffer)
-            if events:
-                events += found
-            else:
-                events = found
-            if oversize < 0:
-                return events
             if oversize > limits.max_skip_bytes:
                 raise FrameTooLarge(oversize, limits.max_skip_bytes, events)
             # The oversize header is at the start of the buffer; what follows it is the frame's.
@@ -298,6 +311,10 @@ class FrameDecoder:
             self._skip = self._skip_size = oversize
             self._head = bytearray()
             buffer += self._discard(rest, events)
+            found, oversize = self._frames_in_c(buffer) if feed_frames is not None else self._frames(buffer)
+            events += found
+            if oversize < 0:
+                return events
 
     def _discard(self, data: bytes | memoryview, events: list[Record | BadFrame]) -> bytes | memoryview:
         """Drop the oversize frame's bytes from ``data`` (its first ones kept); return what follows the frame.
