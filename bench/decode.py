@@ -6,8 +6,10 @@ Times :func:`relay.decode.frames.decode_payload` (the C pickle-to-JSON path firs
 the Python path for what it leaves) and :func:`relay.decode.frames.decode_payload_python`
 (scan, ``pickle.loads`` or the restricted unpickler, walk, orjson) over the
 same frames of the benchmark mix, best of ``--repeat`` runs each, and
-``FrameDecoder.feed`` over the whole stream in 64 KiB chunks.  Prints µs per
-record and the ratio; checks first that both paths give the same bytes.
+``FrameDecoder.feed`` over the whole stream in 64 KiB chunks, and one frame
+per call (a connection's reads when its sender is slow: the cost of each
+call, not of the frames).  Prints µs per record and the ratio; checks first
+that both paths give the same bytes.
 """
 
 from __future__ import annotations
@@ -49,9 +51,15 @@ def run(records: int, repeat: int) -> dict[str, object]:
         for chunk in chunks:
             decoder.feed(chunk)
 
+    def feed_one_by_one(_: bytes) -> None:
+        decoder = FrameDecoder(limits)
+        for frame in frames:
+            decoder.feed(frame)
+
     python_us = best_us_per_item(lambda p: decode_payload_python(p, limits), payloads, repeat)
     fast_us = best_us_per_item(lambda p: decode_payload(p, limits), payloads, repeat)
     feed_us = best_us_per_item(feed_all, [b""], repeat) / len(frames)
+    feed_per_frame_us = best_us_per_item(feed_one_by_one, [b""], repeat) / len(frames)
     return {
         "records": records,
         "fast_path": fast_path.IMPLEMENTATION,
@@ -60,6 +68,7 @@ def run(records: int, repeat: int) -> dict[str, object]:
         "decode_payload_us": fast_us,
         "speedup": python_us / fast_us,
         "feed_us": feed_us,
+        "feed_one_frame_per_call_us": feed_per_frame_us,
     }
 
 
@@ -73,7 +82,8 @@ def main() -> None:
     print(
         f"decode per record: Python path {result['python_path_us']:.2f} µs, with the C fast path "
         f"{result['decode_payload_us']:.2f} µs ({result['speedup']:.1f}x; it took "
-        f"{result['fast_path_share']:.0%} of records); FrameDecoder.feed {result['feed_us']:.2f} µs"
+        f"{result['fast_path_share']:.0%} of records); FrameDecoder.feed {result['feed_us']:.2f} µs "
+        f"(one frame per call: {result['feed_one_frame_per_call_us']:.2f} µs)"
     )
 
 

@@ -9,7 +9,7 @@ from relay.decode import fast_path
 def test_decode_bench_reports_both_paths_and_the_share_of_the_fast_one() -> None:
     result = decode.run(records=200, repeat=1)
     assert result["records"] == 200
-    for figure in ("python_path_us", "decode_payload_us", "feed_us"):
+    for figure in ("python_path_us", "decode_payload_us", "feed_us", "feed_one_frame_per_call_us"):
         assert isinstance(result[figure], float)
         assert result[figure] > 0, figure  # type: ignore[operator]
     share = result["fast_path_share"]
